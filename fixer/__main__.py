@@ -1,0 +1,5 @@
+"""`python -m fixer` runs the CLI."""
+
+from fixer.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""One exception tree and the exit codes it maps to."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    INVALID_INPUT = 3
+    DRIFT = 4
+    CONFLICT = 5
+    VERIFY_FAILED_ROLLED_BACK = 6
+    ROLLBACK_FAILED = 7
+    LOCKED = 8
+    BACKEND_NOT_LOADING = 9
+
+
+class FixerError(Exception):
+    """Base of every error the CLI turns into an exit code."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, details: list[str] | None = None, payload: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = list(details or [])
+        self.payload = payload or {}
+
+    def lines(self) -> list[str]:
+        return [self.message, *self.details]
+
+
+class InvalidInput(FixerError):
+    """A profile, a --set value, a plan file or another input is unusable."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class ProfileError(InvalidInput):
+    """Profile validation failed; `details` holds one `location: message` line per error."""
+
+
+class Conflict(FixerError):
+    """Host state blocks the plan (wrong path type, stale plan, drift since apply, unsafe parent)."""
+
+    exit_code = ExitCode.CONFLICT
+
+
+class LockHeld(FixerError):
+    exit_code = ExitCode.LOCKED
+
+
+class VerifyFailedRolledBack(FixerError):
+    exit_code = ExitCode.VERIFY_FAILED_ROLLED_BACK
+
+
+class RollbackFailed(FixerError):
+    exit_code = ExitCode.ROLLBACK_FAILED
+
+
+class BackendNotLoading(FixerError):
+    exit_code = ExitCode.BACKEND_NOT_LOADING
+
+
+class ExternalCommandFailed(FixerError):
+    """An external command (ldconfig, systemctl) failed; apply restores what it changed."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+class ApplyFailed(FixerError):
+    """A write or post-action failed mid-apply; every change made so far was restored."""
+
+    exit_code = ExitCode.CONFLICT

@@ -1,0 +1,281 @@
+"""Desired state: the Profile and its parts, validated by Pydantic."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DIRECTIVE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+MAX_VALUE_LEN = 32 * 1024
+
+# [Service] settings a profile may manage besides the environment. Environment handling and the
+# command line stay out: a drop-in that changes ExecStart is a known cause of CPU fallback.
+ALLOWED_DIRECTIVES = frozenset(
+    """
+    LimitMEMLOCK LimitNOFILE LimitNPROC LimitSTACK LimitCORE LimitAS LimitDATA LimitRSS
+    CapabilityBoundingSet AmbientCapabilities NoNewPrivileges SecureBits
+    PrivateDevices PrivateTmp PrivateUsers ProtectKernelTunables ProtectKernelModules
+    ProtectControlGroups ProtectSystem ProtectHome ProtectClock ProtectHostname ProtectProc
+    ReadWritePaths ReadOnlyPaths InaccessiblePaths ExecPaths NoExecPaths DeviceAllow DevicePolicy
+    SupplementaryGroups User Group DynamicUser MemoryDenyWriteExecute RestrictNamespaces
+    RestrictRealtime LockPersonality SystemCallFilter SystemCallArchitectures
+    TimeoutStartSec TimeoutStopSec TimeoutSec Restart RestartSec OOMScoreAdjust Nice
+    LimitMEMLOCKSoft MemoryMax MemoryHigh TasksMax
+    """.split()
+)
+FORBIDDEN_DIRECTIVE_HINT = {
+    "Environment": "use `service.environment`",
+    "UnsetEnvironment": "use `service.unset`",
+    "EnvironmentFile": "use `service.environment`",
+    "ExecStart": "a wrapper ExecStart makes Ollama fall back to the CPU; leave the command line alone",
+}
+
+
+def _absolute_path(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty path")
+    if "\x00" in value or "\n" in value:
+        raise ValueError("must not contain NUL or newline characters")
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError(f"must not contain '..' components: {value!r}")
+    if posixpath.normpath(value) != value.rstrip("/") and value != "/":
+        raise ValueError(f"must be in normal form ({posixpath.normpath(value)!r}), got {value!r}")
+    if value == "/":
+        raise ValueError("must name something below the root, not the root itself")
+    return value
+
+
+def _file_name(value: str) -> str:
+    if not value or "/" in value or value in (".", "..") or "\x00" in value or "\n" in value:
+        raise ValueError(f"must be a plain file name, got {value!r}")
+    return value
+
+
+def _systemd_value(value: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    bad = [c for c in value if ord(c) < 0x20 and c != "\t" or c == "\x7f"]
+    if bad:
+        raise ValueError(
+            f"contains a control character ({bad[0]!r}) that a systemd unit file cannot carry"
+        )
+    if len(value) > MAX_VALUE_LEN:
+        raise ValueError(f"is {len(value)} characters long; the limit is {MAX_VALUE_LEN}")
+    return value
+
+
+AbsPath = Annotated[str, AfterValidator(_absolute_path)]
+FileName = Annotated[str, AfterValidator(_file_name)]
+SystemdValue = Annotated[str, AfterValidator(_systemd_value)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Symlink(Model):
+    """A symbolic link that must exist with this target, or must not exist."""
+
+    path: AbsPath
+    target: str = ""
+    state: Literal["present", "absent"] = "present"
+
+    @model_validator(mode="after")
+    def _target(self) -> "Symlink":
+        if self.state == "present":
+            if not self.target or "\x00" in self.target or "\n" in self.target:
+                raise ValueError("a present symlink needs a target without NUL or newline")
+            depth = 0
+            for part in posixpath.join(posixpath.dirname(self.path), self.target).split("/"):
+                depth = depth - 1 if part == ".." else depth + (part not in ("", "."))
+                if depth < 0:
+                    raise ValueError(f"target {self.target!r} climbs out of the root")
+        return self
+
+
+class ManagedFile(Model):
+    """A small file with exact content and mode, or a path that must not exist (any type)."""
+
+    path: AbsPath
+    state: Literal["present", "absent"] = "present"
+    content: str | None = None
+    mode: int = Field(default=0o644, ge=0, le=0o7777)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return int(value, 8)
+            except ValueError:
+                raise ValueError(f"mode must be octal like '0644', got {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _content(self) -> "ManagedFile":
+        if self.state == "present" and self.content is None:
+            raise ValueError("a present file needs `content`")
+        if self.state == "absent" and self.content is not None:
+            raise ValueError("an absent file takes no `content`")
+        if self.content is not None and "\x00" in self.content:
+            raise ValueError("content must not contain NUL bytes")
+        return self
+
+
+class Service(Model):
+    """The systemd unit to fix and the drop-in vgpu-fix owns for it."""
+
+    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9:_.\\@-]+\.service$")] = "ollama.service"
+    scope: Literal["system", "user"] = "system"
+    dropin: FileName = "zz-vgpu-fix.conf"
+    environment: dict[str, SystemdValue] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
+    directives: dict[str, Union[SystemdValue, list[SystemdValue]]] = Field(default_factory=dict)
+
+    @field_validator("dropin")
+    @classmethod
+    def _conf(cls, value: str) -> str:
+        if not value.endswith(".conf"):
+            raise ValueError("a drop-in file name must end in .conf (systemd ignores others)")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if name in ("LD_PRELOAD", "LD_LIBRARY_PATH"):
+                raise ValueError(f"set {name} through the profile's `preload` / `library_path`")
+        return value
+
+    @field_validator("unset")
+    @classmethod
+    def _unset_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a variable twice")
+        return value
+
+    @field_validator("directives")
+    @classmethod
+    def _directive_names(cls, value: dict) -> dict:
+        for name in value:
+            if name in FORBIDDEN_DIRECTIVE_HINT:
+                raise ValueError(f"{name} is not allowed here: {FORBIDDEN_DIRECTIVE_HINT[name]}")
+            if not DIRECTIVE_NAME.match(name) or name not in ALLOWED_DIRECTIVES:
+                raise ValueError(f"{name!r} is not a [Service] setting vgpu-fix manages")
+        return value
+
+    @model_validator(mode="after")
+    def _set_and_unset(self) -> "Service":
+        both = sorted(set(self.environment) & set(self.unset))
+        if both:
+            raise ValueError(f"{', '.join(both)} both set and unset")
+        return self
+
+
+class LdSoConf(Model):
+    """A file in /etc/ld.so.conf.d listing directories for the ld.so cache, in order."""
+
+    file: FileName = "vgpu-fix.conf"
+    entries: list[AbsPath] = Field(default_factory=list)
+
+    @field_validator("file")
+    @classmethod
+    def _conf(cls, value: str) -> str:
+        if not value.endswith(".conf"):
+            raise ValueError("must end in .conf: /etc/ld.so.conf includes only ld.so.conf.d/*.conf")
+        return value
+
+    @field_validator("entries")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        _no_duplicates(value)
+        return value
+
+
+class LdSoPreload(Model):
+    """Entries that must not appear in /etc/ld.so.preload (shell-style patterns); others stay."""
+
+    remove: list[str] = Field(default_factory=list)
+
+
+class Verify(Model):
+    """What proves success: the backend that must load and how many devices it must report."""
+
+    ollama_lib: AbsPath = "/usr/local/lib/ollama"
+    library: FileName = "cuda_v12"
+    backend: FileName = "libggml-cuda.so"
+    ollama_bin: AbsPath = "/usr/local/bin/ollama"
+    min_devices: int = Field(default=1, ge=0)
+    timeout: float = Field(default=20.0, gt=0, le=600)
+
+
+class Profile(Model):
+    """Desired state of one host kind. `preload: null` leaves LD_PRELOAD alone; `[]` unsets it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    vars: dict[str, str] = Field(default_factory=dict)
+    symlinks: list[Symlink] = Field(default_factory=list)
+    service: Service = Field(default_factory=Service)
+    preload: list[AbsPath] | None = None
+    library_path: list[AbsPath] | None = None
+    ld_so_conf: LdSoConf | None = None
+    files: list[ManagedFile] = Field(default_factory=list)
+    ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
+    verify: Verify = Field(default_factory=Verify)
+
+    @field_validator("preload", "library_path")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            _no_duplicates(value)
+            for entry in value:
+                if ":" in entry or " " in entry:
+                    raise ValueError(f"{entry!r}: ':' and spaces separate entries in this variable")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_paths(self) -> "Profile":
+        seen: dict[str, str] = {}
+        for where, path in self.managed_paths():
+            if path in seen:
+                raise ValueError(f"path {path} is managed twice ({seen[path]} and {where})")
+            seen[path] = where
+        return self
+
+    def managed_paths(self) -> list[tuple[str, str]]:
+        """(where in the profile, absolute path) for every path the profile writes or removes."""
+        found = [(f"symlinks[{i}]", s.path) for i, s in enumerate(self.symlinks)]
+        found += [(f"files[{i}]", f.path) for i, f in enumerate(self.files)]
+        found.append(("service.dropin", self.dropin_path))
+        if self.ld_so_conf is not None:
+            found.append(("ld_so_conf.file", self.ld_so_conf_path))
+        return found
+
+    @property
+    def dropin_path(self) -> str:
+        base = "/etc/systemd/system" if self.service.scope == "system" else "/etc/systemd/user"
+        return f"{base}/{self.service.unit}.d/{self.service.dropin}"
+
+    @property
+    def ld_so_conf_path(self) -> str | None:
+        return None if self.ld_so_conf is None else f"/etc/ld.so.conf.d/{self.ld_so_conf.file}"
+
+
+def _no_duplicates(values: list[str]) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"lists {value!r} twice")
+        seen.add(value)
