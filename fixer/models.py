@@ -105,17 +105,18 @@ class ManagedFile(Model):
     path: AbsPath
     state: Literal["present", "absent"] = "present"
     content: str | None = None
-    mode: int = Field(default=0o644, ge=0, le=0o7777)
+    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "0644"
 
     @field_validator("mode", mode="before")
     @classmethod
-    def _octal(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return int(value, 8)
-            except ValueError:
-                raise ValueError(f"mode must be octal like '0644', got {value!r}") from None
+    def _quoted(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"write the mode as a quoted octal string like '0644', not {value}")
         return value
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
 
     @model_validator(mode="after")
     def _content(self) -> "ManagedFile":
@@ -163,6 +164,18 @@ class Service(Model):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         if len(set(value)) != len(value):
             raise ValueError("lists a variable twice")
+        return value
+
+    @field_validator("directives", mode="before")
+    @classmethod
+    def _directive_scalars(cls, value: object) -> object:
+        def text(item: object) -> object:
+            if isinstance(item, bool):
+                return "yes" if item else "no"
+            return str(item) if isinstance(item, int) else item
+
+        if isinstance(value, dict):
+            return {k: [text(i) for i in v] if isinstance(v, list) else text(v) for k, v in value.items()}
         return value
 
     @field_validator("directives")

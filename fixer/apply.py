@@ -1,0 +1,263 @@
+"""Change the host: lock, write-ahead journal, atomic writes, post-actions; and roll it back."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fixer import crashpoints, host, plan as planner, system, writes
+from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, RollbackFailed, VerifyFailedRolledBack
+from fixer.journal import Generation, Journal
+from fixer.lock import RunLock
+from fixer.models import Profile
+from fixer.rootfs import missing_parents
+
+PLAN_FORMAT = 1
+
+
+@dataclass
+class Outcome:
+    """What a run did: the plan it executed, the generation it wrote, notes for the operator."""
+
+    command: str
+    plan: planner.Plan | None
+    changed: bool
+    generation: int | None = None
+    messages: list[str] = field(default_factory=list)
+    post_actions: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    verify: dict | None = None
+
+
+def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
+    plan = planner.build(profile, host.probe(root, profile), force=force)
+    interrupted = Journal(root).open_generations() if os.path.isdir(Journal(root).directory) else []
+    for generation in interrupted:
+        plan.warnings.insert(0, f"generation {generation.number} was interrupted ({generation.status}); "
+                                "the next apply or `vgpu-fix rollback` restores its before-state")
+    return plan
+
+
+def save_plan(plan: planner.Plan, profile: Profile, path: str) -> None:
+    document = {"format": PLAN_FORMAT, "profile_data": profile.model_dump(mode="json"), "plan": plan.to_dict()}
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, indent=1, sort_keys=True)
+
+
+def load_plan(path: str) -> tuple[Profile, dict]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+        if document.get("format") != PLAN_FORMAT:
+            raise ValueError("unknown plan format")
+        return Profile.model_validate(document["profile_data"]), document["plan"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{path}: not a usable saved plan ({exc})") from None
+
+
+def touched_paths(root: str, plan: planner.Plan) -> list[str]:
+    """Every path the apply may create or change, parents it must create first, then ldconfig's outputs."""
+    paths: list[str] = []
+    targets = [c.path for c in plan.pending]
+    if "ldconfig" in plan.post_actions:
+        targets += [host.LD_SO_CACHE, host.LDCONFIG_AUX_CACHE]
+    for target in targets:
+        for parent in missing_parents(root, target):
+            if parent not in paths:
+                paths.append(parent)
+        if target not in paths:
+            paths.append(target)
+    return paths
+
+
+def _perform(root: str, change: planner.Change) -> None:
+    after = change.after
+    if after.kind == "absent":
+        writes.remove(root, change.path)
+        return
+    for parent in missing_parents(root, change.path):
+        writes.make_dir(root, parent, 0o755)
+    if after.kind == "symlink":
+        if change.before.kind == "file":
+            writes.remove(root, change.path)
+        writes.write_symlink(root, change.path, after.target)
+    else:
+        if change.before.kind == "symlink":
+            writes.remove(root, change.path)
+        writes.write_file(root, change.path, after.data, after.mode, after.uid, after.gid)
+
+
+def run_post_actions(root: str, service: dict, actions: list[str], restart: bool) -> list[str]:
+    """Run what the changes need; return one line per action saying what ran or why it did not."""
+    done = []
+    scope, unit = service["scope"], service["unit"]
+    live = system.systemd_live(root, scope)
+    for action in actions:
+        crashpoints.hit(f"post:{action}")
+        if action == "ldconfig":
+            for parent in missing_parents(root, host.LDCONFIG_AUX_CACHE):
+                writes.make_dir(root, parent, 0o755)
+            system.ldconfig(root)
+            done.append("ldconfig: cache rebuilt" + ("" if root == "/" else f" for {root}"))
+        elif not live:
+            done.append(f"{action}: skipped (no running service manager for this root)")
+        elif action == "daemon-reload":
+            system.systemctl(scope, "daemon-reload")
+            done.append("daemon-reload: done")
+        elif action == "restart" and not restart:
+            done.append(f"restart: skipped (--no-restart); restart {unit} to take effect")
+        elif action == "restart":
+            system.systemctl(scope, "restart", unit)
+            done.append(f"restart: {unit} restarted")
+    return done
+
+
+def service_of(profile: Profile) -> dict:
+    return {"unit": profile.service.unit, "scope": profile.service.scope, "dropin": profile.dropin_path}
+
+
+def recover(journal: Journal, restart: bool) -> list[str]:
+    """Finish interrupted runs by restoring their before-state; returns messages."""
+    messages = []
+    for generation in reversed(journal.open_generations()):
+        restored = _restore(journal, generation, restart, status="recovered")
+        messages.append(f"recovered interrupted generation {generation.number}: restored {len(restored)} path(s)")
+    return messages
+
+
+def _restore(journal: Journal, generation: Generation, restart: bool, status: str) -> list[str]:
+    journal.set_status(generation, "rolling_back")
+    crashpoints.hit("rollback:marked")
+    try:
+        restored, rebuild_cache = journal.restore(generation)
+        if rebuild_cache:
+            system.ldconfig(journal.root)
+    except FixerError:
+        raise
+    except OSError as exc:
+        raise RollbackFailed(
+            f"rollback of generation {generation.number} failed at {exc.filename or '?'}: {exc.strerror}; "
+            f"the host may be half-changed; rerun `vgpu-fix rollback` once the cause is fixed"
+        ) from None
+    service = generation.manifest.get("service")
+    if service and service["dropin"] in restored:
+        generation.manifest["post_actions"] = run_post_actions(journal.root, service, ["daemon-reload", "restart"], restart)
+    journal.set_status(generation, status)
+    crashpoints.hit("rollback:done")
+    return restored
+
+
+def apply(
+    profile: Profile,
+    root: str,
+    *,
+    force: bool = False,
+    restart: bool = True,
+    lock_timeout: float = 0.0,
+    saved_plan: dict | None = None,
+    verify: Callable[[Profile, str], dict] | None = None,
+) -> Outcome:
+    journal = Journal(root)
+    journal.ensure()
+    with RunLock(journal.lock_path, lock_timeout) as lock:
+        messages = []
+        if lock.stale_holder:
+            messages.append(f"took over a stale lock left by pid {lock.stale_holder.get('pid')}")
+        messages += recover(journal, restart)
+        plan = planner.build(profile, host.probe(root, profile), force=force)
+        if saved_plan is not None:
+            _check_fresh(plan, saved_plan)
+        if plan.conflicts:
+            raise Conflict(f"{len(plan.conflicts)} conflict(s) block the plan", details=plan.conflicts,
+                           payload={"plan": plan})
+        if not plan.pending:
+            return Outcome("apply", plan, changed=False, messages=messages + ["host already converged"])
+        paths = touched_paths(root, plan)
+        generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile))
+        try:
+            for change in plan.pending:
+                crashpoints.hit("apply:change")
+                _perform(root, change)
+            done = run_post_actions(root, service_of(profile), plan.post_actions, restart)
+            journal.record_after(generation)
+            journal.set_status(generation, "applied")
+            crashpoints.hit("apply:done")
+        except (OSError, FixerError) as exc:
+            _restore(journal, generation, restart, status="failed")
+            journal.audit({"event": "apply-failed", "generation": generation.number, "profile": profile.name,
+                           "error": str(exc)})
+            raise ApplyFailed(f"apply failed and was undone: {_describe(exc)}",
+                              payload={"generation": generation.number}) from None
+        journal.audit({"event": "apply", "generation": generation.number, "profile": profile.name,
+                       "changes": len(plan.pending)})
+        outcome = Outcome("apply", plan, True, generation.number, messages, done)
+        if verify is not None:
+            outcome.verify = verify(profile, root)
+            if not outcome.verify.get("ok"):
+                _verify_failed(journal, generation, profile, restart, outcome, verify)
+        return outcome
+
+
+def _verify_failed(journal, generation, profile, restart, outcome, verify) -> None:
+    try:
+        restored = _restore(journal, generation, restart, status="rolled_back")
+    except FixerError as exc:
+        raise RollbackFailed(f"verify failed and rolling back generation {generation.number} failed: {exc.message}",
+                             payload={"verify": outcome.verify, "generation": generation.number}) from None
+    journal.audit({"event": "rollback", "generation": generation.number, "reason": "verify failed"})
+    after = verify(profile, journal.root)
+    raise VerifyFailedRolledBack(
+        f"verify failed after apply; generation {generation.number} was rolled back ({len(restored)} path(s) restored)",
+        payload={"verify": outcome.verify, "verify_after_rollback": after, "generation": generation.number,
+                 "plan": outcome.plan},
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, FixerError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.filename or ''}: {exc.strerror}".strip(": ")
+    return str(exc)
+
+
+def _check_fresh(plan: planner.Plan, saved: dict) -> None:
+    stale = sorted(
+        path for path in set(plan.fingerprints) | set(saved.get("fingerprints", {}))
+        if plan.fingerprints.get(path) != saved.get("fingerprints", {}).get(path)
+    )
+    if stale or saved.get("root") != plan.root:
+        raise Conflict("the saved plan is stale: the host changed since it was made; run `vgpu-fix plan --out` again",
+                       details=[f"changed: {p}" for p in stale] or [f"root differs: {saved.get('root')}"])
+
+
+def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
+             lock_timeout: float = 0.0) -> Outcome:
+    journal = Journal(root)
+    if not os.path.isdir(journal.directory):
+        raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
+    with RunLock(journal.lock_path, lock_timeout):
+        messages = recover(journal, restart)
+        applied = [g for g in journal.generations() if g.status == "applied"]
+        if to is not None:
+            if to not in [g.number for g in journal.generations()]:
+                raise InvalidInput(f"--to {to}: no such generation")
+            targets = [g for g in reversed(applied) if g.number >= to]
+        else:
+            targets = applied[-1:]
+        if not targets:
+            if messages:
+                return Outcome("rollback", None, True, messages=messages)
+            raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+        if not force:
+            drifted = [f"{p} (generation {g.number})" for g in targets for p in journal.drifted(g)]
+            if drifted:
+                raise Conflict("managed paths changed since that apply; rollback would discard those edits "
+                               "(use --force to roll back anyway)", details=drifted)
+        restored: list[str] = []
+        for generation in targets:
+            restored += _restore(journal, generation, restart, status="rolled_back")
+            journal.audit({"event": "rollback", "generation": generation.number, "paths": len(restored)})
+        return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored)

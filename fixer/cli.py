@@ -1,0 +1,281 @@
+"""The typer app: parse options, call the core, render; the one place that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, List, Optional
+
+import typer
+
+from fixer.errors import ExitCode, FixerError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Make Ollama load its CUDA backend on virtual-GPU hosts: plan, apply, verify, roll back.",
+)
+profiles_app = typer.Typer(help="List and show profiles (resolved: extends merged, variables substituted).")
+app.add_typer(profiles_app, name="profiles")
+
+ProfileOpt = typer.Option("h100-vgpu", "--profile", "-p", help="Profile name or path to a YAML file.")
+RootOpt = typer.Option("/", "--root", help="Directory that stands for / (default: the live host).")
+SetOpt = typer.Option(None, "--set", help="Profile variable override NAME=VALUE (repeatable).")
+JsonOpt = typer.Option(False, "--json", help="Print the stable JSON document instead of text.")
+ForceOpt = typer.Option(False, "--force", help="Replace paths of the wrong type / roll back despite drift (journaled).")
+RestartOpt = typer.Option(True, "--restart/--no-restart", help="Restart the unit after changes on a live root.")
+LockTimeoutOpt = typer.Option(0.0, "--lock-timeout", help="Seconds to wait for another run's lock (default: fail at once).")
+
+
+def _root(root: str) -> str:
+    if root == "/":
+        return root
+    real = os.path.realpath(root)
+    if not os.path.isdir(real):
+        raise _invalid(f"--root {root}: not a directory")
+    return real
+
+
+def _invalid(message: str) -> FixerError:
+    from fixer.errors import InvalidInput
+
+    return InvalidInput(message)
+
+
+def _load(profile: str, root: str, sets: Optional[List[str]]):
+    from fixer import profile as profiles
+
+    return profiles.load(profile, root, profiles.parse_overrides(sets or []))
+
+
+def _emit(as_json: bool, doc: dict, text: str) -> None:
+    if as_json:
+        from fixer.render import dumps
+
+        typer.echo(dumps(doc))
+    elif text:
+        typer.echo(text)
+
+
+def _run(command: str, as_json: bool, root: str, profile: str | None, body: Callable[[], int]) -> None:
+    """Run a command body; turn every FixerError into its message (or JSON) and its exit code."""
+    try:
+        code = body()
+    except FixerError as exc:
+        if as_json:
+            from fixer.render import dumps, result
+
+            extra = {k: v for k, v in exc.payload.items() if k not in ("plan", "generation", "verify")}
+            doc = result(command, profile=profile, root=root, changed=False, failed=True, msg=exc.message,
+                         plan=exc.payload.get("plan"), generation=exc.payload.get("generation"),
+                         verify=exc.payload.get("verify"), errors=exc.details, exit_code=int(exc.exit_code), **extra)
+            typer.echo(dumps(doc))
+        else:
+            typer.echo(f"vgpu-fix {command}: error: {exc.message}", err=True)
+            for line in exc.details:
+                typer.echo(f"  {line}", err=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(
+    profile: str = ProfileOpt,
+    root: str = RootOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+    out: Optional[str] = typer.Option(None, "--out", help="Save the plan for `apply --plan FILE`."),
+    force: bool = ForceOpt,
+) -> None:
+    """Show what apply would change. Exit 0: converged; 4: changes pending; 5: conflicts."""
+
+    def body() -> int:
+        from fixer import apply as applier
+        from fixer.render import Painter, plan_text, result
+
+        real = _root(root)
+        prof = _load(profile, real, sets)
+        the_plan = applier.make_plan(prof, real, force=force)
+        if out:
+            applier.save_plan(the_plan, prof, out)
+        code = ExitCode.CONFLICT if the_plan.conflicts else ExitCode.DRIFT if the_plan.pending else ExitCode.OK
+        msg = {ExitCode.OK: "converged", ExitCode.DRIFT: f"{len(the_plan.pending)} change(s) pending",
+               ExitCode.CONFLICT: f"{len(the_plan.conflicts)} conflict(s)"}[code]
+        doc = result("plan", profile=prof.name, root=real, changed=bool(the_plan.pending),
+                     failed=code == ExitCode.CONFLICT, msg=msg, plan=the_plan)
+        _emit(as_json, doc, plan_text(the_plan, Painter()) + (f"\nplan saved to {out}" if out else ""))
+        return int(code)
+
+    _run("plan", as_json, root, profile, body)
+
+
+@app.command()
+def apply(
+    profile: str = ProfileOpt,
+    root: str = RootOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+    force: bool = ForceOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only plan (same output and exit codes as `plan`)."),
+    plan_file: Optional[str] = typer.Option(None, "--plan", help="Apply exactly this saved plan; refused if stale."),
+    restart: bool = RestartOpt,
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the backend loads; roll back if not."),
+    lock_timeout: float = LockTimeoutOpt,
+) -> None:
+    """Change the host to match the profile, journaled and atomic; verify; roll back on failure."""
+    if dry_run:
+        plan(profile=profile, root=root, sets=sets, as_json=as_json, out=None, force=force)
+
+    def body() -> int:
+        from fixer import apply as applier
+        from fixer.render import Painter, plan_text, result
+
+        real = _root(root)
+        saved = None
+        if plan_file:
+            prof, saved = applier.load_plan(plan_file)
+        else:
+            prof = _load(profile, real, sets)
+        checker = _verifier() if verify else None
+        outcome = applier.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout,
+                                saved_plan=saved, verify=checker)
+        msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
+        doc = result("apply", profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
+                     plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
+                     messages=outcome.messages + outcome.post_actions)
+        lines = [plan_text(outcome.plan, Painter(), show_noops=False)] if outcome.changed else []
+        lines += outcome.messages + outcome.post_actions + [msg]
+        if outcome.verify is not None:
+            lines.append(_verify_text(outcome.verify))
+        _emit(as_json, doc, "\n".join(lines))
+        return 0
+
+    _run("apply", as_json, root, profile, body)
+
+
+def _verifier():
+    try:
+        from fixer import verify as verifier
+    except ImportError:
+        return None
+    return verifier.check_for_apply
+
+
+def _verify_text(report: dict) -> str:
+    try:
+        from fixer import verify as verifier
+    except ImportError:
+        return ""
+    return verifier.render_text(report)
+
+
+@app.command()
+def rollback(
+    root: str = RootOpt,
+    to: Optional[int] = typer.Option(None, "--to", help="Roll back every generation down to and including N."),
+    force: bool = ForceOpt,
+    restart: bool = RestartOpt,
+    as_json: bool = JsonOpt,
+    lock_timeout: float = LockTimeoutOpt,
+) -> None:
+    """Restore the newest applied generation byte for byte (or down to --to N)."""
+
+    def body() -> int:
+        from fixer import apply as applier
+        from fixer.render import result
+
+        real = _root(root)
+        outcome = applier.rollback(real, to=to, force=force, restart=restart, lock_timeout=lock_timeout)
+        msg = f"rolled back to before generation {outcome.generation}" if outcome.generation else "recovered"
+        doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
+                     generation=outcome.generation, restored=outcome.restored, messages=outcome.messages)
+        _emit(as_json, doc, "\n".join(outcome.messages + [f"restored {p}" for p in outcome.restored] + [msg]))
+        return 0
+
+    _run("rollback", as_json, root, None, body)
+
+
+@app.command()
+def history(root: str = RootOpt, as_json: bool = JsonOpt) -> None:
+    """List generations: time, profile, status, user, number of changes."""
+
+    def body() -> int:
+        from fixer.journal import Journal
+        from fixer.render import dumps, history_text
+
+        rows = [g.summary() for g in Journal(_root(root)).generations()]
+        typer.echo(dumps({"format_version": 1, "command": "history", "generations": rows}) if as_json
+                   else history_text(rows))
+        return 0
+
+    _run("history", as_json, root, None, body)
+
+
+@profiles_app.command("list")
+def profiles_list(root: str = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Profiles found by name: shipped ones, then ROOT/etc/vgpu-fix/profiles."""
+
+    def body() -> int:
+        from fixer import profile as profiles
+        from fixer.render import dumps
+
+        rows = profiles.list_profiles(_root(root))
+        if as_json:
+            typer.echo(dumps([{"name": n, "origin": o, "path": p} for n, o, p in rows]))
+        else:
+            for name, origin, path in rows:
+                typer.echo(f"{name:<24} {origin:<8} {path}")
+        return 0
+
+    _run("profiles", as_json, root, None, body)
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: str = typer.Argument(..., help="Profile name or path."),
+    root: str = RootOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Print a profile resolved and validated."""
+
+    def body() -> int:
+        from fixer.profile import dump_yaml
+        from fixer.render import dumps
+
+        data = _load(name, _root(root), sets).model_dump(mode="json")
+        typer.echo(dumps(data) if as_json else dump_yaml(data))
+        return 0
+
+    _run("profiles", as_json, root, name, body)
+
+
+@app.command()
+def schema() -> None:
+    """Print the profile JSON Schema."""
+    import json
+
+    from fixer.models import Profile
+
+    typer.echo(json.dumps(Profile.model_json_schema(), indent=2))
+
+
+@app.command()
+def demo(keep: bool = typer.Option(False, "--keep", help="Keep the throw-away host for inspection.")) -> None:
+    """Build a broken throw-away host (the seed's situation), plan, apply, re-plan, roll back."""
+
+    def body() -> int:
+        from fixer.demo import run_demo
+
+        return run_demo(keep=keep, echo=typer.echo)
+
+    _run("demo", False, "(temporary)", "h100-vgpu", body)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,228 @@
+"""Read-only probe of a host under a root: path states, the unit's drop-ins, its effective environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from fixer import unitfile
+from fixer.models import Profile
+from fixer.rootfs import PathState, host_path, list_dir, parent_problem, read_state
+
+# systemd's unit search path, highest priority first (systemd.unit(5)).
+SYSTEM_UNIT_DIRS = (
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/etc/systemd/system",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+    "/run/systemd/generator.late",
+)
+USER_UNIT_DIRS = (
+    "/etc/systemd/user",
+    "/run/systemd/user",
+    "/usr/local/lib/systemd/user",
+    "/usr/lib/systemd/user",
+)
+LD_SO_PRELOAD = "/etc/ld.so.preload"
+LD_SO_CONF = "/etc/ld.so.conf"
+LD_SO_CACHE = "/etc/ld.so.cache"
+LDCONFIG_AUX_CACHE = "/var/cache/ldconfig/aux-cache"
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    """One unit file or drop-in, parsed."""
+
+    path: str
+    text: str
+    settings: tuple[unitfile.Setting, ...]
+
+    @property
+    def has_service_section(self) -> bool:
+        return "[Service]" in [line.strip() for line in self.text.splitlines()]
+
+    def service(self, key: str) -> list[str]:
+        return [s.value for s in self.settings if s.section == "Service" and s.key == key]
+
+
+@dataclass
+class UnitState:
+    """A unit as systemd would load it: main file, drop-ins in merge order, resulting settings."""
+
+    unit: str
+    scope: str
+    unit_file: UnitFile | None
+    dropins: list[UnitFile]
+    environment: unitfile.Environment
+    directives: dict[str, tuple[str, list[str]]]
+
+    @property
+    def files(self) -> list[UnitFile]:
+        return ([self.unit_file] if self.unit_file else []) + self.dropins
+
+    @property
+    def exec_start(self) -> str | None:
+        entry = self.directives.get("ExecStart")
+        return entry[1][-1] if entry and entry[1] else None
+
+    @property
+    def user(self) -> str | None:
+        entry = self.directives.get("User")
+        return entry[1][-1] if entry and entry[1] else None
+
+    def to_dict(self) -> dict:
+        return {
+            "unit": self.unit,
+            "scope": self.scope,
+            "unit_file": self.unit_file.path if self.unit_file else None,
+            "dropins": [d.path for d in self.dropins],
+            "environment": self.environment.effective(),
+            "origin": {k: self.environment.origin.get(k) for k in self.environment.effective()},
+        }
+
+
+@dataclass
+class HostState:
+    """Everything the planner needs to know about the host, read once."""
+
+    root: str
+    paths: dict[str, PathState]
+    unsafe_parents: dict[str, str]
+    unit: UnitState
+    dropin_dir_problem: str | None = None
+    ld_dirs: list[str] = field(default_factory=list)
+
+    def state(self, path: str) -> PathState:
+        return self.paths[path]
+
+
+def unit_dirs(scope: str) -> tuple[str, ...]:
+    return SYSTEM_UNIT_DIRS if scope == "system" else USER_UNIT_DIRS
+
+
+def read_unit_file(root: str, path: str) -> UnitFile | None:
+    state = read_state(root, path)
+    if state.kind == "symlink":
+        real = os.path.realpath(host_path(root, path))
+        inside = root == "/" or real.startswith(os.path.realpath(root) + os.sep)
+        if not inside or not os.path.isfile(real):
+            return None
+        with open(real, "rb") as fh:
+            text = fh.read().decode("utf-8", errors="replace")
+        return UnitFile(path, text, tuple(unitfile.parse(text)))
+    if state.kind != "file":
+        return None
+    text = state.data.decode("utf-8", errors="replace")
+    return UnitFile(path, text, tuple(unitfile.parse(text)))
+
+
+def probe_unit(root: str, unit: str, scope: str = "system", replace: dict[str, str | None] | None = None) -> UnitState:
+    """Load `unit` like systemd; `replace` maps drop-in paths to substitute text (None: removed)."""
+    replace = replace or {}
+    dirs = unit_dirs(scope)
+    main = next((f for d in dirs if (f := read_unit_file(root, f"{d}/{unit}"))), None)
+    by_name: dict[str, str] = {}
+    for prefix in _dropin_prefixes(unit):
+        for d in dirs:
+            dropin_dir = f"{d}/{prefix}.d"
+            for name in list_dir(root, dropin_dir):
+                if name.endswith(".conf") and name not in by_name:
+                    by_name[name] = f"{dropin_dir}/{name}"
+    for path in replace:
+        name = os.path.basename(path)
+        if name not in by_name or _priority(by_name[name], dirs) > _priority(path, dirs):
+            by_name[name] = path
+    dropins = []
+    for name in sorted(by_name):
+        path = by_name[name]
+        if path in replace:
+            text = replace[path]
+            if text is not None:
+                dropins.append(UnitFile(path, text, tuple(unitfile.parse(text))))
+        elif (parsed := read_unit_file(root, path)) is not None:
+            dropins.append(parsed)
+    files = ([main] if main else []) + dropins
+    pairs = [(f.path, list(f.settings)) for f in files if f is main or f.has_service_section]
+    return UnitState(
+        unit=unit,
+        scope=scope,
+        unit_file=main,
+        dropins=dropins,
+        environment=unitfile.merge_environment(pairs),
+        directives=unitfile.last_values(pairs),
+    )
+
+
+def _priority(path: str, dirs: tuple[str, ...]) -> int:
+    for index, d in enumerate(dirs):
+        if path.startswith(d + "/"):
+            return index
+    return len(dirs)
+
+
+def _dropin_prefixes(unit: str) -> list[str]:
+    """Drop-in directory names for a unit, most specific first: `a-b-c.service`, `a-b-.service`, …"""
+    stem, _, suffix = unit.rpartition(".")
+    prefixes = [unit]
+    parts = stem.split("-")
+    for i in range(len(parts) - 1, 0, -1):
+        prefixes.append("-".join(parts[:i]) + "-." + suffix)
+    prefixes.append(suffix)
+    return prefixes
+
+
+def probe(root: str, profile: Profile) -> HostState:
+    """Read every path the profile touches or depends on; never writes."""
+    watched = [path for _, path in profile.managed_paths()] + [LD_SO_PRELOAD, LD_SO_CONF]
+    paths = {path: read_state(root, path) for path in watched}
+    unsafe = {path: problem for path in watched if (problem := parent_problem(root, path))}
+    dropin_dir = os.path.dirname(profile.dropin_path)
+    dir_state = read_state(root, dropin_dir)
+    problem = None
+    if dir_state.kind not in ("absent", "dir"):
+        problem = f"{dropin_dir} is a {dir_state.describe()}, not a directory"
+    return HostState(
+        root=root,
+        paths=paths,
+        unsafe_parents=unsafe,
+        unit=probe_unit(root, profile.service.unit, profile.service.scope),
+        dropin_dir_problem=problem,
+        ld_dirs=ld_cache_dirs(root),
+    )
+
+
+def ld_cache_dirs(root: str) -> list[str]:
+    """Directories ldconfig scans for this root: ld.so.conf (with includes) plus the trusted ones."""
+    found: list[str] = []
+    _read_ld_conf(root, "/etc/ld.so.conf", found, depth=0)
+    trusted = ["/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+    return found + [d for d in trusted if d not in found]
+
+
+def _read_ld_conf(root: str, path: str, found: list[str], depth: int) -> None:
+    import glob
+
+    state = read_state(root, path)
+    if state.kind != "file" or depth > 8:
+        return
+    for raw in state.text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("include"):
+            pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+            if not pattern.startswith("/"):
+                pattern = os.path.join(os.path.dirname(path), pattern)
+            for match in sorted(glob.glob(host_path(root, pattern))):
+                rel = "/" + os.path.relpath(match, root) if root != "/" else match
+                _read_ld_conf(root, rel, found, depth + 1)
+        elif line.startswith("/") and line not in found:
+            found.append(line.rstrip("/") or "/")

@@ -1,0 +1,264 @@
+"""Generations: the exact before-state of every touched path, recorded before the first change."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from fixer import crashpoints, writes
+from fixer.errors import InvalidInput, RollbackFailed
+from fixer.rootfs import PathState, host_path, read_state
+
+STATE_DIR = "/var/lib/vgpu-fix"
+# Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
+DERIVED = ("/etc/ld.so.cache", "/var/cache/ldconfig/aux-cache")
+OPEN_STATUSES = ("pending", "rolling_back")
+
+
+def _snapshot(state: PathState, path: str) -> dict:
+    entry = {"path": path, "kind": state.kind}
+    if state.kind == "symlink":
+        entry["target"] = state.target
+    if state.kind in ("file", "dir", "other"):
+        entry.update(mode=state.mode, uid=state.uid, gid=state.gid)
+    if state.kind == "file":
+        entry["sha256"] = state.sha256
+    return entry
+
+
+def _canonical(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, indent=1).encode()
+
+
+@dataclass
+class Generation:
+    number: int
+    directory: str
+    manifest: dict
+
+    @property
+    def status(self) -> str:
+        return self.manifest["status"]
+
+    @property
+    def entries(self) -> list[dict]:
+        return self.manifest["entries"]
+
+    def summary(self) -> dict:
+        m = self.manifest
+        return {
+            "generation": self.number,
+            "status": m["status"],
+            "created": m["created"],
+            "profile": m["profile"],
+            "user": m["user"],
+            "changes": len(m.get("changes", [])),
+            "paths": [e["path"] for e in m["entries"]],
+        }
+
+
+class Journal:
+    """ROOT/var/lib/vgpu-fix: numbered generations (manifest + blobs) and an append-only audit log."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.directory = host_path(root, STATE_DIR)
+
+    def ensure(self) -> None:
+        for parent in ("/var", "/var/lib", STATE_DIR):
+            real = host_path(self.root, parent)
+            if not os.path.isdir(real):
+                writes.make_dir(self.root, parent, 0o700 if parent == STATE_DIR else 0o755)
+        os.chmod(self.directory, 0o700)
+        os.makedirs(os.path.join(self.directory, "generations"), mode=0o700, exist_ok=True)
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.directory, "lock")
+
+    def generations(self) -> list[Generation]:
+        base = os.path.join(self.directory, "generations")
+        if not os.path.isdir(base):
+            return []
+        found = []
+        for name in sorted(os.listdir(base)):
+            if name.isdigit():
+                found.append(self.load(int(name)))
+        return found
+
+    def load(self, number: int) -> Generation:
+        directory = os.path.join(self.directory, "generations", f"{number:04d}")
+        manifest_path = os.path.join(directory, "manifest.json")
+        try:
+            with open(manifest_path, "rb") as fh:
+                raw = fh.read()
+            with open(manifest_path + ".sha256", encoding="ascii") as fh:
+                recorded = fh.read().strip()
+        except OSError as exc:
+            raise InvalidInput(f"{manifest_path}: journal generation {number} is unreadable: {exc.strerror}") from None
+        if hashlib.sha256(raw).hexdigest() != recorded:
+            raise InvalidInput(f"{manifest_path}: journal generation {number} was modified (checksum mismatch); refusing to use it")
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            raise InvalidInput(f"{manifest_path}: journal generation {number} is not valid JSON") from None
+        return Generation(number, directory, manifest)
+
+    def open_generations(self) -> list[Generation]:
+        """Generations whose apply or rollback was interrupted."""
+        return [g for g in self.generations() if g.status in OPEN_STATUSES]
+
+    def begin(self, profile: str, paths: list[str], changes: list[dict], service: dict) -> Generation:
+        """Record the before-state of `paths` (content blobs first, manifest last) with status pending."""
+        self.ensure()
+        existing = self.generations()
+        number = (existing[-1].number + 1) if existing else 1
+        directory = os.path.join(self.directory, "generations", f"{number:04d}")
+        os.makedirs(os.path.join(directory, "blobs"), mode=0o700)
+        entries = []
+        for path in paths:
+            state = read_state(self.root, path)
+            if state.kind == "file":
+                self._store_blob(directory, state.data)
+            entries.append(_snapshot(state, path))
+        manifest = {
+            "format_version": 1,
+            "generation": number,
+            "status": "pending",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "profile": profile,
+            "user": _user(),
+            "root": self.root,
+            "changes": changes,
+            "service": service,
+            "entries": entries,
+        }
+        generation = Generation(number, directory, manifest)
+        crashpoints.hit("journal:before-manifest")
+        self.save(generation)
+        crashpoints.hit("journal:written")
+        return generation
+
+    def _store_blob(self, directory: str, data: bytes) -> None:
+        blob = os.path.join(directory, "blobs", hashlib.sha256(data).hexdigest())
+        if os.path.exists(blob):
+            return
+        fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def save(self, generation: Generation) -> None:
+        raw = _canonical(generation.manifest)
+        manifest = os.path.join(generation.directory, "manifest.json")
+        # The checksum lands first: a crash between the two renames leaves a mismatch that `load` reports.
+        for name, data in ((manifest + ".sha256", hashlib.sha256(raw).hexdigest().encode()), (manifest, raw)):
+            tmp = name + ".tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, name)
+        writes.fsync_dir(generation.directory)
+
+    def set_status(self, generation: Generation, status: str, **extra) -> None:
+        generation.manifest["status"] = status
+        generation.manifest.update(extra)
+        self.save(generation)
+
+    def record_after(self, generation: Generation) -> None:
+        generation.manifest["after"] = [_snapshot(read_state(self.root, e["path"]), e["path"]) for e in generation.entries]
+
+    def drifted(self, generation: Generation) -> list[str]:
+        """Paths whose state differs from what the generation left behind."""
+        after = generation.manifest.get("after")
+        if not after:
+            return []
+        return [e["path"] for e in after
+                if e["path"] not in DERIVED and _snapshot(read_state(self.root, e["path"]), e["path"]) != e]
+
+    def restore(self, generation: Generation) -> tuple[list[str], bool]:
+        """Put every recorded path back to its before-state, innermost first.
+
+        Returns the paths changed and whether a derived cache was rebuilt by someone else since the
+        apply (then the caller reruns ldconfig instead of restoring stale bytes).
+        """
+        changed, rebuild = [], False
+        after = {e["path"]: e for e in generation.manifest.get("after", [])}
+        for entry in reversed(generation.entries):
+            crashpoints.hit("restore:entry")
+            path = entry["path"]
+            if path in DERIVED and path in after and _snapshot(read_state(self.root, path), path) != after[path]:
+                rebuild = True
+                continue
+            if self._restore_entry(generation, entry):
+                changed.append(path)
+        return changed, rebuild
+
+    def _restore_entry(self, generation: Generation, entry: dict) -> bool:
+        path, kind = entry["path"], entry["kind"]
+        current = read_state(self.root, path)
+        if _snapshot(current, path) == entry:
+            return False
+        if kind == "absent":
+            if current.kind == "dir" and os.listdir(host_path(self.root, path)):
+                return False
+            writes.remove(self.root, path)
+        elif kind == "file":
+            data = self._blob(generation, entry["sha256"])
+            if current.kind == "dir":
+                raise RollbackFailed(f"{path}: a directory now stands where a file must be restored")
+            writes.write_file(self.root, path, data, entry["mode"], entry["uid"], entry["gid"])
+        elif kind == "symlink":
+            if current.kind == "dir":
+                raise RollbackFailed(f"{path}: a directory now stands where a symlink must be restored")
+            writes.write_symlink(self.root, path, entry["target"])
+        elif kind == "dir":
+            if current.kind == "absent":
+                writes.make_dir(self.root, path, entry["mode"])
+            elif current.kind != "dir":
+                writes.remove(self.root, path)
+                writes.make_dir(self.root, path, entry["mode"])
+            os.chmod(host_path(self.root, path), entry["mode"])
+        return True
+
+    def _blob(self, generation: Generation, sha: str) -> bytes:
+        blob = os.path.join(generation.directory, "blobs", sha)
+        try:
+            with open(blob, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            raise InvalidInput(f"{blob}: journal blob missing; generation {generation.number} cannot be restored") from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise InvalidInput(f"{blob}: journal blob was modified (checksum mismatch)")
+        return data
+
+    def audit(self, event: dict) -> None:
+        self.ensure()
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": _user(), **event}, sort_keys=True)
+        fd = os.open(os.path.join(self.directory, "audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def audit_lines(self) -> list[dict]:
+        path = os.path.join(self.directory, "audit.log")
+        if not os.path.exists(path):
+            return []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

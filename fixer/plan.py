@@ -1,0 +1,331 @@
+"""Pure planning: (profile, observed host) -> the changes that close the gap, each with its reason."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+
+from fixer import unitfile
+from fixer.host import LD_SO_CONF, LD_SO_PRELOAD, HostState, probe_unit
+from fixer.models import Profile
+from fixer.rootfs import ABSENT, PathState
+
+LD_SO_CONF_INCLUDE = "include /etc/ld.so.conf.d/*.conf\n"
+CONFIG_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path's step from `before` to `after`; `action` is create, update, delete or noop."""
+
+    kind: str
+    path: str
+    action: str
+    before: PathState
+    after: PathState
+    reason: str
+
+    @property
+    def pending(self) -> bool:
+        return self.action != "noop"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "action": self.action,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class Plan:
+    """Everything `apply` would do, as data: changes (no-ops included), conflicts, notes, post-actions."""
+
+    profile: str
+    root: str
+    changes: list[Change]
+    conflicts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    post_actions: list[str] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    forced: list[str] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.pending]
+
+    @property
+    def converged(self) -> bool:
+        return not self.pending and not self.conflicts
+
+    def to_dict(self) -> dict:
+        return {
+            "profile": self.profile,
+            "root": self.root,
+            "changes": [c.to_dict() for c in self.changes],
+            "conflicts": self.conflicts,
+            "notes": self.notes,
+            "warnings": self.warnings,
+            "post_actions": self.post_actions,
+            "fingerprints": self.fingerprints,
+        }
+
+
+def render_dropin(profile: Profile) -> str:
+    """The drop-in vgpu-fix owns: environment, unsets and [Service] directives, systemd-quoted."""
+    service = profile.service
+    env = dict(service.environment)
+    unset = list(service.unset)
+    for name, entries in (("LD_LIBRARY_PATH", profile.library_path), ("LD_PRELOAD", profile.preload)):
+        if entries:
+            env[name] = ":".join(entries)
+        elif entries is not None and name not in unset:
+            unset.append(name)
+    lines = [
+        f"# Managed by vgpu-fix (profile {profile.name}). Local edits are overwritten on the next apply:",
+        "# change the profile instead, or add a drop-in that sorts before this one.",
+        "[Service]",
+    ]
+    lines += [f"Environment={unitfile.quote_assignment(name, value)}" for name, value in env.items()]
+    if unset:
+        lines.append("UnsetEnvironment=" + " ".join(unset))
+    for key, value in service.directives.items():
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{key}={unitfile.escape_directive(item)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_ld_so_conf(profile: Profile) -> str:
+    assert profile.ld_so_conf is not None
+    header = f"# Managed by vgpu-fix (profile {profile.name}); run `ldconfig` after editing.\n"
+    return header + "".join(f"{entry}\n" for entry in profile.ld_so_conf.entries)
+
+
+def file_state(text: str, mode: int = CONFIG_MODE) -> PathState:
+    return PathState("file", data=text.encode(), mode=mode, uid=0, gid=0)
+
+
+def build(profile: Profile, host: HostState, force: bool = False) -> Plan:
+    plan = Plan(profile=profile.name, root=host.root, changes=[])
+    for problem in _unsafe(profile, host):
+        plan.conflicts.append(problem)
+    for link in profile.symlinks:
+        _symlink(plan, host, link.path, link.target if link.state == "present" else None, force)
+    _file(plan, host, "dropin", profile.dropin_path, file_state(render_dropin(profile)),
+          f"drop-in for {profile.service.unit}", force)
+    if profile.ld_so_conf is not None:
+        _file(plan, host, "ld_so_conf", profile.ld_so_conf_path, file_state(render_ld_so_conf(profile)),
+              "ld.so.conf.d entry for the ld.so cache", force)
+        _ld_so_conf_include(plan, host)
+    for managed in profile.files:
+        if managed.state == "present":
+            _file(plan, host, "file", managed.path, file_state(managed.content, managed.mode_bits),
+                  "managed file", force)
+        else:
+            _absent(plan, host, managed.path, force)
+    _ld_so_preload(plan, host, profile.ld_so_preload.remove)
+    _service_notes(plan, profile, host)
+    plan.post_actions = _post_actions(plan, profile, host)
+    plan.fingerprints = fingerprints(host, plan)
+    return plan
+
+
+def _unsafe(profile: Profile, host: HostState) -> list[str]:
+    problems = [f"{path}: {why}" for path, why in sorted(host.unsafe_parents.items())]
+    if host.dropin_dir_problem:
+        problems.append(host.dropin_dir_problem)
+    return problems
+
+
+def _blocked(plan: Plan, path: str) -> bool:
+    return any(c.startswith(f"{path}: ") for c in plan.conflicts)
+
+
+def _replace_or_conflict(plan: Plan, path: str, before: PathState, wanted: str, force: bool) -> bool:
+    """A path of the wrong type: conflict, or (with --force) a journaled replacement."""
+    if before.kind == "dir" or before.kind == "other":
+        plan.conflicts.append(f"{path}: is a {before.describe()} where a {wanted} belongs; remove it by hand")
+        return False
+    if not force:
+        plan.conflicts.append(f"{path}: is a {before.describe()} where a {wanted} belongs (use --force to replace it)")
+        return False
+    plan.forced.append(path)
+    return True
+
+
+def _symlink(plan: Plan, host: HostState, path: str, target: str | None, force: bool) -> None:
+    before = host.state(path)
+    if _blocked(plan, path):
+        return
+    if target is None:
+        if before.kind == "absent":
+            plan.changes.append(Change("symlink", path, "noop", before, before, "already absent"))
+        elif before.kind == "symlink":
+            plan.changes.append(Change("symlink", path, "delete", before, ABSENT, "symlink must not exist"))
+        elif _replace_or_conflict(plan, path, before, "removed symlink", force):
+            plan.changes.append(Change("symlink", path, "delete", before, ABSENT, f"remove {before.describe()} (--force)"))
+        return
+    after = PathState("symlink", target=target)
+    if before.kind == "symlink" and before.target == target:
+        plan.changes.append(Change("symlink", path, "noop", before, after, f"already points to {target}"))
+    elif before.kind == "absent":
+        plan.changes.append(Change("symlink", path, "create", before, after, f"link to {target}"))
+    elif before.kind == "symlink":
+        plan.changes.append(Change("symlink", path, "update", before, after, f"points to {before.target}, must point to {target}"))
+    elif _replace_or_conflict(plan, path, before, "symlink", force):
+        plan.changes.append(Change("symlink", path, "update", before, after, f"replace {before.describe()} with a link (--force)"))
+
+
+def _file(plan: Plan, host: HostState, kind: str, path: str, after: PathState, what: str, force: bool) -> None:
+    before = host.state(path)
+    if _blocked(plan, path):
+        return
+    if before.kind == "absent":
+        plan.changes.append(Change(kind, path, "create", before, after, f"{what}: missing"))
+    elif before.kind != "file":
+        if _replace_or_conflict(plan, path, before, "regular file", force):
+            plan.changes.append(Change(kind, path, "update", before, after, f"replace {before.describe()} (--force)"))
+    elif before.data != after.data:
+        plan.changes.append(Change(kind, path, "update", before, _keep_owner(after, before), f"{what}: content differs"))
+    elif before.mode != after.mode:
+        plan.changes.append(Change(kind, path, "update", before, _keep_owner(after, before),
+                                   f"mode {before.mode:04o} must be {after.mode:04o}"))
+    else:
+        plan.changes.append(Change(kind, path, "noop", before, before, f"{what}: up to date"))
+
+
+def _keep_owner(after: PathState, before: PathState) -> PathState:
+    return PathState("file", data=after.data, mode=after.mode, uid=before.uid, gid=before.gid)
+
+
+def _absent(plan: Plan, host: HostState, path: str, force: bool) -> None:
+    before = host.state(path)
+    if _blocked(plan, path):
+        return
+    if before.kind == "absent":
+        plan.changes.append(Change("absent", path, "noop", before, before, "already absent"))
+    elif before.kind == "dir":
+        plan.conflicts.append(f"{path}: is a directory; vgpu-fix removes files and symlinks only")
+    else:
+        plan.changes.append(Change("absent", path, "delete", before, ABSENT, f"{before.describe()} must not exist"))
+
+
+def _ld_so_conf_include(plan: Plan, host: HostState) -> None:
+    """ldconfig reads ld.so.conf.d only through ld.so.conf's include line; create it where missing."""
+    before = host.state(LD_SO_CONF)
+    if before.kind == "absent":
+        plan.changes.append(Change("ld_so_conf", LD_SO_CONF, "create", ABSENT, file_state(LD_SO_CONF_INCLUDE),
+                                   "ld.so.conf is missing, so ldconfig would never read ld.so.conf.d"))
+    elif before.kind == "file" and "ld.so.conf.d" not in before.text():
+        plan.warnings.append(f"{LD_SO_CONF} does not include /etc/ld.so.conf.d/*.conf: ldconfig ignores the profile's entries")
+
+
+def preload_entries(text: str) -> list[str]:
+    return [entry for line in text.splitlines() for entry in line.replace(":", " ").split()]
+
+
+def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
+    before = host.state(LD_SO_PRELOAD)
+    if not patterns or before.kind == "absent":
+        if patterns:
+            plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "noop", before, before, "no /etc/ld.so.preload"))
+        return
+    if before.kind != "file":
+        plan.conflicts.append(f"{LD_SO_PRELOAD}: is a {before.describe()}, not a regular file")
+        return
+
+    def banned(entry: str) -> bool:
+        return any(fnmatch.fnmatchcase(entry, p) or fnmatch.fnmatchcase(os.path.basename(entry), p) for p in patterns)
+
+    kept, removed = [], []
+    for line in before.text().splitlines(keepends=True):
+        entries = preload_entries(line)
+        hits = [e for e in entries if banned(e)]
+        if not hits:
+            kept.append(line)
+            continue
+        removed += hits
+        rest = [e for e in entries if not banned(e)]
+        if rest:
+            kept.append(" ".join(rest) + "\n")
+    if not removed:
+        plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "noop", before, before, "lists no forbidden library"))
+        return
+    after = PathState("file", data="".join(kept).encode(), mode=before.mode, uid=before.uid, gid=before.gid)
+    plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "update", before, after,
+                               "system-wide preload of " + ", ".join(removed) + " (bricks hosts; other entries stay)"))
+
+
+def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
+    """Which hand-made settings our drop-in supersedes, and which of ours a later file still shadows."""
+    ours = profile.dropin_path
+    dropin = next(c for c in plan.changes if c.path == ours) if not _blocked(plan, ours) else None
+    if host.unit.unit_file is None:
+        plan.warnings.append(f"{profile.service.unit} is not installed under this root; the drop-in waits for it")
+    others = [f for f in host.unit.files if f.path != ours]
+    for f in others:
+        if f.path in [d.path for d in host.unit.dropins] and not f.has_service_section:
+            plan.warnings.append(f"{f.path} has no [Service] header: systemd ignores every setting in it")
+    if dropin is None:
+        return
+    predicted = probe_unit(host.root, profile.service.unit, profile.service.scope, {ours: dropin.after.text()})
+    env = predicted.environment
+    wanted = unitfile.merge_environment([(ours, unitfile.parse(dropin.after.text()))])
+    managed = set(wanted.values) | {w.partition("=")[0] for w in wanted.unset}
+    for f in others:
+        for name, value in _assignments(f):
+            if name in managed:
+                new = "unset" if name not in wanted.effective() else f"{name}={wanted.values[name]}"
+                old = f"{name}={value}" if value is not None else f"UnsetEnvironment={name}"
+                if old != new:
+                    plan.notes.append(f"supersedes {old} from {f.path} (now {new})")
+        for s in f.settings:
+            if s.section == "Service" and s.key in profile.service.directives:
+                plan.notes.append(f"supersedes {s.key}={s.value} from {f.path}")
+    effective = env.effective()
+    for name, value in wanted.effective().items():
+        if effective.get(name) != value:
+            culprit = env.unset_by(name) or env.origin.get(name, "an earlier Environment= reset")
+            plan.warnings.append(f"{name} is shadowed by {culprit}: the service would not get {name}={value}")
+    for name in {w.partition('=')[0] for w in wanted.unset}:
+        if name in effective:
+            plan.warnings.append(f"{name} stays set by {env.origin.get(name)} despite UnsetEnvironment")
+
+
+def _assignments(f) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    for s in f.settings:
+        if s.section != "Service":
+            continue
+        if s.key == "Environment":
+            found += [(w.partition("=")[0], w.partition("=")[2]) for w in unitfile.split_words(s.value) if "=" in w]
+        elif s.key == "UnsetEnvironment":
+            found += [(w.partition("=")[0], None) for w in unitfile.split_words(s.value)]
+    return found
+
+
+def _post_actions(plan: Plan, profile: Profile, host: HostState) -> list[str]:
+    pending = plan.pending
+    if not pending:
+        return []
+    ld_dirs = set(host.ld_dirs) | set(profile.ld_so_conf.entries if profile.ld_so_conf else [])
+    actions = []
+    if any(c.kind == "ld_so_conf" or os.path.dirname(c.path) in ld_dirs for c in pending):
+        actions.append("ldconfig")
+    if any(c.kind == "dropin" for c in pending):
+        actions.append("daemon-reload")
+    actions.append("restart")
+    return actions
+
+
+def fingerprints(host: HostState, plan: Plan) -> dict[str, str]:
+    """Digests of every before-state the plan depends on, so a saved plan can detect a changed host."""
+    prints = {c.path: c.before.fingerprint() for c in plan.changes}
+    for f in host.unit.files:
+        prints.setdefault(f.path, PathState("file", data=f.text.encode(), mode=0).fingerprint())
+    return dict(sorted(prints.items()))

@@ -1,0 +1,303 @@
+"""Find and load profiles: YAML with locations, `extends`, `${var}` substitution, --set overrides."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fixer.errors import ProfileError
+from fixer.rootfs import host_path
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "profiles"
+if not SHIPPED_DIR.is_dir():  # editable install: profiles/ sits beside the package
+    SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
+SITE_DIR = "/etc/vgpu-fix/profiles"
+VAR_REF = re.compile(r"\$\{([^}]*)\}")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_EXTENDS = 16
+MAX_PROFILE_BYTES = 1024 * 1024
+
+Loc = tuple  # a key path into the document, e.g. ("service", "environment", "X")
+
+
+@dataclass
+class Source:
+    """One profile document with the file and line of every key path in it."""
+
+    name: str
+    path: str
+    data: dict
+    where: dict[Loc, str]
+
+
+@dataclass
+class Resolved:
+    """A profile merged over its parents with variables substituted, ready for validation."""
+
+    name: str
+    path: str
+    data: dict
+    where: dict[Loc, str]
+    chain: list[str]
+
+
+def search_dirs(root: str) -> list[tuple[str, Path]]:
+    return [("shipped", SHIPPED_DIR), ("site", Path(host_path(root, SITE_DIR)))]
+
+
+def list_profiles(root: str) -> list[tuple[str, str, str]]:
+    """(name, origin, file) for every profile found by name; site profiles shadow shipped ones."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for origin, directory in search_dirs(root):
+        if directory.is_dir():
+            for file in sorted(directory.glob("*.yaml")):
+                found[file.stem] = (file.stem, origin, str(file))
+    return sorted(found.values())
+
+
+def locate(ref: str, root: str) -> Path:
+    if "/" in ref or ref.endswith((".yaml", ".yml")):
+        path = Path(ref)
+        if not path.is_file():
+            raise ProfileError(f"profile file {ref} does not exist")
+        return path
+    if not NAME.match(ref):
+        raise ProfileError(f"{ref!r} is not a profile name or path")
+    for _, directory in reversed(search_dirs(root)):
+        candidate = directory / f"{ref}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(name for name, _, _ in list_profiles(root)) or "none"
+    raise ProfileError(f"no profile named {ref!r} (known: {known})")
+
+
+def read_source(path: Path) -> Source:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: {len(raw)} bytes; a profile may have at most {MAX_PROFILE_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    yaml = YAML(typ="rt")
+    try:
+        doc = yaml.load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProfileError(f"{where}: malformed YAML: {problem}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ProfileError(f"{path}:1:1: a profile must be a mapping, not {type(doc).__name__}")
+    where: dict[Loc, str] = {}
+    data = _plain(doc, (), str(path), where)
+    return Source(name=path.stem, path=str(path), data=data, where=where)
+
+
+def _plain(node: Any, loc: Loc, file: str, where: dict[Loc, str]) -> Any:
+    """Convert ruamel nodes to plain Python, recording `file:line:col` of each key and item."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            line_col = _key_position(node, key)
+            if line_col:
+                where[loc + (key,)] = f"{file}:{line_col[0] + 1}:{line_col[1] + 1}"
+            out[key] = _plain(value, loc + (key,), file, where)
+        return out
+    if isinstance(node, list):
+        out_list = []
+        for index, value in enumerate(node):
+            try:
+                line, col = node.lc.item(index)
+                where[loc + (index,)] = f"{file}:{line + 1}:{col + 1}"
+            except (AttributeError, KeyError, TypeError):
+                pass
+            out_list.append(_plain(value, loc + (index,), file, where))
+        return out_list
+    if hasattr(node, "__str__") and type(node).__module__.startswith("ruamel"):
+        if isinstance(node, bool):
+            return bool(node)
+        if type(node).__name__ == "OctalInt":
+            return f"0{int(node):o}"
+        if isinstance(node, int):
+            return int(node)
+        if isinstance(node, float):
+            return float(node)
+        return str(node)
+    return node
+
+
+def _key_position(node: Any, key: Any) -> tuple[int, int] | None:
+    try:
+        line, col, _, _ = node.lc.data[key]
+        return line, col
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None) -> Resolved:
+    """Load `ref` and its `extends` chain, deep-merge (child wins), substitute variables."""
+    chain: list[Source] = []
+    path = locate(ref, root)
+    seen: list[str] = []
+    while True:
+        real = str(path.resolve())
+        if real in seen:
+            cycle = " -> ".join(Path(p).stem for p in seen + [real])
+            raise ProfileError(f"{path}: `extends` cycle: {cycle}")
+        if len(seen) >= MAX_EXTENDS:
+            raise ProfileError(f"{path}: `extends` chain longer than {MAX_EXTENDS}")
+        seen.append(real)
+        source = read_source(path)
+        chain.append(source)
+        parent = source.data.get("extends")
+        if parent is None:
+            break
+        if not isinstance(parent, str) or not parent:
+            raise ProfileError(f"{source.where.get(('extends',), source.path)}: extends must be a profile name")
+        if "/" in parent and not parent.startswith("/"):
+            parent = str(Path(source.path).parent / parent)
+        try:
+            path = locate(parent, root)
+        except ProfileError as exc:
+            raise ProfileError(f"{source.where.get(('extends',), source.path)}: {exc.message}") from None
+    data: dict = {}
+    where: dict[Loc, str] = {}
+    for source in reversed(chain):
+        doc = dict(source.data)
+        doc.pop("extends", None)
+        data = _merge(data, doc)
+        where.update(source.where)
+    data["name"] = chain[0].data.get("name", chain[0].name)
+    if "name" not in chain[0].data:
+        where[("name",)] = chain[0].path
+    data = substitute(data, where, overrides or {}, chain[0].path)
+    return Resolved(chain[0].name, chain[0].path, data, where, [s.name for s in chain])
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str) -> dict:
+    variables = data.get("vars") or {}
+    if not isinstance(variables, dict):
+        raise ProfileError(f"{where.get(('vars',), origin)}: vars must be a mapping of name: value")
+    unknown = sorted(set(overrides) - set(variables))
+    if unknown:
+        raise ProfileError(
+            f"--set {unknown[0]}: the profile has no variable {unknown[0]!r} "
+            f"(it has: {', '.join(sorted(variables)) or 'none'})"
+        )
+    raw = {str(k): ("" if v is None else str(v)) for k, v in variables.items()}
+    raw.update(overrides)
+    errors: list[str] = []
+    values: dict[str, str] = {}
+
+    def value_of(name: str, stack: tuple[str, ...], loc: Loc) -> str:
+        if name in values:
+            return values[name]
+        if name in stack:
+            errors.append(f"{_where(where, loc, origin)}: variable cycle: {' -> '.join(stack + (name,))}")
+            return ""
+        if name not in raw:
+            errors.append(f"{_where(where, loc, origin)}: undefined variable ${{{name}}}")
+            return ""
+        values[name] = expand(raw[name], stack + (name,), ("vars", name))
+        return values[name]
+
+    def expand(text: str, stack: tuple[str, ...], loc: Loc) -> str:
+        if "${" not in text:
+            return text
+        parts = text.split("$${")
+        return "${".join(VAR_REF.sub(lambda m: value_of(m.group(1), stack, loc), p) for p in parts)
+
+    def walk(node: Any, loc: Loc) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, loc + (k,)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, loc + (i,)) for i, v in enumerate(node)]
+        if isinstance(node, str):
+            return expand(node, (), loc)
+        return node
+
+    for name in raw:
+        value_of(name, (), ("vars", name))
+    result = walk({k: v for k, v in data.items() if k != "vars"}, ())
+    if errors:
+        raise ProfileError(f"{origin}: {len(errors)} error(s) in variables", details=sorted(set(errors)))
+    result["vars"] = values
+    return result
+
+
+def _where(where: dict[Loc, str], loc: Loc, origin: str) -> str:
+    """The nearest recorded location of a key path, with the path itself for readability."""
+    probe = tuple(loc)
+    while probe and probe not in where:
+        probe = probe[:-1]
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{where.get(probe, origin)}: {dotted}"
+
+
+def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
+    """The validated Profile for `ref`; every problem reported with its file, line and key path."""
+    from pydantic import ValidationError
+
+    from fixer.models import Profile
+
+    resolved = resolve(ref, root, overrides)
+    try:
+        return Profile.model_validate(resolved.data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = f"unknown key {loc[-1]!r}"
+            lines.append(f"{_where(resolved.where, loc, resolved.path)}: {message}")
+        raise ProfileError(
+            f"profile {resolved.name} is invalid ({len(lines)} error(s))", details=lines
+        ) from None
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ProfileError(f"--set {pair!r}: expected NAME=VALUE")
+        overrides[name] = value
+    return overrides
+
+
+def dump_yaml(data: dict) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.default_flow_style = False
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def describe_source(path: str) -> str:
+    return os.path.relpath(path) if not os.path.isabs(path) else path
