@@ -70,7 +70,25 @@ def _systemd_value(value: str) -> str:
     return value
 
 
+def _env_name(name: str) -> str:
+    if not ENV_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid environment variable name")
+    if name in ("LD_PRELOAD", "LD_LIBRARY_PATH"):
+        raise ValueError(f"set {name} through the profile's `preload` / `library_path`")
+    return name
+
+
+def _directive_name(name: str) -> str:
+    if name in FORBIDDEN_DIRECTIVE_HINT:
+        raise ValueError(f"{name} is not allowed here: {FORBIDDEN_DIRECTIVE_HINT[name]}")
+    if not DIRECTIVE_NAME.match(name) or name not in ALLOWED_DIRECTIVES:
+        raise ValueError(f"{name!r} is not a [Service] setting vgpu-fix manages")
+    return name
+
+
 AbsPath = Annotated[str, AfterValidator(_absolute_path)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+DirectiveName = Annotated[str, AfterValidator(_directive_name)]
 FileName = Annotated[str, AfterValidator(_file_name)]
 SystemdValue = Annotated[str, AfterValidator(_systemd_value)]
 
@@ -135,25 +153,15 @@ class Service(Model):
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9:_.\\@-]+\.service$")] = "ollama.service"
     scope: Literal["system", "user"] = "system"
     dropin: FileName = "zz-vgpu-fix.conf"
-    environment: dict[str, SystemdValue] = Field(default_factory=dict)
+    environment: dict[EnvName, SystemdValue] = Field(default_factory=dict)
     unset: list[str] = Field(default_factory=list)
-    directives: dict[str, Union[SystemdValue, list[SystemdValue]]] = Field(default_factory=dict)
+    directives: dict[DirectiveName, Union[SystemdValue, list[SystemdValue]]] = Field(default_factory=dict)
 
     @field_validator("dropin")
     @classmethod
     def _conf(cls, value: str) -> str:
         if not value.endswith(".conf"):
             raise ValueError("a drop-in file name must end in .conf (systemd ignores others)")
-        return value
-
-    @field_validator("environment")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-            if name in ("LD_PRELOAD", "LD_LIBRARY_PATH"):
-                raise ValueError(f"set {name} through the profile's `preload` / `library_path`")
         return value
 
     @field_validator("unset")
@@ -176,16 +184,6 @@ class Service(Model):
 
         if isinstance(value, dict):
             return {k: [text(i) for i in v] if isinstance(v, list) else text(v) for k, v in value.items()}
-        return value
-
-    @field_validator("directives")
-    @classmethod
-    def _directive_names(cls, value: dict) -> dict:
-        for name in value:
-            if name in FORBIDDEN_DIRECTIVE_HINT:
-                raise ValueError(f"{name} is not allowed here: {FORBIDDEN_DIRECTIVE_HINT[name]}")
-            if not DIRECTIVE_NAME.match(name) or name not in ALLOWED_DIRECTIVES:
-                raise ValueError(f"{name!r} is not a [Service] setting vgpu-fix manages")
         return value
 
     @model_validator(mode="after")

@@ -166,8 +166,11 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None) 
             break
         if not isinstance(parent, str) or not parent:
             raise ProfileError(f"{source.where.get(('extends',), source.path)}: extends must be a profile name")
-        if "/" in parent and not parent.startswith("/"):
-            parent = str(Path(source.path).parent / parent)
+        here = Path(source.path).parent
+        if ("/" in parent or parent.endswith((".yaml", ".yml"))) and not parent.startswith("/"):
+            parent = str(here / parent)
+        elif (here / f"{parent}.yaml").is_file():
+            parent = str(here / f"{parent}.yaml")
         try:
             path = locate(parent, root)
         except ProfileError as exc:
@@ -267,14 +270,24 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
+            loc = tuple(err["loc"]) or _loc_named_in(message)
             if err["type"] == "extra_forbidden":
                 message = f"unknown key {loc[-1]!r}"
             lines.append(f"{_where(resolved.where, loc, resolved.path)}: {message}")
         raise ProfileError(
             f"profile {resolved.name} is invalid ({len(lines)} error(s))", details=lines
         ) from None
+
+
+def _loc_named_in(message: str) -> Loc:
+    """A whole-profile error names its key paths like `symlinks[1]`; point at the last one named."""
+    named = re.findall(r"([a-z_]+(?:\.[a-z_]+)*)(?:\[(\d+)\])?(?=[ )]|$)", message.split("(")[-1])
+    for dotted, index in reversed(named):
+        loc = tuple(dotted.split(".")) + ((int(index),) if index else ())
+        if loc[0] in ("symlinks", "files", "service", "ld_so_conf"):
+            return loc
+    return ()
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
