@@ -1,0 +1,1 @@
+"""Native test fixtures: fake CUDA/ggml libraries and a stand-in ollama, built with gcc."""

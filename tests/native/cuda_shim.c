@@ -1,0 +1,94 @@
+/* Fake CUDA driver shim (libvgpu-cuda.so); variants chosen with -D at build time. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef DRIVER_VERSION
+#define DRIVER_VERSION 12040
+#endif
+#ifndef DEFAULT_DEVICES
+#define DEFAULT_DEVICES 1
+#endif
+
+typedef struct { unsigned char bytes[16]; } CUuuid;
+
+static int device_count(void) {
+    const char *env = getenv("FAKE_CUDA_DEVICES");
+    return env ? atoi(env) : DEFAULT_DEVICES;
+}
+
+int cuInit(unsigned int flags) {
+    (void)flags;
+#ifdef HANG_INIT
+    for (;;) pause();
+#endif
+#ifdef SEGV_INIT
+    raise(SIGSEGV);
+#endif
+    return 0;
+}
+
+int cuDriverGetVersion(int *version) { *version = DRIVER_VERSION; return 0; }
+int cuDeviceGetCount(int *count) { *count = device_count(); return 0; }
+int cuDeviceGet(int *device, int ordinal) {
+    if (ordinal < 0 || ordinal >= device_count()) return 101; /* CUDA_ERROR_INVALID_DEVICE */
+    *device = ordinal;
+    return 0;
+}
+int cuDeviceGetName(char *name, int len, int device) {
+    snprintf(name, (size_t)len, "NVIDIA H100 80GB HBM3 (fake %d)", device);
+    return 0;
+}
+int cuDeviceGetUuid(CUuuid *uuid, int device) {
+    for (int i = 0; i < 16; i++) uuid->bytes[i] = (unsigned char)(0xa0 + i);
+    uuid->bytes[15] = (unsigned char)device;
+    return 0;
+}
+int cuDeviceTotalMem_v2(size_t *bytes, int device) { (void)device; *bytes = (size_t)80 << 30; return 0; }
+int cuDeviceGetAttribute(int *value, int attribute, int device) {
+    (void)device;
+    if (attribute == 75) { *value = 9; return 0; } /* compute capability major */
+    if (attribute == 76) { *value = 0; return 0; } /* compute capability minor */
+    *value = 0;
+    return 0;
+}
+int cuDevicePrimaryCtxRetain(void **ctx, int device) {
+    (void)device;
+#ifdef SEGV_CTX
+    raise(SIGSEGV);
+#endif
+    static int dummy;
+    *ctx = &dummy;
+    return 0;
+}
+int cuGetErrorString(int error, const char **text) { (void)error; *text = "fake driver error"; return 0; }
+#ifndef OMIT_MEMCREATE
+int cuMemCreate(void **handle, size_t size, const void *prop, unsigned long long flags) {
+    (void)handle; (void)size; (void)prop; (void)flags;
+    return 801; /* CUDA_ERROR_NOT_SUPPORTED */
+}
+#endif
+
+#ifdef INTERPOSE_DLOPEN
+/* Like the field shim: in processes named ollama*, dlopen goes through the shim, which hides
+   the ggml CUDA backend from ggml's loader. */
+static int in_ollama(void) {
+    char comm[64] = {0};
+    FILE *f = fopen("/proc/self/comm", "r");
+    if (!f) return 0;
+    if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
+    fclose(f);
+    return strncmp(comm, "ollama", 6) == 0;
+}
+
+void *dlopen(const char *file, int flags) {
+    static void *(*real_dlopen)(const char *, int);
+    if (!real_dlopen) real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    if (file && strstr(file, "libggml-cuda") && in_ollama()) return NULL;
+    return real_dlopen(file, flags);
+}
+#endif
