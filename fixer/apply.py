@@ -43,7 +43,7 @@ def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
 def save_plan(plan: planner.Plan, profile: Profile, path: str) -> None:
     document = {"format": PLAN_FORMAT, "profile_data": profile.model_dump(mode="json"), "plan": plan.to_dict()}
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=1, sort_keys=True)
+        json.dump(document, fh, indent=1)  # key order is meaningful: environment and directives
 
 
 def load_plan(path: str) -> tuple[Profile, dict]:
@@ -252,7 +252,10 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
                 return Outcome("rollback", None, True, messages=messages)
             raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
         if not force:
-            drifted = [f"{p} (generation {g.number})" for g in targets for p in journal.drifted(g)]
+            drifted, newer = [], set()
+            for g in targets:  # newest first: a path is owed the state its newest generation left
+                drifted += [f"{p} (generation {g.number})" for p in journal.drifted(g) if p not in newer]
+                newer.update(e["path"] for e in g.entries)
             if drifted:
                 raise Conflict("managed paths changed since that apply; rollback would discard those edits "
                                "(use --force to roll back anyway)", details=drifted)
