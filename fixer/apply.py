@@ -62,7 +62,8 @@ def touched_paths(root: str, plan: planner.Plan) -> list[str]:
     paths: list[str] = []
     targets = [c.path for c in plan.pending]
     if "ldconfig" in plan.post_actions:
-        targets += [host.LD_SO_CACHE, host.LDCONFIG_AUX_CACHE]
+        # ldconfig writes each cache through a `~` temp file it leaves behind when it fails.
+        targets += [host.LD_SO_CACHE, host.LD_SO_CACHE + "~", host.LDCONFIG_AUX_CACHE, host.LDCONFIG_AUX_CACHE + "~"]
     for target in targets:
         for parent in missing_parents(root, target):
             if parent not in paths:
@@ -128,12 +129,14 @@ def recover(journal: Journal, restart: bool) -> list[str]:
 
 
 def _restore(journal: Journal, generation: Generation, restart: bool, status: str) -> list[str]:
+    journal.verify_blobs(generation)  # a damaged journal is refused before anything is touched
     journal.set_status(generation, "rolling_back")
     crashpoints.hit("rollback:marked")
     try:
         restored, rebuild_cache = journal.restore(generation)
         if rebuild_cache:
             system.ldconfig(journal.root)
+        crashpoints.hit("rollback:restored")
     except FixerError:
         raise
     except OSError as exc:
@@ -180,6 +183,7 @@ def apply(
             for change in plan.pending:
                 crashpoints.hit("apply:change")
                 _perform(root, change)
+                crashpoints.hit("apply:changed")
             done = run_post_actions(root, service_of(profile), plan.post_actions, restart)
             journal.record_after(generation)
             journal.set_status(generation, "applied")
@@ -238,6 +242,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
     journal = Journal(root)
     if not os.path.isdir(journal.directory):
         raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
+    journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
     with RunLock(journal.lock_path, lock_timeout):
         messages = recover(journal, restart)
         applied = [g for g in journal.generations() if g.status == "applied"]

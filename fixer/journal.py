@@ -6,17 +6,20 @@ import getpass
 import hashlib
 import json
 import os
+import posixpath
+import shutil
 import time
 from dataclasses import dataclass
 
 from fixer import crashpoints, writes
-from fixer.errors import InvalidInput, RollbackFailed
-from fixer.rootfs import PathState, host_path, read_state
+from fixer.errors import Conflict, InvalidInput, RollbackFailed
+from fixer.rootfs import PathState, host_path, parent_problem, read_state
 
 STATE_DIR = "/var/lib/vgpu-fix"
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
-DERIVED = ("/etc/ld.so.cache", "/var/cache/ldconfig/aux-cache")
+DERIVED = ("/etc/ld.so.cache", "/etc/ld.so.cache~", "/var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache~")
 OPEN_STATUSES = ("pending", "rolling_back")
+KINDS = ("absent", "file", "symlink", "dir", "other")
 
 
 def _snapshot(state: PathState, path: str) -> dict:
@@ -69,26 +72,48 @@ class Journal:
         self.directory = host_path(root, STATE_DIR)
 
     def ensure(self) -> None:
-        for parent in ("/var", "/var/lib", STATE_DIR):
-            real = host_path(self.root, parent)
-            if not os.path.isdir(real):
-                writes.make_dir(self.root, parent, 0o700 if parent == STATE_DIR else 0o755)
-        os.chmod(self.directory, 0o700)
-        os.makedirs(os.path.join(self.directory, "generations"), mode=0o700, exist_ok=True)
+        """Create the state dir (0700) without following symlinks; unusable storage is a Conflict."""
+        problem = parent_problem(self.root, STATE_DIR + "/generations/x")
+        if problem:
+            raise Conflict(f"{STATE_DIR}: {problem}")
+        try:
+            for parent in ("/var", "/var/lib", STATE_DIR, STATE_DIR + "/generations"):
+                writes.make_dir(self.root, parent, 0o755 if parent in ("/var", "/var/lib") else 0o700)
+            if os.stat(self.directory).st_mode & 0o077:
+                writes.chmod_dir(self.root, STATE_DIR, 0o700)
+        except OSError as exc:
+            raise Conflict(f"{self.directory}: cannot use the state directory: {exc.strerror}; "
+                           "nothing was changed") from None
 
     @property
     def lock_path(self) -> str:
         return os.path.join(self.directory, "lock")
 
-    def generations(self) -> list[Generation]:
+    def _numbers(self) -> list[int]:
         base = os.path.join(self.directory, "generations")
-        if not os.path.isdir(base):
+        if not os.path.isdir(base) or os.path.islink(base):
             return []
-        found = []
-        for name in sorted(os.listdir(base)):
-            if name.isdigit():
-                found.append(self.load(int(name)))
-        return found
+        return sorted(int(name) for name in os.listdir(base) if name.isdigit())
+
+    def _abandoned(self, number: int) -> bool:
+        """A generation whose `begin` died before its first manifest: nothing was changed for it."""
+        manifest = os.path.join(self.directory, "generations", f"{number:04d}", "manifest.json")
+        return not os.path.lexists(manifest) and not os.path.lexists(manifest + ".sha256")
+
+    def generations(self) -> list[Generation]:
+        return [self.load(n) for n in self._numbers() if not self._abandoned(n)]
+
+    def tidy(self) -> None:
+        """Under the lock: drop abandoned generations and finish manifest saves a crash interrupted."""
+        for number in self._numbers():
+            directory = os.path.join(self.directory, "generations", f"{number:04d}")
+            if self._abandoned(number):
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            generation = self.load(number)
+            manifest = os.path.join(directory, "manifest.json")
+            if os.path.exists(manifest + ".tmp") or os.path.exists(manifest + ".sha256.tmp"):
+                self.save(generation)
 
     def load(self, number: int) -> Generation:
         directory = os.path.join(self.directory, "generations", f"{number:04d}")
@@ -101,11 +126,17 @@ class Journal:
         except OSError as exc:
             raise InvalidInput(f"{manifest_path}: journal generation {number} is unreadable: {exc.strerror}") from None
         if hashlib.sha256(raw).hexdigest() != recorded:
-            raise InvalidInput(f"{manifest_path}: journal generation {number} was modified (checksum mismatch); refusing to use it")
+            # A crash between the checksum's rename and the manifest's leaves the new manifest, complete
+            # and fsynced, in manifest.json.tmp: roll that save forward. Anything else is tampering.
+            raw = _read_if(manifest_path + ".tmp")
+            if raw is None or hashlib.sha256(raw).hexdigest() != recorded:
+                raise InvalidInput(f"{manifest_path}: journal generation {number} was modified "
+                                   "(checksum mismatch); refusing to use it")
         try:
             manifest = json.loads(raw)
-        except ValueError:
-            raise InvalidInput(f"{manifest_path}: journal generation {number} is not valid JSON") from None
+            _check_manifest(manifest)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidInput(f"{manifest_path}: journal generation {number} is not a valid manifest: {exc}") from None
         return Generation(number, directory, manifest)
 
     def open_generations(self) -> list[Generation]:
@@ -115,16 +146,23 @@ class Journal:
     def begin(self, profile: str, paths: list[str], changes: list[dict], service: dict) -> Generation:
         """Record the before-state of `paths` (content blobs first, manifest last) with status pending."""
         self.ensure()
-        existing = self.generations()
-        number = (existing[-1].number + 1) if existing else 1
+        self.tidy()
+        numbers = self._numbers()
+        number = (numbers[-1] + 1) if numbers else 1
         directory = os.path.join(self.directory, "generations", f"{number:04d}")
-        os.makedirs(os.path.join(directory, "blobs"), mode=0o700)
-        entries = []
-        for path in paths:
-            state = read_state(self.root, path)
-            if state.kind == "file":
-                self._store_blob(directory, state.data)
-            entries.append(_snapshot(state, path))
+        try:
+            os.mkdir(directory, 0o700)
+            os.mkdir(os.path.join(directory, "blobs"), 0o700)
+            entries = []
+            for path in paths:
+                state = read_state(self.root, path)
+                if state.kind == "file":
+                    self._store_blob(directory, state.data)
+                    crashpoints.hit("journal:blob")
+                entries.append(_snapshot(state, path))
+        except OSError as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise Conflict(f"{directory}: cannot record the journal: {exc.strerror}; nothing was changed") from None
         manifest = {
             "format_version": 1,
             "generation": number,
@@ -139,7 +177,11 @@ class Journal:
         }
         generation = Generation(number, directory, manifest)
         crashpoints.hit("journal:before-manifest")
-        self.save(generation)
+        try:
+            self.save(generation)
+        except OSError as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise Conflict(f"{directory}: cannot record the journal: {exc.strerror}; nothing was changed") from None
         crashpoints.hit("journal:written")
         return generation
 
@@ -147,24 +189,33 @@ class Journal:
         blob = os.path.join(directory, "blobs", hashlib.sha256(data).hexdigest())
         if os.path.exists(blob):
             return
-        fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def save(self, generation: Generation) -> None:
+        """Both files are written and fsynced as temps first, then renamed checksum first: a crash
+        between the renames leaves a complete manifest.json.tmp matching the checksum (see `load`)."""
         raw = _canonical(generation.manifest)
         manifest = os.path.join(generation.directory, "manifest.json")
-        # The checksum lands first: a crash between the two renames leaves a mismatch that `load` reports.
-        for name, data in ((manifest + ".sha256", hashlib.sha256(raw).hexdigest().encode()), (manifest, raw)):
-            tmp = name + ".tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, name)
+        pairs = ((manifest + ".sha256", hashlib.sha256(raw).hexdigest().encode()), (manifest, raw))
+        for name, data in pairs:
+            fd = os.open(name + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.rename(manifest + ".sha256.tmp", manifest + ".sha256")
+        crashpoints.hit("journal:save-between-renames")
+        os.rename(manifest + ".tmp", manifest)
         writes.fsync_dir(generation.directory)
 
     def set_status(self, generation: Generation, status: str, **extra) -> None:
@@ -191,6 +242,9 @@ class Journal:
         """
         changed, rebuild = [], False
         after = {e["path"]: e for e in generation.manifest.get("after", [])}
+        self.verify_blobs(generation)
+        for entry in generation.entries:  # temp files an interrupted write left keep new dirs non-empty
+            writes.discard_temps(self.root, entry["path"])
         for entry in reversed(generation.entries):
             crashpoints.hit("restore:entry")
             path = entry["path"]
@@ -199,7 +253,14 @@ class Journal:
                 continue
             if self._restore_entry(generation, entry):
                 changed.append(path)
+                crashpoints.hit("restore:entry-done")
         return changed, rebuild
+
+    def verify_blobs(self, generation: Generation) -> None:
+        """Every blob the restore needs is present and intact; checked before anything is touched."""
+        for entry in generation.entries:
+            if entry["kind"] == "file":
+                self._blob(generation, entry["sha256"])
 
     def _restore_entry(self, generation: Generation, entry: dict) -> bool:
         path, kind = entry["path"], entry["kind"]
@@ -225,7 +286,7 @@ class Journal:
             elif current.kind != "dir":
                 writes.remove(self.root, path)
                 writes.make_dir(self.root, path, entry["mode"])
-            os.chmod(host_path(self.root, path), entry["mode"])
+            writes.chmod_dir(self.root, path, entry["mode"])
         return True
 
     def _blob(self, generation: Generation, sha: str) -> bytes:
@@ -255,6 +316,27 @@ class Journal:
             return []
         with open(path, encoding="utf-8", errors="replace") as fh:
             return [json.loads(line) for line in fh if line.strip()]
+
+
+def _read_if(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _check_manifest(manifest: dict) -> None:
+    """Refuse a manifest whose entries could make a restore write outside the root."""
+    if not isinstance(manifest, dict) or manifest.get("status") is None:
+        raise ValueError("no status")
+    for entry in manifest["entries"]:
+        path = entry["path"]
+        if (not isinstance(path, str) or not path.startswith("/") or posixpath.normpath(path) != path
+                or ".." in path.split("/") or "\x00" in path or path == "/"):
+            raise ValueError(f"entry path {path!r} is not a normal absolute path")
+        if entry["kind"] not in KINDS:
+            raise ValueError(f"entry {path}: unknown kind {entry['kind']!r}")
 
 
 def _user() -> str:
