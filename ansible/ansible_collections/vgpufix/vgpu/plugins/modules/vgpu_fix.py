@@ -1,0 +1,444 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: vgpu-fix contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Ansible module: run vgpu-fix's Python API on the target (plan, apply, verify, roll back)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vgpu_fix
+short_description: Make Ollama load its CUDA backend on virtual-GPU hosts with vgpu-fix
+version_added: "0.1.0"
+description:
+  - Brings a host to the state a vgpu-fix profile describes (shim symlinks, the Ollama service
+    drop-in, C(ld.so.conf.d) entry, managed and forbidden files, C(/etc/ld.so.preload) entries),
+    through vgpu-fix's journaled, atomic apply; optionally proves the CUDA backend loads and rolls
+    the change back by itself when it does not.
+  - Rolls back earlier applies (O(state=rolled_back)) or only checks that the backend loads
+    (O(state=verified)).
+  - Under C(--check) it plans and reports exactly the changes a real run would make, writing
+    nothing. Under C(--diff) it returns one before/after entry per file, symlink and
+    C(ld.so.conf.d) entry, headed by the path.
+  - Runs vgpu-fix's Python API on the target, so the target's Python (the one Ansible uses, see
+    C(ansible_python_interpreter)) must have vgpu-fix installed (C(pip install vgpu-fix) or a wheel;
+    the C(vgpufix.vgpu.vgpu_fix) role does it).
+author:
+  - vgpu-fix contributors
+requirements:
+  - vgpu-fix (the C(fixer) package) in the target's Python
+options:
+  profile:
+    description:
+      - Profile name (a shipped profile, or one in C(ROOT/etc/vgpu-fix/profiles/)) or the absolute
+        path of a profile YAML file on the target.
+    type: str
+    default: h100-vgpu
+  vars:
+    description:
+      - Profile variables, as C(vgpu-fix --set NAME=VALUE) would set them (for example C(shim_dir),
+        C(cuda_library)). Every name must be a variable the profile declares.
+      - Values are passed as strings; booleans become C(true)/C(false).
+    type: dict
+    default: {}
+    aliases: [variables]
+  state:
+    description:
+      - V(applied) makes the host match the profile.
+      - V(rolled_back) restores the before-state of the newest generation (or of every generation
+        from O(rollback_to) on). Once that generation is rolled back, the task reports no change.
+      - V(verified) changes nothing and fails unless the CUDA backend loads (needs a vgpu-fix
+        with its verify step).
+    type: str
+    choices: [applied, rolled_back, verified]
+    default: applied
+  root:
+    description:
+      - Directory that stands for C(/). Leave the default on real hosts; other values serve
+        images, chroots and tests.
+    type: path
+    default: /
+  restart:
+    description:
+      - Restart the unit after its drop-in changed (only where systemd manages O(root)).
+      - Set V(false) to leave the restart to a handler; the role does that.
+    type: bool
+    default: true
+  verify:
+    description:
+      - After a change, prove the CUDA backend loads; when it does not, every change is rolled back
+        and the task fails, reporting the rollback.
+      - Skipped with a warning when the installed vgpu-fix has no verify step.
+    type: bool
+    default: true
+  force:
+    description:
+      - With O(state=applied), replace paths of the wrong type (a file where a symlink belongs),
+        journaling them first. With O(state=rolled_back), roll back even though managed paths were
+        edited since the apply.
+    type: bool
+    default: false
+  rollback_to:
+    description:
+      - With O(state=rolled_back), roll back every applied generation numbered O(rollback_to) or
+        higher (see RV(generation) and C(vgpu-fix history)).
+    type: int
+  lock_timeout:
+    description:
+      - Seconds to wait for another vgpu-fix run's lock on the same root before failing.
+    type: float
+    default: 0.0
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Drift (exit code 4 of C(vgpu-fix plan)) is RV(changed) under C(--check); conflicts, an invalid
+    profile, a held lock and a failed verify fail the task without changing the host.
+seealso:
+  - name: vgpu-fix Ansible guide
+    description: Fleet inventory, serial rollout, dry run and rollback playbooks.
+    link: https://github.com/vgpu-fix/vgpu-fix/blob/main/docs/ansible.md
+"""
+
+EXAMPLES = r"""
+- name: Dry run first (ansible-playbook --check --diff shows each file's diff)
+  vgpufix.vgpu.vgpu_fix:
+    profile: h100-vgpu
+    vars:
+      shim_dir: /opt/vgpu/lib
+      cuda_library: cuda_v12
+  check_mode: true
+
+- name: Converge; a handler restarts Ollama only when something changed
+  vgpufix.vgpu.vgpu_fix:
+    profile: h100-vgpu
+    vars:
+      shim_dir: "{{ vgpu_shim_dir }}"
+    restart: false
+  notify: Restart ollama
+
+- name: A site profile by path, without the post-apply verification
+  vgpufix.vgpu.vgpu_fix:
+    profile: /etc/vgpu-fix/profiles/lab.yaml
+    verify: false
+
+- name: Prove the backend loads (changes nothing)
+  vgpufix.vgpu.vgpu_fix:
+    profile: h100-vgpu
+    state: verified
+
+- name: Undo the newest apply
+  vgpufix.vgpu.vgpu_fix:
+    state: rolled_back
+
+- name: Undo everything from generation 3 on
+  vgpufix.vgpu.vgpu_fix:
+    state: rolled_back
+    rollback_to: 3
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the host changed (under C(--check), whether it would).
+  returned: always
+  type: bool
+msg:
+  description: One line saying what happened, or why the task failed (with the validation lines of an invalid profile).
+  returned: always
+  type: str
+  sample: applied generation 1
+generation:
+  description: The journal generation written (applied) or rolled back; null when nothing changed.
+  returned: always
+  type: int
+  sample: 1
+changes:
+  description:
+    - Every path the plan considered, in order; C(action) is C(create), C(update), C(delete), or
+      C(noop) for what is already in place. Same shape as C(vgpu-fix plan --json).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - kind: symlink
+      path: /opt/vgpu/lib/libcuda.so.1
+      action: create
+      before: {kind: absent}
+      after: {kind: symlink, target: libvgpu-cuda.so}
+      reason: link to libvgpu-cuda.so
+verify:
+  description: The verify report (key C(ok) and the checks), or null when verification did not run.
+  returned: always
+  type: dict
+diff:
+  description: Ansible's diff list, one entry per changing path, headers naming the path and its state.
+  returned: when run with --diff
+  type: list
+  elements: dict
+restored:
+  description: Paths a rollback restored.
+  returned: when state=rolled_back
+  type: list
+  elements: str
+messages:
+  description: Post-actions (ldconfig, daemon-reload, restart or why skipped) and recovery notes.
+  returned: when state=applied and not in check mode
+  type: list
+  elements: str
+notes:
+  description: What the plan supersedes or leaves alone (for example settings in override.conf).
+  returned: when a plan was made
+  type: list
+  elements: str
+post_actions:
+  description: What the changes need after writing (ldconfig, daemon-reload, restart).
+  returned: when a plan was made
+  type: list
+  elements: str
+errors:
+  description: One line per problem (validation errors with their YAML location, conflicts, drifted paths).
+  returned: on failure
+  type: list
+  elements: str
+vgpu_fix_version:
+  description: Version of vgpu-fix that ran on the target.
+  returned: always
+  type: str
+vgpu_fix_path:
+  description: Where that vgpu-fix is installed on the target.
+  returned: always
+  type: str
+"""
+
+import json
+import os
+import sys
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import fixer
+    from fixer import apply as applier
+    from fixer import profile as profiles
+    from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
+    from fixer.journal import DERIVED, OPEN_STATUSES, Journal
+    from fixer.plan import Change, Plan
+    from fixer.render import ansible_diff, dumps, result
+    from fixer.rootfs import PathState, read_state
+except ImportError:
+    FIXER_IMPORT_ERROR = traceback.format_exc()
+else:
+    FIXER_IMPORT_ERROR = None
+
+INSTALL_HINT = (
+    "install vgpu-fix into that Python (`{python} -m pip install vgpu-fix`, or a wheel: "
+    "`{python} -m pip install vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.vgpu_fix role "
+    "(vgpu_fix_package / vgpu_fix_wheel), or point ansible_python_interpreter at a Python that has it"
+)
+
+ARGUMENT_SPEC = dict(
+    profile=dict(type="str", default="h100-vgpu"),
+    vars=dict(type="dict", default={}, aliases=["variables"]),
+    state=dict(type="str", default="applied", choices=["applied", "rolled_back", "verified"]),
+    root=dict(type="path", default="/"),
+    restart=dict(type="bool", default=True),
+    verify=dict(type="bool", default=True),
+    force=dict(type="bool", default=False),
+    rollback_to=dict(type="int"),
+    lock_timeout=dict(type="float", default=0.0),
+)
+
+
+def _text(name, value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise InvalidInput(f"vars.{name}: a profile variable takes a single value, not a {type(value).__name__}")
+    return str(value)
+
+
+def _verify_module():
+    """vgpu-fix's verify step, or None for a vgpu-fix that predates it."""
+    try:
+        from fixer import verify
+    except ImportError:
+        return None
+    return verify
+
+
+class Task:
+    """One invocation: the parameters, the root, and the result document in vgpu-fix's JSON shape."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.profile_name = None
+        self.command = {"applied": "apply", "rolled_back": "rollback", "verified": "verify"}[self.params["state"]]
+        if module.check_mode and self.command == "apply":
+            self.command = "plan"
+        root = self.params["root"]
+        self.root = root if root == "/" else os.path.realpath(root)
+
+    def run(self):
+        if self.root != "/" and not os.path.isdir(self.root):
+            raise InvalidInput(f"root {self.params['root']}: not a directory")
+        return getattr(self, self.params["state"])()
+
+    # -- states ---------------------------------------------------------------------------------
+
+    def applied(self):
+        p, profile = self.params, self.load()
+        if self.module.check_mode:
+            plan = applier.make_plan(profile, self.root, force=p["force"])
+            if plan.conflicts:
+                raise Conflict(f"{len(plan.conflicts)} conflict(s) block the plan", details=plan.conflicts,
+                               payload={"plan": plan})
+            count = len(plan.pending)
+            msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
+            return self.result(changed=bool(count), msg=msg, plan=plan)
+        checker = None
+        if p["verify"]:
+            verify = _verify_module()
+            if verify is None:
+                self.module.warn("the vgpu-fix on the target has no verify step (fixer.verify); "
+                                 "applied without proving the CUDA backend loads")
+            else:
+                checker = verify.check_for_apply
+        outcome = applier.apply(profile, self.root, force=p["force"], restart=p["restart"],
+                                lock_timeout=p["lock_timeout"], verify=checker)
+        msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
+        return self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
+                           verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
+
+    def rolled_back(self):
+        p = self.params
+        journal = Journal(self.root)
+        generations = journal.generations() if os.path.isdir(journal.directory) else []
+        if not generations:
+            return self.result(changed=False, msg="nothing to roll back: vgpu-fix has not changed this root",
+                               restored=[])
+        known = [g.number for g in generations]
+        to = p["rollback_to"] if p["rollback_to"] is not None else known[-1]
+        if to not in known:
+            raise InvalidInput(f"rollback_to={to}: no such generation (this root has {known[0]}..{known[-1]})")
+        targets = [g for g in reversed(generations) if g.status == "applied" and g.number >= to]
+        interrupted = [g for g in generations if g.status in OPEN_STATUSES]
+        if not targets and not interrupted:
+            return self.result(changed=False, msg=f"generation {to} and later are already rolled back",
+                               generation=None, restored=[])
+        if not p["force"]:
+            drifted = [f"{path} (generation {g.number})" for g in targets for path in journal.drifted(g)]
+            if drifted:
+                raise Conflict("managed paths changed since that apply; rollback would discard those edits "
+                               "(force: true rolls back anyway)", details=drifted)
+        diff = self.rollback_diff(journal, interrupted + targets) if self.module._diff else None
+        if self.module.check_mode:
+            numbers = ", ".join(str(g.number) for g in interrupted + targets)
+            return self.result(changed=True, msg=f"check mode: would roll back generation(s) {numbers}",
+                               generation=targets[-1].number if targets else None, restored=[], diff=diff)
+        outcome = applier.rollback(self.root, to=to, force=p["force"], restart=p["restart"],
+                                   lock_timeout=p["lock_timeout"])
+        msg = (f"rolled back to before generation {outcome.generation}" if targets
+               else "; ".join(outcome.messages))
+        return self.result(changed=True, msg=msg, generation=outcome.generation if targets else None,
+                           restored=outcome.restored, messages=outcome.messages, diff=diff)
+
+    def verified(self):
+        verify = _verify_module()
+        if verify is None:
+            raise InvalidInput("state=verified needs vgpu-fix's verify step (fixer.verify), which the vgpu-fix "
+                               f"installed on the target ({fixer.__version__}) does not have; upgrade it")
+        profile = self.load()
+        report = verify.check_for_apply(profile, self.root)
+        if not report.get("ok"):
+            doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load", verify=report)
+            self.module.fail_json(**doc)
+        return self.result(changed=False, msg="verified: the CUDA backend loads", verify=report)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def load(self):
+        overrides = {str(k): _text(k, v) for k, v in (self.params["vars"] or {}).items()}
+        profile = profiles.load(self.params["profile"], self.root, overrides)
+        self.profile_name = profile.name
+        return profile
+
+    def rollback_diff(self, journal, generations):
+        """Before/after of each path a rollback would restore, in the same shape as an apply's diff."""
+        changes = []
+        for generation in generations:
+            for entry in reversed(generation.entries):
+                if entry["path"] in DERIVED:
+                    continue
+                current = read_state(self.root, entry["path"])
+                recorded = _recorded_state(journal, generation, entry)
+                if current != recorded:
+                    changes.append(Change("rollback", entry["path"], "update", current, recorded,
+                                          f"restore generation {generation.number}"))
+        return ansible_diff(Plan(profile="", root=self.root, changes=changes))
+
+    def result(self, *, changed, msg, plan=None, generation=None, verify=None, diff=None, **extra):
+        doc = result(self.command, profile=self.profile_name, root=self.root, changed=changed, failed=False,
+                     msg=msg, plan=plan, generation=generation, verify=verify, **extra)
+        doc = json.loads(dumps(doc))
+        doc.pop("failed")
+        if diff is not None:
+            doc["diff"] = diff
+        if not self.module._diff:
+            doc.pop("diff")
+        for warning in doc.pop("warnings", None) or []:
+            self.module.warn(warning)
+        doc["vgpu_fix_version"] = fixer.__version__
+        doc["vgpu_fix_path"] = os.path.dirname(os.path.abspath(fixer.__file__))
+        return doc
+
+    def fail(self, exc):
+        payload = dict(exc.payload)
+        extra = {k: v for k, v in payload.items() if k not in ("plan", "generation", "verify")}
+        # A failed rollback may leave the host half-changed: say so instead of claiming no change.
+        changed = isinstance(exc, RollbackFailed)
+        msg = exc.message + (": " + "; ".join(exc.details) if exc.details else "")
+        doc = self.result(changed=changed, msg=msg, plan=payload.get("plan"), generation=payload.get("generation"),
+                          verify=payload.get("verify"), errors=exc.details, exit_code=int(exc.exit_code),
+                          error=type(exc).__name__, **extra)
+        self.module.fail_json(**doc)
+
+
+def _recorded_state(journal, generation, entry):
+    kind = entry["kind"]
+    if kind == "symlink":
+        return PathState("symlink", target=entry["target"])
+    if kind == "file":
+        try:
+            data = journal._blob(generation, entry["sha256"])
+        except FixerError:
+            data = b""
+        return PathState("file", data=data, mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+    if kind == "dir":
+        return PathState("dir", mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+    return PathState(kind)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if FIXER_IMPORT_ERROR:
+        module.fail_json(
+            msg=missing_required_lib("vgpu-fix") + "; " + INSTALL_HINT.format(python=sys.executable or "python3"),
+            exception=FIXER_IMPORT_ERROR,
+        )
+    task = Task(module)
+    try:
+        doc = task.run()
+    except FixerError as exc:
+        task.fail(exc)
+    module.exit_json(**doc)
+
+
+if __name__ == "__main__":
+    main()
