@@ -29,23 +29,37 @@ class RunLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = self._holder()
+                    holder = self._live_holder()
                     os.close(self.fd)
                     self.fd = None
                     raise LockHeld(_held_message(holder), payload={"holder": holder}) from None
                 time.sleep(0.05)
         previous = self._holder()
-        if previous and not _alive(previous.get("pid")):
+        if previous and not _alive(previous.get("pid"), previous.get("ticks")):
             self.stale_holder = previous
-        record = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, json.dumps(record).encode(), 0)
+        record = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ticks": _start_ticks(os.getpid())}
+        raw = json.dumps(record).encode()
+        # Overwrite, then cut to length: a concurrent reader never sees an empty holder record.
+        os.pwrite(self.fd, raw.ljust(4096 if previous else len(raw)), 0)
+        os.ftruncate(self.fd, len(raw))
+        os.fsync(self.fd)
         return self
+
+    def _live_holder(self) -> dict | None:
+        """The holder's record; the winner writes it just after taking the lock, so wait briefly."""
+        holder = self._holder()
+        for _ in range(40):
+            if holder and _alive(holder.get("pid"), holder.get("ticks")):
+                break
+            time.sleep(0.025)
+            holder = self._holder()
+        return holder
 
     def _holder(self) -> dict | None:
         try:
-            raw = os.pread(self.fd, 4096, 0)
-            return json.loads(raw) if raw else None
+            raw = os.pread(self.fd, 8192, 0).rstrip(b" ")
+            record = json.loads(raw) if raw else None
+            return record if isinstance(record, dict) else None
         except (OSError, ValueError):
             return None
 
@@ -63,13 +77,26 @@ def _held_message(holder: dict | None) -> str:
     return f"another vgpu-fix run holds the lock: pid {holder.get('pid')}, started {holder.get('started')}"
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+def _start_ticks(pid: int) -> int | None:
+    """The process start time in clock ticks since boot (/proc/PID/stat field 22): pid + ticks is unique."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: object, ticks: object = None) -> bool:
+    """Whether the recorded holder still runs (a reused pid with another start time does not count)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if isinstance(ticks, int):
+        current = _start_ticks(pid)
+        return current is None or current == ticks
     return True

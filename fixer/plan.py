@@ -243,7 +243,8 @@ def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
         return any(fnmatch.fnmatchcase(entry, p) or fnmatch.fnmatchcase(os.path.basename(entry), p) for p in patterns)
 
     kept, removed = [], []
-    for line in before.text().splitlines(keepends=True):
+    # surrogateescape: bytes that are not UTF-8 in the lines that stay are written back unchanged.
+    for line in (before.data or b"").decode("utf-8", "surrogateescape").splitlines(keepends=True):
         entries = preload_entries(line)
         hits = [e for e in entries if banned(e)]
         if not hits:
@@ -256,9 +257,13 @@ def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
     if not removed:
         plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "noop", before, before, "lists no forbidden library"))
         return
-    after = PathState("file", data="".join(kept).encode(), mode=before.mode, uid=before.uid, gid=before.gid)
+    after = PathState("file", data="".join(kept).encode("utf-8", "surrogateescape"), mode=before.mode, uid=before.uid, gid=before.gid)
     plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "update", before, after,
-                               "system-wide preload of " + ", ".join(removed) + " (bricks hosts; other entries stay)"))
+                               "system-wide preload of " + ", ".join(_shown(r) for r in removed) + " (bricks hosts; other entries stay)"))
+
+
+def _shown(entry: str) -> str:
+    return entry.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:

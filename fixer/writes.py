@@ -1,13 +1,23 @@
-"""Atomic, symlink-safe writes inside a root: files, symlinks, removals, directories."""
+"""Atomic, symlink-safe writes inside a root: files, symlinks, removals, directories.
+
+Every operation opens the parent directory component by component from the root with
+O_NOFOLLOW|O_DIRECTORY and then works relative to that directory descriptor, so a symlink planted
+at any parent (even between the check and the write) is refused instead of followed, and the final
+component is never followed either (O_NOFOLLOW, rename/unlink/rmdir act on the link itself).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import stat
 
 from fixer import crashpoints
 from fixer.errors import Conflict
 from fixer.rootfs import host_path, parent_problem
+
+TEMP_MARK = ".vgpu-fix-"  # temp files are named `.NAME.vgpu-fix-PID-TOKEN.tmp` beside NAME
 
 
 def _guard(root: str, path: str) -> str:
@@ -15,6 +25,43 @@ def _guard(root: str, path: str) -> str:
     if problem:
         raise Conflict(f"{path}: {problem}")
     return host_path(root, path)
+
+
+def _open_dir(root: str, directory: str) -> int:
+    """A descriptor of `directory` (absolute, inside root) reached without following any symlink."""
+    fd = os.open(root if root else "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    walked = ""
+    try:
+        for part in [p for p in directory.split("/") if p]:
+            walked += "/" + part
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Conflict(f"{walked}: is a symlink or not a directory; "
+                                   "vgpu-fix never writes through symlinks") from None
+                raise
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _parent(root: str, path: str) -> tuple[int, str]:
+    _guard(root, path)
+    name = os.path.basename(path)
+    if not name or name in (".", ".."):
+        raise Conflict(f"{path}: not a path vgpu-fix can write")
+    return _open_dir(root, os.path.dirname(path)), name
+
+
+def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def fsync_dir(real_dir: str) -> None:
@@ -25,80 +72,146 @@ def fsync_dir(real_dir: str) -> None:
         os.close(fd)
 
 
-def _temp_name(real: str) -> str:
-    return os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.vgpu-fix-{os.getpid()}.tmp")
+def _temp_name(name: str) -> str:
+    return f".{name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def is_temp_for(entry: str, name: str) -> bool:
+    return entry.startswith(f".{name}{TEMP_MARK}") and entry.endswith(".tmp")
 
 
 def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
     """Write via a temp file in the same directory, fsync it, rename over `path`, fsync the directory."""
-    real = _guard(root, path)
-    current = os.lstat(real) if os.path.lexists(real) else None
-    if current is not None and stat.S_ISDIR(current.st_mode):
-        raise Conflict(f"{path}: is a directory")
-    tmp = _temp_name(real)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    dfd, name = _parent(root, path)
     try:
+        current = _lstat_at(dfd, name)
+        if current is not None and stat.S_ISDIR(current.st_mode):
+            raise Conflict(f"{path}: is a directory")
+        tmp = _temp_name(name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if uid is not None and os.geteuid() == 0:
-                os.fchown(fd, uid, gid if gid is not None else -1)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        crashpoints.hit("write:tempfile")
-        os.rename(tmp, real)
-    except BaseException:
-        _discard(tmp)
-        raise
-    fsync_dir(os.path.dirname(real))
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                if uid is not None and os.geteuid() == 0:
+                    os.fchown(fd, uid, gid if gid is not None else -1)
+                os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            crashpoints.hit("write:tempfile")
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            _discard(dfd, tmp)
+            raise
+        crashpoints.hit("write:renamed")
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def write_symlink(root: str, path: str, target: str) -> None:
-    real = _guard(root, path)
-    if os.path.isdir(real) and not os.path.islink(real):
-        raise Conflict(f"{path}: is a directory")
-    tmp = _temp_name(real)
+    dfd, name = _parent(root, path)
     try:
-        os.symlink(target, tmp)
-        crashpoints.hit("write:tempfile")
-        os.rename(tmp, real)
-    except BaseException:
-        _discard(tmp)
-        raise
-    fsync_dir(os.path.dirname(real))
+        current = _lstat_at(dfd, name)
+        if current is not None and stat.S_ISDIR(current.st_mode):
+            raise Conflict(f"{path}: is a directory")
+        tmp = _temp_name(name)
+        try:
+            os.symlink(target, tmp, dir_fd=dfd)
+            crashpoints.hit("write:tempfile")
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            _discard(dfd, tmp)
+            raise
+        crashpoints.hit("write:renamed")
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def remove(root: str, path: str) -> None:
     """Remove a file, symlink (never its target) or empty directory; absent is fine."""
-    real = _guard(root, path)
     try:
-        st = os.lstat(real)
-    except FileNotFoundError:
+        dfd, name = _parent(root, path)
+    except FileNotFoundError:  # a missing parent: nothing to remove
         return
-    if stat.S_ISDIR(st.st_mode):
-        os.rmdir(real)
-    else:
-        os.unlink(real)
-    fsync_dir(os.path.dirname(real))
+    try:
+        st = _lstat_at(dfd, name)
+        if st is None:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
+        crashpoints.hit("remove:done")
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def make_dir(root: str, path: str, mode: int = 0o755) -> None:
-    real = _guard(root, path)
+    """Create one directory with exactly `mode` (whatever the umask); an existing directory is fine."""
+    dfd, name = _parent(root, path)
     try:
-        os.mkdir(real, mode)
-    except FileExistsError:
-        if not os.path.isdir(real) or os.path.islink(real):
-            raise Conflict(f"{path}: exists and is not a directory") from None
-        return
-    fsync_dir(os.path.dirname(real))
+        try:
+            os.mkdir(name, mode, dir_fd=dfd)
+        except FileExistsError:
+            st = _lstat_at(dfd, name)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                raise Conflict(f"{path}: exists and is not a directory") from None
+            return
+        set_dir_mode(dfd, name, mode)
+        crashpoints.hit("mkdir:done")
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
-def _discard(tmp: str) -> None:
+def set_dir_mode(dfd: int, name: str, mode: int) -> None:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     try:
-        os.unlink(tmp)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def chmod_dir(root: str, path: str, mode: int) -> None:
+    """Set a directory's mode without following a symlink at or above it."""
+    dfd, name = _parent(root, path)
+    try:
+        set_dir_mode(dfd, name, mode)
+    finally:
+        os.close(dfd)
+
+
+def discard_temps(root: str, path: str) -> list[str]:
+    """Remove temp files an interrupted run left beside `path`; returns the absolute paths removed."""
+    directory = os.path.dirname(path)
+    if parent_problem(root, path) is not None or not os.path.isdir(host_path(root, directory)):
+        return []
+    try:
+        dfd = _open_dir(root, directory)
+    except (Conflict, OSError):
+        return []
+    removed = []
+    try:
+        name = os.path.basename(path)
+        for entry in os.listdir(dfd):
+            if is_temp_for(entry, name):
+                _discard(dfd, entry)
+                removed.append(os.path.join(directory, entry))
+        if removed:
+            os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return removed
+
+
+def _discard(dfd: int, tmp: str) -> None:
+    try:
+        os.unlink(tmp, dir_fd=dfd)
     except FileNotFoundError:
         pass
