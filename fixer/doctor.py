@@ -1,0 +1,254 @@
+"""Explain why Ollama runs on the CPU: host facts and log events through the rules, to a verdict."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fixer.rules.base import SEVERITY_ORDER, Context, Finding
+
+if TYPE_CHECKING:
+    from fixer.models import Profile
+    from fixer.ollama_log import LogSummary
+    from fixer.rules.facts import HostFacts
+
+# Which finding names the cause when several fire (most fundamental first).
+PRIORITY = (
+    "no-gpu-visible",
+    "snap-ollama",
+    "backend-never-loaded",
+    "llm-library-invalid",
+    "no-gpu-library-tried",
+    "exec-start-wrapper",
+    "ld-so-preload-shim",
+    "preload-interposes-dlopen",
+    "libcuda-unresolvable",
+    "shim-soname",
+    "shim-missing-exports",
+    "cudart-replaced",
+    "shim-shadows-bundled",
+    "devices-filtered",
+    "discovery-timeout",
+    "env-shadowed",
+    "cuda-init-failed-logged",
+    "loader-error-logged",
+    "backend-load-failed-logged",
+    "sandbox-privatedevices",
+    "sandbox-protectkerneltunables",
+)
+SHIM_PROFILE, PRELOAD_PROFILE, CUDA13_PROFILE, PASSTHROUGH_PROFILE = (
+    "h100-vgpu",
+    "h100-vgpu-preload",
+    "h100-vgpu-cuda13",
+    "passthrough-gpu",
+)
+
+
+@dataclass
+class Diagnosis:
+    root: str
+    findings: list[Finding]
+    verdict: str
+    suggested_profile: str | None
+    events: dict | None = None
+    host: dict | None = None
+    log_seen: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity in ("error", "external") for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": 1,
+            "command": "doctor",
+            "root": self.root,
+            "verdict": self.verdict,
+            "suggested_profile": self.suggested_profile,
+            "failed": not self.ok,
+            "findings": [f.to_dict() for f in self.findings],
+            "events": self.events,
+            "host": self.host,
+        }
+
+
+def run_rules(ctx: Context) -> list[Finding]:
+    from fixer.rules import RULES
+
+    found: list[Finding] = []
+    for rule in RULES:
+        found.extend(rule(ctx))
+    return sort_findings(found)
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    def key(f: Finding) -> tuple[int, int]:
+        rank = PRIORITY.index(f.id) if f.id in PRIORITY else len(PRIORITY)
+        return SEVERITY_ORDER[f.severity], rank
+
+    return sorted(findings, key=key)
+
+
+def suggest_profile(findings: list[Finding], host: HostFacts | None, available: set[str] | None = None, requested: str | None = None) -> str | None:
+    """The shipped profile that fixes what was found, or None (nothing fixable, or outside reach)."""
+    if any(f.severity == "external" for f in findings):
+        return None
+    if not any(f.fixable and f.severity in ("error", "warning") for f in findings):
+        return None
+    if requested:
+        return requested
+    choice = PASSTHROUGH_PROFILE
+    if host is not None and host.shim_host:
+        choice = SHIM_PROFILE
+        preload_trouble = {"preload-interposes-dlopen", "preload-missing", "shim-soname", "backend-never-loaded"}
+        inspected = [host.elf_of(p) for p in host.preload]
+        if host.preload and all(inspected) and not preload_trouble & {f.id for f in findings}:
+            choice = PRELOAD_PROFILE
+        elif host.env.get("OLLAMA_LLM_LIBRARY") == "cuda_v13":
+            choice = CUDA13_PROFILE
+    elif host is None:
+        choice = SHIM_PROFILE
+    if available is not None and choice not in available:
+        return None
+    return choice
+
+
+def verdict(findings: list[Finding], log: LogSummary | None, profile: str | None) -> str:
+    external = [f for f in findings if f.severity == "external"]
+    if external:
+        return (f"Outside this host's reach: {external[0].summary}. No profile can fix this from inside the guest "
+                "(and installing the NVIDIA driver would not help).")
+    errors = [f for f in findings if f.severity == "error"]
+    tail = f" — run `vgpu-fix plan --profile {profile}`" if profile else ""
+    unfixable = [f for f in errors if not f.fixable]
+    if unfixable and profile:
+        tail += f" (it cannot fix: {'; '.join(f.summary for f in unfixable[:2])})"
+    if log is not None and log.gpu_devices and not errors:
+        dev = log.gpu_devices[0].data
+        warnings = [f for f in findings if f.severity == "warning"]
+        extra = f"; {len(warnings)} warning(s){tail}" if warnings else ""
+        return (f"GPU in use: {dev.get('description') or dev.get('name') or dev.get('id')} via "
+                f"{dev.get('library')} ({dev.get('libdirs', '?')}, driver {dev.get('driver', '?')}){extra}.")
+    if errors:
+        state = "CPU fallback" if log is not None and log.cpu_fallback else "Problem"
+        return f"{state}: {errors[0].summary}{tail}."
+    warnings = [f for f in findings if f.severity == "warning"]
+    if warnings:
+        return f"No blocking problem found; {len(warnings)} warning(s), first: {warnings[0].summary}{tail}."
+    if log is None:
+        return "No problem found in the host configuration (give Ollama's log with --log or --journal to check what it did)."
+    return "No problem found."
+
+
+def _available_profiles(root: str) -> set[str] | None:
+    try:
+        from fixer.profile import list_profiles
+
+        names = {name for name, _, _ in list_profiles(root)}
+    except Exception:  # noqa: BLE001 - profile discovery must never break doctor
+        return None
+    return names or None
+
+
+def _load_profile(profile: Profile | str | None, root: str) -> Profile | None:
+    if profile is None or not isinstance(profile, str):
+        return profile
+    from fixer.profile import load
+
+    return load(profile, root)
+
+
+def diagnose(root: str, log_text: str | None, profile: Profile | str | None = None, *, probe_host: bool = True) -> Diagnosis:
+    """Run every rule over the host under `root` and the log text; read-only."""
+    from fixer.ollama_log import summarize
+    from fixer.rules.facts import gather
+
+    prof = _load_profile(profile, root)
+    unit = prof.service.unit if prof else "ollama.service"
+    lib = prof.verify.ollama_lib if prof else None
+    host = gather(root, unit, lib) if probe_host else None
+    log = summarize(log_text) if log_text is not None else None
+    ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf")
+    findings = run_rules(ctx)
+    suggested = suggest_profile(findings, host, _available_profiles(root), prof.name if prof else None)
+    return Diagnosis(
+        root=root,
+        findings=findings,
+        verdict=verdict(findings, log, suggested),
+        suggested_profile=suggested,
+        events=log.to_dict() if log else None,
+        host=_host_summary(host),
+        log_seen=log is not None,
+    )
+
+
+def _host_summary(host: HostFacts | None) -> dict | None:
+    if host is None:
+        return None
+    return {
+        "unit": host.unit_path,
+        "dropins": [d.path for d in host.dropins],
+        "exec_start": host.exec_start,
+        "environment": host.env,
+        "ollama_lib": host.ollama_lib if host.lib_present else None,
+        "library_folders": host.ggml_dirs(),
+        "preload": host.preload,
+        "ld_so_preload": host.ld_so_preload,
+        "shims": host.shim_paths(),
+    }
+
+
+def journal_text(root: str, unit: str = "ollama.service", scope: str = "system") -> str:
+    """The unit's journal as `journalctl -o json` lines (live root only)."""
+    from fixer import system
+    from fixer.errors import InvalidInput
+
+    if root != "/":
+        raise InvalidInput("--journal reads the running system's journal; with --root give the log with --log FILE")
+    return system.journal(unit, scope)
+
+
+# ---------------------------------------------------------------- text output
+
+_LABEL = {"external": "OUTSIDE", "error": "ERROR", "warning": "WARN", "info": "INFO"}
+
+
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=indent)
+
+
+def _log_line(events: dict) -> str:
+    parts = [events["version"]["text"]]
+    if events["compute"]:
+        parts.append("CPU fallback" if events["cpu_fallback"] else f"{len(events['gpu_devices'])} GPU(s) in use")
+    for b in events["bootstraps"][:3]:
+        folder = (b["libdirs"] or ["?"])[-1].rsplit("/", 1)[-1]
+        secs = f"{b['seconds']:.2f} s" if b["seconds"] is not None else "?"
+        parts.append(f"bootstrap {folder} {secs}")
+    if events["initial_count"] is not None:
+        parts.append(f"initial_count={events['initial_count']}")
+    if events["verifying"] or events["filtered"]:
+        parts.append(f"{len(events['verifying'])} verified, {len(events['filtered'])} filtered")
+    return "; ".join(parts)
+
+
+def render_text(diagnosis: Diagnosis) -> str:
+    lines = [f"vgpu-fix doctor — root {diagnosis.root}"]
+    if diagnosis.events:
+        lines.append(f"log: {_log_line(diagnosis.events)}")
+    elif not diagnosis.log_seen:
+        lines.append("log: none given (use --log FILE or --journal)")
+    lines.append("")
+    for f in diagnosis.findings:
+        lines.append(f"[{_LABEL[f.severity]}] {f.id}: {f.summary}")
+        for item in f.evidence:
+            lines.append(_wrap(item, "    > "))
+        lines.append(_wrap(f.explanation, "    "))
+        setting = f" (profile setting: {f.fix.setting})" if f.fix.setting else " (no profile setting fixes this)"
+        lines.append(_wrap("fix: " + f.fix.text + setting, "    "))
+        lines.append("")
+    if not diagnosis.findings:
+        lines += ["no findings", ""]
+    lines.append(f"verdict: {diagnosis.verdict}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,400 @@
+"""The host facts doctor's rules read, and the one read-only gatherer that fills them from a root."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import stat
+from dataclasses import dataclass, field
+
+DEFAULT_LIB = "/usr/local/lib/ollama"
+SHIM_MARKERS = ("vgpu",)
+# libc entry points a shim may wrap; wrapping dlopen/dlsym reroutes ggml's backend loading.
+LIBC_INTERPOSED = ("dlopen", "dlmopen", "dlsym", "dlvsym", "open", "open64", "openat", "stat", "fopen", "ioctl", "mmap")
+# Libraries the runner needs by SONAME, and where Ollama bundles them.
+BUNDLED = ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13")
+DRIVER_SONAMES = ("libcuda.so.1", "libnvidia-ml.so.1")
+TRUSTED_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A directory entry: kind, symlink target (as written) and modification time."""
+
+    kind: str
+    target: str | None = None
+    mtime: float = 0.0
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    path: str
+    soname: str | None = None
+    needed: tuple[str, ...] = ()
+    exports: frozenset[str] = frozenset()
+    imports: frozenset[str] = frozenset()
+
+    @property
+    def interposes(self) -> tuple[str, ...]:
+        return tuple(name for name in LIBC_INTERPOSED if name in self.exports)
+
+
+@dataclass(frozen=True)
+class DropIn:
+    """One drop-in: whether systemd reads it, and what it sets."""
+
+    path: str
+    has_service: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    exec_start: tuple[str, ...] = ()
+
+
+@dataclass
+class HostFacts:
+    """Everything doctor knows about the host. Absolute guest paths; defaults mean "not seen"."""
+
+    root: str = "/"
+    unit: str = "ollama.service"
+    unit_path: str | None = None
+    dropins: list[DropIn] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    env_origin: dict[str, str] = field(default_factory=dict)
+    env_history: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    directives: dict[str, list[str]] = field(default_factory=dict)
+    directive_origin: dict[str, str] = field(default_factory=dict)
+    exec_start: str | None = None
+    ollama_lib: str = DEFAULT_LIB
+    lib_present: bool = False
+    lib_top: dict[str, Entry] = field(default_factory=dict)
+    lib_dirs: dict[str, dict[str, Entry]] = field(default_factory=dict)
+    ld_so_preload: list[str] = field(default_factory=list)
+    ld_cache_dirs: list[str] = field(default_factory=list)
+    listings: dict[str, dict[str, Entry]] = field(default_factory=dict)
+    exists: dict[str, bool] = field(default_factory=dict)
+    realpaths: dict[str, str] = field(default_factory=dict)
+    elf: dict[str, ElfInfo] = field(default_factory=dict)
+    snap: list[str] = field(default_factory=list)
+    pci_gpus: list[str] | None = None
+    dev_nodes: list[str] = field(default_factory=list)
+    nvidia_modules: list[str] = field(default_factory=list)
+
+    @property
+    def preload(self) -> list[str]:
+        return split_preload(self.env.get("LD_PRELOAD", ""))
+
+    @property
+    def library_path(self) -> list[str]:
+        return [p for p in self.env.get("LD_LIBRARY_PATH", "").split(":") if p]
+
+    @property
+    def user(self) -> str | None:
+        values = self.directives.get("User")
+        return values[-1] if values else None
+
+    def ggml_dirs(self) -> list[str]:
+        """Subfolders Ollama turns into library dirs: those holding a `*ggml-*` file."""
+        return sorted(d for d, names in self.lib_dirs.items() if any("ggml-" in n for n in names))
+
+    def elf_of(self, path: str) -> ElfInfo | None:
+        return self.elf.get(path) or self.elf.get(self.realpaths.get(path, ""))
+
+    def shim_paths(self) -> list[str]:
+        """Every path we know of that looks like a virtual-GPU shim."""
+        seen = [*self.preload, *self.ld_so_preload, *self.elf]
+        for directory, names in self.listings.items():
+            seen += [f"{directory}/{n}" for n in names]
+        return sorted({p for p in seen if is_shim_name(p) or is_shim_name(self.realpaths.get(p, ""))})
+
+    @property
+    def shim_host(self) -> bool:
+        return bool(self.shim_paths())
+
+
+def is_shim_name(path: str) -> bool:
+    return any(marker in os.path.basename(path).lower() for marker in SHIM_MARKERS)
+
+
+def split_preload(value: str) -> list[str]:
+    return [p for p in value.replace(":", " ").split() if p]
+
+
+def exec_argv(exec_start: str | None) -> list[str]:
+    """ExecStart= as argv, without systemd's `@-:+!` prefixes."""
+    if not exec_start:
+        return []
+    try:
+        argv = shlex.split(exec_start)
+    except ValueError:
+        argv = exec_start.split()
+    if argv:
+        argv[0] = argv[0].lstrip("@-:+!")
+    return argv
+
+
+# ---------------------------------------------------------------- gathering (read-only)
+
+
+def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = None) -> HostFacts:
+    """Read what the rules need from the host under `root`; never writes."""
+    facts = HostFacts(root=root, unit=unit)
+    _gather_unit(facts)
+    facts.ollama_lib = ollama_lib or _guess_lib(root, facts.exec_start)
+    _gather_lib(facts)
+    facts.ld_so_preload = _read_ld_so_preload(root)
+    facts.ld_cache_dirs = _ld_dirs(root)
+    search = [*facts.library_path, *facts.ld_cache_dirs, *TRUSTED_DIRS]
+    for directory in dict.fromkeys(search):
+        if (listing := _listing(root, directory)) is not None:
+            facts.listings[directory] = {n: e for n, e in listing.items() if _interesting(n)}
+    for path in [*facts.preload, *facts.ld_so_preload]:
+        facts.exists[path] = _exists(root, path)
+    _gather_elf(facts)
+    facts.snap = _snap_evidence(root, unit, facts.exec_start)
+    facts.pci_gpus = _pci_gpus(root)
+    facts.dev_nodes = sorted(n for n in _names(root, "/dev") if n.startswith("nvidia"))
+    facts.nvidia_modules = sorted(n for n in _names(root, "/sys/module") if n.startswith("nvidia"))
+    return facts
+
+
+def _gather_unit(facts: HostFacts) -> None:
+    from fixer.host import probe_unit
+
+    state = probe_unit(facts.root, facts.unit)
+    facts.unit_path = state.unit_file.path if state.unit_file else None
+    for f in state.dropins:
+        env: dict[str, str] = {}
+        unset: list[str] = []
+        keys: list[str] = []
+        exec_start: list[str] = []
+        if f.has_service_section:
+            from fixer.unitfile import split_words
+
+            for s in f.settings:
+                if s.section != "Service":
+                    continue
+                keys.append(s.key)
+                if s.key == "Environment":
+                    for word in split_words(s.value):
+                        name, sep, value = word.partition("=")
+                        if sep:
+                            env[name] = value
+                elif s.key == "UnsetEnvironment":
+                    unset += split_words(s.value)
+                elif s.key == "ExecStart":
+                    exec_start.append(s.value)
+        facts.dropins.append(DropIn(f.path, f.has_service_section, env, tuple(unset), tuple(keys), tuple(exec_start)))
+    facts.env = state.environment.effective()
+    facts.env_origin = {k: v for k, v in state.environment.origin.items() if k in facts.env}
+    facts.env_history = {k: list(v) for k, v in state.environment.history.items()}
+    facts.directives = {k: list(v[1]) for k, v in state.directives.items()}
+    facts.directive_origin = {k: v[0] for k, v in state.directives.items()}
+    facts.exec_start = state.exec_start
+
+
+def _guess_lib(root: str, exec_start: str | None) -> str:
+    argv = exec_argv(exec_start)
+    candidates = []
+    if argv and argv[0].startswith("/"):
+        real = _realpath(root, argv[0])
+        candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
+    candidates += [DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama"]
+    return next((c for c in candidates if os.path.isdir(_host(root, c))), DEFAULT_LIB)
+
+
+def _gather_lib(facts: HostFacts) -> None:
+    listing = _listing(facts.root, facts.ollama_lib)
+    if listing is None:
+        return
+    facts.lib_present = True
+    for name, entry in listing.items():
+        if entry.kind == "dir":
+            facts.lib_dirs[name] = _listing(facts.root, f"{facts.ollama_lib}/{name}") or {}
+        else:
+            facts.lib_top[name] = entry
+        if entry.kind == "symlink":
+            facts.realpaths[f"{facts.ollama_lib}/{name}"] = _realpath(facts.root, f"{facts.ollama_lib}/{name}")
+    for sub, names in facts.lib_dirs.items():
+        for name, entry in names.items():
+            if entry.kind == "symlink":
+                path = f"{facts.ollama_lib}/{sub}/{name}"
+                facts.realpaths[path] = _realpath(facts.root, path)
+
+
+def _gather_elf(facts: HostFacts) -> None:
+    wanted = [*facts.preload, *facts.ld_so_preload]
+    for directory, names in [*facts.listings.items(), (facts.ollama_lib, facts.lib_top)]:
+        wanted += [f"{directory}/{n}" for n in names if n.startswith(("libcuda.so", "libnvidia-ml.so", "libcublas", "libcudart")) or is_shim_name(n)]
+    for sub in facts.lib_dirs:
+        wanted += [f"{facts.ollama_lib}/{sub}/{n}" for n in ("libggml-cuda.so", "libcudart.so.12", "libcudart.so.13")]
+    for path in dict.fromkeys(wanted):
+        real = _realpath(facts.root, path)
+        if real != path:
+            facts.realpaths[path] = real
+        if real in facts.elf or not os.path.isfile(_host(facts.root, real)):
+            continue
+        if (info := read_elf(_host(facts.root, real), real)) is not None:
+            facts.elf[real] = info
+
+
+def read_elf(host_file: str, guest_path: str) -> ElfInfo | None:
+    """SONAME, NEEDED, defined and undefined dynamic symbols of a shared object (None if not ELF)."""
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.dynamic import DynamicSection
+        from elftools.elf.elffile import ELFFile
+    except ImportError:  # pragma: no cover - pyelftools is a dependency
+        return None
+    try:
+        with open(host_file, "rb") as fh:
+            elf = ELFFile(fh)
+            soname, needed = None, []
+            exports: set[str] = set()
+            imports: set[str] = set()
+            for section in elf.iter_sections():
+                if isinstance(section, DynamicSection):
+                    for tag in section.iter_tags():
+                        if tag.entry.d_tag == "DT_SONAME":
+                            soname = tag.soname
+                        elif tag.entry.d_tag == "DT_NEEDED":
+                            needed.append(tag.needed)
+            dynsym = elf.get_section_by_name(".dynsym")
+            if dynsym is not None:
+                for sym in dynsym.iter_symbols():
+                    if not sym.name or sym["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT", "STT_GNU_IFUNC", "STT_NOTYPE"):
+                        continue
+                    (imports if sym["st_shndx"] == "SHN_UNDEF" else exports).add(sym.name)
+            return ElfInfo(guest_path, soname, tuple(needed), frozenset(exports), frozenset(imports))
+    except (ELFError, OSError, ValueError, AttributeError):
+        return None
+
+
+def _read_ld_so_preload(root: str) -> list[str]:
+    try:
+        with open(_host(root, "/etc/ld.so.preload"), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return []
+    out: list[str] = []
+    for line in text.splitlines():
+        out += split_preload(line.split("#", 1)[0])
+    return out
+
+
+def _ld_dirs(root: str) -> list[str]:
+    from fixer.host import ld_cache_dirs
+
+    trusted = set(TRUSTED_DIRS)
+    return [d for d in ld_cache_dirs(root) if d not in trusted]
+
+
+def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
+    found = []
+    if exec_start and "/snap/" in exec_start:
+        found.append(f"ExecStart={exec_start}")
+    if unit.startswith("snap."):
+        found.append(f"unit {unit}")
+    for pattern in ("/snap/ollama", "/var/lib/snapd/snaps/ollama_*.snap", "/etc/systemd/system/snap.ollama.*.service"):
+        for match in sorted(glob.glob(_host(root, pattern))):
+            found.append("/" + os.path.relpath(match, root) if root != "/" else match)
+    return found
+
+
+def _pci_gpus(root: str) -> list[str] | None:
+    """PCI display controllers (class 0x03xxxx) as `address vendor:class`; None if /sys is not there."""
+    base = _host(root, "/sys/bus/pci/devices")
+    if not os.path.isdir(base):
+        return None
+    out = []
+    for name in sorted(os.listdir(base)):
+        vendor = _read_small(os.path.join(base, name, "vendor"))
+        cls = _read_small(os.path.join(base, name, "class"))
+        if cls.startswith("0x03"):
+            out.append(f"{name} {vendor}:{cls}")
+    return out
+
+
+def _read_small(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read(64).strip()
+    except OSError:
+        return ""
+
+
+def _interesting(name: str) -> bool:
+    return name.startswith(("libcuda.so", "libnvidia-ml.so", "libcudart.so", "libcublas")) or is_shim_name(name)
+
+
+def _host(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/")) if root != "/" else path
+
+
+def _exists(root: str, path: str) -> bool:
+    if not path.startswith("/"):
+        return True  # a bare name is searched like a NEEDED entry; leave it to the loader rules
+    return os.path.exists(_host(root, _realpath(root, path)))
+
+
+def _realpath(root: str, path: str) -> str:
+    """Resolve symlinks of a guest path inside the root (absolute targets stay inside it)."""
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        if part == ".":
+            continue
+        candidate = "/" + "/".join([*resolved, part])
+        try:
+            target = os.readlink(_host(root, candidate))
+        except OSError:
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > 40:
+            return candidate
+        if target.startswith("/"):
+            resolved = []
+        parts = [p for p in target.split("/") if p] + parts
+    return "/" + "/".join(resolved)
+
+
+def _listing(root: str, directory: str) -> dict[str, Entry] | None:
+    real = _host(root, directory)
+    if not os.path.isdir(real):
+        return None
+    out = {}
+    try:
+        names = sorted(os.listdir(real))
+    except OSError:
+        return None
+    for name in names:
+        full = os.path.join(real, name)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            out[name] = Entry("symlink", os.readlink(full), st.st_mtime)
+        elif stat.S_ISDIR(st.st_mode):
+            out[name] = Entry("dir", None, st.st_mtime)
+        elif stat.S_ISREG(st.st_mode):
+            out[name] = Entry("file", None, st.st_mtime, st.st_size)
+        else:
+            out[name] = Entry("other", None, st.st_mtime)
+    return out
+
+
+def _names(root: str, directory: str) -> list[str]:
+    try:
+        return os.listdir(_host(root, directory))
+    except OSError:
+        return []

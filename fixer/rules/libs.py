@@ -1,0 +1,326 @@
+"""Rules over libraries: the lib/ollama tree and how the runner's loader resolves the CUDA libraries."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import statistics
+
+from fixer.rules.base import Context, Finding, finding, rule
+from fixer.rules.facts import TRUSTED_DIRS, HostFacts, is_shim_name
+
+TOP_LEVEL_SHIPPED = ("libggml-base.so*", "libggml-cpu*.so")
+DAY = 86400.0
+CUDA_LIB = "cuda_v12"
+
+
+def cuda_dir(host: HostFacts) -> str:
+    """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""
+    pinned = host.env.get("OLLAMA_LLM_LIBRARY")
+    dirs = host.ggml_dirs()
+    if pinned in dirs:
+        return pinned  # type: ignore[return-value]
+    cuda = [d for d in dirs if d.startswith("cuda")]
+    return CUDA_LIB if CUDA_LIB in cuda or not cuda else cuda[-1]
+
+
+def runner_dirs(host: HostFacts, libdir: str) -> list[str]:
+    """LD_LIBRARY_PATH of a runner: Ollama's own dirs first, then the unit's."""
+    return [host.ollama_lib, f"{host.ollama_lib}/{libdir}", *host.library_path]
+
+
+def _names_in(host: HostFacts, directory: str) -> dict:
+    if directory == host.ollama_lib:
+        return host.lib_top
+    prefix = host.ollama_lib + "/"
+    if directory.startswith(prefix) and directory[len(prefix) :] in host.lib_dirs:
+        return host.lib_dirs[directory[len(prefix) :]]
+    return host.listings.get(directory, {})
+
+
+def resolve(host: HostFacts, soname: str, libdir: str) -> tuple[str | None, str]:
+    """Where the runner's loader finds `soname`, and by which rule (preload, path, cache, default)."""
+    for path in [*host.preload, *host.ld_so_preload]:
+        info = host.elf_of(path)
+        if info is not None and info.soname == soname and host.exists.get(path, True):
+            return path, "preloaded object with that SONAME"
+    for directory in runner_dirs(host, libdir):
+        if soname in _names_in(host, directory):
+            return f"{directory}/{soname}", "LD_LIBRARY_PATH"
+    for directory in [*host.ld_cache_dirs, *TRUSTED_DIRS]:
+        if soname in host.listings.get(directory, {}):
+            return f"{directory}/{soname}", "ld.so cache / default directories"
+    return None, "not found"
+
+
+@rule
+def toplevel_ggml_cuda(ctx: Context) -> list[Finding]:
+    host = ctx.host
+    if host is None:
+        return []
+    out = []
+    for name, entry in host.lib_top.items():
+        if not fnmatch.fnmatch(name, "libggml-cuda*.so*"):
+            continue
+        what = f"symlink -> {entry.target}" if entry.kind == "symlink" else entry.kind
+        out.append(
+            finding(
+                "toplevel-ggml-cuda",
+                "warning",
+                f"{host.ollama_lib}/{name} ({what}) cannot help and can hurt",
+                [f"{host.ollama_lib}/{name}: {what}"],
+                "Ollama only turns subfolders of lib/ollama into library folders; the CUDA backend in "
+                f"{CUDA_LIB}/ is scanned anyway (same file). A copy at the top level is loaded by every runner, "
+                "CPU-only ones included, and registers the CUDA devices twice. install.sh deletes lib/ollama "
+                "on upgrade, so the link does not survive either.",
+                f"Remove {host.ollama_lib}/{name}.",
+                "symlinks",
+            )
+        )
+    return out
+
+
+def _outside(host: HostFacts, path: str) -> bool:
+    real = host.realpaths.get(path, path)
+    return not (real == host.ollama_lib or real.startswith(host.ollama_lib + "/"))
+
+
+@rule
+def lib_tree_modified(ctx: Context) -> list[Finding]:
+    """Files added to lib/ollama, links that leave it, and files much newer than the rest of the tree."""
+    host = ctx.host
+    if host is None or not host.lib_present:
+        return []
+    entries = {f"{host.ollama_lib}/{n}": e for n, e in host.lib_top.items()}
+    for sub, names in host.lib_dirs.items():
+        entries.update({f"{host.ollama_lib}/{sub}/{n}": e for n, e in names.items()})
+    mtimes = [e.mtime for e in entries.values() if e.mtime]
+    median = statistics.median(mtimes) if len(mtimes) >= 3 else None
+    evidence = []
+    for path, entry in sorted(entries.items()):
+        name = os.path.basename(path)
+        top = os.path.dirname(path) == host.ollama_lib
+        if top and fnmatch.fnmatch(name, "libggml-cuda*"):
+            continue  # its own rule
+        if top and entry.kind != "dir" and not any(fnmatch.fnmatch(name, p) for p in TOP_LEVEL_SHIPPED):
+            evidence.append(f"{path}: not shipped by Ollama at the top level")
+        elif entry.kind == "symlink" and _outside(host, path):
+            evidence.append(f"{path} -> {entry.target}: points outside {host.ollama_lib}")
+        elif is_shim_name(name) or name.startswith(("libcuda.so", "libnvidia-ml.so")):
+            evidence.append(f"{path}: driver or shim library inside Ollama's tree")
+        elif median is not None and entry.kind != "dir" and entry.mtime - median > DAY:
+            evidence.append(f"{path}: modified {((entry.mtime - median) / DAY):.0f} days after the rest of the tree")
+    if not evidence:
+        return []
+    return [
+        finding(
+            "lib-ollama-modified",
+            "warning",
+            f"{len(evidence)} file(s) in {host.ollama_lib} were added or changed by hand",
+            evidence,
+            "install.sh deletes lib/ollama and unpacks a fresh copy on every upgrade, so anything placed "
+            "there is lost silently; lib/ollama is also the first directory on every runner's library path, "
+            "so a foreign library there shadows the bundled one for all backends.",
+            "Remove them and keep shims in their own directory reached through the library path.",
+            "files",
+        )
+    ]
+
+
+@rule
+def libcuda_unresolvable(ctx: Context) -> list[Finding]:
+    host = ctx.host
+    if host is None or not host.lib_present or not any(d.startswith("cuda") for d in host.ggml_dirs()):
+        return []
+    libdir = cuda_dir(host)
+    path, how = resolve(host, "libcuda.so.1", libdir)
+    if path is not None:
+        return []
+    searched = runner_dirs(host, libdir) + host.ld_cache_dirs
+    preload_sonames = [f"{p} (SONAME {info.soname})" for p in host.preload if (info := host.elf_of(p))]
+    evidence = [f"runner search path: {':'.join(searched)}"] + [f"preloaded: {s}" for s in preload_sonames]
+    if host.shim_host:
+        fix = ("Make the driver shim findable as libcuda.so.1: a libcuda.so.1 symlink to it in the shim "
+               "directory, and that directory on the unit's LD_LIBRARY_PATH.")
+        setting = "library_path"
+    else:
+        fix = "Install the NVIDIA driver's user-space library (libcuda.so.1) for this GPU."
+        setting = None
+    return [
+        finding(
+            "libcuda-unresolvable",
+            "error",
+            "libcuda.so.1 cannot be found by Ollama's runner",
+            evidence,
+            "libggml-cuda.so NEEDs libcuda.so.1, which Ollama does not ship. When the loader cannot find it, "
+            "the runner's dlopen of the backend fails and Ollama silently uses the CPU. A preloaded shim "
+            "counts only if its ELF SONAME is exactly libcuda.so.1.",
+            fix,
+            setting,
+        )
+    ]
+
+
+@rule
+def shim_soname(ctx: Context) -> list[Finding]:
+    """A shim meant to be the driver (or NVML) whose SONAME does not say so."""
+    host = ctx.host
+    if host is None:
+        return []
+    out = []
+    for path in dict.fromkeys([*host.preload, *host.shim_paths()]):
+        info = host.elf_of(path)
+        name = os.path.basename(path)
+        if info is None:
+            continue
+        expected = None
+        if name.startswith("libcuda.so") or ("cuda" in name and "cudart" not in name and is_shim_name(name)):
+            expected = "libcuda.so.1"
+        elif name.startswith("libnvidia-ml") or ("nvml" in name and is_shim_name(name)):
+            expected = "libnvidia-ml.so.1"
+        elif "cudart" in name:
+            expected = "libcudart.so.12" if not name.endswith("13") else "libcudart.so.13"
+        if expected is None or info.soname == expected:
+            continue
+        if expected == "libcudart.so.12" and (info.soname or "").startswith("libcudart.so."):
+            continue
+        out.append(
+            finding(
+                "shim-soname",
+                "error" if expected == "libcuda.so.1" else "warning",
+                f"{path} has SONAME {info.soname or '(none)'}, not {expected}",
+                [f"{path}: SONAME {info.soname or '(none)'}"],
+                f"The loader satisfies `NEEDED {expected}` with an already loaded object only when that "
+                "object's SONAME matches; a preloaded shim with another SONAME sits in the process unused "
+                "while the loader looks for the real library (and fails on a shim host).",
+                f"Use a shim built with SONAME {expected}, or link {expected} to it in the shim directory "
+                "on the library path.",
+                "symlinks" if expected != "libcudart.so.12" else None,
+            )
+        )
+    return out
+
+
+def _driver_api(symbol: str) -> bool:
+    return symbol.startswith("cu") and not symbol.startswith(("cuda", "cublas", "cufft", "curand", "cusparse", "cusolver", "cudnn"))
+
+
+@rule
+def shim_missing_exports(ctx: Context) -> list[Finding]:
+    host = ctx.host
+    if host is None or not host.lib_present:
+        return []
+    libdir = cuda_dir(host)
+    backend = host.elf_of(f"{host.ollama_lib}/{libdir}/libggml-cuda.so")
+    provider, _ = resolve(host, "libcuda.so.1", libdir)
+    shim = host.elf_of(provider) if provider else None
+    if backend is None or shim is None:
+        return []
+    missing = sorted(s for s in backend.imports if _driver_api(s) and s not in shim.exports)
+    if not missing:
+        return []
+    shown = ", ".join(missing[:12]) + (f" (+{len(missing) - 12} more)" if len(missing) > 12 else "")
+    return [
+        finding(
+            "shim-missing-exports",
+            "error",
+            f"the libcuda.so.1 the runner gets ({provider}) lacks {len(missing)} driver entry point(s) the backend imports",
+            [f"missing: {shown}", f"backend: {backend.path}", f"provider: {provider}"],
+            "Ollama loads libggml-cuda.so with RTLD_NOW: every undefined symbol must resolve at dlopen time, "
+            "so a single missing driver entry point makes the load fail, silently, and the runner reports "
+            "no GPU.",
+            "Install a shim version that exports these symbols (a profile cannot add them).",
+        )
+    ]
+
+
+@rule
+def cudart_replaced(ctx: Context) -> list[Finding]:
+    host = ctx.host
+    if host is None or not host.lib_present:
+        return []
+    out = []
+    for sub in host.ggml_dirs():
+        if not sub.startswith("cuda"):
+            continue
+        soname = "libcudart.so.13" if sub.endswith("13") else "libcudart.so.12"
+        path = f"{host.ollama_lib}/{sub}/{soname}"
+        entry = host.lib_dirs[sub].get(soname)
+        evidence = []
+        if entry is None:
+            evidence.append(f"{path}: missing")
+        else:
+            real = host.realpaths.get(path, path)
+            info = host.elf_of(path)
+            if _outside(host, path):
+                evidence.append(f"{path} resolves to {real}, outside {host.ollama_lib}")
+            if is_shim_name(real):
+                evidence.append(f"{path} resolves to the shim {real}")
+            if info is not None and info.soname and info.soname != soname:
+                evidence.append(f"{path}: SONAME {info.soname}")
+        if evidence:
+            out.append(
+                finding(
+                    "cudart-replaced",
+                    "error",
+                    f"Ollama's bundled {soname} in {sub}/ is missing or replaced",
+                    evidence,
+                    "The backend was built against the exact CUDA runtime Ollama bundles; runners put "
+                    f"{sub}/ first on their library path so that one is used. A deploy that overwrote it "
+                    "(often through a symlink to a shim) broke the CUDA backend on real shim hosts.",
+                    "Reinstall Ollama (install.sh restores lib/ollama) and keep the runtime shim out of the "
+                    "tree; the h100-vgpu profile leaves the bundled runtime in charge.",
+                )
+            )
+    return out
+
+
+@rule
+def shim_shadows_bundled(ctx: Context) -> list[Finding]:
+    """A shim-named CUDA library found before Ollama's bundled copy."""
+    host = ctx.host
+    if host is None or not host.lib_present:
+        return []
+    libdir = cuda_dir(host)
+    out = []
+    version = "13" if libdir.endswith("13") else "12"
+    for soname in (f"libcudart.so.{version}", f"libcublas.so.{version}", f"libcublasLt.so.{version}"):
+        bundled = f"{host.ollama_lib}/{libdir}/{soname}"
+        path, how = resolve(host, soname, libdir)
+        if path is None or path == bundled:
+            continue
+        out.append(
+            finding(
+                "shim-shadows-bundled",
+                "error",
+                f"{soname} resolves to {path} ({how}) instead of Ollama's bundled copy",
+                [f"{soname} -> {path} via {how}", f"bundled: {bundled}"],
+                "Whatever the loader finds first under a SONAME is used for the whole process. A shim or "
+                "another CUDA release under the name of a bundled library replaces Ollama's own, and the "
+                "backend then fails to load or finds no device: a known cause of CPU fallback on shim hosts.",
+                f"Remove {path} (or take it out of the preload list).",
+                "files" if how != "preloaded object with that SONAME" else "preload",
+            )
+        )
+    for directory in host.library_path:
+        for soname in (f"libcudart.so.{version}", f"libcublas.so.{version}", f"libcublasLt.so.{version}"):
+            path = f"{directory}/{soname}"
+            if soname not in host.listings.get(directory, {}) or any(path in f.evidence[0] for f in out):
+                continue
+            real = host.realpaths.get(path, path)
+            if not (is_shim_name(real) or directory.rstrip("/").endswith(("vgpu/lib", "vgpu"))):
+                continue
+            out.append(
+                finding(
+                    "shim-shadows-bundled",
+                    "warning",
+                    f"shim-named {soname} in {directory} (on the unit's LD_LIBRARY_PATH)",
+                    [f"{path} -> {real}"],
+                    "Ollama's runners search their own folders first, so today the bundled copy wins; but "
+                    "every other process of the service (and a patched Ollama that keeps the unit's order) "
+                    "gets the shim under the bundled library's name. Real shim hosts lost the GPU this way.",
+                    f"Remove {path}.",
+                    "files",
+                )
+            )
+    return out
