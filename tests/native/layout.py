@@ -65,7 +65,7 @@ def use_library_path(root: Path) -> dict[str, str]:
     return {"LD_LIBRARY_PATH": SHIM_DIR, "OLLAMA_LLM_LIBRARY": "cuda_v12"}
 
 
-PRELOAD_ORDER = ("libvgpu-cuda.so", "libvgpu-nvml.so", "libvgpu-cudart.so")
+PRELOAD_ORDER = ("libvgpu-cuda.so", "libvgpu-nvml.so")
 
 
 def use_preload(root: Path, order: tuple[str, ...] = PRELOAD_ORDER) -> dict[str, str]:

@@ -1,0 +1,151 @@
+"""Read /etc/ld.so.cache (new glibc-ld.so.cache1.1 format, alone or after the old ld.so-1.7.0 one)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+OLD_MAGIC = b"ld.so-1.7.0"
+NEW_MAGIC = b"glibc-ld.so.cache1.1"
+EXTENSION_MAGIC = 0xEAA42174
+HWCAP_EXTENSION = 1 << 62
+TAG_GENERATOR, TAG_HWCAPS = 0, 1
+
+# (type byte, arch bits) as ldconfig -p prints them.
+FLAG_TYPES = {0: "libc4", 1: "ELF", 2: "libc5", 3: "libc6"}
+FLAG_ARCHES = {0x0000: "", 0x0100: "64bit", 0x0200: "IA-64", 0x0300: "x86-64", 0x0400: "64bit",
+               0x0500: "64bit", 0x0600: "hard-float", 0x0700: "soft-float", 0x0800: "x32",
+               0x0900: "hard-float", 0x0a00: "AArch64", 0x0b00: "soft-float", 0x0c00: "nan2008",
+               0x0d00: "nan2008", 0x0e00: "64bit", 0x0f00: "64bit", 0x1000: "double-float",
+               0x1100: "single-float"}
+# What a given ld.so accepts (FLAG_ELF_LIBC6 | the arch bits its ELF machine and class imply).
+LOADER_FLAGS = {("EM_X86_64", 64): 0x0303, ("EM_X86_64", 32): 0x0803, ("EM_386", 32): 0x0003,
+                ("EM_AARCH64", 64): 0x0a03, ("EM_PPC64", 64): 0x0503, ("EM_S390", 64): 0x0403,
+                ("EM_RISCV", 64): 0x1003}
+
+
+class LdCacheError(Exception):
+    """The file is not an ld.so cache or is damaged."""
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    soname: str
+    flags: int
+    path: str
+    hwcaps: str | None = None
+    osversion: int = 0
+
+    @property
+    def arch(self) -> str:
+        """The `(libc6,x86-64)` label of ldconfig -p."""
+        kind = FLAG_TYPES.get(self.flags & 0xFF, f"unknown-{self.flags & 0xFF:#x}")
+        arch = FLAG_ARCHES.get(self.flags & 0xFF00, f"{self.flags & 0xFF00:#x}")
+        label = f"{kind},{arch}" if arch else kind
+        return f"{label}, hwcap: \"{self.hwcaps}\"" if self.hwcaps else label
+
+    def to_dict(self) -> dict:
+        return {"soname": self.soname, "arch": self.arch, "flags": self.flags, "path": self.path,
+                "hwcaps": self.hwcaps}
+
+
+@dataclass(frozen=True)
+class LdCache:
+    entries: tuple[CacheEntry, ...]
+    format: str
+    generator: str | None = None
+
+    def lookup(self, soname: str, flags: int | None = None) -> CacheEntry | None:
+        """The entry the loader takes for `soname`: the first with matching flags, no hwcaps subdir preferred."""
+        matches = [e for e in self.entries if e.soname == soname and (flags is None or e.flags == flags)]
+        plain = [e for e in matches if e.hwcaps is None]
+        return (plain or matches or [None])[0]
+
+
+def read_cache(path: str | os.PathLike) -> LdCache:
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise LdCacheError(f"{path}: {err.strerror or err}") from None
+    try:
+        return parse_cache(data)
+    except LdCacheError as err:
+        raise LdCacheError(f"{path}: {err}") from None
+
+
+def parse_cache(data: bytes) -> LdCache:
+    if data.startswith(NEW_MAGIC):
+        return _parse_new(data, 0, "new")
+    if data.startswith(OLD_MAGIC):
+        (nlibs,) = _unpack("<I", data, 12)
+        end = 16 + nlibs * 12
+        new_at = (end + 7) & ~7
+        if data[new_at:new_at + len(NEW_MAGIC)] == NEW_MAGIC:
+            return _parse_new(data, new_at, "compat")
+        return _parse_old(data, nlibs, end)
+    raise LdCacheError("not an ld.so cache (unknown magic)")
+
+
+def _unpack(fmt: str, data: bytes, offset: int) -> tuple:
+    try:
+        return struct.unpack_from(fmt, data, offset)
+    except struct.error:
+        raise LdCacheError(f"truncated at offset {offset}") from None
+
+
+def _string(data: bytes, offset: int) -> str:
+    end = data.find(b"\0", offset)
+    if offset < 0 or offset >= len(data) or end < 0:
+        raise LdCacheError(f"string offset {offset} outside the file")
+    return data[offset:end].decode("utf-8", "surrogateescape")
+
+
+def _parse_old(data: bytes, nlibs: int, strings: int) -> LdCache:
+    entries = []
+    for i in range(nlibs):
+        flags, key, value = _unpack("<iII", data, 16 + i * 12)
+        entries.append(CacheEntry(_string(data, strings + key), flags, _string(data, strings + value)))
+    return LdCache(tuple(entries), "old")
+
+
+def _parse_new(data: bytes, base: int, kind: str) -> LdCache:
+    # magic[17] version[3] nlibs len_strings flags(1) pad(3) extension_offset unused[3]
+    nlibs, _len_strings, endian, ext = _unpack("<IIB3xI", data, base + 20)
+    if endian == 3:  # cache_file_new_flags_endian_big: this reader handles little-endian caches
+        raise LdCacheError("big-endian ld.so cache")
+    hwcaps = _hwcaps(data, base, ext) if ext else []
+    generator = _generator(data, base, ext) if ext else None
+    entries = []
+    for i in range(nlibs):
+        flags, key, value, osversion, hwcap = _unpack("<iIIIQ", data, base + 48 + i * 24)
+        subdir = None
+        if hwcap & HWCAP_EXTENSION:
+            index = hwcap & 0xFFFFFFFF
+            subdir = hwcaps[index] if index < len(hwcaps) else f"#{index}"
+        entries.append(CacheEntry(_string(data, base + key), flags, _string(data, base + value), subdir, osversion))
+    return LdCache(tuple(entries), kind, generator)
+
+
+def _sections(data: bytes, base: int, ext: int):
+    magic, count = _unpack("<II", data, base + ext)
+    if magic != EXTENSION_MAGIC:
+        return
+    for i in range(count):
+        yield _unpack("<IIII", data, base + ext + 8 + i * 16)
+
+
+def _hwcaps(data: bytes, base: int, ext: int) -> list[str]:
+    for tag, _flags, offset, size in _sections(data, base, ext):
+        if tag == TAG_HWCAPS:
+            return [_string(data, base + _unpack("<I", data, base + offset + 4 * i)[0]) for i in range(size // 4)]
+    return []
+
+
+def _generator(data: bytes, base: int, ext: int) -> str | None:
+    for tag, _flags, offset, size in _sections(data, base, ext):
+        if tag == TAG_GENERATOR:
+            return data[base + offset:base + offset + size].decode("utf-8", "replace")
+    return None
