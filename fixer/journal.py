@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -119,17 +118,20 @@ class Journal:
         directory = os.path.join(self.directory, "generations", f"{number:04d}")
         manifest_path = os.path.join(directory, "manifest.json")
         try:
-            with open(manifest_path, "rb") as fh:
-                raw = fh.read()
-            with open(manifest_path + ".sha256", encoding="ascii") as fh:
-                recorded = fh.read().strip()
+            with open(manifest_path + ".sha256", "rb") as fh:
+                recorded = fh.read().decode("ascii", "replace").strip()
         except OSError as exc:
-            raise InvalidInput(f"{manifest_path}: journal generation {number} is unreadable: {exc.strerror}") from None
-        if hashlib.sha256(raw).hexdigest() != recorded:
+            raise InvalidInput(f"{manifest_path}.sha256: journal generation {number} is unreadable: {exc.strerror}") from None
+        raw = _read_if(manifest_path)
+        if raw is None or hashlib.sha256(raw).hexdigest() != recorded:
             # A crash between the checksum's rename and the manifest's leaves the new manifest, complete
             # and fsynced, in manifest.json.tmp: roll that save forward. Anything else is tampering.
-            raw = _read_if(manifest_path + ".tmp")
-            if raw is None or hashlib.sha256(raw).hexdigest() != recorded:
+            pending = _read_if(manifest_path + ".tmp")
+            if pending is not None and hashlib.sha256(pending).hexdigest() == recorded:
+                raw = pending
+            elif raw is None:
+                raise InvalidInput(f"{manifest_path}: journal generation {number} is unreadable (missing)")
+            else:
                 raise InvalidInput(f"{manifest_path}: journal generation {number} was modified "
                                    "(checksum mismatch); refusing to use it")
         try:
@@ -340,6 +342,8 @@ def _check_manifest(manifest: dict) -> None:
 
 
 def _user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass, field
 
@@ -238,6 +237,8 @@ def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
     if before.kind != "file":
         plan.conflicts.append(f"{LD_SO_PRELOAD}: is a {before.describe()}, not a regular file")
         return
+
+    import fnmatch
 
     def banned(entry: str) -> bool:
         return any(fnmatch.fnmatchcase(entry, p) or fnmatch.fnmatchcase(os.path.basename(entry), p) for p in patterns)

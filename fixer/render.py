@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import sys
 
@@ -32,6 +30,8 @@ def _content(change: Change, side: str) -> list[str]:
 
 
 def unified(change: Change) -> list[str]:
+    import difflib
+
     return list(difflib.unified_diff(_content(change, "before"), _content(change, "after"),
                                      f"{change.path} (before)", f"{change.path} (after)"))
 
@@ -114,6 +114,8 @@ def result(
 
 
 def dumps(doc: dict) -> str:
+    import json
+
     return json.dumps(doc, indent=2, default=_jsonable)
 
 
