@@ -281,8 +281,16 @@ def parse_go_map(text: str) -> dict[str, str]:
     inner = (text or "").strip()
     if inner.startswith("map[") and inner.endswith("]"):
         inner = inner[4:-1]
+    chunks: list[str] = []
+    depth, start = 0, 0
+    for i, c in enumerate(inner):
+        depth += (c == "[") - (c == "]")
+        if c == " " and depth == 0 and re.match(r"[A-Za-z_][A-Za-z0-9_]*:", inner[i + 1 :]):
+            chunks.append(inner[start:i])
+            start = i + 1
+    chunks.append(inner[start:])
     out: dict[str, str] = {}
-    for chunk in re.split(r" (?=[A-Za-z_][A-Za-z0-9_]*:)", inner):
+    for chunk in chunks:
         key, sep, value = chunk.partition(":")
         if sep and key:
             out[key] = value
@@ -497,6 +505,7 @@ class LogSummary:
 
 
 _STARTS = ("server_start", "server_config")
+_PRESTART_KINDS = {"preload_ignored", "library_missing", "symbol_error"}
 
 
 def latest_session(evts: list[Event]) -> tuple[list[Event], int]:
@@ -509,7 +518,11 @@ def latest_session(evts: list[Event]) -> tuple[list[Event], int]:
     # `server config` and `Listening on` come together; count a start once.
     distinct = [i for n, i in enumerate(starts) if n == 0 or i - starts[n - 1] > 3 or evts[i].kind == evts[starts[n - 1]].kind]
     if distinct:
-        return evts[distinct[-1] :], len(distinct)
+        start = distinct[-1]
+        # The loader's own complaints (a bad preload) come before the server's first line.
+        while start > 0 and evts[start - 1].kind in _PRESTART_KINDS:
+            start -= 1
+        return evts[start:], len(distinct)
     boundaries = [i for i, e in enumerate(evts) if e.kind == "discovery_start"]
     if not boundaries:
         timed = [(i, e.time) for i, e in enumerate(evts) if e.time is not None]
