@@ -162,14 +162,18 @@ def test_preload_profile_preloads_the_driver_shim_first(tmp_path):
     assert prof.service.environment["OLLAMA_LLM_LIBRARY"] == "cuda_v12"
 
 
-def test_schema_file_is_current():
+def test_schema_and_reference_docs_are_current():
     import json
     from pathlib import Path
 
     from fixer.models import Profile
+    from scripts.gen_profile_docs import render
 
-    committed = json.loads((Path(__file__).parents[2] / "docs/profile.schema.json").read_text())
-    assert committed == Profile.model_json_schema(), "run `vgpu-fix schema > docs/profile.schema.json`"
+    docs = Path(__file__).parents[2] / "docs"
+    hint = "run `python scripts/gen_profile_docs.py`"
+    assert json.loads((docs / "profile.schema.json").read_text()) == Profile.model_json_schema(), hint
+    current = (docs / "profiles.md").read_text()
+    assert render(current) == current, hint
 
 
 def test_yaml_dedent_helper_is_not_needed_for_locations(tmp_path):
