@@ -1,0 +1,299 @@
+"""Host rules, each on hand-built facts (no files)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixer.rules import libs, preload, sandbox, service
+from fixer.rules.base import Context
+from fixer.rules.facts import DropIn, ElfInfo, Entry, HostFacts
+
+LIB = "/usr/local/lib/ollama"
+F = Entry("file", mtime=1000.0)
+OVERRIDE = "/etc/systemd/system/ollama.service.d/override.conf"
+OURS = "/etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf"
+
+
+def cuda_dir(major: str) -> dict[str, Entry]:
+    return {"libggml-cuda.so": F, f"libcudart.so.{major}": Entry("symlink", f"libcudart.so.{major}.8.90", 1000.0),
+            f"libcudart.so.{major}.8.90": F, f"libcublas.so.{major}": F, f"libcublasLt.so.{major}": F}
+
+
+def facts(**kw) -> HostFacts:
+    base = dict(
+        unit_path="/etc/systemd/system/ollama.service",
+        exec_start="/usr/local/bin/ollama serve",
+        lib_present=True,
+        lib_top={"libggml-base.so.0.0.0": F, "libggml-cpu-haswell.so": F},
+        lib_dirs={"cuda_v12": cuda_dir("12"), "cuda_v13": cuda_dir("13")},
+    )
+    base.update(kw)
+    return HostFacts(**base)
+
+
+def ids(findings) -> list[str]:
+    return [f.id for f in findings]
+
+
+def run(rule, **kw):
+    return rule(Context(host=facts(**kw)))
+
+
+# ---------------------------------------------------------------- service
+
+
+@pytest.mark.parametrize("value, fires", [("cuda_v12", False), ("cuda_v13", False), ("cuda", True), ("cpu_avx2", True), ("cuda_v11", True)])
+def test_llm_library_invalid(value, fires):
+    found = run(service.llm_library_invalid, env={"OLLAMA_LLM_LIBRARY": value})
+    assert ids(found) == (["llm-library-invalid"] if fires else [])
+    if fires:
+        assert found[0].fix.setting == "service.environment.OLLAMA_LLM_LIBRARY" and "cuda_v12" in found[0].fix.text
+
+
+def test_llm_library_checks_folders_that_hold_a_backend():
+    # An empty leftover folder named like the value does not count.
+    found = run(service.llm_library_invalid, env={"OLLAMA_LLM_LIBRARY": "cuda_v11"}, lib_dirs={"cuda_v11": {}, "cuda_v12": cuda_dir("12")})
+    assert ids(found) == ["llm-library-invalid"]
+
+
+@pytest.mark.parametrize("name, fid", [("OLLAMA_NUM_GPU", "noop-num-gpu"), ("OLLAMA_LIBRARY_PATH", "noop-library-path")])
+def test_noop_variables(name, fid):
+    found = run(service.noop_variables, env={name: "999"}, env_origin={name: OVERRIDE})
+    assert ids(found) == [fid] and found[0].fix.setting == "service.unset" and OVERRIDE in found[0].evidence[0]
+    assert run(service.noop_variables, env={"OLLAMA_DEBUG": "1"}) == []
+
+
+def test_dropin_without_service():
+    found = run(service.dropin_without_service, dropins=[DropIn(OVERRIDE, has_service=False), DropIn(OURS)])
+    assert ids(found) == ["dropin-without-service"] and OVERRIDE in found[0].summary
+
+
+def test_our_variable_shadowed_by_later_dropin_is_an_error():
+    history = {"OLLAMA_LLM_LIBRARY": [(OURS, "cuda_v12"), ("/etc/systemd/system/ollama.service.d/zzz-local.conf", "cuda")]}
+    found = run(service.env_shadowed, env_history=history)
+    assert ids(found) == ["env-shadowed"] and found[0].severity == "error"
+
+
+def test_other_overrides_are_info_and_unset_counts():
+    history = {"LD_PRELOAD": [("/etc/a.conf", "/x.so"), (OVERRIDE, None)], "PATH": [("/a", "1"), ("/b", "2")]}
+    found = run(service.env_shadowed, env_history=history)
+    assert ids(found) == ["env-overridden"] and "unset" in found[0].summary
+
+
+def test_same_value_twice_is_not_shadowing():
+    assert run(service.env_shadowed, env_history={"OLLAMA_LLM_LIBRARY": [(OVERRIDE, "cuda_v12"), (OURS, "cuda_v12")]}) == []
+
+
+def test_cuda_visible_devices():
+    assert ids(run(service.cuda_visible_devices, env={"CUDA_VISIBLE_DEVICES": "0"})) == ["cuda-visible-devices"]
+    assert run(service.cuda_visible_devices) == []
+
+
+@pytest.mark.parametrize(
+    "exec_start, origin, expected",
+    [
+        ("/usr/local/bin/ollama serve", None, None),
+        ("-/usr/bin/ollama serve", None, None),
+        ("/usr/local/bin/start-ollama.sh", OVERRIDE, "error"),
+        ("/bin/bash -c 'LD_PRELOAD=/x ollama serve'", OVERRIDE, "error"),
+        ("/usr/local/bin/ollama run llama3", "/etc/systemd/system/ollama.service", "warning"),
+    ],
+)
+def test_exec_start_wrapper(exec_start, origin, expected):
+    kw = {"exec_start": exec_start}
+    if origin:
+        kw["directive_origin"] = {"ExecStart": origin}
+    found = run(service.exec_start_wrapper, **kw)
+    assert [f.severity for f in found] == ([expected] if expected else [])
+
+
+def test_snap_is_outside_reach():
+    found = run(service.snap_packaged, snap=["/snap/ollama"])
+    assert ids(found) == ["snap-ollama"] and found[0].severity == "external" and found[0].fix.setting is None
+
+
+# ---------------------------------------------------------------- sandbox
+
+SHIMMY = {"env": {"LD_LIBRARY_PATH": "/opt/vgpu/lib"}, "listings": {"/opt/vgpu/lib": {"libvgpu-cuda.so": F}}}
+GOOD = {
+    "LimitMEMLOCK": ["infinity"], "CapabilityBoundingSet": ["CAP_SYS_ADMIN CAP_IPC_LOCK"], "AmbientCapabilities": ["CAP_SYS_ADMIN CAP_IPC_LOCK"],
+    "NoNewPrivileges": ["no"], "PrivateDevices": ["no"], "ProtectKernelTunables": ["no"], "ReadWritePaths": ["/sys/bus/pci/devices/"], "User": ["ollama"],
+}
+
+
+def test_sandbox_reference_settings_are_clean():
+    assert run(sandbox.sandbox, directives=GOOD, **SHIMMY) == []
+
+
+@pytest.mark.parametrize(
+    "change, fid",
+    [
+        ({"PrivateDevices": ["yes"]}, "sandbox-privatedevices"),
+        ({"LimitMEMLOCK": ["64K"]}, "sandbox-limitmemlock"),
+        ({"CapabilityBoundingSet": ["CAP_NET_BIND_SERVICE"]}, "sandbox-capabilityboundingset"),
+        ({"CapabilityBoundingSet": ["CAP_SYS_ADMIN CAP_IPC_LOCK", "~CAP_SYS_ADMIN"]}, "sandbox-capabilityboundingset"),
+        ({"AmbientCapabilities": ["CAP_IPC_LOCK"]}, "sandbox-ambientcapabilities"),
+        ({"NoNewPrivileges": ["true"]}, "sandbox-nonewprivileges"),
+        ({"ProtectKernelTunables": ["yes"]}, "sandbox-protectkerneltunables"),
+        ({"ReadWritePaths": ["/var/lib/ollama"]}, "sandbox-readwritepaths"),
+    ],
+)
+def test_sandbox_each_setting(change, fid):
+    found = run(sandbox.sandbox, directives={**GOOD, **change}, **SHIMMY)
+    assert ids(found) == [fid]
+    assert found[0].fix.setting == "service.directives." + fid.split("-", 1)[1].replace("limitmemlock", "LimitMEMLOCK").replace(
+        "privatedevices", "PrivateDevices").replace("capabilityboundingset", "CapabilityBoundingSet").replace(
+        "ambientcapabilities", "AmbientCapabilities").replace("nonewprivileges", "NoNewPrivileges").replace(
+        "protectkerneltunables", "ProtectKernelTunables").replace("readwritepaths", "ReadWritePaths")
+
+
+def test_sandbox_ignored_without_shims_and_for_root():
+    assert run(sandbox.sandbox, directives={"PrivateDevices": ["yes"]}) == []
+    root_user = {k: v for k, v in GOOD.items() if k not in ("AmbientCapabilities", "User")}
+    assert run(sandbox.sandbox, directives=root_user, **SHIMMY) == []
+
+
+# ---------------------------------------------------------------- libs
+
+
+def test_toplevel_symlink():
+    found = run(libs.toplevel_ggml_cuda, lib_top={"libggml-cuda.so": Entry("symlink", "cuda_v12/libggml-cuda.so")})
+    assert ids(found) == ["toplevel-ggml-cuda"] and found[0].fix.setting == "symlinks"
+    assert run(libs.toplevel_ggml_cuda) == []
+
+
+@pytest.mark.parametrize(
+    "top, sub, evidence",
+    [
+        ({"libcuda.so.1": F}, {}, "not shipped by Ollama"),
+        ({}, {"libcudart.so.12": Entry("symlink", "/opt/vgpu/lib/libvgpu-cudart.so", 1000.0)}, "points outside"),
+        ({}, {"libvgpu-cuda.so": F}, "driver or shim library"),
+        ({}, {"libcublas.so.12": Entry("file", mtime=1000.0 + 40 * 86400)}, "days after"),
+    ],
+)
+def test_lib_tree_modified(top, sub, evidence):
+    lib_dirs = {"cuda_v12": {**cuda_dir("12"), **sub}}
+    realpaths = {f"{LIB}/cuda_v12/libcudart.so.12": "/opt/vgpu/lib/libvgpu-cudart.so"} if "libcudart.so.12" in sub else {}
+    found = run(libs.lib_tree_modified, lib_top={"libggml-base.so.0.0.0": F, **top}, lib_dirs=lib_dirs, realpaths=realpaths)
+    assert ids(found) == ["lib-ollama-modified"] and evidence in " ".join(found[0].evidence)
+
+
+def test_lib_tree_pristine():
+    assert run(libs.lib_tree_modified) == []
+
+
+DRIVER = ElfInfo("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", (), frozenset({"cuInit", "dlopen"}))
+PLAIN_DRIVER = ElfInfo("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", (), frozenset({"cuInit", "cuMemCreate"}))
+
+
+@pytest.mark.parametrize(
+    "kw, resolvable",
+    [
+        ({}, False),
+        ({"env": {"LD_LIBRARY_PATH": "/opt/vgpu/lib"}, "listings": {"/opt/vgpu/lib": {"libcuda.so.1": Entry("symlink", "libvgpu-cuda.so")}}}, True),
+        ({"env": {"LD_PRELOAD": "/opt/vgpu/lib/libvgpu-cuda.so"}, "elf": {DRIVER.path: DRIVER}}, True),
+        ({"env": {"LD_PRELOAD": "/opt/x.so"}, "elf": {"/opt/x.so": ElfInfo("/opt/x.so", "libvgpu-cuda.so")}}, False),
+        ({"ld_cache_dirs": ["/opt/vgpu/lib"], "listings": {"/opt/vgpu/lib": {"libcuda.so.1": F}}}, True),
+        ({"listings": {"/usr/lib/x86_64-linux-gnu": {"libcuda.so.1": F}}}, True),
+    ],
+)
+def test_libcuda_resolution(kw, resolvable):
+    assert ids(run(libs.libcuda_unresolvable, **kw)) == ([] if resolvable else ["libcuda-unresolvable"])
+
+
+def test_libcuda_fix_never_advises_the_driver_on_a_shim_host():
+    shim = run(libs.libcuda_unresolvable, listings={"/opt/vgpu/lib": {"libvgpu-cuda.so": F}}, env={"LD_LIBRARY_PATH": "/opt/vgpu/lib"})
+    bare = run(libs.libcuda_unresolvable)
+    assert "driver" not in shim[0].fix.text.lower().replace("driver shim", "") and shim[0].fix.setting == "library_path"
+    assert "NVIDIA driver" in bare[0].fix.text
+
+
+@pytest.mark.parametrize(
+    "path, soname, fires",
+    [
+        ("/opt/vgpu/lib/libvgpu-cuda.so", "libvgpu-cuda.so", True),
+        ("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", False),
+        ("/opt/vgpu/lib/libvgpu-nvml.so", None, True),
+        ("/opt/vgpu/lib/libvgpu-cudart.so", "libcudart.so.12", False),
+    ],
+)
+def test_shim_soname(path, soname, fires):
+    found = run(libs.shim_soname, env={"LD_PRELOAD": path}, elf={path: ElfInfo(path, soname)})
+    assert ids(found) == (["shim-soname"] if fires else [])
+
+
+def test_shim_missing_exports():
+    backend = ElfInfo(f"{LIB}/cuda_v12/libggml-cuda.so", None, ("libcuda.so.1",), frozenset({"ggml_backend_init"}),
+                      frozenset({"cuInit", "cuMemCreate", "cudaMalloc", "cublasCreate_v2"}))
+    kw = {"env": {"LD_PRELOAD": DRIVER.path}, "elf": {DRIVER.path: DRIVER, backend.path: backend}}
+    found = run(libs.shim_missing_exports, **kw)
+    assert ids(found) == ["shim-missing-exports"] and "cuMemCreate" in found[0].evidence[0]
+    assert "cudaMalloc" not in found[0].evidence[0] and found[0].fix.setting is None
+    kw["elf"] = {PLAIN_DRIVER.path: PLAIN_DRIVER, backend.path: backend}
+    assert run(libs.shim_missing_exports, **kw) == []
+
+
+def test_cudart_replaced():
+    sub = {**cuda_dir("12"), "libcudart.so.12": Entry("symlink", "/opt/vgpu/lib/libvgpu-cudart.so")}
+    found = run(libs.cudart_replaced, lib_dirs={"cuda_v12": sub}, realpaths={f"{LIB}/cuda_v12/libcudart.so.12": "/opt/vgpu/lib/libvgpu-cudart.so"})
+    assert ids(found) == ["cudart-replaced"] and found[0].fix.setting is None
+    missing = {k: v for k, v in cuda_dir("12").items() if k != "libcudart.so.12"}
+    assert ids(run(libs.cudart_replaced, lib_dirs={"cuda_v12": missing})) == ["cudart-replaced"]
+    assert run(libs.cudart_replaced) == []
+
+
+def test_shadowing_via_top_level_and_preload():
+    top = run(libs.shim_shadows_bundled, lib_top={"libcublas.so.12": F})
+    assert ids(top) == ["shim-shadows-bundled"] and top[0].severity == "error" and top[0].fix.setting == "files"
+    rt = ElfInfo("/opt/vgpu/lib/libvgpu-cudart.so", "libcudart.so.12")
+    pre = run(libs.shim_shadows_bundled, env={"LD_PRELOAD": rt.path}, elf={rt.path: rt})
+    assert ids(pre) == ["shim-shadows-bundled"] and pre[0].fix.setting == "preload"
+
+
+def test_shim_named_cublas_on_the_library_path_is_a_warning():
+    found = run(libs.shim_shadows_bundled, env={"LD_LIBRARY_PATH": "/opt/vgpu/lib"},
+                listings={"/opt/vgpu/lib": {"libcublas.so.12": Entry("symlink", "libvgpu-cublas.so")}},
+                realpaths={"/opt/vgpu/lib/libcublas.so.12": "/opt/vgpu/lib/libvgpu-cublas.so"})
+    assert [(f.id, f.severity) for f in found] == [("shim-shadows-bundled", "warning")]
+
+
+def test_bundled_copy_wins_without_shadowing():
+    assert run(libs.shim_shadows_bundled, env={"LD_LIBRARY_PATH": "/usr/lib"}) == []
+
+
+# ---------------------------------------------------------------- preload
+
+
+def test_preload_missing():
+    found = run(preload.preload_missing, env={"LD_PRELOAD": "/opt/a.so:/opt/b.so"}, exists={"/opt/a.so": True, "/opt/b.so": False})
+    assert ids(found) == ["preload-missing"] and "/opt/b.so" in found[0].evidence[0] and found[0].fix.setting == "preload"
+
+
+def test_preload_interposing_dlopen():
+    found = run(preload.preload_interposes_dlopen, env={"LD_PRELOAD": DRIVER.path}, elf={DRIVER.path: DRIVER})
+    assert ids(found) == ["preload-interposes-dlopen"] and found[0].fix.setting == "preload"
+    assert run(preload.preload_interposes_dlopen, env={"LD_PRELOAD": DRIVER.path}, elf={DRIVER.path: PLAIN_DRIVER}) == []
+    system_wide = run(preload.preload_interposes_dlopen, ld_so_preload=[DRIVER.path], elf={DRIVER.path: DRIVER})
+    assert system_wide[0].fix.setting == "ld_so_preload.remove"
+
+
+def test_preload_order():
+    rt = ElfInfo("/opt/vgpu/lib/libvgpu-cudart.so", "libcudart.so.12", (), frozenset({"cuInit", "cudaMalloc"}))
+    wrong = run(preload.preload_order, env={"LD_PRELOAD": f"{rt.path} {PLAIN_DRIVER.path}"}, elf={rt.path: rt, PLAIN_DRIVER.path: PLAIN_DRIVER})
+    assert ids(wrong) == ["preload-order"] and "cuInit" in wrong[0].evidence[1]
+    right = run(preload.preload_order, env={"LD_PRELOAD": f"{PLAIN_DRIVER.path}:{rt.path}"}, elf={rt.path: rt, PLAIN_DRIVER.path: PLAIN_DRIVER})
+    assert right == []
+
+
+@pytest.mark.parametrize(
+    "lines, exists, expected",
+    [
+        (["/opt/vgpu/lib/libvgpu-cuda.so"], {}, ["ld-so-preload-shim"]),
+        (["/usr/lib/libfoo.so"], {"/usr/lib/libfoo.so": False}, ["ld-so-preload-missing"]),
+        (["/usr/lib/libfoo.so"], {"/usr/lib/libfoo.so": True}, []),
+        (["/opt/vgpu/lib/libvgpu-cuda.so", "/gone.so"], {"/gone.so": False}, ["ld-so-preload-shim", "ld-so-preload-missing"]),
+    ],
+)
+def test_ld_so_preload(lines, exists, expected):
+    found = run(preload.ld_so_preload, ld_so_preload=lines, exists=exists)
+    assert ids(found) == expected and all(f.fix.setting == "ld_so_preload.remove" for f in found)
