@@ -94,7 +94,8 @@ def lib_tree_modified(ctx: Context) -> list[Finding]:
     entries = {f"{host.ollama_lib}/{n}": e for n, e in host.lib_top.items()}
     for sub, names in host.lib_dirs.items():
         entries.update({f"{host.ollama_lib}/{sub}/{n}": e for n, e in names.items()})
-    mtimes = [e.mtime for e in entries.values() if e.mtime]
+    # tar keeps the archive's mtimes on files (not always on links): a much newer file was changed here.
+    mtimes = [e.mtime for e in entries.values() if e.kind == "file" and e.mtime]
     median = statistics.median(mtimes) if len(mtimes) >= 3 else None
     evidence = []
     for path, entry in sorted(entries.items()):
@@ -108,7 +109,7 @@ def lib_tree_modified(ctx: Context) -> list[Finding]:
             evidence.append(f"{path} -> {entry.target}: points outside {host.ollama_lib}")
         elif is_shim_name(name) or name.startswith(("libcuda.so", "libnvidia-ml.so")):
             evidence.append(f"{path}: driver or shim library inside Ollama's tree")
-        elif median is not None and entry.kind != "dir" and entry.mtime - median > DAY:
+        elif median is not None and entry.kind == "file" and entry.mtime - median > DAY:
             evidence.append(f"{path}: modified {((entry.mtime - median) / DAY):.0f} days after the rest of the tree")
     if not evidence:
         return []
