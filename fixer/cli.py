@@ -256,6 +256,42 @@ def profiles_show(
 
 
 @app.command()
+def doctor(
+    root: str = RootOpt,
+    log: Optional[str] = typer.Option(None, "--log", help="Ollama log: journal text, `journalctl -o json`, or Ollama's own."),
+    journal: bool = typer.Option(False, "--journal", help="Read `journalctl -u ollama -o json` (live root only)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Judge against this profile (unit, paths)."),
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Explain why Ollama runs on the CPU, from host state and its log; changes nothing."""
+
+    def body() -> int:
+        from fixer import doctor as doctors
+        from fixer.render import dumps
+
+        real = _root(root)
+        prof = _load(profile, real, sets) if profile else None
+        text = None
+        if log and journal:
+            raise _invalid("give either --log FILE or --journal, not both")
+        if log:
+            try:
+                with open(log, "rb") as fh:
+                    text = fh.read().decode("utf-8", errors="replace")
+            except OSError as exc:
+                raise _invalid(f"--log {log}: cannot read: {exc.strerror}") from None
+        elif journal:
+            unit = prof.service.unit if prof else "ollama.service"
+            text = doctors.journal_text(real, unit, prof.service.scope if prof else "system")
+        diagnosis = doctors.diagnose(real, text, prof)
+        typer.echo(dumps(diagnosis.to_dict()) if as_json else doctors.render_text(diagnosis))
+        return 0
+
+    _run("doctor", as_json, root, profile, body)
+
+
+@app.command()
 def schema() -> None:
     """Print the profile JSON Schema."""
     import json
