@@ -66,9 +66,10 @@ static int load_driver(void) {
     drv.loaded = 1;
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
 #ifdef SHIM_STUBS
-    h = RTLD_DEFAULT;
-#endif
+    h = RTLD_DEFAULT; /* NULL: global-scope lookups */
+#else
     if (!h) return drv.status = cudaErrorInsufficientDriver;
+#endif
 #define SYM(name) drv.name = (typeof(drv.name))dlsym(h, #name)
     SYM(cuInit); SYM(cuDriverGetVersion); SYM(cuDeviceGetCount); SYM(cuDeviceGetName);
     SYM(cuDeviceGetUuid); SYM(cuDeviceTotalMem_v2); SYM(cuDeviceGetAttribute); SYM(cuDevicePrimaryCtxRetain);
