@@ -1,0 +1,196 @@
+"""Start `ollama runner --ollama-engine` as `ollama serve` would and read its GET /info device list."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+from fixer import sandbox
+from fixer.linker import on_host, resolve_in_root
+
+# Fields of Ollama's ml.DeviceInfo as the runner's /info encodes them (v0.13-v0.22).
+DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",
+                 "free_memory", "ComputeMajor", "ComputeMinor", "driver_major", "driver_minor", "LibraryPath")
+GPU_BACKENDS = ("CUDA",)
+
+
+@dataclass
+class RunnerDevice:
+    id: str
+    backend: str
+    name: str = ""
+    description: str = ""
+    compute: str = ""
+    driver: str = ""
+    total_memory: int = 0
+    free_memory: int = 0
+    library_path: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_info(cls, raw: dict) -> "RunnerDevice":
+        return cls(str(raw.get("id", "")), str(raw.get("backend", raw.get("library", ""))), raw.get("name", ""),
+                   raw.get("description", ""), f"{raw.get('ComputeMajor', -1)}.{raw.get('ComputeMinor', -1)}",
+                   f"{raw.get('driver_major', 0)}.{raw.get('driver_minor', 0)}", int(raw.get("total_memory", 0)),
+                   int(raw.get("free_memory", 0)), list(raw.get("LibraryPath") or []))
+
+
+@dataclass
+class RunnerPass:
+    """One runner start: `extra` is what this pass adds to the environment."""
+
+    extra: dict[str, str]
+    ok: bool = False
+    devices: list[RunnerDevice] = field(default_factory=list)
+    status: int | None = None
+    error: str | None = None
+    exited: int | None = None
+    signal: str | None = None
+    duration: float = 0.0
+    output: str = ""
+
+
+@dataclass
+class RunnerProbeResult:
+    ok: bool
+    skipped: bool
+    binary: str
+    mode: str
+    ran_for_real: list[str] = field(default_factory=list)
+    not_honoured: list[str] = field(default_factory=list)
+    passes: list[RunnerPass] = field(default_factory=list)
+    cause: str | None = None
+    fix: str | None = None
+
+    @property
+    def devices(self) -> list[RunnerDevice]:
+        return self.passes[0].devices if self.passes else []
+
+    @property
+    def evidence(self) -> list[str]:
+        lines = [f"runner {self.binary} ran in {self.mode} mode"] + [f"not honoured: {n}" for n in self.not_honoured]
+        for p in self.passes:
+            label = " ".join(f"{k}={v}" for k, v in p.extra.items()) or "first pass"
+            if p.error:
+                lines.append(f"{label}: {p.error}")
+            else:
+                lines.append(f"{label}: GET /info -> {len(p.devices)} device(s)" + "".join(
+                    f"; {d.id} {d.backend} {d.description} compute={d.compute} driver={d.driver}" for d in p.devices))
+            lines += [f"  runner: {line}" for line in p.output.splitlines()[-5:]]
+        return lines
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(evidence=self.evidence)
+        return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _poll(port: int, launched: sandbox.Launched, deadline: float) -> tuple[int | None, str | None, list | None]:
+    """(HTTP status, error, device list) from GET /info, retrying until the runner answers or dies."""
+    url = f"http://127.0.0.1:{port}/info"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=max(0.1, deadline - time.monotonic())) as response:
+                return response.status, None, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, f"runner error: HTTP {err.code} {err.read()[:300].decode(errors='replace')}", None
+        except (OSError, ValueError):
+            if launched.process.poll() is not None:
+                return None, "runner crashed", None
+            time.sleep(0.05)
+    return None, "failed to finish discovery before timeout", None
+
+
+def _run_pass(placement: sandbox.Placement, binary: str, env: dict, extra: dict, user, timeout: float,
+              cwd: str) -> RunnerPass:
+    port = _free_port()
+    result = RunnerPass(extra)
+    argv = [binary, "runner", "--ollama-engine", "--port", str(port)]
+    with tempfile.TemporaryFile("w+", errors="replace") as log:  # a pipe could fill up and block the runner
+        launched = sandbox.start(placement, argv, {**env, **extra}, user=user, cwd=cwd,
+                                 executable=placement.path(binary), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            result.status, result.error, raw = _poll(port, launched, time.monotonic() + timeout)
+        finally:
+            sandbox.stop(launched)
+            sandbox.cleanup(launched)
+        log.seek(0)
+        out = log.read()
+    result.duration = time.monotonic() - launched.started
+    result.output = out[-4000:]
+    code = launched.process.returncode
+    if result.error == "runner crashed":
+        result.exited = code
+        if code is not None and code < 0:
+            import signal
+
+            result.signal = signal.Signals(-code).name
+            result.error += f" ({result.signal})"
+        elif code == sandbox.LAUNCH_FAILED:
+            result.error = f"the runner could not be started: {out.strip()[:300]}"
+        else:
+            result.error += f" (exit status {code})"
+    if isinstance(raw, list):
+        result.devices = [RunnerDevice.from_info(d) for d in raw if isinstance(d, dict)]
+    result.ok = any(d.backend in GPU_BACKENDS for d in result.devices)
+    return result
+
+
+def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None = None,
+                     timeout: float | None = None, second_pass: bool = True) -> RunnerProbeResult:
+    """Both discovery passes of `ollama serve` for spec.library: require a CUDA device, then require it
+    to survive CUDA_VISIBLE_DEVICES=<id> GGML_CUDA_INIT=1. Skipped when the root has no ollama binary."""
+    root = os.fspath(root)
+    timeout = timeout if timeout is not None else spec.timeout
+    binary = spec.ollama_bin
+    if resolve_in_root(root, binary) is None or not os.access(on_host(root, resolve_in_root(root, binary)), os.X_OK):
+        return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
+    full_env = sandbox.runner_env(env, spec)
+    placement = sandbox.place(root, full_env, spec, files=(binary,))
+    account, note = sandbox.resolve_user(user)
+    result = RunnerProbeResult(False, False, binary, placement.mode, placement.for_real, list(placement.not_honoured))
+    if note:
+        result.not_honoured.append(note)
+    cwd = os.path.dirname(binary)
+    child_env = placement.env(full_env)
+    first = _run_pass(placement, binary, child_env, {}, account, timeout, cwd)
+    if first.error and first.error.startswith("the runner could not be started") and placement.mode != "translated":
+        placement = sandbox.place(root, full_env, spec, mode="translated")
+        result.mode, result.ran_for_real = placement.mode, placement.for_real
+        result.not_honoured = ["no private mount namespace could be made", *placement.not_honoured]
+        child_env = placement.env(full_env)
+        first = _run_pass(placement, binary, child_env, {}, account, timeout, cwd)
+    result.passes.append(first)
+    gpus = [d for d in first.devices if d.backend in GPU_BACKENDS]
+    if not gpus:
+        result.cause = (f"the runner for {spec.library} reports no CUDA device"
+                        + (f" ({first.error})" if first.error else
+                           f" (devices: {', '.join(d.backend + ':' + d.id for d in first.devices) or 'none'})"))
+        result.fix = "see the load probe: the backend does not load or finds no device in the runner's environment"
+        return result
+    if second_pass:
+        for device in gpus:
+            extra = {"CUDA_VISIBLE_DEVICES": device.id, "GGML_CUDA_INIT": "1"}
+            check = _run_pass(placement, binary, child_env, extra, account, timeout, cwd)
+            result.passes.append(check)
+            if not check.ok:
+                result.cause = (f"device {device.id} fails Ollama's second discovery pass (GGML_CUDA_INIT=1): "
+                                f"{check.error or 'no CUDA device reported'}; Ollama filters it and falls back to CPU")
+                result.fix = ("the shim does not survive deep CUDA initialisation; use a shim build that does, "
+                              "and pin `OLLAMA_LLM_LIBRARY=cuda_v12` if it reports driver 13.0")
+                return result
+    result.ok = True
+    return result
