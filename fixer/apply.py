@@ -122,6 +122,7 @@ def service_of(profile: Profile) -> dict:
 def recover(journal: Journal, restart: bool) -> list[str]:
     """Finish interrupted runs by restoring their before-state; returns messages."""
     messages = []
+    journal.tidy()  # finish a manifest save a crash cut short; drop generations that never began
     for generation in reversed(journal.open_generations()):
         restored = _restore(journal, generation, restart, status="recovered")
         messages.append(f"recovered interrupted generation {generation.number}: restored {len(restored)} path(s)")

@@ -250,7 +250,10 @@ class Journal:
         for entry in reversed(generation.entries):
             crashpoints.hit("restore:entry")
             path = entry["path"]
-            if path in DERIVED and path in after and _snapshot(read_state(self.root, path), path) != after[path]:
+            current = _snapshot(read_state(self.root, path), path) if path in DERIVED else None
+            # Rebuilt by someone else since the apply (neither what apply left nor already restored
+            # by an earlier, interrupted restore of this generation): rerun ldconfig instead.
+            if path in DERIVED and path in after and current != after[path] and current != entry:
                 rebuild = True
                 continue
             if self._restore_entry(generation, entry):
