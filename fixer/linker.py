@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -24,6 +25,13 @@ SYSTEM_LIBRARY = re.compile(
 )
 LOADER_HIJACK = frozenset({"dlopen", "dlmopen", "dlsym", "dlvsym", "dlclose"})
 MAX_SYMLINKS = 40
+
+
+@functools.lru_cache(maxsize=256)
+def _read_elf_once(path: str, symbols: bool, identity: tuple) -> ElfInfo:
+    """read_elf memoised on the file's identity (device, inode, size, mtime): a pure function of content."""
+    del identity
+    return read_elf(path, symbols=symbols)
 
 
 def resolve_in_root(root: str, path: str) -> str | None:
@@ -184,7 +192,9 @@ class _Resolver:
         real = path if host else on_host(self.root, path)
         cached = self.elf.get(real)
         if cached is None or (symbols and cached[1] is False):
-            self.elf[real] = (read_elf(real, symbols=symbols), symbols)
+            st = os.stat(real)
+            self.elf[real] = (_read_elf_once(real, symbols, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)),
+                              symbols)
         return self.elf[real][0]
 
     def check(self, path: str, host: bool = False) -> tuple[str | None, str]:
