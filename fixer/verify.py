@@ -1,0 +1,147 @@
+"""Layered proof that the GPU backend loads the way Ollama's discovery will load it; never trusts the plan."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+from fixer.linker import on_host, resolve_in_root
+from fixer.models import Profile
+
+LAYERS = ("environment", "static", "load", "runner")
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # pass | fail | skip
+    summary: str
+    evidence: list[str] = field(default_factory=list)
+    cause: str | None = None
+    fix: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    root: str
+    profile: str
+    unit: str
+    user: str | None
+    env: dict[str, str]
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.status == "fail" for c in self.checks) and any(c.status == "pass" for c in self.checks)
+
+    @property
+    def cause(self) -> str | None:
+        return next((c.cause for c in self.checks if c.status == "fail"), None)
+
+    @property
+    def fix(self) -> str | None:
+        return next((c.fix for c in self.checks if c.status == "fail"), None)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.update(ok=self.ok, cause=self.cause, fix=self.fix)
+        return out
+
+
+def unit_environment(root: str, profile: Profile) -> tuple[dict[str, str], str | None]:
+    """The service's effective environment and User= as systemd would load them from the root."""
+    from fixer.host import probe_unit
+
+    unit = probe_unit(root, profile.service.unit, profile.service.scope)
+    return unit.environment.effective(), unit.user
+
+
+def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
+           layers: tuple[str, ...] = LAYERS, timeout: float | None = None) -> VerifyReport:
+    """Run the checks in `layers` in order. `env`/`user` default to what the root's unit gives."""
+    root = os.fspath(root)
+    if env is None:
+        env, found_user = unit_environment(root, profile)
+        user = user or found_user
+    spec = profile.verify
+    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env))
+    for layer in layers:
+        report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout))
+    return report
+
+
+def check_environment(root: str, spec, env: dict, user, timeout) -> Check:
+    """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
+    folders = sorted(n for n in _listdir(root, spec.ollama_lib)
+                     if os.path.isdir(on_host(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
+    requested = env.get("OLLAMA_LLM_LIBRARY")
+    evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
+                f"OLLAMA_LLM_LIBRARY={requested if requested is not None else '(unset)'}"]
+    if spec.library not in folders:
+        return Check("environment", "fail", f"{spec.library} is not a library folder", evidence,
+                     f"{spec.ollama_lib}/{spec.library} holds no ggml backend: Ollama never scans it",
+                     "set verify.library to one of the folders, or reinstall Ollama")
+    if requested and requested != spec.library:
+        why = ("is not a subfolder name, so every GPU folder is skipped and Ollama uses the CPU"
+               if requested not in folders else f"makes Ollama use {requested}, not {spec.library}")
+        return Check("environment", "fail", "OLLAMA_LLM_LIBRARY selects another library", evidence,
+                     f"OLLAMA_LLM_LIBRARY={requested} {why}",
+                     f"set service.environment.OLLAMA_LLM_LIBRARY: {spec.library}")
+    others = [f for f in folders if f != spec.library and f.startswith("cuda")]
+    if not requested and others:
+        evidence.append(f"unpinned: Ollama may prefer {', '.join(others)} when the driver reports a newer CUDA")
+    return Check("environment", "pass", f"Ollama will scan {spec.library}", evidence)
+
+
+def check_static(root: str, spec, env: dict, user, timeout) -> Check:
+    from fixer.linker import resolve_backend
+
+    res = resolve_backend(root, spec, env)
+    if res.ok:
+        return Check("static", "pass", f"{len(res.objects)} objects resolve; no missing symbols", res.evidence,
+                     details=res.to_dict())
+    return Check("static", "fail", "the backend's libraries or symbols do not resolve", res.evidence, res.cause,
+                 res.fix, res.to_dict())
+
+
+def check_load(root: str, spec, env: dict, user, timeout) -> Check:
+    from fixer.loadprobe import run_load_probe
+
+    if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
+        return Check("load", "skip", "no backend to load")
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout)
+    if result.ok:
+        return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend}", result.evidence,
+                     details=result.to_dict())
+    return Check("load", "fail", "the backend does not load or finds too few devices", result.evidence,
+                 result.cause, result.fix, result.to_dict())
+
+
+def check_runner(root: str, spec, env: dict, user, timeout) -> Check:
+    from fixer.runnerprobe import run_runner_probe
+
+    result = run_runner_probe(root, env, spec, user=user, timeout=timeout)
+    if result.skipped:
+        return Check("runner", "skip", result.cause or "no ollama binary")
+    if result.ok:
+        return Check("runner", "pass", f"runner reports {len(result.devices)} CUDA device(s), both passes",
+                     result.evidence, details=result.to_dict())
+    return Check("runner", "fail", "Ollama's runner would not use the GPU", result.evidence, result.cause,
+                 result.fix, result.to_dict())
+
+
+def _listdir(root: str, path: str) -> list[str]:
+    inside = resolve_in_root(root, path)
+    try:
+        return os.listdir(on_host(root, inside)) if inside else []
+    except OSError:
+        return []
+
+
+def _has_ggml(root: str, spec, folder: str) -> bool:
+    return any("ggml-" in n for n in _listdir(root, f"{spec.ollama_lib}/{folder}"))
+
+
+CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}
