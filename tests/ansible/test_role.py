@@ -1,0 +1,96 @@
+"""The vgpufix.vgpu.vgpu_fix role: install vgpu-fix from a wheel into a virtualenv, apply, restart once.
+
+Offline: the wheel is built from this checkout with `pip wheel --no-deps --no-build-isolation`, and
+pip installs it with `--no-index --no-deps`; the dependencies (typer, pydantic, ...) come from the
+environment running the tests, seen through a view that leaves vgpu-fix itself out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from fixer.demo import snapshot_tree
+from tests.ansible.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+HIDDEN = ("fixer", "vgpu_fix", "__editable__.vgpu_fix", "__editable___vgpu_fix")
+HANDLER = "RUNNING HANDLER [vgpufix.vgpu.vgpu_fix : Restart ollama]"
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel of this checkout, built from a copy so the build leaves nothing in the work tree."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE", "fixer", "profiles"):
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.exists():
+            shutil.copy(path, source / name)
+    out = tmp_path_factory.mktemp("dist")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(out), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if build.returncode != 0:
+        pytest.skip("cannot build a wheel offline here (needs setuptools and wheel, from the `test` extra): "
+                    + build.stderr.strip().splitlines()[-1])
+    return next(out.glob("vgpu_fix-*.whl"))
+
+
+@pytest.fixture
+def virtualenv(tmp_path) -> Path:
+    """An empty virtualenv that sees this environment's packages, except vgpu-fix itself."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    view = tmp_path / "parent-packages"
+    view.mkdir()
+    for base in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]):
+        for entry in Path(base).iterdir():
+            if not entry.name.startswith(HIDDEN) and not (view / entry.name).exists():
+                (view / entry.name).symlink_to(entry)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "parent-packages.pth").write_text(f"{view}\n")
+    # The console script ensurepip would write (ensurepip itself takes seconds): pip from the view.
+    pip = venv / "bin" / "pip3"
+    pip.write_text(f"#!{venv}/bin/python\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n")
+    pip.chmod(0o755)
+    return venv
+
+
+def test_the_role_installs_the_wheel_applies_and_restarts_only_when_something_changed(ansible, wheel, virtualenv):
+    root = ansible.host("alpha")
+    ansible.env.pop("PYTHONPATH")  # the module must import the vgpu-fix the role installed
+    role_vars = {
+        "vgpu_fix_wheel": str(wheel),
+        "vgpu_fix_wheel_dir": str(ansible.tmp / "wheels"),
+        "vgpu_fix_virtualenv": str(virtualenv),
+        "vgpu_fix_pip_extra_args": "--no-index --no-deps",
+        "vgpu_fix_root": "{{ vgpu_root }}",
+        "vgpu_fix_vars": {"cuda_library": "cuda_v12"},
+        "vgpu_fix_verify": False,
+    }
+    roles = [{"role": "vgpufix.vgpu.vgpu_fix", "vars": role_vars}]
+
+    first = ansible.play([], play_vars={}, roles=roles)
+    assert first.rc == 0, first.output
+    result = first.result(name="vgpu_fix_result")
+    assert result["changed"] is True and result["generation"] == 1
+    assert result["vgpu_fix_path"].startswith(str(virtualenv))
+    assert result["invocation"]["module_args"]["restart"] is False  # the handler restarts, once
+    assert HANDLER in first.output
+    converged = snapshot_tree(root)
+
+    second = ansible.play([], play_vars={}, roles=roles)
+    assert second.rc == 0, second.output
+    assert second.recap["alpha"]["changed"] == 0, second.output
+    assert HANDLER not in second.output
+    assert snapshot_tree(root) == converged
