@@ -69,6 +69,9 @@ def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
             try:
                 os.dup2(out.fileno(), 1)
                 os.dup2(err.fileno(), 2)
+                # Under pytest sys.stdout is a capture object, not fd 1: rebind both streams.
+                sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+                sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
                 os.environ.update({"NO_COLOR": "1", **(env or {})})
                 for name in ("VGPU_FIX_CRASH_AT", "VGPU_FIX_CRASH_LOG"):
                     if name not in (env or {}):
@@ -305,3 +308,34 @@ def _audit_lines(root: str) -> list[str] | None:
         return lines
     except (OSError, ValueError):
         return None
+
+
+def _worker(args: tuple) -> list[CrashCase]:
+    workdir, runner, jobs = args
+    matrix = CrashMatrix(workdir, RUNNERS[runner])
+    return [matrix.case(command, step) for command, step in jobs]
+
+
+def run_matrix(workdir: str, runner: str = "fork", processes: int = 2,
+               sample: bool = False) -> dict[str, list[CrashCase]]:
+    """Kill `apply` and `rollback` at every crash step they reach (or one per step name with
+    `sample`) and observe recovery; cases are spread over `processes` worker processes."""
+    import multiprocessing
+
+    lister = CrashMatrix(os.path.join(workdir, "list"), RUNNERS[runner])
+    jobs = []
+    for command in ("apply", "rollback"):
+        steps = lister.steps(command)
+        if sample:
+            first: dict[str, str] = {}
+            for step in steps:
+                first.setdefault(step.split("#")[0], step)
+            steps = list(first.values())
+        jobs += [(command, step) for step in steps]
+    chunks = [jobs[i::processes] for i in range(processes)]
+    args = [(os.path.join(workdir, f"w{i}"), runner, chunk) for i, chunk in enumerate(chunks)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        done = [case for part in pool.map(_worker, args) for case in part]
+    order = {job: i for i, job in enumerate(jobs)}
+    done.sort(key=lambda c: order[(c.command, c.step)])
+    return {command: [c for c in done if c.command == command] for command in ("apply", "rollback")}
