@@ -76,6 +76,9 @@ def _run(command: str, as_json: bool, root: str, profile: str | None, body: Call
                          verify=exc.payload.get("verify"), errors=exc.details, exit_code=int(exc.exit_code), **extra)
             typer.echo(dumps(doc))
         else:
+            for key in ("verify", "verify_after_rollback"):
+                if isinstance(exc.payload.get(key), dict):
+                    typer.echo(("after rollback: " if key != "verify" else "") + _verify_text(exc.payload[key]))
             typer.echo(f"vgpu-fix {command}: error: {exc.message}", err=True)
             for line in exc.details:
                 typer.echo(f"  {line}", err=True)
@@ -159,18 +162,14 @@ def apply(
 
 
 def _verifier():
-    try:
-        from fixer import verify as verifier
-    except ImportError:
-        return None
+    from fixer import verify as verifier
+
     return verifier.check_for_apply
 
 
 def _verify_text(report: dict) -> str:
-    try:
-        from fixer import verify as verifier
-    except ImportError:
-        return ""
+    from fixer import verify as verifier
+
     return verifier.render_text(report)
 
 
@@ -253,6 +252,36 @@ def profiles_show(
         return 0
 
     _run("profiles", as_json, root, name, body)
+
+
+@app.command("verify")
+def verify_cmd(
+    profile: str = ProfileOpt,
+    root: str = RootOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = JsonOpt,
+    service: bool = typer.Option(False, "--service", help="Also restart the unit and watch its journal (live root)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the profile's)."),
+) -> None:
+    """Prove the CUDA backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
+
+    def body() -> int:
+        from fixer import verify as verifier
+        from fixer.render import result
+
+        real = _root(root)
+        prof = _load(profile, real, sets)
+        report = verifier.verify(real, prof, timeout=timeout)
+        if service:
+            report.checks.append(verifier.check_service(real, prof, echo=None if as_json else
+                                                        lambda line: typer.echo(line, err=True)))
+        doc = report.to_dict()
+        msg = "the CUDA backend loads" if report.ok else f"the CUDA backend does not load: {report.cause}"
+        _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,
+                              msg=msg, verify=doc), verifier.render_text(doc))
+        return int(ExitCode.OK if report.ok else ExitCode.BACKEND_NOT_LOADING)
+
+    _run("verify", as_json, root, profile, body)
 
 
 @app.command()

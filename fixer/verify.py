@@ -145,3 +145,56 @@ def _has_ggml(root: str, spec, folder: str) -> bool:
 
 
 CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}
+
+
+def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None) -> Check:
+    """Restart the unit and follow its journal until Ollama's "inference compute" line (live root only)."""
+    import json
+    import time
+
+    from fixer import system
+    from fixer.ollama_log import summarize
+
+    scope, unit = profile.service.scope, profile.service.unit
+    if not system.systemd_live(root, scope):
+        return Check("service", "skip", "no running service manager for this root (--service needs the live root)")
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    system.systemctl(scope, "restart", unit)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = system.journal(unit, scope, since=since)
+        summary = summarize(text).to_dict()
+        compute = summary.get("compute") or []
+        if compute:
+            evidence = [json.dumps(c, sort_keys=True) for c in compute]
+            if any(str(c.get("library", "")).lower() == "cuda" for c in compute):
+                return Check("service", "pass", f"{unit} reports library=CUDA", evidence)
+            return Check("service", "fail", f"{unit} fell back to the CPU", evidence,
+                         "Ollama's discovery found no usable GPU (see `vgpu-fix doctor --journal`)",
+                         "run `vgpu-fix doctor --journal` for the cause and the profile setting that fixes it")
+        if echo:
+            echo(f"  waiting for {unit}'s \"inference compute\" line ({int(deadline - time.monotonic())} s left)")
+        time.sleep(2)
+    return Check("service", "fail", f"no \"inference compute\" line from {unit} within {timeout:.0f} s", [],
+                 "discovery hung or the service did not start", "check `journalctl -u ollama`")
+
+
+def check_for_apply(profile: Profile, root: str) -> dict:
+    """The report `apply` checks after its changes (and again after an automatic rollback)."""
+    return verify(root, profile).to_dict()
+
+
+def render_text(report: dict) -> str:
+    mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
+    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
+    for check in report["checks"]:
+        lines.append(f"  [{mark[check['status']]}] {check['name']}: {check['summary']}")
+        lines += [f"         {line}" for line in check["evidence"][:12]]
+        if check["status"] == "fail":
+            if check.get("cause"):
+                lines.append(f"         cause: {check['cause']}")
+            if check.get("fix"):
+                lines.append(f"         fix: {check['fix']}")
+    lines.append("verdict: the CUDA backend loads" if report["ok"] else
+                 f"verdict: the CUDA backend does NOT load: {report.get('cause') or 'see above'}")
+    return "\n".join(lines)
