@@ -249,3 +249,29 @@ def test_a_target_python_without_vgpu_fix_fails_saying_how_to_install_it(ansible
     assert "Failed to import the required Python library (vgpu-fix)" in msg
     assert f"{bare}/bin/python -m pip install vgpu-fix" in msg
     assert "vgpufix.vgpu.vgpu_fix role" in msg
+
+
+def test_a_failed_verify_fails_the_task_and_reports_the_rollback(ansible):
+    pytest.importorskip("fixer.verify")
+    root = ansible.host("alpha")  # the seed's libraries are placeholders: the backend cannot load
+    before = snapshot_tree(root)
+    run = ansible.play([apply_task(verify=True)])
+    assert run.rc == 2
+    result = run.result()
+    assert result["changed"] is False
+    assert result["msg"].startswith("verify failed after apply; generation 1 was rolled back")
+    assert result["generation"] == 1
+    assert result["verify"]["ok"] is False
+    assert snapshot_tree(root) == before
+
+
+def test_state_verified_fails_when_the_backend_does_not_load_and_changes_nothing(ansible):
+    pytest.importorskip("fixer.verify")
+    root = ansible.host("alpha")
+    before = whole_tree(root)
+    run = ansible.play([apply_task(state="verified")])
+    assert run.rc == 2
+    result = run.result()
+    assert result["msg"].startswith("verify failed: the CUDA backend does not load; cause: ")
+    assert result["verify"]["ok"] is False and result["changed"] is False
+    assert whole_tree(root) == before

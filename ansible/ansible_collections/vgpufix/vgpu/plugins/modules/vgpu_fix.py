@@ -97,10 +97,6 @@ attributes:
 notes:
   - Drift (exit code 4 of C(vgpu-fix plan)) is RV(changed) under C(--check); conflicts, an invalid
     profile, a held lock and a failed verify fail the task without changing the host.
-seealso:
-  - name: vgpu-fix Ansible guide
-    description: Fleet inventory, serial rollout, dry run and rollback playbooks.
-    link: https://github.com/vgpu-fix/vgpu-fix/blob/main/docs/ansible.md
 """
 
 EXAMPLES = r"""
@@ -357,7 +353,8 @@ class Task:
         profile = self.load()
         report = verify.check_for_apply(profile, self.root)
         if not report.get("ok"):
-            doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load", verify=report)
+            doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load" + _cause(report),
+                              verify=report)
             self.module.fail_json(**doc)
         return self.result(changed=False, msg="verified: the CUDA backend loads", verify=report)
 
@@ -403,11 +400,18 @@ class Task:
         extra = {k: v for k, v in payload.items() if k not in ("plan", "generation", "verify")}
         # A failed rollback may leave the host half-changed: say so instead of claiming no change.
         changed = isinstance(exc, RollbackFailed)
-        msg = exc.message + (": " + "; ".join(exc.details) if exc.details else "")
+        msg = exc.message + (": " + "; ".join(exc.details) if exc.details else "") + _cause(payload.get("verify"))
         doc = self.result(changed=changed, msg=msg, plan=payload.get("plan"), generation=payload.get("generation"),
                           verify=payload.get("verify"), errors=exc.details, exit_code=int(exc.exit_code),
                           error=type(exc).__name__, **extra)
         self.module.fail_json(**doc)
+
+
+def _cause(report):
+    """The verify report's cause and fix, for the one-line msg."""
+    if not isinstance(report, dict) or not report.get("cause"):
+        return ""
+    return f"; cause: {report['cause']}" + (f"; fix: {report['fix']}" if report.get("fix") else "")
 
 
 def _recorded_state(journal, generation, entry):
