@@ -186,6 +186,15 @@ class Service(Model):
             return {k: [text(i) for i in v] if isinstance(v, list) else text(v) for k, v in value.items()}
         return value
 
+    @field_validator("directives")
+    @classmethod
+    def _no_continuation(cls, value: dict) -> dict:
+        for name, item in value.items():
+            if any(v.rstrip().endswith("\\") for v in (item if isinstance(item, list) else [item])):
+                raise ValueError(f"{name}: a value ending in a backslash continues onto the next line "
+                                 "in a unit file and swallows the next setting")
+        return value
+
     @model_validator(mode="after")
     def _set_and_unset(self) -> "Service":
         both = sorted(set(self.environment) & set(self.unset))
