@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from fixer.errors import LockHeld
+from fixer.errors import Conflict, LockHeld
 
 
 @dataclass
@@ -21,7 +21,10 @@ class RunLock:
     stale_holder: dict | None = field(default=None)
 
     def __enter__(self) -> "RunLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise Conflict(f"{self.path}: cannot open the run lock: {exc.strerror}; nothing was changed") from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -40,9 +43,12 @@ class RunLock:
         record = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ticks": _start_ticks(os.getpid())}
         raw = json.dumps(record).encode()
         # Overwrite, then cut to length: a concurrent reader never sees an empty holder record.
-        os.pwrite(self.fd, raw.ljust(4096 if previous else len(raw)), 0)
-        os.ftruncate(self.fd, len(raw))
-        os.fsync(self.fd)
+        try:
+            os.pwrite(self.fd, raw.ljust(4096 if previous else len(raw)), 0)
+            os.ftruncate(self.fd, len(raw))
+            os.fsync(self.fd)
+        except OSError:  # a full disk: the flock alone excludes others; never leave a dead holder named
+            os.ftruncate(self.fd, 0)
         return self
 
     def _live_holder(self) -> dict | None:

@@ -1,0 +1,293 @@
+"""Run one hostile-input case (a YAML file in cases/) against a fresh seed host and observe everything.
+
+A case says what to feed vgpu-fix and what must come out:
+
+    description: one line
+    command: apply                  # plan | apply | rollback (default apply)
+    args: [--force]                 # more arguments
+    profile: |                      # profile text, passed as --profile PATH (default: h100-vgpu)
+      name: bad
+    profile_latin1: "..."           # instead of `profile`: raw bytes (each char U+0000-U+00FF one byte)
+    siblings: {other.yaml: "..."}   # more profile files beside it (for extends)
+    host:                           # steps applied to the seed host first, in order
+      - {write: /p, text: "...", mode: "0644"}   # or latin1: "..." for raw bytes
+      - {symlink: /p, target: "@OUTSIDE@/x"}
+      - {mkdir: /p}
+      - {remove: /p}
+      - {apply: true}               # a clean `apply` first (for rollback/journal cases)
+      - {tamper: manifest | blob | blob-delete | checksum-delete | entry-path | garbage}
+    mount: readonly | readonly-etc | full | full-etc   # needs root; runs in a private mount namespace
+    expect:
+      exit: 3
+      error: 'regex'                # some stderr line must match (the one-line error naming the location)
+      env: {NAME: value}            # exit 0 cases: effective environment after apply (fixer's probe)
+      analyze: true                 # exit 0 cases: systemd-analyze verify prints nothing about our drop-in
+      files: {/p: "latin1 text"}    # exit 0 cases: exact bytes after apply
+
+Placeholders in strings: @OUTSIDE@ (a directory beside the root that must never change), @ROOT@,
+@LONG:N@ (N characters 'x').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from fixer.demo import build_seed_host
+from tests.reliability.harness import APPLY, REPO, RUNNERS, generation_statuses, temp_files, tree
+
+SYSTEMD_STUBS = ("sysinit.target", "basic.target", "shutdown.target", "default.target", "multi-user.target",
+                 "network-online.target", "network.target", "sockets.target", "paths.target", "timers.target",
+                 "slices.target", "local-fs.target", "swap.target", "umount.target", "final.target")
+
+
+def load_case(path: str) -> dict:
+    from ruamel.yaml import YAML
+
+    with open(path, encoding="utf-8") as fh:
+        case = YAML(typ="safe").load(fh)
+    case["name"] = os.path.splitext(os.path.basename(path))[0]
+    return case
+
+
+def _fill(text: str, root: str, outside: str) -> str:
+    text = text.replace("@OUTSIDE@", outside).replace("@ROOT@", root)
+    return re.sub(r"@LONG:(\d+)@", lambda m: "x" * int(m.group(1)), text)
+
+
+def _bytes(step: dict, root: str, outside: str) -> bytes:
+    if "latin1" in step:
+        return _fill(step["latin1"], root, outside).encode("latin-1")
+    return _fill(step.get("text", ""), root, outside).encode()
+
+
+def _host_step(step: dict, root: str, outside: str, run) -> None:
+    def real(path: str) -> str:
+        return os.path.join(root, _fill(path, root, outside).lstrip("/"))
+
+    if "write" in step:
+        path = real(step["write"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(_bytes(step, root, outside))
+        os.chmod(path, int(str(step.get("mode", "0644")), 8))
+    elif "symlink" in step:
+        path = real(step["symlink"])
+        if os.path.lexists(path):
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(_fill(step["target"], root, outside), path)
+    elif "mkdir" in step:
+        os.makedirs(real(step["mkdir"]), exist_ok=True)
+    elif "remove" in step:
+        path = real(step["remove"])
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    elif "apply" in step:
+        result = run("apply", "--root", root, *APPLY)
+        assert result.returncode == 0, result.output
+    elif "tamper" in step:
+        _tamper(root, step["tamper"])
+    else:
+        raise ValueError(f"unknown host step {step}")
+
+
+def _tamper(root: str, how: str) -> None:
+    import hashlib
+
+    generation = os.path.join(root, "var/lib/vgpu-fix/generations/0001")
+    manifest = os.path.join(generation, "manifest.json")
+    blobs = sorted(os.listdir(os.path.join(generation, "blobs")))
+    if how == "manifest":  # an edit without fixing the checksum
+        data = json.load(open(manifest))
+        data["entries"][0]["mode"] = 0o777
+        open(manifest, "w").write(json.dumps(data, sort_keys=True, indent=1))
+    elif how == "blob":
+        with open(os.path.join(generation, "blobs", blobs[0]), "ab") as fh:
+            fh.write(b"\n# sneaked in\n")
+    elif how == "blob-delete":
+        os.unlink(os.path.join(generation, "blobs", blobs[-1]))
+    elif how == "checksum-delete":
+        os.unlink(manifest + ".sha256")
+    elif how in ("entry-path", "garbage"):  # consistent checksum, poisonous content
+        if how == "entry-path":
+            data = json.load(open(manifest))
+            data["entries"][-1]["path"] = "/etc/../../../outside/evil"
+            raw = json.dumps(data, sort_keys=True, indent=1).encode()
+        else:
+            raw = b'{"status": "applied", "entries": 7}'
+        open(manifest, "wb").write(raw)
+        open(manifest + ".sha256", "w").write(hashlib.sha256(raw).hexdigest())
+    else:
+        raise ValueError(how)
+
+
+def _outside_tree(outside: str) -> dict:
+    from fixer.demo import snapshot_tree
+
+    return snapshot_tree(outside, exclude=())
+
+
+def _mount(kind: str, root: str) -> None:
+    def sh(*cmd: str) -> None:
+        subprocess.run(cmd, check=True)
+
+    if kind in ("full", "readonly"):
+        sh("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", root)
+    elif kind in ("full-etc", "readonly-etc"):
+        pass  # the seed is built first, then /etc is replaced below
+    else:
+        raise ValueError(kind)
+
+
+def _after_seed_mount(kind: str, root: str) -> None:
+    def sh(*cmd: str) -> None:
+        subprocess.run(cmd, check=True)
+
+    etc = os.path.join(root, "etc")
+    if kind == "readonly":
+        sh("mount", "-o", "remount,ro", root)
+    elif kind == "readonly-etc":
+        sh("mount", "--bind", etc, etc)
+        sh("mount", "-o", "remount,bind,ro", etc)
+    elif kind == "full-etc":
+        keep = os.path.join(os.path.dirname(root), "etc-copy")
+        shutil.copytree(etc, keep, symlinks=True)
+        sh("mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", etc)
+        shutil.copytree(keep, etc, symlinks=True, dirs_exist_ok=True)
+        _fill_up(etc)
+    elif kind == "full":
+        _fill_up(root)
+
+
+def _fill_up(directory: str) -> None:
+    """Fill the filesystem holding `directory` to the last byte with a file of its own."""
+    try:
+        fd = os.open(os.path.join(directory, ".filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError:
+        return  # already full
+    try:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while os.write(fd, b"\0" * size) == size:
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
+    """Set up the case, run the command once, and report what happened (JSON-able)."""
+    run = RUNNERS[runner]
+    root = os.path.join(workdir, "root")
+    outside = os.path.join(workdir, "outside")
+    os.makedirs(outside)
+    with open(os.path.join(outside, "precious.conf"), "w") as fh:
+        fh.write("[Service]\nEnvironment=OUTSIDE=1\n")
+    os.makedirs(root)
+    if case.get("mount"):
+        _mount(case["mount"], root)
+    build_seed_host(root)
+    for name in SYSTEMD_STUBS:
+        stub = os.path.join(root, "usr/lib/systemd/system", name)
+        os.makedirs(os.path.dirname(stub), exist_ok=True)
+        with open(stub, "w") as fh:
+            fh.write(f"[Unit]\nDescription=stub {name}\n")
+    profile_args: tuple[str, ...] = ("--profile", "h100-vgpu")
+    profiles = os.path.join(workdir, "profiles")
+    os.makedirs(profiles)
+    for name, text in (case.get("siblings") or {}).items():
+        with open(os.path.join(profiles, name), "w", encoding="utf-8") as fh:
+            fh.write(_fill(text, root, outside))
+    if "profile" in case or "profile_latin1" in case:
+        path = os.path.join(profiles, case.get("profile_file", "case.yaml"))
+        data = (_fill(case["profile"], root, outside).encode() if "profile" in case
+                else _fill(case["profile_latin1"], root, outside).encode("latin-1"))
+        with open(path, "wb") as fh:
+            fh.write(data)
+        profile_args = ("--profile", path)
+    for step in case.get("host") or []:
+        _host_step(step, root, outside, run)
+    if case.get("mount"):
+        _after_seed_mount(case["mount"], root)
+    state_dir = os.path.join(root, "var/lib/vgpu-fix")
+    before = {"tree": tree(root), "outside": _outside_tree(outside), "state_dir": os.path.isdir(state_dir),
+              "generations": _safe_statuses(root)}
+    command = case.get("command", "apply")
+    args = [_fill(a, root, outside) for a in case.get("args") or []]
+    if command == "apply":
+        argv = ["apply", "--root", root, *profile_args, "--no-verify", *args]
+    elif command == "plan":
+        argv = ["plan", "--root", root, *profile_args, *args]
+    else:
+        argv = [command, "--root", root, *args]
+    result = run(*argv)
+    seen = {
+        "argv": argv,
+        "rc": result.returncode,
+        "stdout": result.stdout[-4000:],
+        "stderr": result.stderr[-4000:],
+        "tree_unchanged": tree(root) == before["tree"],
+        "tree_diff": sorted(k for k in set(tree(root)) | set(before["tree"])
+                            if tree(root).get(k) != before["tree"].get(k))[:20],
+        "outside_unchanged": _outside_tree(outside) == before["outside"],
+        "temp_files": temp_files(root),
+        "state_dir_before": before["state_dir"],
+        "state_dir_after": os.path.isdir(state_dir),
+        "generations_before": before["generations"],
+        "generations_after": _safe_statuses(root),
+    }
+    expect = case.get("expect") or {}
+    if result.returncode == 0 and command == "apply":
+        from fixer.host import probe_unit
+
+        unit = probe_unit(root, "ollama.service")
+        seen["env"] = unit.environment.effective()
+        seen["files"] = {p: _read_latin1(os.path.join(root, p.lstrip("/"))) for p in expect.get("files") or {}}
+        if expect.get("analyze"):
+            seen["analyze"] = _analyze(root)
+        back = run("rollback", "--root", root)
+        seen["rollback_rc"] = back.returncode
+        seen["rollback_restored"] = tree(root) == before["tree"]
+    return seen
+
+
+def _safe_statuses(root: str) -> list[str] | str:
+    try:
+        return generation_statuses(root)
+    except Exception as exc:  # noqa: BLE001 - a tampered journal stays tampered
+        return f"unreadable: {type(exc).__name__}"
+
+
+def _read_latin1(path: str) -> str | None:
+    if not os.path.lexists(path) or os.path.islink(path):
+        return None
+    with open(path, "rb") as fh:
+        return fh.read().decode("latin-1")
+
+
+def _analyze(root: str) -> dict:
+    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "ollama.service"],
+                          capture_output=True, text=True, timeout=60)
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines() if "zz-vgpu-fix.conf" in line]
+    return {"rc": proc.returncode, "our_warnings": ours, "output": (proc.stdout + proc.stderr)[-2000:]}
+
+
+def observe_in_namespace(case_path: str, workdir: str) -> dict:
+    """Run `observe` inside a private mount namespace (mount cases); mounts vanish with it."""
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable, "-m",
+                           "tests.reliability.cases_runner", case_path, workdir],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    if proc.returncode != 0:
+        raise RuntimeError(f"case runner failed in the namespace: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    seen = observe(load_case(sys.argv[1]), sys.argv[2], runner="subprocess")
+    print(json.dumps(seen))
