@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -12,10 +11,8 @@ from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, Rollba
 from fixer.journal import Generation, Journal
 from fixer.lock import RunLock
 from fixer.models import Profile
+from fixer.planning import load_plan, make_plan, save_plan  # noqa: F401  (the API callers use)
 from fixer.rootfs import missing_parents
-
-PLAN_FORMAT = 1
-
 
 @dataclass
 class Outcome:
@@ -29,32 +26,6 @@ class Outcome:
     post_actions: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     verify: dict | None = None
-
-
-def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
-    plan = planner.build(profile, host.probe(root, profile), force=force)
-    interrupted = Journal(root).open_generations() if os.path.isdir(Journal(root).directory) else []
-    for generation in interrupted:
-        plan.warnings.insert(0, f"generation {generation.number} was interrupted ({generation.status}); "
-                                "the next apply or `vgpu-fix rollback` restores its before-state")
-    return plan
-
-
-def save_plan(plan: planner.Plan, profile: Profile, path: str) -> None:
-    document = {"format": PLAN_FORMAT, "profile_data": profile.model_dump(mode="json"), "plan": plan.to_dict()}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=1)  # key order is meaningful: environment and directives
-
-
-def load_plan(path: str) -> tuple[Profile, dict]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
-        if document.get("format") != PLAN_FORMAT:
-            raise ValueError("unknown plan format")
-        return Profile.model_validate(document["profile_data"]), document["plan"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{path}: not a usable saved plan ({exc})") from None
 
 
 def touched_paths(root: str, plan: planner.Plan) -> list[str]:

@@ -98,14 +98,14 @@ def plan(
     """Show what apply would change. Exit 0: converged; 4: changes pending; 5: conflicts."""
 
     def body() -> int:
-        from fixer import apply as applier
+        from fixer import planning
         from fixer.render import Painter, plan_text, result
 
         real = _root(root)
         prof = _load(profile, real, sets)
-        the_plan = applier.make_plan(prof, real, force=force)
+        the_plan = planning.make_plan(prof, real, force=force)
         if out:
-            applier.save_plan(the_plan, prof, out)
+            planning.save_plan(the_plan, prof, out)
         code = ExitCode.CONFLICT if the_plan.conflicts else ExitCode.DRIFT if the_plan.pending else ExitCode.OK
         msg = {ExitCode.OK: "converged", ExitCode.DRIFT: f"{len(the_plan.pending)} change(s) pending",
                ExitCode.CONFLICT: f"{len(the_plan.conflicts)} conflict(s)"}[code]

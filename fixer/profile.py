@@ -74,7 +74,8 @@ def locate(ref: str, root: str) -> Path:
     raise ProfileError(f"no profile named {ref!r} (known: {known})")
 
 
-def read_source(path: Path) -> Source:
+def read_source(path: Path, positions: bool = True) -> Source:
+    """Parse one profile file; with `positions`, record the position of every key (slower loader)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -88,7 +89,9 @@ def read_source(path: Path) -> Source:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProfileError(f"{path}: not UTF-8 (byte {exc.start})") from None
-    yaml = YAML(typ="rt")
+    # The C-backed safe loader is several times faster; positions come from the round-trip loader,
+    # which `load` uses only to explain a profile that failed.
+    yaml = YAML(typ="rt" if positions else "safe")
     try:
         doc = yaml.load(text)
     except YAMLError as exc:
@@ -101,7 +104,7 @@ def read_source(path: Path) -> Source:
     if not isinstance(doc, dict):
         raise ProfileError(f"{path}:1:1: a profile must be a mapping, not {type(doc).__name__}")
     where: dict[Loc, str] = {}
-    data = _plain(doc, (), str(path), where)
+    data = _plain(doc, (), str(path), where) if positions else doc
     return Source(name=path.stem, path=str(path), data=data, where=where)
 
 
@@ -146,7 +149,7 @@ def _key_position(node: Any, key: Any) -> tuple[int, int] | None:
         return None
 
 
-def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None) -> Resolved:
+def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, positions: bool = True) -> Resolved:
     """Load `ref` and its `extends` chain, deep-merge (child wins), substitute variables."""
     chain: list[Source] = []
     path = locate(ref, root)
@@ -159,7 +162,7 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None) 
         if len(seen) >= MAX_EXTENDS:
             raise ProfileError(f"{path}: `extends` chain longer than {MAX_EXTENDS}")
         seen.append(real)
-        source = read_source(path)
+        source = read_source(path, positions)
         chain.append(source)
         parent = source.data.get("extends")
         if parent is None:
@@ -264,6 +267,10 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
 
     from fixer.models import Profile
 
+    try:
+        return Profile.model_validate(resolve(ref, root, overrides, positions=False).data)
+    except (ProfileError, ValidationError):
+        pass  # explain it with positions: parse again with the round-trip loader
     resolved = resolve(ref, root, overrides)
     try:
         return Profile.model_validate(resolved.data)

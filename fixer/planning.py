@@ -1,0 +1,43 @@
+"""Read-only planning: probe a root and plan it; save a plan and load it back for `apply --plan`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from fixer import host, plan as planner
+from fixer.errors import InvalidInput
+from fixer.models import Profile
+from fixer.journal import Journal
+
+PLAN_FORMAT = 1
+
+
+def _interrupted(root: str) -> list:
+    journal = Journal(root)
+    return journal.open_generations() if os.path.isdir(journal.directory) else []
+
+
+def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
+    plan = planner.build(profile, host.probe(root, profile), force=force)
+    for generation in _interrupted(root):
+        plan.warnings.insert(0, f"generation {generation.number} was interrupted ({generation.status}); "
+                                "the next apply or `vgpu-fix rollback` restores its before-state")
+    return plan
+
+
+def save_plan(plan: planner.Plan, profile: Profile, path: str) -> None:
+    document = {"format": PLAN_FORMAT, "profile_data": profile.model_dump(mode="json"), "plan": plan.to_dict()}
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, indent=1)  # key order is meaningful: environment and directives
+
+
+def load_plan(path: str) -> tuple[Profile, dict]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+        if document.get("format") != PLAN_FORMAT:
+            raise ValueError("unknown plan format")
+        return Profile.model_validate(document["profile_data"]), document["plan"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{path}: not a usable saved plan ({exc})") from None
