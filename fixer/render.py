@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from fixer.plan import Change, Plan
+if TYPE_CHECKING:
+    from fixer.plan import Change, Plan
 
 FORMAT_VERSION = 1
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "noop": "="}
