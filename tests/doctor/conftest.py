@@ -9,25 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from fixer.demo import SEED_UNIT
+
 LOGS = Path(__file__).parent / "logs"
 LIB = "/usr/local/lib/ollama"
 
-STOCK_UNIT = """\
-[Unit]
-Description=Ollama Service
-After=network-online.target
-
-[Service]
-ExecStart=/usr/local/bin/ollama serve
-User=ollama
-Group=ollama
-Restart=always
-RestartSec=3
-Environment="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-[Install]
-WantedBy=default.target
-"""
+# The stock unit install.sh writes (the same text the demo host uses).
+STOCK_UNIT = SEED_UNIT
 
 # The seed host's hand-made override (what `systemctl edit ollama` wrote there).
 SEED_OVERRIDE = """\
