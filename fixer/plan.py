@@ -283,7 +283,11 @@ def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
     env = predicted.environment
     wanted = unitfile.merge_environment([(ours, unitfile.parse(dropin.after.text()))])
     managed = set(wanted.values) | {w.partition("=")[0] for w in wanted.unset}
+    order = [f.path for f in predicted.files]
+    later = set(order[order.index(ours) + 1:]) if ours in order else set()
     for f in others:
+        if f.path in later:  # a file merged after ours is not superseded: it shadows (warned below)
+            continue
         for name, value in _assignments(f):
             if name in managed:
                 new = "unset" if name not in wanted.effective() else f"{name}={wanted.values[name]}"

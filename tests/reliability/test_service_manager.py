@@ -135,6 +135,8 @@ def test_the_real_manager_sees_what_the_probe_computed_through_apply_and_rollbac
     applied_log = open(os.path.join(out, "apply.out")).read()
     assert "daemon-reload: done" in applied_log and "restart: ollama.service restarted" in applied_log
     assert "OLLAMA_LOAD_TIMEOUT is shadowed by /etc/systemd/user/ollama.service.d/zzz-local.conf" in applied_log
+    assert "supersedes OLLAMA_LOAD_TIMEOUT=1m" not in applied_log  # the later file wins, as the manager shows
+    assert "supersedes OLLAMA_LLM_LIBRARY=cpu from /etc/systemd/user/ollama.service.d/override.conf" in applied_log
 
     before, applied, rolled_back = (_phase(out, p) for p in ("before", "applied", "rolled_back"))
     for phase in (before, applied, rolled_back):
