@@ -191,14 +191,7 @@ class Journal:
         blob = os.path.join(directory, "blobs", hashlib.sha256(data).hexdigest())
         if os.path.exists(blob):
             return
-        fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_synced(blob, data)
 
     def save(self, generation: Generation) -> None:
         """Both files are written and fsynced as temps first, then renamed checksum first: a crash
@@ -207,14 +200,7 @@ class Journal:
         manifest = os.path.join(generation.directory, "manifest.json")
         pairs = ((manifest + ".sha256", hashlib.sha256(raw).hexdigest().encode()), (manifest, raw))
         for name, data in pairs:
-            fd = os.open(name + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_synced(name + ".tmp", data)
         os.rename(manifest + ".sha256.tmp", manifest + ".sha256")
         crashpoints.hit("journal:save-between-renames")
         os.rename(manifest + ".tmp", manifest)
@@ -321,6 +307,18 @@ class Journal:
             return []
         with open(path, encoding="utf-8", errors="replace") as fh:
             return [json.loads(line) for line in fh if line.strip()]
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    """Write a private (0600) state file in full and fsync it; never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_if(path: str) -> bytes | None:
