@@ -248,3 +248,12 @@ def test_copy_of_root_is_independent(seed_root, tmp_path):
     shutil.copytree(seed_root, other, symlinks=True)
     applier.apply(load(seed_root), seed_root)
     assert applier.make_plan(load(other), other).pending
+
+
+def test_apply_dry_run_is_plan(seed_root, cli, snapshot):
+    before = snapshot(seed_root, exclude=())
+    dry = cli("apply", "--root", seed_root, "--dry-run", "--json")
+    planned = cli("plan", "--root", seed_root, "--json")
+    assert dry.returncode == planned.returncode == 4
+    assert json.loads(dry.stdout) == json.loads(planned.stdout)
+    assert snapshot(seed_root, exclude=()) == before
