@@ -196,6 +196,19 @@ def _host_summary(host: HostFacts | None) -> dict | None:
         "preload": host.preload,
         "ld_so_preload": host.ld_so_preload,
         "shims": host.shim_paths(),
+        "runner": _runner_summary(host),
+    }
+
+
+def _runner_summary(host: HostFacts) -> dict | None:
+    """Where the runner's loader finds the CUDA libraries (fixer.linker's answer for this root)."""
+    res = host.runner
+    if res is None:
+        return None
+    return {
+        "library_path": res.library_path,
+        "ld_so_cache": res.cache,
+        "libraries": {name: {"path": lk.path, "found": lk.found, "origin": lk.origin} for name, lk in res.lookups.items()},
     }
 
 

@@ -6,9 +6,10 @@ import functools
 import os
 import re
 import stat
+import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from fixer.elf import ElfError, ElfInfo, Header, read_elf, read_header
 from fixer.ldcache import LOADER_FLAGS, LdCache, LdCacheError, read_cache
@@ -34,8 +35,10 @@ def _read_elf_once(path: str, symbols: bool, identity: tuple) -> ElfInfo:
     return read_elf(path, symbols=symbols)
 
 
-def resolve_in_root(root: str, path: str) -> str | None:
-    """Canonical absolute path of `path` inside `root` with chroot semantics, or None if it is absent."""
+def resolve_in_root(root: str, path: str, strict: bool = True) -> str | None:
+    """Canonical absolute path of `path` inside `root` with chroot semantics, or None if it is absent.
+    With `strict=False` (like os.path.realpath) a missing component ends the resolution and the rest
+    is kept as written, so a dangling link still names where it points."""
     prefix = "" if root in ("/", "") else root.rstrip("/")
     parts: deque[str] = deque(path.split("/"))
     resolved: list[str] = []
@@ -52,7 +55,10 @@ def resolve_in_root(root: str, path: str) -> str | None:
         try:
             st = os.lstat(here)
         except OSError:
-            return None
+            if strict:
+                return None
+            resolved += [part, *parts]
+            break
         if stat.S_ISLNK(st.st_mode):
             links += 1
             if links > MAX_SYMLINKS:
@@ -62,10 +68,10 @@ def resolve_in_root(root: str, path: str) -> str | None:
                 resolved = []
             parts.extendleft(reversed(target.split("/")))
         else:
-            if parts and not stat.S_ISDIR(st.st_mode):
+            if parts and not stat.S_ISDIR(st.st_mode) and strict:
                 return None
             resolved.append(part)
-    return "/" + "/".join(resolved)
+    return os.path.normpath("/" + "/".join(resolved))
 
 
 def on_host(root: str, path: str) -> str:
@@ -94,6 +100,7 @@ class Candidate:
     origin: str
     status: str  # wins | shadowed | skipped | missing
     detail: str = ""
+    real: str | None = None  # the canonical path inside the root, for a usable candidate
 
 
 @dataclass
@@ -123,6 +130,33 @@ class MissingSymbol:
 
 
 @dataclass
+class Lookup:
+    """Where the runner's loader finds `name` (a NEEDED or dlopen name), whether or not the backend's
+    closure asks for it: `path` is canonical, `found` the name as the search met it."""
+
+    name: str
+    path: str | None
+    origin: str  # preload | RPATH | LD_LIBRARY_PATH | RUNPATH | ld.so.cache | default | host | path | ""
+    via: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def found(self) -> str | None:
+        return next((c.path for c in self.candidates if c.status == "wins"), self.path)
+
+
+@dataclass
+class PreloadConflict:
+    """Symbols defined by two preloads where the first (which wins) is not the family's library."""
+
+    winner: str
+    winner_soname: str | None
+    loser: str
+    loser_soname: str | None
+    symbols: list[str]
+
+
+@dataclass
 class Finding:
     level: str  # error | warning | info
     code: str
@@ -141,6 +175,8 @@ class Resolution:
     missing_libraries: list[dict] = field(default_factory=list)
     missing_symbols: list[MissingSymbol] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    lookups: dict[str, Lookup] = field(default_factory=dict)
+    preload_conflicts: list[PreloadConflict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -217,7 +253,7 @@ class _Resolver:
         """(winning path, origin, via, candidates) for a NEEDED or dlopen name."""
         if "/" in name:
             path, why = self.check(name)
-            cand = [Candidate(name, "path", "wins" if path else "skipped", why)]
+            cand = [Candidate(name, "path", "wins" if path else "skipped", why, path)]
             return path, "path", "", cand
         stages: list[tuple[str, str]] = []
         info = self.info(requester.path) if requester and requester.origin != "host" else None
@@ -241,7 +277,8 @@ class _Resolver:
                     candidates.append(Candidate(path, origin, "skipped", why))
                 return
             status = "shadowed" if winner else "wins"
-            candidates.append(Candidate(path, origin, status, f"-> {canonical}" if canonical != path else ""))
+            candidates.append(Candidate(path, origin, status, f"-> {canonical}" if canonical != path else "",
+                                        canonical))
             if winner is None:
                 winner = (canonical, origin, via)
 
@@ -256,7 +293,7 @@ class _Resolver:
         if winner is None and self.root not in ("/", "") and SYSTEM_LIBRARY.match(name):
             host = self.search_host(name)
             if host:
-                candidates.append(Candidate(host, "host", "wins", "system library taken from the live host"))
+                candidates.append(Candidate(host, "host", "wins", "system library taken from the live host", host))
                 return host, "host", "", candidates
         if winner is None:
             return None, "", "", candidates
@@ -284,45 +321,83 @@ class _Resolver:
         return folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
 
 
-def resolve_backend(root: str, spec, env: Mapping[str, str]) -> Resolution:
+def resolve_backend(root: str, spec, env: Mapping[str, str], lookup: Iterable[str] = ()) -> Resolution:
     """Static check of `spec` (a models.Verify: ollama_lib, library, backend) under `root` with the
-    service's effective environment `env` (before Ollama's runner prefixing)."""
+    service's effective environment `env` (before Ollama's runner prefixing).
+
+    `lookup` names libraries to locate for the runner whether or not the backend's closure needs them
+    (`Resolution.lookups`); with it, preloads and lookups are still resolved when the backend itself is
+    missing or not ELF (against this interpreter's ELF class and machine)."""
     root = os.fspath(root)
+    lookup = list(lookup)
     backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
     library_path = runner_library_path(spec.ollama_lib, spec.library, env)
-    preload = split_preload(env.get("LD_PRELOAD")) + _ld_so_preload(root)
+    preload = split_preload(env.get("LD_PRELOAD")) + read_ld_so_preload(root)
     cache, cache_note = _cache(root)
     res = Resolution(root, backend, library_path, preload, cache_note)
-    real_backend = resolve_in_root(root, backend)
-    if real_backend is None:
-        res.findings.append(Finding("error", "backend-missing", f"the backend {backend} does not exist",
-                                    f"install Ollama's {spec.library} libraries or set verify.library"))
+    target = _backend_header(root, res, spec)
+    if target is None and not lookup:
         return res
-    try:
-        target = read_header(on_host(root, real_backend))
-    except ElfError as err:
-        res.findings.append(Finding("error", "backend-not-elf", f"the backend {backend}: {err.reason}",
-                                    "reinstall Ollama"))
-        return res
-    resolver = _Resolver(root, target, library_path, cache)
+    resolver = _Resolver(root, target or _this_header(), library_path, cache)
     loaded: list[LoadedObject] = []
     _load_preloads(resolver, res, preload, loaded)
-    _load_group(resolver, res, "libggml-base.so.0", "global", loaded)
-    _load_group(resolver, res, backend, "backend", loaded)
+    if target is not None:
+        _load_group(resolver, res, "libggml-base.so.0", "global", loaded)
+        _load_group(resolver, res, backend, "backend", loaded)
     res.objects = loaded
-    _check_symbols(resolver, res, loaded)
-    _check_shadowing(res, spec, loaded)
+    res.lookups = {name: _lookup(resolver, name, loaded) for name in lookup}
+    if target is not None:
+        _check_symbols(resolver, res, loaded)
+        _check_shadowing(res, spec, loaded)
     _check_preload_conflicts(resolver, res, loaded)
     res.findings.sort(key=lambda f: {"error": 0, "warning": 1, "info": 2}[f.level])
     return res
 
 
-def _ld_so_preload(root: str) -> list[str]:
+def _backend_header(root: str, res: Resolution, spec) -> Header | None:
+    """The backend's ELF header (the class and machine every candidate must match), or None with a finding."""
+    real_backend = resolve_in_root(root, res.backend)
+    if real_backend is None:
+        res.findings.append(Finding("error", "backend-missing", f"the backend {res.backend} does not exist",
+                                    f"install Ollama's {spec.library} libraries or set verify.library"))
+        return None
+    try:
+        return read_header(on_host(root, real_backend))
+    except ElfError as err:
+        res.findings.append(Finding("error", "backend-not-elf", f"the backend {res.backend}: {err.reason}",
+                                    "reinstall Ollama"))
+        return None
+
+
+def _this_header() -> Header:
+    try:
+        return read_header(os.path.realpath(sys.executable))
+    except ElfError:
+        return Header(64, "EM_X86_64", "ET_DYN", True)
+
+
+def _lookup(resolver: _Resolver, name: str, loaded: list[LoadedObject]) -> Lookup:
+    """A mapped object already answers `name` by its name or SONAME (a preload shadows every file the
+    search would meet); otherwise the search a NEEDED entry of the runner would make."""
+    known = _find_loaded(loaded, name)
+    if known is not None and known.group != "preload":
+        return Lookup(name, known.path, known.origin, known.via, known.candidates)
+    path, origin, via, candidates = resolver.search(name, None)
+    if known is not None:
+        for c in candidates:
+            c.status = "shadowed" if c.status == "wins" else c.status
+        return Lookup(name, known.path, "preload", "", candidates)
+    return Lookup(name, path, origin, via, candidates)
+
+
+def read_ld_so_preload(root: str) -> list[str]:
+    """/etc/ld.so.preload entries: separated by whitespace or colons, `#` starts a comment (as in rtld.c)."""
     try:
         with open(on_host(root, "/etc/ld.so.preload"), encoding="utf-8", errors="replace") as f:
-            return split_preload(f.read())
+            text = f.read()
     except OSError:
         return []
+    return split_preload(" ".join(line.split("#", 1)[0] for line in text.splitlines()))
 
 
 def _cache(root: str) -> tuple[LdCache | None, str]:
@@ -507,17 +582,20 @@ def _check_symbols(resolver: _Resolver, res: Resolution, loaded: list[LoadedObje
 
 
 # Which library an unversioned CUDA-stack symbol belongs to, by its name prefix (first match).
-FAMILIES = (("cublasLt", "libcublasLt.so"), ("cublas", "libcublas.so"), ("cuda", "libcudart.so"),
-            ("cu", "libcuda.so"), ("nvml", "libnvidia-ml.so"), ("ggml_", "libggml-base.so"))
+FAMILIES = (("cublasLt", "libcublasLt.so"), ("cublas", "libcublas.so"), ("cudnn", "libcudnn.so"),
+            ("cufft", "libcufft.so"), ("curand", "libcurand.so"), ("cusparse", "libcusparse.so"),
+            ("cusolver", "libcusolver.so"), ("cuda", "libcudart.so"), ("cu", "libcuda.so"),
+            ("nvml", "libnvidia-ml.so"), ("ggml_", "libggml-base.so"))
 
 
-def _family(symbol: str) -> str | None:
+def symbol_family(symbol: str) -> str | None:
+    """The library stem (`libcuda.so`, `libcudart.so`, …) an unversioned CUDA-stack symbol belongs to."""
     return next((lib for prefix, lib in FAMILIES if symbol.startswith(prefix)), None)
 
 
 def _guess_provider(res: Resolution, symbol: str) -> str | None:
     """For an unversioned reference: the loaded library whose name family matches the symbol."""
-    lib = _family(symbol)
+    lib = symbol_family(symbol)
     for obj in res.objects if lib else ():
         if (obj.soname or obj.name).startswith(lib):
             return obj.path
@@ -556,13 +634,14 @@ def _check_preload_conflicts(resolver: _Resolver, res: Resolution, loaded: list[
     for index, obj in enumerate(preloads):
         for name in sorted({d.name for d in resolver.info(obj.path, symbols=True).defined if not d.hidden}):
             winner = first_owner.setdefault(name, obj)
-            family = _family(name)
+            family = symbol_family(name)
             if winner is obj or family is None:
                 continue
             if (obj.soname or "").startswith(family) and not (winner.soname or "").startswith(family):
                 lost.setdefault((preloads.index(winner), index), []).append(name)
     for (w, o), names in sorted(lost.items()):
         winner, obj = preloads[w], preloads[o]
+        res.preload_conflicts.append(PreloadConflict(winner.name, winner.soname, obj.name, obj.soname, names))
         res.findings.append(Finding(
             "error", "preload-order",
             f"preload order: {winner.name} (SONAME {winner.soname}) comes first and its "

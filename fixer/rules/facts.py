@@ -7,15 +7,24 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from fixer.elf import ElfError, ElfInfo, read_elf
+from fixer.linker import (DEFAULT_DIRS, Resolution, on_host, read_ld_so_preload, resolve_backend, resolve_in_root,
+                          split_path_list, split_preload)
 
 DEFAULT_LIB = "/usr/local/lib/ollama"
 SHIM_MARKERS = ("vgpu",)
-# libc entry points a shim may wrap; wrapping dlopen/dlsym reroutes ggml's backend loading.
-LIBC_INTERPOSED = ("dlopen", "dlmopen", "dlsym", "dlvsym", "open", "open64", "openat", "stat", "fopen", "ioctl", "mmap")
-# Libraries the runner needs by SONAME, and where Ollama bundles them.
-BUNDLED = ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13")
-DRIVER_SONAMES = ("libcuda.so.1", "libnvidia-ml.so.1")
-TRUSTED_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+CUDA_LIB = "cuda_v12"
+BACKEND = "libggml-cuda.so"
+# The loader's default directories (every architecture's): listed to find shims, not to resolve names.
+TRUSTED_DIRS = tuple(dict.fromkeys(d for dirs in DEFAULT_DIRS.values() for d in dirs))
+
+
+def runner_sonames(libdir: str) -> tuple[str, ...]:
+    """What doctor asks the linker to locate for a runner of `libdir`: the driver and the bundled CUDA libraries."""
+    major = "13" if libdir.endswith("13") else "12"
+    return ("libcuda.so.1", f"libcudart.so.{major}", f"libcublas.so.{major}", f"libcublasLt.so.{major}")
 
 
 @dataclass(frozen=True)
@@ -26,19 +35,6 @@ class Entry:
     target: str | None = None
     mtime: float = 0.0
     size: int = 0
-
-
-@dataclass(frozen=True)
-class ElfInfo:
-    path: str
-    soname: str | None = None
-    needed: tuple[str, ...] = ()
-    exports: frozenset[str] = frozenset()
-    imports: frozenset[str] = frozenset()
-
-    @property
-    def interposes(self) -> tuple[str, ...]:
-        return tuple(name for name in LIBC_INTERPOSED if name in self.exports)
 
 
 @dataclass(frozen=True)
@@ -76,7 +72,8 @@ class HostFacts:
     listings: dict[str, dict[str, Entry]] = field(default_factory=dict)
     exists: dict[str, bool] = field(default_factory=dict)
     realpaths: dict[str, str] = field(default_factory=dict)
-    elf: dict[str, ElfInfo] = field(default_factory=dict)
+    elf: dict[str, ElfInfo] = field(default_factory=dict)  # fixer.elf facts by guest path (symlinks resolved)
+    runner: Resolution | None = None  # fixer.linker: how ld.so resolves the CUDA backend's runner (cuda_dir())
     snap: list[str] = field(default_factory=list)
     pci_gpus: list[str] | None = None
     dev_nodes: list[str] = field(default_factory=list)
@@ -88,7 +85,7 @@ class HostFacts:
 
     @property
     def library_path(self) -> list[str]:
-        return [p for p in self.env.get("LD_LIBRARY_PATH", "").split(":") if p]
+        return split_path_list(self.env.get("LD_LIBRARY_PATH"))
 
     @property
     def user(self) -> str | None:
@@ -98,6 +95,15 @@ class HostFacts:
     def ggml_dirs(self) -> list[str]:
         """Subfolders Ollama turns into library dirs: those holding a `*ggml-*` file."""
         return sorted(d for d, names in self.lib_dirs.items() if any("ggml-" in n for n in names))
+
+    def cuda_dir(self) -> str:
+        """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""
+        pinned = self.env.get("OLLAMA_LLM_LIBRARY")
+        dirs = self.ggml_dirs()
+        if pinned in dirs:
+            return pinned  # type: ignore[return-value]
+        cuda = [d for d in dirs if d.startswith("cuda")]
+        return CUDA_LIB if CUDA_LIB in cuda or not cuda else cuda[-1]
 
     def elf_of(self, path: str) -> ElfInfo | None:
         return self.elf.get(path) or self.elf.get(self.realpaths.get(path, ""))
@@ -116,10 +122,6 @@ class HostFacts:
 
 def is_shim_name(path: str) -> bool:
     return any(marker in os.path.basename(path).lower() for marker in SHIM_MARKERS)
-
-
-def split_preload(value: str) -> list[str]:
-    return [p for p in value.replace(":", " ").split() if p]
 
 
 def exec_argv(exec_start: str | None) -> list[str]:
@@ -144,7 +146,7 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     _gather_unit(facts)
     facts.ollama_lib = ollama_lib or _guess_lib(root, facts.exec_start)
     _gather_lib(facts)
-    facts.ld_so_preload = _read_ld_so_preload(root)
+    facts.ld_so_preload = read_ld_so_preload(root)
     facts.ld_cache_dirs = _ld_dirs(root)
     search = [*facts.library_path, *facts.ld_cache_dirs, *TRUSTED_DIRS]
     for directory in dict.fromkeys(search):
@@ -153,6 +155,7 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     for path in [*facts.preload, *facts.ld_so_preload]:
         facts.exists[path] = _exists(root, path)
     _gather_elf(facts)
+    facts.runner = _gather_runner(facts)
     facts.snap = _snap_evidence(root, unit, facts.exec_start)
     facts.pci_gpus = _pci_gpus(root)
     facts.dev_nodes = sorted(n for n in _names(root, "/dev") if n.startswith("nvidia"))
@@ -202,7 +205,7 @@ def _guess_lib(root: str, exec_start: str | None) -> str:
         real = _realpath(root, argv[0])
         candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
     candidates += [DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama"]
-    return next((c for c in candidates if os.path.isdir(_host(root, c))), DEFAULT_LIB)
+    return next((c for c in candidates if os.path.isdir(on_host(root, c))), DEFAULT_LIB)
 
 
 def _gather_lib(facts: HostFacts) -> None:
@@ -225,63 +228,35 @@ def _gather_lib(facts: HostFacts) -> None:
 
 
 def _gather_elf(facts: HostFacts) -> None:
-    wanted = [*facts.preload, *facts.ld_so_preload]
+    """fixer.elf facts of preloads and shim-like files (with symbols) and of the CUDA libraries (without)."""
+    with_symbols = [*facts.preload, *facts.ld_so_preload]
+    wanted: list[str] = []
     for directory, names in [*facts.listings.items(), (facts.ollama_lib, facts.lib_top)]:
-        wanted += [f"{directory}/{n}" for n in names if n.startswith(("libcuda.so", "libnvidia-ml.so", "libcublas", "libcudart")) or is_shim_name(n)]
+        with_symbols += [f"{directory}/{n}" for n in names if n.startswith(("libcuda.so", "libnvidia-ml.so")) or is_shim_name(n)]
+        wanted += [f"{directory}/{n}" for n in names if n.startswith(("libcublas", "libcudart"))]
     for sub in facts.lib_dirs:
-        wanted += [f"{facts.ollama_lib}/{sub}/{n}" for n in ("libggml-cuda.so", "libcudart.so.12", "libcudart.so.13")]
-    for path in dict.fromkeys(wanted):
+        wanted += [f"{facts.ollama_lib}/{sub}/{n}" for n in (BACKEND, "libcudart.so.12", "libcudart.so.13")]
+    for path, symbols in [*((p, True) for p in with_symbols), *((p, False) for p in wanted)]:
         real = _realpath(facts.root, path)
         if real != path:
             facts.realpaths[path] = real
-        if real in facts.elf or not os.path.isfile(_host(facts.root, real)):
+        if real in facts.elf or not os.path.isfile(on_host(facts.root, real)):
             continue
-        if (info := read_elf(_host(facts.root, real), real)) is not None:
-            facts.elf[real] = info
+        try:
+            info = read_elf(on_host(facts.root, real), symbols=symbols)
+        except ElfError:
+            continue
+        info.path = real
+        facts.elf[real] = info
 
 
-def read_elf(host_file: str, guest_path: str) -> ElfInfo | None:
-    """SONAME, NEEDED, defined and undefined dynamic symbols of a shared object (None if not ELF)."""
-    try:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.dynamic import DynamicSection
-        from elftools.elf.elffile import ELFFile
-    except ImportError:  # pragma: no cover - pyelftools is a dependency
+def _gather_runner(facts: HostFacts) -> Resolution | None:
+    """How ld.so resolves the backend's runner on this root: fixer.linker, with the root's real ld.so.cache."""
+    if not facts.lib_present:
         return None
-    try:
-        with open(host_file, "rb") as fh:
-            elf = ELFFile(fh)
-            soname, needed = None, []
-            exports: set[str] = set()
-            imports: set[str] = set()
-            for section in elf.iter_sections():
-                if isinstance(section, DynamicSection):
-                    for tag in section.iter_tags():
-                        if tag.entry.d_tag == "DT_SONAME":
-                            soname = tag.soname
-                        elif tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
-            dynsym = elf.get_section_by_name(".dynsym")
-            if dynsym is not None:
-                for sym in dynsym.iter_symbols():
-                    if not sym.name or sym["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT", "STT_GNU_IFUNC", "STT_NOTYPE"):
-                        continue
-                    (imports if sym["st_shndx"] == "SHN_UNDEF" else exports).add(sym.name)
-            return ElfInfo(guest_path, soname, tuple(needed), frozenset(exports), frozenset(imports))
-    except (ELFError, OSError, ValueError, AttributeError):
-        return None
-
-
-def _read_ld_so_preload(root: str) -> list[str]:
-    try:
-        with open(_host(root, "/etc/ld.so.preload"), encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return []
-    out: list[str] = []
-    for line in text.splitlines():
-        out += split_preload(line.split("#", 1)[0])
-    return out
+    libdir = facts.cuda_dir()
+    spec = SimpleNamespace(ollama_lib=facts.ollama_lib, library=libdir, backend=BACKEND)  # models.Verify's fields
+    return resolve_backend(facts.root, spec, facts.env, lookup=runner_sonames(libdir))
 
 
 def _ld_dirs(root: str) -> list[str]:
@@ -298,14 +273,14 @@ def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
     if unit.startswith("snap."):
         found.append(f"unit {unit}")
     for pattern in ("/snap/ollama", "/var/lib/snapd/snaps/ollama_*.snap", "/etc/systemd/system/snap.ollama.*.service"):
-        for match in sorted(glob.glob(_host(root, pattern))):
+        for match in sorted(glob.glob(on_host(root, pattern))):
             found.append("/" + os.path.relpath(match, root) if root != "/" else match)
     return found
 
 
 def _pci_gpus(root: str) -> list[str] | None:
     """PCI display controllers (class 0x03xxxx) as `address vendor:class`; None if /sys is not there."""
-    base = _host(root, "/sys/bus/pci/devices")
+    base = on_host(root, "/sys/bus/pci/devices")
     if not os.path.isdir(base):
         return None
     out = []
@@ -329,46 +304,20 @@ def _interesting(name: str) -> bool:
     return name.startswith(("libcuda.so", "libnvidia-ml.so", "libcudart.so", "libcublas")) or is_shim_name(name)
 
 
-def _host(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/")) if root != "/" else path
-
-
 def _exists(root: str, path: str) -> bool:
     if not path.startswith("/"):
         return True  # a bare name is searched like a NEEDED entry; leave it to the loader rules
-    return os.path.exists(_host(root, _realpath(root, path)))
+    return resolve_in_root(root, path) is not None
 
 
 def _realpath(root: str, path: str) -> str:
-    """Resolve symlinks of a guest path inside the root (absolute targets stay inside it)."""
-    parts = [p for p in path.split("/") if p]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        if part == ".":
-            continue
-        candidate = "/" + "/".join([*resolved, part])
-        try:
-            target = os.readlink(_host(root, candidate))
-        except OSError:
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > 40:
-            return candidate
-        if target.startswith("/"):
-            resolved = []
-        parts = [p for p in target.split("/") if p] + parts
-    return "/" + "/".join(resolved)
+    """Resolve symlinks of a guest path inside the root (absolute targets stay inside it); a dangling
+    link still names where it points."""
+    return resolve_in_root(root, path, strict=False) or path
 
 
 def _listing(root: str, directory: str) -> dict[str, Entry] | None:
-    real = _host(root, directory)
+    real = on_host(root, directory)
     if not os.path.isdir(real):
         return None
     out = {}
@@ -395,6 +344,6 @@ def _listing(root: str, directory: str) -> dict[str, Entry] | None:
 
 def _names(root: str, directory: str) -> list[str]:
     try:
-        return os.listdir(_host(root, directory))
+        return os.listdir(on_host(root, directory))
     except OSError:
         return []

@@ -6,51 +6,19 @@ import fnmatch
 import os
 import statistics
 
+from fixer.linker import Lookup, symbol_family
 from fixer.rules.base import Context, Finding, finding, rule
-from fixer.rules.facts import TRUSTED_DIRS, HostFacts, is_shim_name
+from fixer.rules.facts import CUDA_LIB, HostFacts, is_shim_name, runner_sonames
 
 TOP_LEVEL_SHIPPED = ("libggml-base.so*", "libggml-cpu*.so")
 DAY = 86400.0
-CUDA_LIB = "cuda_v12"
+ORIGINS = {"preload": "preloaded object with that SONAME", "LD_LIBRARY_PATH": "LD_LIBRARY_PATH",
+           "ld.so.cache": "ld.so.cache", "default": "default directories", "RPATH": "RPATH", "RUNPATH": "RUNPATH"}
 
 
-def cuda_dir(host: HostFacts) -> str:
-    """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""
-    pinned = host.env.get("OLLAMA_LLM_LIBRARY")
-    dirs = host.ggml_dirs()
-    if pinned in dirs:
-        return pinned  # type: ignore[return-value]
-    cuda = [d for d in dirs if d.startswith("cuda")]
-    return CUDA_LIB if CUDA_LIB in cuda or not cuda else cuda[-1]
-
-
-def runner_dirs(host: HostFacts, libdir: str) -> list[str]:
-    """LD_LIBRARY_PATH of a runner: Ollama's own dirs first, then the unit's."""
-    return [host.ollama_lib, f"{host.ollama_lib}/{libdir}", *host.library_path]
-
-
-def _names_in(host: HostFacts, directory: str) -> dict:
-    if directory == host.ollama_lib:
-        return host.lib_top
-    prefix = host.ollama_lib + "/"
-    if directory.startswith(prefix) and directory[len(prefix) :] in host.lib_dirs:
-        return host.lib_dirs[directory[len(prefix) :]]
-    return host.listings.get(directory, {})
-
-
-def resolve(host: HostFacts, soname: str, libdir: str) -> tuple[str | None, str]:
-    """Where the runner's loader finds `soname`, and by which rule (preload, path, cache, default)."""
-    for path in [*host.preload, *host.ld_so_preload]:
-        info = host.elf_of(path)
-        if info is not None and info.soname == soname and host.exists.get(path, True):
-            return path, "preloaded object with that SONAME"
-    for directory in runner_dirs(host, libdir):
-        if soname in _names_in(host, directory):
-            return f"{directory}/{soname}", "LD_LIBRARY_PATH"
-    for directory in [*host.ld_cache_dirs, *TRUSTED_DIRS]:
-        if soname in host.listings.get(directory, {}):
-            return f"{directory}/{soname}", "ld.so cache / default directories"
-    return None, "not found"
+def runner_lookup(host: HostFacts, soname: str) -> Lookup | None:
+    """How the runner's loader finds `soname` (fixer.linker's answer, gathered with the host facts)."""
+    return host.runner.lookups.get(soname) if host.runner is not None else None
 
 
 @rule
@@ -133,13 +101,13 @@ def libcuda_unresolvable(ctx: Context) -> list[Finding]:
     host = ctx.host
     if host is None or not host.lib_present or not any(d.startswith("cuda") for d in host.ggml_dirs()):
         return []
-    libdir = cuda_dir(host)
-    path, how = resolve(host, "libcuda.so.1", libdir)
-    if path is not None:
+    look = runner_lookup(host, "libcuda.so.1")
+    if look is None or look.path is not None:
         return []
-    searched = runner_dirs(host, libdir) + host.ld_cache_dirs
-    preload_sonames = [f"{p} (SONAME {info.soname})" for p in host.preload if (info := host.elf_of(p))]
-    evidence = [f"runner search path: {':'.join(searched)}"] + [f"preloaded: {s}" for s in preload_sonames]
+    res = host.runner
+    evidence = [f"runner search path: {':'.join(res.library_path)}", f"ld.so.cache: {res.cache}"]
+    evidence += [f"skipped {c.path} ({c.origin}): {c.detail}" for c in look.candidates if c.status == "skipped"]
+    evidence += [f"preloaded: {o.name} (SONAME {o.soname})" for o in res.objects if o.group == "preload"]
     if host.shim_host:
         fix = ("Make the driver shim findable as libcuda.so.1: a libcuda.so.1 symlink to it in the shim "
                "directory, and that directory on the unit's LD_LIBRARY_PATH.")
@@ -203,30 +171,31 @@ def shim_soname(ctx: Context) -> list[Finding]:
 
 
 def _driver_api(symbol: str) -> bool:
-    return symbol.startswith("cu") and not symbol.startswith(("cuda", "cublas", "cufft", "curand", "cusparse", "cusolver", "cudnn"))
+    return symbol_family(symbol) == "libcuda.so"
 
 
 @rule
 def shim_missing_exports(ctx: Context) -> list[Finding]:
+    """Undefined symbols of the backend's closure that libcuda.so.1's provider should define and nothing does."""
     host = ctx.host
     if host is None or not host.lib_present:
         return []
-    libdir = cuda_dir(host)
-    backend = host.elf_of(f"{host.ollama_lib}/{libdir}/libggml-cuda.so")
-    provider, _ = resolve(host, "libcuda.so.1", libdir)
-    shim = host.elf_of(provider) if provider else None
-    if backend is None or shim is None:
+    look = runner_lookup(host, "libcuda.so.1")
+    provider = look.path if look is not None else None
+    if provider is None:
         return []
-    missing = sorted(s for s in backend.imports if _driver_api(s) and s not in shim.exports)
+    missing = sorted({m.symbol + (f"@{m.version}" if m.version else "") for m in host.runner.missing_symbols
+                      if m.file == "libcuda.so.1" or m.expected_from == provider or (m.file is None and _driver_api(m.symbol))})
     if not missing:
         return []
+    backend = host.runner.backend
     shown = ", ".join(missing[:12]) + (f" (+{len(missing) - 12} more)" if len(missing) > 12 else "")
     return [
         finding(
             "shim-missing-exports",
             "error",
             f"the libcuda.so.1 the runner gets ({provider}) lacks {len(missing)} driver entry point(s) the backend imports",
-            [f"missing: {shown}", f"backend: {backend.path}", f"provider: {provider}"],
+            [f"missing: {shown}", f"backend: {backend}", f"provider: {provider}"],
             "Ollama loads libggml-cuda.so with RTLD_NOW: every undefined symbol must resolve at dlopen time, "
             "so a single missing driver entry point makes the load fail, silently, and the runner reports "
             "no GPU.",
@@ -282,45 +251,46 @@ def shim_shadows_bundled(ctx: Context) -> list[Finding]:
     host = ctx.host
     if host is None or not host.lib_present:
         return []
-    libdir = cuda_dir(host)
+    libdir = host.cuda_dir()
     out = []
-    version = "13" if libdir.endswith("13") else "12"
-    for soname in (f"libcudart.so.{version}", f"libcublas.so.{version}", f"libcublasLt.so.{version}"):
+    for soname in runner_sonames(libdir)[1:]:
         bundled = f"{host.ollama_lib}/{libdir}/{soname}"
-        path, how = resolve(host, soname, libdir)
-        if path is None or path == bundled:
+        look = runner_lookup(host, soname)
+        if look is None:
             continue
-        out.append(
-            finding(
-                "shim-shadows-bundled",
-                "error",
-                f"{soname} resolves to {path} ({how}) instead of Ollama's bundled copy",
-                [f"{soname} -> {path} via {how}", f"bundled: {bundled}"],
-                "Whatever the loader finds first under a SONAME is used for the whole process. A shim or "
-                "another CUDA release under the name of a bundled library replaces Ollama's own, and the "
-                "backend then fails to load or finds no device: a known cause of CPU fallback on shim hosts.",
-                f"Remove {path} (or take it out of the preload list).",
-                "files" if how != "preloaded object with that SONAME" else "preload",
+        path, how = look.found, ORIGINS.get(look.origin, look.origin)
+        if path is not None and path != bundled:
+            out.append(
+                finding(
+                    "shim-shadows-bundled",
+                    "error",
+                    f"{soname} resolves to {path} ({how}) instead of Ollama's bundled copy",
+                    [f"{soname} -> {path} via {how}" + (f" (-> {look.path})" if look.path != path else ""),
+                     f"bundled: {bundled}"],
+                    "Whatever the loader finds first under a SONAME is used for the whole process. A shim or "
+                    "another CUDA release under the name of a bundled library replaces Ollama's own, and the "
+                    "backend then fails to load or finds no device: a known cause of CPU fallback on shim hosts.",
+                    f"Remove {path} (or take it out of the preload list).",
+                    "files" if look.origin != "preload" else "preload",
+                )
             )
-        )
-    for directory in host.library_path:
-        for soname in (f"libcudart.so.{version}", f"libcublas.so.{version}", f"libcublasLt.so.{version}"):
-            path = f"{directory}/{soname}"
-            if soname not in host.listings.get(directory, {}) or any(path in f.evidence[0] for f in out):
+            continue
+        for c in look.candidates:
+            directory = os.path.dirname(c.path)
+            if c.status != "shadowed" or c.origin != "LD_LIBRARY_PATH" or directory not in host.library_path:
                 continue
-            real = host.realpaths.get(path, path)
-            if not (is_shim_name(real) or directory.rstrip("/").endswith(("vgpu/lib", "vgpu"))):
+            if not (is_shim_name(c.real or c.path) or directory.rstrip("/").endswith(("vgpu/lib", "vgpu"))):
                 continue
             out.append(
                 finding(
                     "shim-shadows-bundled",
                     "warning",
                     f"shim-named {soname} in {directory} (on the unit's LD_LIBRARY_PATH)",
-                    [f"{path} -> {real}"],
+                    [f"{c.path} -> {c.real or c.path}"],
                     "Ollama's runners search their own folders first, so today the bundled copy wins; but "
                     "every other process of the service (and a patched Ollama that keeps the unit's order) "
                     "gets the shim under the bundled library's name. Real shim hosts lost the GPU this way.",
-                    f"Remove {path}.",
+                    f"Remove {c.path}.",
                     "files",
                 )
             )

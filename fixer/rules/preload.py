@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import os
 
+from fixer.elf import ElfInfo
 from fixer.rules.base import Context, Finding, finding, rule
-from fixer.rules.facts import ElfInfo, HostFacts, is_shim_name
+from fixer.rules.facts import HostFacts, is_shim_name
 
 CUDA_SONAMES = ("libcuda.so", "libcudart.so", "libnvidia-ml.so", "libcublas")
-
-
-def _symbol_owner(symbol: str) -> str | None:
-    """The library a CUDA-family symbol belongs to, by its prefix."""
-    if symbol.startswith("nvml"):
-        return "libnvidia-ml.so.1"
-    if symbol.startswith("cublas"):
-        return "libcublas"
-    if symbol.startswith("cuda"):
-        return "libcudart"
-    if symbol.startswith("cu"):
-        return "libcuda.so.1"
-    return None
 
 
 def is_driver_shim(path: str, info: ElfInfo | None) -> bool:
@@ -95,22 +83,11 @@ def preload_order(ctx: Context) -> list[Finding]:
     host = ctx.host
     if host is None or len(host.preload) < 2:
         return []
-    infos = [(p, info) for p in host.preload if (info := host.elf_of(p)) is not None]
-    first_definer: dict[str, tuple[str, ElfInfo]] = {}
-    conflicts: dict[tuple[str, str], list[str]] = {}
-    for path, info in infos:
-        for symbol in info.exports:
-            owner = _symbol_owner(symbol)
-            if owner is None:
-                continue
-            if symbol not in first_definer:
-                first_definer[symbol] = (path, info)
-                continue
-            winner_path, winner = first_definer[symbol]
-            if not (winner.soname or "").startswith(owner) and (info.soname or "").startswith(owner):
-                conflicts.setdefault((winner_path, path), []).append(symbol)
+    conflicts = [c for c in (host.runner.preload_conflicts if host.runner else ())
+                 if c.winner in host.preload and c.loser in host.preload]
     out = []
-    for (winner, loser), symbols in conflicts.items():
+    for conflict in conflicts:
+        winner, loser, symbols = conflict.winner, conflict.loser, conflict.symbols
         shown = ", ".join(sorted(symbols)[:8]) + (" …" if len(symbols) > 8 else "")
         out.append(
             finding(

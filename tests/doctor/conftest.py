@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixer.demo import SEED_UNIT
+from fixer.elf import Definition, ElfInfo, Header
 
 LOGS = Path(__file__).parent / "logs"
 LIB = "/usr/local/lib/ollama"
@@ -36,6 +37,12 @@ SHIM_SOURCES = {
     "cudart": ("libcudart.so.12", "int cudaGetDeviceCount(int*c){*c=1;return 0;}\nint cuInit(unsigned f){return 1;}\n"),
     "nvml": ("libnvidia-ml.so.1", "int nvmlInit_v2(void){return 0;}\n"),
 }
+
+
+def elf_info(path: str, soname: str | None = None, defines: tuple[str, ...] = ()) -> ElfInfo:
+    """fixer.elf facts of a shared object, written by hand for rule tests (no file)."""
+    return ElfInfo(path, Header(64, "EM_X86_64", "ET_DYN", True), True, soname,
+                   defined=[Definition(name, None, False, "STB_GLOBAL", "STT_FUNC") for name in defines])
 
 
 def _build(out: Path, soname: str, source: str, extra: list[str] | None = None) -> Path:

@@ -73,7 +73,10 @@ def test_gather_reads_the_seed_tree(seed_tree):
     assert facts.preload == ["/opt/vgpu/lib/libvgpu-cuda.so", "/opt/vgpu/lib/libvgpu-cudart.so"]
     assert facts.ggml_dirs() == ["cuda_v12", "cuda_v13"]
     assert facts.lib_top["libggml-cuda.so"].target == "cuda_v12/libggml-cuda.so"
-    assert facts.elf_of("/opt/vgpu/lib/libvgpu-cuda.so").interposes == ("dlopen",)
+    assert facts.elf_of("/opt/vgpu/lib/libvgpu-cuda.so").interposes == ["dlopen"]  # fixer.elf's facts
+    # How ld.so resolves the runner comes from fixer.linker: both shims are preloaded by SONAME.
+    assert facts.runner.lookups["libcuda.so.1"].origin == "preload"
+    assert facts.runner.lookups["libcudart.so.12"].path == "/opt/vgpu/lib/libvgpu-cudart.so"
     assert facts.exec_start == "/usr/local/bin/ollama serve" and facts.user == "ollama"
     assert facts.shim_host and facts.pci_gpus is None
 

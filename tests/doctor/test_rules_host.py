@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from fixer.linker import Candidate, Lookup, MissingSymbol, PreloadConflict, Resolution
 from fixer.rules import libs, preload, sandbox, service
 from fixer.rules.base import Context
-from fixer.rules.facts import DropIn, ElfInfo, Entry, HostFacts
+from fixer.rules.facts import DropIn, Entry, HostFacts
+from tests.doctor.conftest import elf_info
 
 LIB = "/usr/local/lib/ollama"
 F = Entry("file", mtime=1000.0)
@@ -182,28 +184,42 @@ def test_lib_tree_pristine():
     assert run(libs.lib_tree_modified) == []
 
 
-DRIVER = ElfInfo("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", (), frozenset({"cuInit", "dlopen"}))
-PLAIN_DRIVER = ElfInfo("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", (), frozenset({"cuInit", "cuMemCreate"}))
+DRIVER = elf_info("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", ("cuInit", "dlopen"))
+PLAIN_DRIVER = elf_info("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", ("cuInit", "cuMemCreate"))
+BACKEND = f"{LIB}/cuda_v12/libggml-cuda.so"
 
 
-@pytest.mark.parametrize(
-    "kw, resolvable",
-    [
-        ({}, False),
-        ({"env": {"LD_LIBRARY_PATH": "/opt/vgpu/lib"}, "listings": {"/opt/vgpu/lib": {"libcuda.so.1": Entry("symlink", "libvgpu-cuda.so")}}}, True),
-        ({"env": {"LD_PRELOAD": "/opt/vgpu/lib/libvgpu-cuda.so"}, "elf": {DRIVER.path: DRIVER}}, True),
-        ({"env": {"LD_PRELOAD": "/opt/x.so"}, "elf": {"/opt/x.so": ElfInfo("/opt/x.so", "libvgpu-cuda.so")}}, False),
-        ({"ld_cache_dirs": ["/opt/vgpu/lib"], "listings": {"/opt/vgpu/lib": {"libcuda.so.1": F}}}, True),
-        ({"listings": {"/usr/lib/x86_64-linux-gnu": {"libcuda.so.1": F}}}, True),
-    ],
-)
-def test_libcuda_resolution(kw, resolvable):
-    assert ids(run(libs.libcuda_unresolvable, **kw)) == ([] if resolvable else ["libcuda-unresolvable"])
+def look(name: str, *found: tuple[str, str], real: str | None = None) -> Lookup:
+    """A linker lookup: (path, origin) candidates in search order, the first wins; none: not found."""
+    if found and found[0][1] == "preload":
+        return Lookup(name, found[0][0], "preload")
+    cands = [Candidate(p, o, "shadowed" if i else "wins", real=real if i else p) for i, (p, o) in enumerate(found)]
+    return Lookup(name, found[0][0] if found else None, found[0][1] if found else "", "", cands)
+
+
+def bundled(name: str, *after: tuple[str, str], real: str | None = None) -> Lookup:
+    return look(name, (f"{LIB}/cuda_v12/{name}", "LD_LIBRARY_PATH"), *after, real=real)
+
+
+def runner(*lookups: Lookup, missing=(), conflicts=()) -> Resolution:
+    """What the gatherer stores from fixer.linker.resolve_backend (see test_runner_facts.py for real trees)."""
+    res = Resolution("/", BACKEND, [LIB, f"{LIB}/cuda_v12"], [], "not used (test)")
+    res.lookups = {lk.name: lk for lk in lookups}
+    res.missing_symbols, res.preload_conflicts = list(missing), list(conflicts)
+    return res
+
+
+@pytest.mark.parametrize("libcuda, fires", [(look("libcuda.so.1"), True), (look("libcuda.so.1", (DRIVER.path, "preload")), False),
+                                             (look("libcuda.so.1", ("/opt/vgpu/lib/libcuda.so.1", "ld.so.cache")), False)])
+def test_libcuda_resolution(libcuda, fires):
+    """Only the linker's answer counts; how it resolves on real trees: test_runner_facts.py."""
+    assert ids(run(libs.libcuda_unresolvable, runner=runner(libcuda))) == (["libcuda-unresolvable"] if fires else [])
 
 
 def test_libcuda_fix_never_advises_the_driver_on_a_shim_host():
-    shim = run(libs.libcuda_unresolvable, listings={"/opt/vgpu/lib": {"libvgpu-cuda.so": F}}, env={"LD_LIBRARY_PATH": "/opt/vgpu/lib"})
-    bare = run(libs.libcuda_unresolvable)
+    shim = run(libs.libcuda_unresolvable, listings={"/opt/vgpu/lib": {"libvgpu-cuda.so": F}}, env={"LD_LIBRARY_PATH": "/opt/vgpu/lib"},
+               runner=runner(look("libcuda.so.1")))
+    bare = run(libs.libcuda_unresolvable, runner=runner(look("libcuda.so.1")))
     assert "driver" not in shim[0].fix.text.lower().replace("driver shim", "") and shim[0].fix.setting == "library_path"
     assert "NVIDIA driver" in bare[0].fix.text
 
@@ -218,19 +234,20 @@ def test_libcuda_fix_never_advises_the_driver_on_a_shim_host():
     ],
 )
 def test_shim_soname(path, soname, fires):
-    found = run(libs.shim_soname, env={"LD_PRELOAD": path}, elf={path: ElfInfo(path, soname)})
+    found = run(libs.shim_soname, env={"LD_PRELOAD": path}, elf={path: elf_info(path, soname)})
     assert ids(found) == (["shim-soname"] if fires else [])
 
 
 def test_shim_missing_exports():
-    backend = ElfInfo(f"{LIB}/cuda_v12/libggml-cuda.so", None, ("libcuda.so.1",), frozenset({"ggml_backend_init"}),
-                      frozenset({"cuInit", "cuMemCreate", "cudaMalloc", "cublasCreate_v2"}))
-    kw = {"env": {"LD_PRELOAD": DRIVER.path}, "elf": {DRIVER.path: DRIVER, backend.path: backend}}
-    found = run(libs.shim_missing_exports, **kw)
+    libcuda = look("libcuda.so.1", (DRIVER.path, "preload"))
+    unbound = [MissingSymbol("cuMemCreate", None, None, BACKEND, None), MissingSymbol("cudaMalloc", None, None, BACKEND, None),
+               MissingSymbol("cublasCreate_v2", None, None, BACKEND, None)]
+    found = run(libs.shim_missing_exports, env={"LD_PRELOAD": DRIVER.path}, runner=runner(libcuda, missing=unbound))
     assert ids(found) == ["shim-missing-exports"] and "cuMemCreate" in found[0].evidence[0]
     assert "cudaMalloc" not in found[0].evidence[0] and found[0].fix.setting is None
-    kw["elf"] = {PLAIN_DRIVER.path: PLAIN_DRIVER, backend.path: backend}
-    assert run(libs.shim_missing_exports, **kw) == []
+    assert run(libs.shim_missing_exports, env={"LD_PRELOAD": DRIVER.path}, runner=runner(libcuda, missing=unbound[1:])) == []
+    # Without a libcuda.so.1 at all, libcuda-unresolvable speaks, not this rule.
+    assert run(libs.shim_missing_exports, runner=runner(look("libcuda.so.1"), missing=unbound)) == []
 
 
 def test_cudart_replaced():
@@ -243,22 +260,24 @@ def test_cudart_replaced():
 
 
 def test_shadowing_via_top_level_and_preload():
-    top = run(libs.shim_shadows_bundled, lib_top={"libcublas.so.12": F})
+    stray = look("libcublas.so.12", (f"{LIB}/libcublas.so.12", "LD_LIBRARY_PATH"), (f"{LIB}/cuda_v12/libcublas.so.12", "LD_LIBRARY_PATH"))
+    top = run(libs.shim_shadows_bundled, lib_top={"libcublas.so.12": F}, runner=runner(stray))
     assert ids(top) == ["shim-shadows-bundled"] and top[0].severity == "error" and top[0].fix.setting == "files"
-    rt = ElfInfo("/opt/vgpu/lib/libvgpu-cudart.so", "libcudart.so.12")
-    pre = run(libs.shim_shadows_bundled, env={"LD_PRELOAD": rt.path}, elf={rt.path: rt})
+    rt = elf_info("/opt/vgpu/lib/libvgpu-cudart.so", "libcudart.so.12")
+    pre = run(libs.shim_shadows_bundled, env={"LD_PRELOAD": rt.path}, elf={rt.path: rt},
+              runner=runner(look("libcudart.so.12", (rt.path, "preload"))))
     assert ids(pre) == ["shim-shadows-bundled"] and pre[0].fix.setting == "preload"
 
 
 def test_shim_named_cublas_on_the_library_path_is_a_warning():
-    found = run(libs.shim_shadows_bundled, env={"LD_LIBRARY_PATH": "/opt/vgpu/lib"},
-                listings={"/opt/vgpu/lib": {"libcublas.so.12": Entry("symlink", "libvgpu-cublas.so")}},
-                realpaths={"/opt/vgpu/lib/libcublas.so.12": "/opt/vgpu/lib/libvgpu-cublas.so"})
+    cublas = bundled("libcublas.so.12", ("/opt/vgpu/lib/libcublas.so.12", "LD_LIBRARY_PATH"), real="/opt/vgpu/lib/libvgpu-cublas.so")
+    found = run(libs.shim_shadows_bundled, env={"LD_LIBRARY_PATH": "/opt/vgpu/lib"}, runner=runner(cublas))
     assert [(f.id, f.severity) for f in found] == [("shim-shadows-bundled", "warning")]
 
 
 def test_bundled_copy_wins_without_shadowing():
-    assert run(libs.shim_shadows_bundled, env={"LD_LIBRARY_PATH": "/usr/lib"}) == []
+    plain = runner(*(bundled(n) for n in ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12")))
+    assert run(libs.shim_shadows_bundled, env={"LD_LIBRARY_PATH": "/usr/lib"}, runner=plain) == []
 
 
 # ---------------------------------------------------------------- preload
@@ -278,10 +297,11 @@ def test_preload_interposing_dlopen():
 
 
 def test_preload_order():
-    rt = ElfInfo("/opt/vgpu/lib/libvgpu-cudart.so", "libcudart.so.12", (), frozenset({"cuInit", "cudaMalloc"}))
-    wrong = run(preload.preload_order, env={"LD_PRELOAD": f"{rt.path} {PLAIN_DRIVER.path}"}, elf={rt.path: rt, PLAIN_DRIVER.path: PLAIN_DRIVER})
+    rt = "/opt/vgpu/lib/libvgpu-cudart.so"
+    lost = PreloadConflict(rt, "libcudart.so.12", PLAIN_DRIVER.path, "libcuda.so.1", ["cuInit"])
+    wrong = run(preload.preload_order, env={"LD_PRELOAD": f"{rt} {PLAIN_DRIVER.path}"}, runner=runner(conflicts=[lost]))
     assert ids(wrong) == ["preload-order"] and "cuInit" in wrong[0].evidence[1]
-    right = run(preload.preload_order, env={"LD_PRELOAD": f"{PLAIN_DRIVER.path}:{rt.path}"}, elf={rt.path: rt, PLAIN_DRIVER.path: PLAIN_DRIVER})
+    right = run(preload.preload_order, env={"LD_PRELOAD": f"{PLAIN_DRIVER.path}:{rt}"}, runner=runner())
     assert right == []
 
 

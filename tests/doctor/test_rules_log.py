@@ -8,8 +8,8 @@ from fixer import ollama_versions as V
 from fixer.ollama_log import summarize
 from fixer.rules import logs
 from fixer.rules.base import Context
-from fixer.rules.facts import ElfInfo, Entry, HostFacts
-from tests.doctor.conftest import read_log
+from fixer.rules.facts import Entry, HostFacts
+from tests.doctor.conftest import elf_info, read_log
 
 T = "time=2026-01-01T00:00:{s:06.3f}Z level={lvl} source={src} msg={msg}"
 CPU = T.format(s=1, lvl="INFO", src="types.go:60", msg='"inference compute" id=cpu library=cpu')
@@ -43,7 +43,7 @@ def test_backend_never_loaded_signature(lines, fires):
 
 
 def test_backend_never_loaded_names_the_dlopen_interposer_and_clears_llm_library():
-    driver = ElfInfo("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", (), frozenset({"cuInit", "dlopen"}))
+    driver = elf_info("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", ("cuInit", "dlopen"))
     (f,) = logs.backend_never_loaded(ctx("\n".join([boot(0.23), CPU]), env={"LD_PRELOAD": driver.path, "OLLAMA_LLM_LIBRARY": "cuda_v12"},
                                          elf={driver.path: driver}))
     assert "interposes dlopen" in f.summary and f.fix.setting == "preload"
