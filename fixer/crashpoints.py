@@ -21,3 +21,8 @@ def hit(step: str) -> None:
     wanted = os.environ.get("VGPU_FIX_CRASH_AT")
     if wanted and wanted in (step, f"{step}#{_counts[step]}"):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reset() -> None:
+    """Start counting afresh (a harness that forks runs from one interpreter calls it per run)."""
+    _counts.clear()

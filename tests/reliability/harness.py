@@ -77,7 +77,10 @@ def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
                     if name not in (env or {}):
                         os.environ.pop(name, None)
                 sys.argv = ["vgpu-fix", *args]
+                from fixer import crashpoints
                 from fixer.cli import main
+
+                crashpoints.reset()  # the parent may have counted steps in earlier in-process runs
 
                 try:
                     main()
