@@ -34,6 +34,18 @@ Environment="OLLAMA_DEBUG=1"
 """
 
 
+# The seed's own log lines (Ollama's slog format, wrapped as the seed quoted them).
+SEED_LOG = """\
+time=2026-02-26T04:45:48.892-05:00 level=DEBUG source=runner.go:437
+msg="bootstrap discovery took" duration=228.959725ms
+OLLAMA_LIBRARY_PATH="[/usr/local/lib/ollama /usr/local/lib/ollama/cuda_v12]"
+time=2026-02-26T04:45:48.892-05:00 level=DEBUG source=runner.go:124
+msg="evaluating which, if any, devices to filter out" initial_count=0
+time=2026-02-26T04:45:48.892-05:00 level=INFO source=types.go:60
+msg="inference compute" id=cpu library=cpu
+"""
+
+
 def _write(root: str, path: str, data: bytes | str, mode: int = 0o644) -> None:
     real = os.path.join(root, path.lstrip("/"))
     os.makedirs(os.path.dirname(real), exist_ok=True)
@@ -94,6 +106,7 @@ def snapshot_tree(root: str, exclude: tuple[str, ...] = ("var/lib/vgpu-fix",)) -
 
 def run_demo(keep: bool = False, echo: Callable[[str], None] = print) -> int:
     from fixer import apply as applier
+    from fixer import doctor
     from fixer import profile as profiles
     from fixer.render import Painter, plan_text
 
@@ -103,9 +116,12 @@ def run_demo(keep: bool = False, echo: Callable[[str], None] = print) -> int:
         build_seed_host(root)
         before = snapshot_tree(root)
         profile = profiles.load("h100-vgpu", root)
-        echo(paint(f"== 1. A broken host like the seed's, in {root}", "head"))
-        echo("   override.conf preloads the shims, sets the no-op OLLAMA_NUM_GPU=999, and a top-level")
-        echo("   libggml-cuda.so symlink and a system-wide ld.so.preload entry sit where hand-made fixes left them.\n")
+        echo(paint(f"== 1. A broken host like the seed's, in {root}: vgpu-fix doctor --log <the seed's log>", "head"))
+        diagnosis = doctor.diagnose(root, SEED_LOG)
+        echo(f"   verdict: {diagnosis.verdict}")
+        for finding in diagnosis.findings:
+            echo(f"   [{finding.severity}] {finding.id}: {finding.summary}")
+        echo("")
         echo(paint("== 2. vgpu-fix plan --profile h100-vgpu", "head"))
         echo(plan_text(applier.make_plan(profile, root), paint) + "\n")
         echo(paint("== 3. vgpu-fix apply --profile h100-vgpu --no-verify", "head"))
