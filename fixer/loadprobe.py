@@ -39,6 +39,7 @@ class LoadProbeResult:
     cause: str | None = None
     fix: str | None = None
     events: list[dict] = field(default_factory=list)
+    transient: dict | None = None  # systemd mode: manager scope, properties carried, not carried, result
 
     @property
     def device_count(self) -> int:
@@ -47,6 +48,8 @@ class LoadProbeResult:
     @property
     def evidence(self) -> list[str]:
         lines = [f"probe ran in {self.mode} mode" + (f" as {self.user}" if self.user else "")]
+        if self.transient:
+            lines += self.ran_for_real[:1]
         lines += [f"not honoured: {n}" for n in self.not_honoured]
         if self.dlopen_provider and "libc.so" not in self.dlopen_provider:
             lines.append(f"dlopen resolves to {self.dlopen_provider} (interposed)")
@@ -85,42 +88,48 @@ def _cuda_line(cuda: dict) -> str:
 
 
 def run_load_probe(root: str, env: Mapping[str, str], spec, user: str | None = None,
-                   timeout: float | None = None, mode: str | None = None) -> LoadProbeResult:
+                   timeout: float | None = None, mode: str | None = None, unit=None) -> LoadProbeResult:
     """Probe `spec` (models.Verify) under `root` with the service's effective environment `env`.
-    As root, a non-/ root is shown through a private mount namespace; `mode="translated"` forces
-    the degraded path-translation mode (also the fallback when no namespace can be made)."""
+    With `unit` (host.UnitState) on a live root whose manager runs, the probe is a transient unit of
+    that manager with the unit's User= and sandbox; as root, a non-/ root is shown through a private
+    mount namespace; `mode="translated"` forces the degraded path-translation mode (also the fallback
+    when no namespace can be made)."""
     timeout = timeout if timeout is not None else spec.timeout
     full_env = sandbox.runner_env(env, spec)
-    placement = sandbox.place(root, full_env, spec, mode=mode)
-    result = _run(placement, full_env, spec, user, timeout)
-    if result is None:
-        placement = sandbox.place(root, full_env, spec, mode="translated")
-        placement.not_honoured.insert(0, "no private mount namespace could be made")
-        result = _run(placement, full_env, spec, user, timeout)
-    assert result is not None
+    placement = sandbox.place(root, full_env, spec, mode=mode, unit=unit)
+    result, error = _run(placement, full_env, spec, user, timeout)
+    while result is None:
+        placement = sandbox.fallback(placement, root, full_env, spec, why=str((error or {}).get("error")))
+        result, error = _run(placement, full_env, spec, user, timeout)
     _classify(result, spec)
     return result
 
 
-def _run(placement: sandbox.Placement, env: dict, spec, user: str | None, timeout: float) -> LoadProbeResult | None:
-    account, note = sandbox.resolve_user(user)
+def _run(placement: sandbox.Placement, env: dict, spec, user: str | None,
+         timeout: float) -> tuple[LoadProbeResult | None, dict | None]:
+    """(the result, None), or (None, the launch error) when `placement` could not start the probe."""
+    account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(user)
     backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
     config = {"base": "libggml-base.so.0", "backend": placement.path(backend)}
     child_env = placement.env(env)
-    launched = sandbox.start(placement, ["probe", json.dumps(config)], child_env, user=account, python_child=True)
+    launched = sandbox.start(placement, ["probe", json.dumps(config)], child_env, user=account, python_child=True,
+                             limit=timeout)
     done = sandbox.finish(launched, timeout)
     error = done.launch_error
-    if error is not None and placement.mode in ("namespace", "user-namespace"):
-        return None
+    if error is not None and placement.mode in ("systemd", "namespace", "user-namespace"):
+        return None, error
+    shown_user = user if account or placement.mode == "systemd" else None
     result = LoadProbeResult(False, placement.mode, placement.for_real, list(placement.not_honoured), backend,
-                             child_env, user if account else None, returncode=done.returncode,
+                             child_env, shown_user, returncode=done.returncode,
                              signal=done.signal, timed_out=done.timed_out, duration=done.duration,
                              stderr=done.stderr[-4000:])
+    if placement.transient:
+        result.transient = {**placement.transient, **(done.transient or {})}
     if note:
         result.not_honoured.append(note)
     if error is not None:
         result.cause = f"the probe could not start: {error.get('step')}: {error.get('error')}"
-        return result
+        return result, None
     for line in done.stdout.splitlines():
         try:
             event = json.loads(line)
@@ -128,7 +137,7 @@ def _run(placement: sandbox.Placement, env: dict, spec, user: str | None, timeou
             continue
         result.events.append(event)
         _apply(result, event)
-    return result
+    return result, None
 
 
 def _apply(result: LoadProbeResult, event: dict) -> None:
@@ -158,7 +167,12 @@ def _classify(r: LoadProbeResult, spec) -> None:
     if r.cause:
         return
     need = spec.min_devices
-    if r.timed_out:
+    setup = sandbox.setup_failure(r.transient, r.returncode) if r.last_step is None else None
+    if setup:
+        r.cause = (f"systemd could not start the probe with the unit's settings (status {setup}): the service "
+                   "meets the same settings" + _setup_hint(r))
+        r.fix = "correct the unit's sandbox settings (`service.directives`) so that its process can start"
+    elif r.timed_out:
         r.cause = (f"the probe hung in {r.last_step!r} and was killed after {r.duration:.0f}s: a shim that blocks "
                    "(e.g. in cuInit) or a host-side mediator that does not answer")
         r.fix = "check the vGPU mediator on the hypervisor and the shim's logs; nothing in the profile can fix a hang"
@@ -195,6 +209,11 @@ def _classify(r: LoadProbeResult, spec) -> None:
                           "CUDA_VISIBLE_DEVICES)")
     else:
         r.ok = True
+
+
+def _setup_hint(r: LoadProbeResult) -> str:
+    carried = ", ".join((r.transient or {}).get("properties", [])) or "none"
+    return f" (carried: {carried}; stderr: {r.stderr.strip()[-200:] or 'none'})"
 
 
 def _hijacked_driver_symbols(cuda: dict) -> list[tuple[str, str]]:

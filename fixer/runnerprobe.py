@@ -68,6 +68,7 @@ class RunnerProbeResult:
     passes: list[RunnerPass] = field(default_factory=list)
     cause: str | None = None
     fix: str | None = None
+    transient: dict | None = None  # systemd mode: manager scope, properties carried, not carried
 
     @property
     def devices(self) -> list[RunnerDevice]:
@@ -75,7 +76,8 @@ class RunnerProbeResult:
 
     @property
     def evidence(self) -> list[str]:
-        lines = [f"runner {self.binary} ran in {self.mode} mode"] + [f"not honoured: {n}" for n in self.not_honoured]
+        lines = [f"runner {self.binary} ran in {self.mode} mode"] + (self.ran_for_real[:1] if self.transient else [])
+        lines += [f"not honoured: {n}" for n in self.not_honoured]
         for p in self.passes:
             label = " ".join(f"{k}={v}" for k, v in p.extra.items()) or "first pass"
             if p.error:
@@ -121,18 +123,23 @@ def _run_pass(placement: sandbox.Placement, binary: str, env: dict, extra: dict,
     argv = [binary, "runner", "--ollama-engine", "--port", str(port)]
     with tempfile.TemporaryFile("w+", errors="replace") as log:  # a pipe could fill up and block the runner
         launched = sandbox.start(placement, argv, {**env, **extra}, user=user, cwd=cwd,
-                                 executable=placement.path(binary), stdout=log, stderr=subprocess.STDOUT)
+                                 executable=placement.path(binary), stdout=log, stderr=subprocess.STDOUT,
+                                 limit=timeout + 10)
         try:
             result.status, result.error, raw = _poll(port, launched, time.monotonic() + timeout)
         finally:
             sandbox.stop(launched)
             sandbox.cleanup(launched)
         log.seek(0)
-        out = log.read()
+        code, out, said = sandbox.outcome(launched, log.read())
     result.duration = time.monotonic() - launched.started
     result.output = out[-4000:]
-    code = launched.process.returncode
-    if result.error == "runner crashed":
+    setup = sandbox.setup_failure(said, code)
+    if said is not None and not said["started"]:
+        result.error = f"the runner could not be started: systemd-run: {out.strip()[:300]}"
+    elif setup and result.error == "runner crashed":
+        result.error = f"systemd could not start the runner with the unit's settings (status {setup})"
+    elif result.error == "runner crashed":
         result.exited = code
         if code is not None and code < 0:
             import signal
@@ -150,29 +157,28 @@ def _run_pass(placement: sandbox.Placement, binary: str, env: dict, extra: dict,
 
 
 def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None = None,
-                     timeout: float | None = None, second_pass: bool = True) -> RunnerProbeResult:
+                     timeout: float | None = None, second_pass: bool = True, unit=None) -> RunnerProbeResult:
     """Both discovery passes of `ollama serve` for spec.library: require a CUDA device, then require it
-    to survive CUDA_VISIBLE_DEVICES=<id> GGML_CUDA_INIT=1. Skipped when the root has no ollama binary."""
+    to survive CUDA_VISIBLE_DEVICES=<id> GGML_CUDA_INIT=1. Skipped when the root has no ollama binary.
+    With `unit` on a live root whose manager runs, the runner is a transient unit with its settings."""
     root = os.fspath(root)
     timeout = timeout if timeout is not None else spec.timeout
     binary = spec.ollama_bin
     if resolve_in_root(root, binary) is None or not os.access(on_host(root, resolve_in_root(root, binary)), os.X_OK):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
     full_env = sandbox.runner_env(env, spec)
-    placement = sandbox.place(root, full_env, spec, files=(binary,))
-    account, note = sandbox.resolve_user(user)
-    result = RunnerProbeResult(False, False, binary, placement.mode, placement.for_real, list(placement.not_honoured))
-    if note:
-        result.not_honoured.append(note)
+    placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)
     cwd = os.path.dirname(binary)
-    child_env = placement.env(full_env)
-    first = _run_pass(placement, binary, child_env, {}, account, timeout, cwd)
-    if first.error and first.error.startswith("the runner could not be started") and placement.mode != "translated":
-        placement = sandbox.place(root, full_env, spec, mode="translated")
-        result.mode, result.ran_for_real = placement.mode, placement.for_real
-        result.not_honoured = ["no private mount namespace could be made", *placement.not_honoured]
+    while True:
+        account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(user)
         child_env = placement.env(full_env)
         first = _run_pass(placement, binary, child_env, {}, account, timeout, cwd)
+        could_not_start = (first.error or "").startswith("the runner could not be started")
+        if placement.mode not in ("systemd", "namespace", "user-namespace") or not could_not_start:
+            break
+        placement = sandbox.fallback(placement, root, full_env, spec, files=(binary,), why=first.error)
+    result = RunnerProbeResult(False, False, binary, placement.mode, placement.for_real,
+                               list(placement.not_honoured) + ([note] if note else []), transient=placement.transient)
     result.passes.append(first)
     gpus = [d for d in first.devices if d.backend in GPU_BACKENDS]
     if not gpus:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +27,42 @@ SYSTEM_DIRS = frozenset({"/", "/etc", "/usr", "/usr/local", "/opt", "/var", "/tm
                          "/usr/lib/aarch64-linux-gnu"})
 LAUNCH_FAILED = 97
 HERE = Path(__file__).resolve().parent
+# [Service] settings that shape what a process of the unit can reach, passed on to a transient probe
+# unit as they are; the values are replayed in file order, so systemd merges them as for the unit.
+CARRIED = frozenset("""
+    User Group SupplementaryGroups DynamicUser
+    LimitCPU LimitFSIZE LimitDATA LimitSTACK LimitCORE LimitRSS LimitNOFILE LimitAS LimitNPROC LimitMEMLOCK
+    LimitLOCKS LimitSIGPENDING LimitMSGQUEUE LimitNICE LimitRTPRIO LimitRTTIME
+    CapabilityBoundingSet AmbientCapabilities NoNewPrivileges SecureBits
+    PrivateDevices PrivateTmp PrivateUsers PrivateIPC PrivateMounts ProtectKernelTunables ProtectKernelModules
+    ProtectKernelLogs ProtectControlGroups ProtectSystem ProtectHome ProtectClock ProtectHostname ProtectProc
+    ProcSubset ReadWritePaths ReadOnlyPaths InaccessiblePaths ExecPaths NoExecPaths BindPaths BindReadOnlyPaths
+    TemporaryFileSystem RootDirectory MountAPIVFS DeviceAllow DevicePolicy MemoryDenyWriteExecute
+    RestrictNamespaces RestrictRealtime RestrictSUIDSGID LockPersonality RemoveIPC KeyringMode Personality
+    SystemCallFilter SystemCallArchitectures SystemCallErrorNumber RestrictAddressFamilies
+    MemoryMax MemoryHigh MemorySwapMax TasksMax CPUQuota OOMScoreAdjust Nice UMask
+""".split())
+# Settings about starting, stopping, restarting and logging the service: nothing a probe could meet.
+NOT_FOR_PROBE = frozenset("""
+    ExecStart ExecStartPre ExecStartPost ExecStop ExecStopPost ExecReload ExecCondition Type Restart RestartSec
+    RestartPreventExitStatus RestartForceExitStatus SuccessExitStatus TimeoutSec TimeoutStartSec TimeoutStopSec
+    TimeoutAbortSec RuntimeMaxSec WatchdogSec KillMode KillSignal SendSIGKILL SendSIGHUP FinalKillSignal PIDFile
+    RemainAfterExit NotifyAccess GuessMainPID StandardInput StandardOutput StandardError SyslogIdentifier
+    SyslogFacility SyslogLevel LogLevelMax WorkingDirectory Slice Delegate OOMPolicy Description
+""".split())
+# Exit statuses systemd itself uses when it cannot set up a unit's process (systemd.exec(5)).
+EXEC_SETUP_STATUS = {200: "CHDIR", 201: "NICE", 202: "FDS", 203: "EXEC", 204: "MEMORY", 205: "LIMITS",
+                     206: "OOM_ADJUST", 207: "SIGNAL_MASK", 208: "STDIN", 209: "STDOUT", 210: "CHROOT",
+                     211: "IOPRIO", 212: "TIMERSLACK", 213: "SECUREBITS", 214: "SETSCHEDULER", 215: "CPUAFFINITY",
+                     216: "GROUP", 217: "USER", 218: "CAPABILITIES", 219: "CGROUP", 220: "SETSID",
+                     221: "CONFIRM", 222: "STDERR", 224: "PAM", 225: "NETWORK", 226: "NAMESPACE",
+                     227: "NO_NEW_PRIVILEGES", 228: "SECCOMP", 229: "SELINUX_CONTEXT", 230: "PERSONALITY",
+                     231: "APPARMOR_PROFILE", 232: "ADDRESS_FAMILIES", 233: "RUNTIME_DIRECTORY",
+                     235: "CHOWN", 236: "SMACK_PROCESS_LABEL", 237: "KEYRING", 238: "STATE_DIRECTORY",
+                     239: "CACHE_DIRECTORY", 240: "LOGS_DIRECTORY", 241: "CONFIGURATION_DIRECTORY",
+                     242: "NUMA_POLICY", 243: "CREDENTIALS"}
+SYSTEMD_RUN_LINES = re.compile(r"^(Running as unit: |Finished with result: |Main processes terminated with: |"
+                               r"Service runtime: |CPU time consumed: |Memory peak: |IP traffic |IO bytes )")
 
 
 def runner_env(env: Mapping[str, str], spec) -> dict[str, str]:
@@ -40,10 +79,19 @@ class Placement:
     """How the root's files reach the probe, and what of the real situation that honours."""
 
     root: str
-    mode: str  # live | namespace | user-namespace | translated
+    mode: str  # systemd | live | namespace | user-namespace | translated
     mounts: list[dict] = field(default_factory=list)
     for_real: list[str] = field(default_factory=list)
     not_honoured: list[str] = field(default_factory=list)
+    scope: str | None = None  # systemd mode: the manager that runs the probe as a transient unit
+    properties: list[str] = field(default_factory=list)  # systemd mode: the unit's settings carried over
+
+    @property
+    def transient(self) -> dict | None:
+        if self.mode != "systemd":
+            return None
+        return {"scope": self.scope, "properties": list(self.properties),
+                "not_carried": [n for n in self.not_honoured if n.startswith("not carried")]}
 
     def path(self, path: str) -> str:
         """Where the probe process finds absolute `path` of the root."""
@@ -68,9 +116,16 @@ def _is_system(path: str) -> bool:
     return path in SYSTEM_DIRS or any(d.startswith(path + "/") for d in SYSTEM_DIRS if path != "/")
 
 
-def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), mode: str | None = None) -> Placement:
-    """Decide how to show `root` to a probe with runner environment `env` (see runner_env)."""
+def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), mode: str | None = None,
+          unit=None) -> Placement:
+    """Decide how to show `root` to a probe with runner environment `env` (see runner_env). With the
+    unit (host.UnitState) on a live root whose manager runs, the probe runs as a transient unit of it."""
     root = os.fspath(root)
+    if mode in (None, "systemd") and unit is not None and root in ("/", ""):
+        from fixer import system
+
+        if system.systemd_live("/", unit.scope):
+            return systemd_placement(unit)
     if root in ("/", ""):
         return Placement("/", "live", for_real=["the live host's files, loader cache and preload list"])
     mode = mode or ("namespace" if os.geteuid() == 0 else "user-namespace")
@@ -122,6 +177,47 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     return placement
 
 
+def systemd_placement(unit) -> Placement:
+    """Run the probe under the unit's own manager with its User=, sandbox and resource settings."""
+    properties, not_carried = transient_properties(unit.directives)
+    manager = "systemd-run --user" if unit.scope == "user" else "systemd-run"
+    shown = ", ".join(properties) or "none set in the unit"
+    return Placement("/", "systemd", for_real=[
+        f"{manager}: a transient unit with {unit.unit}'s environment and settings ({shown})",
+        "the live host's files, loader cache and preload list, as the unit's sandbox shows them"],
+        not_honoured=not_carried, scope=unit.scope, properties=properties)
+
+
+def transient_properties(directives: Mapping[str, tuple[str, list[str]]]) -> tuple[list[str], list[str]]:
+    """(`Key=value` for systemd-run in merge order, notes on the unit's settings that were not carried)."""
+    properties: list[str] = []
+    notes: list[str] = []
+    for key, (origin, values) in directives.items():
+        if key in NOT_FOR_PROBE:
+            continue
+        if key not in CARRIED:
+            notes.append(f"not carried: {key}= (from {origin}): vgpu-fix does not pass it to systemd-run")
+            continue
+        for value in values:
+            if "%" in value.replace("%%", ""):
+                notes.append(f"not carried: {key}={value} (from {origin}): a %-specifier only a unit file expands")
+            else:
+                properties.append(f"{key}={value.replace('%%', '%')}")
+    return properties, notes
+
+
+def fallback(placement: Placement, root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (),
+             why: str = "") -> Placement:
+    """The next placement after `placement` could not start the probe."""
+    if placement.mode == "systemd":
+        nxt = place(root, env, spec, files)
+        nxt.not_honoured.insert(0, f"the unit's sandbox and User=: systemd-run could not start the probe ({why})")
+        return nxt
+    nxt = place(root, env, spec, files, mode="translated")
+    nxt.not_honoured.insert(0, "no private mount namespace could be made")
+    return nxt
+
+
 def resolve_user(user: str | None) -> tuple[dict | None, str | None]:
     """(uid/gid/groups for the launcher, or None; a note when User= cannot be honoured)."""
     if not user or user == "root":
@@ -164,11 +260,31 @@ def interpreter(user: dict | None) -> str:
     return sys.executable
 
 
+def sandbox_interpreter() -> str:
+    """A system python3 for a probe inside a unit's sandbox (ProtectHome= hides /root and /home)."""
+    import sys
+
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK) and not os.path.realpath(candidate).startswith(("/root/", "/home/")):
+            return candidate
+    return sys.executable
+
+
+def _scratch_dir() -> str:
+    """A directory a transient unit's process can read: /run survives PrivateTmp=, /tmp does not."""
+    for base in ("/run", os.environ.get("XDG_RUNTIME_DIR")):
+        if base and os.access(base, os.W_OK):
+            return tempfile.mkdtemp(prefix="vgpu-fix-probe-", dir=base)
+    return tempfile.mkdtemp(prefix="vgpu-fix-probe-")
+
+
 @dataclass
 class Launched:
     process: subprocess.Popen
     scratch: str
     started: float
+    unit: str | None = None  # systemd mode: the transient unit
+    scope: str | None = None
 
 
 @dataclass
@@ -178,6 +294,7 @@ class Completed:
     stderr: str
     timed_out: bool
     duration: float
+    transient: dict | None = None  # systemd mode: unit, started, result, code, status
 
     @property
     def signal(self) -> str | None:
@@ -190,6 +307,10 @@ class Completed:
 
     @property
     def launch_error(self) -> dict | None:
+        if self.transient is not None:
+            if self.transient["started"]:
+                return None
+            return {"event": "launch-error", "step": "systemd-run", "error": self.stderr.strip()[-300:]}
         if self.returncode != LAUNCH_FAILED:
             return None
         for line in self.stdout.splitlines():
@@ -204,10 +325,13 @@ class Completed:
 
 def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user: dict | None = None,
           cwd: str = "/", executable: str | None = None, python_child: bool = False,
-          stdout=subprocess.PIPE, stderr=subprocess.PIPE) -> Launched:
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit: float | None = None) -> Launched:
     """Start `argv` through the launcher in its own process group. With `python_child`, argv[1:] are
     the arguments of probe_child.py, run by an interpreter whose process name starts with "ollama"
-    (shims decide by it whether to interpose)."""
+    (shims decide by it whether to interpose). In systemd mode the unit's manager runs it instead,
+    for at most `limit` seconds."""
+    if placement.mode == "systemd":
+        return _start_transient(placement, argv, env, cwd, executable, python_child, stdout, stderr, limit)
     scratch = tempfile.mkdtemp(prefix="vgpu-fix-probe-")
     os.chmod(scratch, 0o755)
     for name in ("launch.py", "probe_child.py"):
@@ -239,8 +363,76 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
     return Launched(process, scratch, time.monotonic())
 
 
+def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, str], cwd: str,
+                     executable: str | None, python_child: bool, stdout, stderr, limit: float | None) -> Launched:
+    from fixer import system
+
+    scratch = _scratch_dir()
+    os.chmod(scratch, 0o755)
+    if python_child:
+        shutil.copy(HERE / "probe_child.py", f"{scratch}/probe_child.py")
+        os.chmod(f"{scratch}/probe_child.py", 0o644)
+        os.symlink(sandbox_interpreter(), f"{scratch}/ollama-vgpu-probe")
+        argv = [f"{scratch}/ollama-vgpu-probe", "-I", f"{scratch}/probe_child.py", *argv[1:]]
+    else:
+        argv = [executable or argv[0], *argv[1:]]
+    unit = f"vgpu-fix-probe-{uuid.uuid4().hex[:12]}.service"
+    properties = [*placement.properties, "TimeoutStopSec=5"]
+    if limit:
+        properties.append(f"RuntimeMaxSec={math.ceil(limit)}")
+    process = system.start_transient(placement.scope or "system", unit, properties, dict(env), argv, cwd,
+                                     stdout, stderr)
+    return Launched(process, scratch, time.monotonic(), unit, placement.scope)
+
+
+def outcome(launched: Launched, output: str) -> tuple[int | None, str, dict | None]:
+    """(the probe's own exit status, `output` without systemd-run's lines, what systemd-run said).
+    Outside systemd mode: the process's status and `output` unchanged."""
+    if launched.unit is None:
+        return launched.process.returncode, output, None
+    lines = output.splitlines(keepends=True)
+    said = {"unit": launched.unit, "scope": launched.scope,
+            "started": any(line.startswith("Running as unit: ") for line in lines)}
+    for line in lines:
+        if line.startswith("Finished with result: "):
+            said["result"] = line.split(": ", 1)[1].strip()
+        elif line.startswith("Main processes terminated with: "):
+            match = re.search(r"code=(\w+)/status=(\w+)", line)
+            if match:
+                said["code"], said["status"] = match.groups()
+    return _status(said, launched.process.returncode), "".join(
+        line for line in lines if not SYSTEMD_RUN_LINES.match(line)), said
+
+
+def _status(said: dict, fallback_code: int | None) -> int | None:
+    code, status = said.get("code"), said.get("status", "")
+    if code == "exited" and status.isdigit():
+        return int(status)
+    if code in ("killed", "dumped"):
+        try:
+            return -getattr(signal, status if status.startswith("SIG") else f"SIG{status}")
+        except AttributeError:
+            return fallback_code
+    return fallback_code
+
+
+def setup_failure(said: dict | None, returncode: int | None) -> str | None:
+    """`226/NAMESPACE` when systemd could not set up the probe's process with the unit's settings."""
+    if not said or returncode not in EXEC_SETUP_STATUS:
+        return None
+    return f"{returncode}/{EXEC_SETUP_STATUS[returncode]}"
+
+
 def stop(launched: Launched) -> None:
-    """Kill the whole process group and reap the leader."""
+    """Kill the whole process group and reap the leader (in systemd mode: the transient unit first)."""
+    if launched.unit and launched.process.poll() is None:
+        from fixer import system
+
+        system.kill_transient(launched.scope or "system", launched.unit)
+        try:
+            launched.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
     try:
         os.killpg(launched.process.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -256,10 +448,11 @@ def cleanup(launched: Launched) -> None:
 
 
 def finish(launched: Launched, timeout: float) -> Completed:
-    """Wait up to `timeout` s; on expiry kill the process group. Always reaps and cleans up."""
+    """Wait up to `timeout` s; on expiry kill the process group. Always reaps and cleans up. A
+    transient unit has its own RuntimeMaxSec=: give its manager a moment to report the timeout."""
     timed_out = False
     try:
-        out, err = launched.process.communicate(timeout=timeout)
+        out, err = launched.process.communicate(timeout=timeout + (10 if launched.unit else 0))
     except subprocess.TimeoutExpired:
         timed_out = True
         stop(launched)
@@ -267,5 +460,7 @@ def finish(launched: Launched, timeout: float) -> Completed:
     finally:
         stop(launched)
         cleanup(launched)
-    return Completed(None if timed_out else launched.process.returncode, out or "", err or "", timed_out,
-                     time.monotonic() - launched.started)
+    returncode, err, said = outcome(launched, err or "")
+    timed_out = timed_out or bool(said and said.get("result") == "timeout")
+    return Completed(None if timed_out else returncode, out or "", err, timed_out,
+                     time.monotonic() - launched.started, said)

@@ -1,4 +1,6 @@
-"""The only module that runs external commands (ldconfig, systemctl, journalctl), via `sh`."""
+"""The only module that runs external commands (ldconfig, systemctl, journalctl, systemd-run), via `sh`."""
+
+# systemd-run is the one command whose output is streamed while it runs: start_transient uses Popen.
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ def _run(program: str, *args: str, env: dict | None = None, timeout: float = 120
         raise ExternalCommandFailed(f"{program}: not found on PATH")
     command = sh.Command(path)
     try:
-        return str(command(*args, _env=env or dict(os.environ), _timeout=timeout, _err_to_out=True))
+        # No pseudo-terminal (sh's default): journalctl would colour its JSON and systemctl start a pager.
+        return str(command(*args, _env=env or dict(os.environ), _timeout=timeout, _err_to_out=True, _tty_out=False))
     except sh.ErrorReturnCode as exc:
         output = exc.stdout.decode(errors="replace").strip()
         raise ExternalCommandFailed(f"{program} {' '.join(args)} failed (exit {exc.exit_code}): {output}") from None
@@ -45,10 +48,44 @@ def systemctl(scope: str, *args: str, timeout: float = 120) -> str:
 
 
 def journal(unit: str, scope: str, since: str | None = None, lines: int | None = None) -> str:
-    args = ["--user"] if scope == "user" else []
-    args += ["-u", unit, "-o", "json", "--no-pager"]
+    # `--user -u` reads only the caller's own user journal files, and root's (like any system user's)
+    # user units log to the system journal: --user-unit matches the unit in every file we may read.
+    args = ["--user-unit", unit] if scope == "user" else ["-u", unit]
+    args += ["-o", "json", "--no-pager"]
     if since:
         args += ["--since", since]
     if lines:
         args += ["-n", str(lines)]
     return _run("journalctl", *args)
+
+
+def transient_argv(scope: str, unit: str, properties: list[str], env: dict[str, str], argv: list[str],
+                   cwd: str = "/") -> list[str]:
+    """The `systemd-run` command line that runs `argv` as transient service `unit` of the `scope`
+    manager with `properties` and exactly `env` added, waits for it, and pipes its stdio to ours.
+    Without --quiet: its closing "Finished with result" lines tell a timeout or a signal apart."""
+    path = shutil.which("systemd-run", path=os.environ.get("PATH", "") + ":/usr/bin:/bin") or "systemd-run"
+    out = [path, *(["--user"] if scope == "user" else []), "--wait", "--pipe", "--collect", f"--unit={unit}",
+           f"--working-directory={cwd}"]
+    out += [f"--property={p}" for p in properties]
+    out += [f"--setenv={name}={value}" for name, value in env.items()]
+    # The manager expands $VAR in a command line (not in --setenv values): keep ours literal.
+    return out + ["--", *(a.replace("$", "$$") for a in argv)]
+
+
+def start_transient(scope: str, unit: str, properties: list[str], env: dict[str, str], argv: list[str],
+                    cwd: str = "/", stdout=None, stderr=None):
+    """Start `transient_argv(...)` in its own process group; the caller waits and reads its output."""
+    import subprocess
+
+    return subprocess.Popen(transient_argv(scope, unit, properties, env, argv, cwd), env=dict(os.environ),
+                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
+                            text=True, errors="replace")
+
+
+def kill_transient(scope: str, unit: str) -> None:
+    """SIGKILL every process of transient `unit`; a unit already gone is fine."""
+    try:
+        systemctl(scope, "kill", "--signal=SIGKILL", unit, timeout=15)
+    except ExternalCommandFailed:
+        pass

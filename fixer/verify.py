@@ -52,27 +52,34 @@ class VerifyReport:
 
 def unit_environment(root: str, profile: Profile) -> tuple[dict[str, str], str | None]:
     """The service's effective environment and User= as systemd would load them from the root."""
+    unit = _unit(root, profile)
+    return unit.environment.effective(), unit.user
+
+
+def _unit(root: str, profile: Profile):
     from fixer.host import probe_unit
 
-    unit = probe_unit(root, profile.service.unit, profile.service.scope)
-    return unit.environment.effective(), unit.user
+    return probe_unit(root, profile.service.unit, profile.service.scope)
 
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
            layers: tuple[str, ...] = LAYERS, timeout: float | None = None) -> VerifyReport:
-    """Run the checks in `layers` in order. `env`/`user` default to what the root's unit gives."""
+    """Run the checks in `layers` in order. `env`/`user` default to what the root's unit gives; then,
+    on a live root whose service manager runs, the probes run as transient units of that manager with
+    the unit's User=, environment and sandbox settings (see sandbox.systemd_placement)."""
     root = os.fspath(root)
+    unit = None
     if env is None:
-        env, found_user = unit_environment(root, profile)
-        user = user or found_user
+        unit = _unit(root, profile)
+        env, user = unit.environment.effective(), user or unit.user
     spec = profile.verify
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env))
     for layer in layers:
-        report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout))
+        report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout, unit))
     return report
 
 
-def check_environment(root: str, spec, env: dict, user, timeout) -> Check:
+def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
     folders = sorted(n for n in _listdir(root, spec.ollama_lib)
                      if os.path.isdir(on_host(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
@@ -95,7 +102,7 @@ def check_environment(root: str, spec, env: dict, user, timeout) -> Check:
     return Check("environment", "pass", f"Ollama will scan {spec.library}", evidence)
 
 
-def check_static(root: str, spec, env: dict, user, timeout) -> Check:
+def check_static(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     from fixer.linker import resolve_backend
 
     res = resolve_backend(root, spec, env)
@@ -106,12 +113,12 @@ def check_static(root: str, spec, env: dict, user, timeout) -> Check:
                  res.fix, res.to_dict())
 
 
-def check_load(root: str, spec, env: dict, user, timeout) -> Check:
+def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     from fixer.loadprobe import run_load_probe
 
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
-    result = run_load_probe(root, env, spec, user=user, timeout=timeout)
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend}", result.evidence,
                      details=result.to_dict())
@@ -119,10 +126,10 @@ def check_load(root: str, spec, env: dict, user, timeout) -> Check:
                  result.cause, result.fix, result.to_dict())
 
 
-def check_runner(root: str, spec, env: dict, user, timeout) -> Check:
+def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     from fixer.runnerprobe import run_runner_probe
 
-    result = run_runner_probe(root, env, spec, user=user, timeout=timeout)
+    result = run_runner_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
     if result.skipped:
         return Check("runner", "skip", result.cause or "no ollama binary")
     if result.ok:
@@ -160,9 +167,10 @@ def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None
         return Check("service", "skip", "no running service manager for this root (--service needs the live root)")
     since = time.strftime("%Y-%m-%d %H:%M:%S")
     system.systemctl(scope, "restart", unit)
+    pid = _main_pid(scope, unit)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = system.journal(unit, scope, since=since)
+        text = _lines_of(system.journal(unit, scope, since=since), pid)
         summary = summarize(text).to_dict()
         compute = summary.get("compute") or []
         if compute:
@@ -177,6 +185,30 @@ def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None
         time.sleep(2)
     return Check("service", "fail", f"no \"inference compute\" line from {unit} within {timeout:.0f} s", [],
                  "discovery hung or the service did not start", "check `journalctl -u ollama`")
+
+
+def _main_pid(scope: str, unit: str) -> str | None:
+    from fixer import system
+
+    pid = system.systemctl(scope, "show", "--property=MainPID", "--value", unit).strip()
+    return pid if pid.isdigit() and pid != "0" else None
+
+
+def _lines_of(journal_json: str, pid: str | None) -> str:
+    """The JSON journal lines logged by process `pid` (the restarted `ollama serve`, which logs the
+    "inference compute" line): the instance before the restart may have logged in the same second."""
+    import json
+
+    if pid is None:
+        return journal_json
+    kept = []
+    for line in journal_json.splitlines():
+        try:
+            if json.loads(line).get("_PID") == pid:
+                kept.append(line)
+        except ValueError:
+            continue
+    return "\n".join(kept)
 
 
 def check_for_apply(profile: Profile, root: str) -> dict:

@@ -160,6 +160,21 @@ def human(n):
 def serve():
     timeout = float(os.environ.get("STANDIN_DISCOVERY_TIMEOUT", "30"))
     requested = os.environ.get("OLLAMA_LLM_LIBRARY", "")
+    # Like Ollama's routes.Serve: listen (and say so) first, then discover the GPUs.
+    host, _, port = os.environ.get("OLLAMA_HOST", "127.0.0.1:11434").rpartition(":")
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"models": []}).encode() if self.path == "/api/ps" else b"Ollama is running"
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer((host or "127.0.0.1", int(port)), Api)
+    log("INFO", f"Listening on {host or '127.0.0.1'}:{port} (version 0.0.0-standin)")
     log("INFO", "discovering available GPUs...")
     devices = []
     for d in sorted({os.path.dirname(f) for f in glob.glob(os.path.join(LIB_OLLAMA, "*", "*ggml-*"))}):
@@ -191,20 +206,6 @@ def serve():
     if not kept:
         log("INFO", "inference compute", id="cpu", library="cpu", compute="", name="cpu", description="cpu",
             libdirs="ollama", driver="", pci_id="", type="", total="1.0 GiB", available="1.0 GiB")
-    host, _, port = os.environ.get("OLLAMA_HOST", "127.0.0.1:11434").rpartition(":")
-
-    class Api(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"models": []}).encode() if self.path == "/api/ps" else b"Ollama is running"
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.HTTPServer((host or "127.0.0.1", int(port)), Api)
-    log("INFO", f"Listening on {host or '127.0.0.1'}:{port} (version 0.0.0-standin)")
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     server.serve_forever()
 

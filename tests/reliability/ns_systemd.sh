@@ -1,30 +1,15 @@
 #!/bin/bash
 # Runs as PID 1 of a private mount+pid namespace (see test_service_manager.py):
 #   unshare --mount --pid --fork --propagation private bash ns_systemd.sh ID REPO PROFILE OUT WORK
-# Throw-away overlays (tmpfs upper dirs) over /etc /usr/local /opt /var, a tmpfs on /run, a private
-# cgroup, a real `systemd --user`; then vgpu-fix apply/rollback on the live root through it.
-# Everything written lands in tmpfs and vanishes with the namespace; the caller removes the cgroup.
+# The namespace of ns_manager.sh with a real `systemd --user`; then vgpu-fix apply/rollback on the
+# live root through it. Everything written lands in tmpfs and vanishes with the namespace; the caller
+# removes the cgroup.
 set -euo pipefail
 ID=$1 REPO=$2 PROFILE=$3 OUT=$4 W=$5  # W: an empty directory the caller owns
 PY=${PYTHON:-python3}
-mount -t tmpfs -o mode=0700 tmpfs "$W"
-for d in etc usr/local opt var; do
-  n=${d//\//_}; mkdir -p "$W/$n/upper" "$W/$n/work"
-  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$W/$n/upper,workdir=$W/$n/work" "/$d"
-done
-mount -t proc proc /proc   # this pid namespace's own view
-mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/systemd/system "$W/xdg" "$W/home"
-chmod 0700 "$W/xdg"
-export XDG_RUNTIME_DIR=$W/xdg HOME=$W/home XDG_CONFIG_HOME=$W/home/.config XDG_DATA_HOME=$W/home/.local/share
-unset DBUS_SESSION_BUS_ADDRESS
-
-for h in systemd unified; do  # a private cgroup for the manager and everything it starts
-  if [ -d "/sys/fs/cgroup/$h" ]; then mkdir -p "/sys/fs/cgroup/$h/$ID"; echo $$ > "/sys/fs/cgroup/$h/$ID/cgroup.procs"; fi
-done
-if [ ! -d /sys/fs/cgroup/systemd ] && [ -f /sys/fs/cgroup/cgroup.procs ]; then
-  mkdir -p "/sys/fs/cgroup/$ID"; echo $$ > "/sys/fs/cgroup/$ID/cgroup.procs"
-fi
+source "$(dirname "$0")/ns_manager.sh"
+ns_overlays
+ns_cgroup
 
 # The unit under test: a stand-in ollama that just stays up, and the seed's hand-made override.conf.
 mkdir -p /etc/systemd/user/ollama.service.d /opt/vgpu/lib /usr/local/lib/ollama/cuda_v12
@@ -54,9 +39,7 @@ cat > /etc/systemd/user/ollama.service.d/zzz-local.conf <<'CONF'
 Environment="OLLAMA_LOAD_TIMEOUT=1m"
 CONF
 
-/lib/systemd/systemd --user > "$OUT/manager.log" 2>&1 &
-MANAGER=$!
-for _ in $(seq 100); do [ -S "$XDG_RUNTIME_DIR/systemd/private" ] && break; sleep 0.1; done
+ns_manager
 systemctl --user start ollama.service
 
 snapshot() {  # what the manager says, the process's real environment, and what fixer's probe computed
@@ -83,7 +66,5 @@ echo $? > "$OUT/rollback.rc"
 set -e
 snapshot rolled_back
 
-systemctl --user stop ollama.service || true
-kill -TERM "$MANAGER" 2>/dev/null || true
-wait "$MANAGER" 2>/dev/null || true
+ns_stop
 echo done > "$OUT/finished"

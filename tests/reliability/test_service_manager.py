@@ -7,23 +7,16 @@ environment must match fixer's probe at every step; nothing may stay behind on t
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import uuid
 
 import pytest
 
 from fixer import unitfile
+from tests.reliability import namespace
 from tests.reliability.harness import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-SCRIPT = os.path.join(os.path.dirname(__file__), "ns_systemd.sh")
-MANAGER = "/lib/systemd/systemd"
 PROFILE = """name: user-scope
 extends: h100-vgpu
 service:
@@ -31,48 +24,6 @@ service:
 """
 WATCHED = ("/etc/systemd/user/ollama.service", "/etc/systemd/user/ollama.service.d", "/var/lib/vgpu-fix",
            "/usr/local/bin/ollama-standin", "/opt/vgpu", "/etc/ld.so.conf.d/vgpu-fix.conf", "/etc/udev/rules.d/70-vgpu-fix.rules")
-HIERARCHIES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-
-
-def _usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    for tool in ("unshare", "systemctl", "mount"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    if not os.access(MANAGER, os.X_OK):
-        return f"needs {MANAGER}"
-    return None
-
-
-def _cgroups(name: str) -> list[str]:
-    return [os.path.join(h, name) for h in HIERARCHIES if os.path.isdir(os.path.join(h, name))]
-
-
-def _remove_cgroup(name: str) -> None:
-    for top in _cgroups(name):
-        for procs in glob.glob(os.path.join(top, "**", "cgroup.procs"), recursive=True):
-            for pid in open(procs).read().split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for directory, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-            try:
-                os.rmdir(directory)
-            except OSError:
-                pass
-
-
-def _processes_in(name: str) -> list[int]:
-    found = []
-    for path in glob.glob("/proc/[0-9]*/cgroup"):
-        try:
-            if name in open(path).read():
-                found.append(int(path.split("/")[2]))
-        except OSError:
-            pass
-    return found
 
 
 def _show(text: str) -> dict:
@@ -103,24 +54,18 @@ def _assert_manager_matches_probe(phase: dict) -> None:
 
 @pytest.fixture
 def namespace_run(tmp_path):
-    why = _usable()
+    why = namespace.usable()
     if why:
         pytest.skip(why)
-    name = f"vgpufix-test-{uuid.uuid4().hex[:12]}"
     out = tmp_path / "out"
     out.mkdir()
     profile = tmp_path / "user-scope.yaml"
     profile.write_text(PROFILE)
     work = tmp_path / "ns"
     work.mkdir()
-    mounts_before = sorted(open("/proc/self/mountinfo").read().splitlines())
+    mounts_before = namespace.mounts()
     watched = {p: os.path.lexists(p) for p in WATCHED}
-    try:
-        proc = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "bash", SCRIPT,
-                               name, REPO, str(profile), str(out), str(work)], capture_output=True, text=True, timeout=240,
-                              env={**os.environ, "PYTHON": sys.executable})
-    finally:
-        _remove_cgroup(name)
+    proc, name = namespace.run("ns_systemd.sh", REPO, str(profile), str(out), str(work))
     if proc.returncode != 0 and not (out / "before.show").exists():
         manager_log = (out / "manager.log").read_text() if (out / "manager.log").exists() else ""
         pytest.skip(f"systemd --user cannot run here: {proc.stderr[-500:]} {manager_log[-500:]}")
@@ -162,8 +107,8 @@ def test_the_real_manager_sees_what_the_probe_computed_through_apply_and_rollbac
 
 def test_nothing_stays_behind_on_the_machine(namespace_run):
     out, name, mounts_before, watched, work = namespace_run
-    assert _processes_in(name) == []
-    assert _cgroups(name) == []
-    assert sorted(open("/proc/self/mountinfo").read().splitlines()) == mounts_before
+    assert namespace.processes_in(name) == []
+    assert namespace.cgroups(name) == []
+    assert namespace.mounts() == mounts_before
     assert os.listdir(work) == []  # the namespace's tmpfs went with it
     assert {p: os.path.lexists(p) for p in WATCHED} == watched  # the real /etc, /usr/local, /opt, /var

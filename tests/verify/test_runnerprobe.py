@@ -87,9 +87,9 @@ def test_standin_serve_logs_inference_compute(namespaces, make_host, native, llm
     watchdog.start()
     lines = []
     try:
-        for line in launched.process.stderr:
+        for line in launched.process.stderr:  # Ollama listens first, then logs what discovery found
             lines.append(line)
-            if "Listening on" in line:
+            if 'msg="inference compute"' in line:
                 break
     finally:
         watchdog.cancel()
@@ -97,3 +97,4 @@ def test_standin_serve_logs_inference_compute(namespaces, make_host, native, llm
         sandbox.cleanup(launched)
     compute = [line for line in lines if 'msg="inference compute"' in line]
     assert len(compute) == 1 and expected in compute[0], "".join(lines)
+    assert "Listening on" in lines[0], "".join(lines)
