@@ -59,6 +59,24 @@ PY
 step apply apply --root / --profile "$PROFILE" --json
 step fixed verify --root / --profile "$PROFILE" --service --json --timeout 15
 
+# A shim that hangs in cuInit, then one that crashes there: the transient unit's RuntimeMaxSec= and
+# systemd-run's closing report must give the same verdicts as the other modes.
+PYTHONPATH=$REPO $PY - "$PROFILE" "$NATIVE" > "$OUT/broken.json" <<'PY'
+import json, sys
+from pathlib import Path
+from fixer.host import probe_unit
+from fixer.loadprobe import run_load_probe
+from fixer.profile import load
+from tests.native import layout
+profile, native = load(sys.argv[1], "/"), json.load(open(sys.argv[2]))
+unit = probe_unit("/", profile.service.unit, profile.service.scope)
+found = {}
+for shim in ("cuda-shim-hang", "cuda-shim-segv"):
+    layout.place(Path("/"), f"{layout.SHIM_DIR}/libvgpu-cuda.so", Path(native[shim]))
+    found[shim] = run_load_probe("/", unit.environment.effective(), profile.verify, timeout=3, unit=unit).to_dict()
+layout.place(Path("/"), f"{layout.SHIM_DIR}/libvgpu-cuda.so", Path(native["cuda-shim"]))
+print(json.dumps(found))
+PY
 systemctl --user list-units --all --plain --no-legend 'vgpu-fix-probe-*' > "$OUT/leftover.units"
 ls -d /run/vgpu-fix-probe-* > "$OUT/leftover.scratch" 2>/dev/null || true
 ns_stop

@@ -104,6 +104,15 @@ def test_the_drop_in_from_apply_lifts_the_restriction(scenario):
     assert found["service"]["summary"] == "ollama.service reports library=CUDA"
 
 
+def test_a_hang_or_a_crash_inside_the_transient_unit_is_a_clean_failure(scenario):
+    found = json.loads((scenario["out"] / "broken.json").read_text())
+    hang, segv = found["cuda-shim-hang"], found["cuda-shim-segv"]
+    assert hang["mode"] == "systemd" and hang["timed_out"] and hang["transient"]["result"] == "timeout"
+    assert "hung in 'ggml_backend_init'" in hang["cause"] and hang["duration"] < 12
+    assert segv["mode"] == "systemd" and segv["signal"] == "SIGSEGV"
+    assert "crashed (SIGSEGV) in 'ggml_backend_init'" in segv["cause"]
+
+
 def test_no_probe_unit_or_scratch_directory_outlives_its_probe(scenario):
     assert (scenario["out"] / "leftover.units").read_text().strip() == ""
     assert (scenario["out"] / "leftover.scratch").read_text().strip() == ""
