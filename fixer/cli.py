@@ -261,7 +261,8 @@ def verify_cmd(
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
     service: bool = typer.Option(False, "--service", help="Also restart the unit and watch its journal (live root)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the profile's)."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", help="Seconds per probe (default: the profile's); with --service also the journal wait (default 120)."),
 ) -> None:
     """Prove the CUDA backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
@@ -273,8 +274,8 @@ def verify_cmd(
         prof = _load(profile, real, sets)
         report = verifier.verify(real, prof, timeout=timeout)
         if service:
-            report.checks.append(verifier.check_service(real, prof, echo=None if as_json else
-                                                        lambda line: typer.echo(line, err=True)))
+            progress = None if as_json else (lambda line: typer.echo(line, err=True))
+            report.checks.append(verifier.check_service(real, prof, timeout=timeout or 120.0, echo=progress))
         doc = report.to_dict()
         msg = "the CUDA backend loads" if report.ok else f"the CUDA backend does not load: {report.cause}"
         _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,
