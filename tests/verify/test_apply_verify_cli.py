@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fixer.demo import SEED_OVERRIDE, SEED_UNIT, snapshot_tree
 
@@ -46,3 +47,19 @@ def test_verify_json_names_the_cause(make_host, cli):
     doc = json.loads(result.stdout)
     assert result.returncode == 9 and doc["failed"]
     assert "dlopen" in json.dumps(doc["verify"]["checks"])
+
+
+def test_the_cache_apply_builds_is_what_the_probe_loads_through(namespaces, make_host, cli, tmp_path):
+    """No library path at all: libcuda.so.1 is found only through the root's ld.so.cache, which
+    apply's ldconfig built; the probe reads that cache inside a private mount namespace."""
+    root = with_seed_unit(make_host())
+    profile = tmp_path / "cache-only.yaml"
+    profile.write_text("extends: h100-vgpu\nname: cache-only\nlibrary_path: []\n")
+    applied = cli("apply", "--root", root, "--profile", str(profile), "--json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    load = {c["name"]: c for c in json.loads(applied.stdout)["verify"]["checks"]}["load"]
+    assert load["status"] == "pass" and load["details"]["mode"] == "namespace"
+    (Path(root) / "etc/ld.so.cache").unlink()
+    broken = cli("verify", "--root", root, "--profile", str(profile), "--json")
+    assert broken.returncode == 9
+    assert "libcuda.so.1" in json.dumps(json.loads(broken.stdout)["verify"]["checks"])
