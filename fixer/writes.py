@@ -82,37 +82,30 @@ def is_temp_for(entry: str, name: str) -> bool:
 
 def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
     """Write via a temp file in the same directory, fsync it, rename over `path`, fsync the directory."""
-    dfd, name = _parent(root, path)
-    try:
-        current = _lstat_at(dfd, name)
-        if current is not None and stat.S_ISDIR(current.st_mode):
-            raise Conflict(f"{path}: is a directory")
-        tmp = _temp_name(name)
+
+    def make(dfd: int, tmp: str) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if uid is not None and os.geteuid() == 0:
-                    os.fchown(fd, uid, gid if gid is not None else -1)
-                os.fchmod(fd, mode)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            crashpoints.hit("write:tempfile")
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        except BaseException:
-            _discard(dfd, tmp)
-            raise
-        crashpoints.hit("write:renamed")
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if uid is not None and os.geteuid() == 0:
+                os.fchown(fd, uid, gid if gid is not None else -1)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    _replace(root, path, make)
 
 
 def write_symlink(root: str, path: str, target: str) -> None:
+    """Create a fresh link under a temp name and rename it over `path`; never touches a target."""
+    _replace(root, path, lambda dfd, tmp: os.symlink(target, tmp, dir_fd=dfd))
+
+
+def _replace(root: str, path: str, make) -> None:
+    """Build the new entry with `make(dir_fd, temp_name)`, then rename it over `path` atomically."""
     dfd, name = _parent(root, path)
     try:
         current = _lstat_at(dfd, name)
@@ -120,7 +113,7 @@ def write_symlink(root: str, path: str, target: str) -> None:
             raise Conflict(f"{path}: is a directory")
         tmp = _temp_name(name)
         try:
-            os.symlink(target, tmp, dir_fd=dfd)
+            make(dfd, tmp)
             crashpoints.hit("write:tempfile")
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
