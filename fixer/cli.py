@@ -12,7 +12,7 @@ import typer
 # vgpu-fix uses no pydantic plugins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from fixer.errors import ExitCode, FixerError
+from fixer.errors import ExitCode, FixerError, InvalidInput
 
 app = typer.Typer(
     add_completion=False,
@@ -37,14 +37,8 @@ def _root(root: str) -> str:
         return root
     real = os.path.realpath(root)
     if not os.path.isdir(real):
-        raise _invalid(f"--root {root}: not a directory")
+        raise InvalidInput(f"--root {root}: not a directory")
     return real
-
-
-def _invalid(message: str) -> FixerError:
-    from fixer.errors import InvalidInput
-
-    return InvalidInput(message)
 
 
 def _load(profile: str, root: str, sets: Optional[List[str]]):
@@ -304,13 +298,13 @@ def doctor(
         prof = _load(profile, real, sets) if profile else None
         text = None
         if log and journal:
-            raise _invalid("give either --log FILE or --journal, not both")
+            raise InvalidInput("give either --log FILE or --journal, not both")
         if log:
             try:
                 with open(log, "rb") as fh:
                     text = fh.read().decode("utf-8", errors="replace")
             except OSError as exc:
-                raise _invalid(f"--log {log}: cannot read: {exc.strerror}") from None
+                raise InvalidInput(f"--log {log}: cannot read: {exc.strerror}") from None
         elif journal:
             unit = prof.service.unit if prof else "ollama.service"
             text = doctors.journal_text(real, unit, prof.service.scope if prof else "system")
