@@ -24,6 +24,9 @@ SYSTEM_LIBRARY = re.compile(
     r"^(libc|libm|libdl|libpthread|librt|libresolv|libutil|libanl|libmvec|libstdc\+\+|libgcc_s|libatomic"
     r"|libgomp|ld-linux[-\w.]*)\.so(\.[\d.]+)?$"
 )
+# What a ggml backend NEEDs of libggml-base, when its ELF cannot say: Ollama v0.13.2+ builds it with
+# SOVERSION 0 (SONAME libggml-base.so.0); older builds (and ggml before its SOVERSION) use libggml-base.so.
+GGML_BASE = "libggml-base.so.0"
 LOADER_HIJACK = frozenset({"dlopen", "dlmopen", "dlsym", "dlvsym", "dlclose"})
 MAX_SYMLINKS = 40
 
@@ -321,6 +324,21 @@ class _Resolver:
         return folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
 
 
+def ggml_base_name(root: str, backend: str) -> str:
+    """The libggml-base name that `backend` (an absolute path inside `root`) NEEDs: the one ld.so looks
+    for when the backend is dlopened, so the one the runner's libggml-base must answer to."""
+    real = resolve_in_root(root, backend)
+    if real is not None:
+        try:
+            needed = read_elf(on_host(root, real), symbols=False).needed
+        except (ElfError, OSError):
+            needed = []
+        for name in needed:
+            if name == "libggml-base.so" or name.startswith("libggml-base.so."):
+                return name
+    return GGML_BASE
+
+
 def resolve_backend(root: str, spec, env: Mapping[str, str], lookup: Iterable[str] = ()) -> Resolution:
     """Static check of `spec` (a models.Verify: ollama_lib, library, backend) under `root` with the
     service's effective environment `env` (before Ollama's runner prefixing).
@@ -342,7 +360,7 @@ def resolve_backend(root: str, spec, env: Mapping[str, str], lookup: Iterable[st
     loaded: list[LoadedObject] = []
     _load_preloads(resolver, res, preload, loaded)
     if target is not None:
-        _load_group(resolver, res, "libggml-base.so.0", "global", loaded)
+        _load_group(resolver, res, ggml_base_name(root, backend), "global", loaded)
         _load_group(resolver, res, backend, "backend", loaded)
     res.objects = loaded
     res.lookups = {name: _lookup(resolver, name, loaded) for name in lookup}

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from fixer import sandbox
+from fixer.linker import GGML_BASE, ggml_base_name
 
 CUDA_ERRORS = {35: "insufficient driver", 100: "no CUDA-capable device", 3: "initialization error",
                34: "CUDA driver is a stub library", 999: "unknown error"}
@@ -22,10 +23,13 @@ class LoadProbeResult:
     backend: str
     env: dict[str, str]
     user: str | None = None
+    base: str = GGML_BASE  # the libggml-base name the backend NEEDs (.so.0 since Ollama v0.13.2)
     base_loaded: bool = False
     backend_loaded: bool = False
     dlerror: str | None = None
     dlopen_provider: str | None = None
+    score: int | None = None  # ggml_backend_score(), where the backend exports it; 0 = ggml skips it
+    api_version: int | None = None  # ggml_backend_reg.api_version (ggml's loader compares it)
     registry: str | None = None
     devices: list[dict] = field(default_factory=list)
     cuda: dict | None = None
@@ -54,11 +58,15 @@ class LoadProbeResult:
         if self.dlopen_provider and "libc.so" not in self.dlopen_provider:
             lines.append(f"dlopen resolves to {self.dlopen_provider} (interposed)")
         if not self.base_loaded:
-            lines.append("libggml-base.so.0 did not load" + (f": {self.dlerror}" if self.dlerror else ""))
+            lines.append(f"{self.base} did not load" + (f": {self.dlerror}" if self.dlerror else ""))
         elif not self.backend_loaded and not self.timed_out and self.signal is None:
             lines.append(f"dlopen({self.backend}, RTLD_NOW|RTLD_LOCAL) failed: {self.dlerror or '(no dlerror text)'}")
+        elif self.backend_loaded and self.score == 0:
+            lines.append(f"{self.backend} loaded; ggml_backend_score() = 0, so ggml's loader skips it")
         elif self.backend_loaded:
-            lines.append(f"{self.backend} loaded; registry {self.registry!r} reports {self.device_count} device(s)"
+            lines.append(f"{self.backend} loaded" + (f" (score {self.score})" if self.score is not None else "")
+                         + (f", API version {self.api_version}" if self.api_version is not None else "")
+                         + f"; registry {self.registry!r} reports {self.device_count} device(s)"
                          + "".join(f"; {d.get('name')}: {d.get('description')}" for d in self.devices))
         if self.cuda:
             lines.append(_cuda_line(self.cuda))
@@ -97,20 +105,21 @@ def run_load_probe(root: str, env: Mapping[str, str], spec, user: str | None = N
     timeout = timeout if timeout is not None else spec.timeout
     full_env = sandbox.runner_env(env, spec)
     placement = sandbox.place(root, full_env, spec, mode=mode, unit=unit)
-    result, error = _run(placement, full_env, spec, user, timeout)
+    base = ggml_base_name(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}")
+    result, error = _run(placement, full_env, spec, user, timeout, base)
     while result is None:
         placement = sandbox.fallback(placement, root, full_env, spec, why=str((error or {}).get("error")))
-        result, error = _run(placement, full_env, spec, user, timeout)
+        result, error = _run(placement, full_env, spec, user, timeout, base)
     _classify(result, spec)
     return result
 
 
 def _run(placement: sandbox.Placement, env: dict, spec, user: str | None,
-         timeout: float) -> tuple[LoadProbeResult | None, dict | None]:
+         timeout: float, base: str = GGML_BASE) -> tuple[LoadProbeResult | None, dict | None]:
     """(the result, None), or (None, the launch error) when `placement` could not start the probe."""
     account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(user)
     backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
-    config = {"base": "libggml-base.so.0", "backend": placement.path(backend)}
+    config = {"base": base, "backend": placement.path(backend)}
     child_env = placement.env(env)
     launched = sandbox.start(placement, ["probe", json.dumps(config)], child_env, user=account, python_child=True,
                              limit=timeout)
@@ -120,7 +129,7 @@ def _run(placement: sandbox.Placement, env: dict, spec, user: str | None,
         return None, error
     shown_user = user if account or placement.mode == "systemd" else None
     result = LoadProbeResult(False, placement.mode, placement.for_real, list(placement.not_honoured), backend,
-                             child_env, shown_user, returncode=done.returncode,
+                             child_env, shown_user, base=base, returncode=done.returncode,
                              signal=done.signal, timed_out=done.timed_out, duration=done.duration,
                              stderr=done.stderr[-4000:])
     if placement.transient:
@@ -153,6 +162,10 @@ def _apply(result: LoadProbeResult, event: dict) -> None:
     elif kind == "backend":
         result.backend_loaded = event["ok"]
         result.dlerror = event.get("dlerror")
+    elif kind == "score":
+        result.score = event.get("score")
+    elif kind == "init":
+        result.api_version = event.get("api_version")
     elif kind == "registry" and event.get("ok"):
         result.registry = event.get("name")
         result.devices = event.get("devices", [])
@@ -181,10 +194,15 @@ def _classify(r: LoadProbeResult, spec) -> None:
         r.cause = f"the probe crashed ({how}) in {r.last_step!r}: a broken shim kills Ollama's runner the same way"
         r.fix = "use a shim build that survives initialisation; compare driver versions (cuda_v12 vs cuda_v13)"
     elif not r.base_loaded:
-        r.cause = f"libggml-base.so.0 does not load: {r.dlerror}"
+        r.cause = f"{r.base} (NEEDED by the backend) does not load: {r.dlerror}"
         r.fix = "check verify.ollama_lib and the Ollama installation"
     elif not r.backend_loaded:
         _classify_dlopen(r)
+    elif r.score == 0:
+        r.cause = ("the backend loaded but its ggml_backend_score() is 0: ggml's loader skips it as "
+                   "\"not supported on this system\" without calling ggml_backend_init()")
+        r.fix = ("use the backend build for this machine (a CPU variant whose instruction set this CPU has; "
+                 "Ollama picks the best-scoring libggml-<name>-*.so) or point verify.backend at it")
     elif r.registry is None:
         r.cause = "ggml_backend_init() of the backend returned NULL or the registry could not be read"
         r.fix = "the backend could not initialise; see stderr"

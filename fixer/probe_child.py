@@ -148,14 +148,19 @@ def main() -> None:
     score = function(backend, "ggml_backend_score", ctypes.c_int, [])
     if score is not None:
         emit("step", step="ggml_backend_score")
-        emit("score", score=score())
+        value = score()
+        emit("score", score=value)
+        if value == 0:  # ggml's loader: "not supported on this system", ggml_backend_init() is never called
+            emit("done", loaded=loaded_objects())
+            return
     init = function(backend, "ggml_backend_init", ctypes.c_void_p, [])
     if init is None:
         emit("init", ok=False, error="ggml_backend_init not found in the backend")
         return
     emit("step", step="ggml_backend_init")
     reg = init()
-    emit("init", ok=bool(reg))
+    # struct ggml_backend_reg starts with `int api_version`, which ggml's loader compares with its own
+    emit("init", ok=bool(reg), api_version=ctypes.c_int.from_address(reg).value if reg else None)
     if reg:
         reg_name = function(base, "ggml_backend_reg_name", ctypes.c_char_p, [ctypes.c_void_p])
         dev_count = function(base, "ggml_backend_reg_dev_count", ctypes.c_size_t, [ctypes.c_void_p])
