@@ -16,7 +16,7 @@
 #                                                    is 0 on a CPU without AVX-VNNI / AVX-512)
 # then run:  VGPU_FIX_REAL_GGML=OUT python -m pytest -q tests/verify/test_real_ggml.py
 #
-# Only ggml-base and the CPU variants in $VARIANTS are compiled (about a minute on 2 cores):
+# Only ggml-base and the CPU variants in $VARIANTS are compiled (1-2 minutes on 2 cores):
 # the CPU variants exist only with GGML_CPU_ALL_VARIANTS=ON, so that is configured, but only those
 # targets are built, without a build-tree RUNPATH (an installed release has none, and one
 # would let the loader find libggml-base in the build tree after a test removed it). The CUDA, HIP and Vulkan backends are switched off (CUDA takes hours).
