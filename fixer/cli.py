@@ -258,7 +258,7 @@ def verify_cmd(
     timeout: Optional[float] = typer.Option(
         None, "--timeout", help="Seconds per probe (default: the profile's); with --service also the journal wait (default 120)."),
 ) -> None:
-    """Prove the CUDA backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
+    """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
     def body() -> int:
         from fixer import verify as verifier
@@ -271,7 +271,7 @@ def verify_cmd(
             progress = None if as_json else (lambda line: typer.echo(line, err=True))
             report.checks.append(verifier.check_service(real, prof, timeout=timeout or 120.0, echo=progress))
         doc = report.to_dict()
-        msg = "the CUDA backend loads" if report.ok else f"the CUDA backend does not load: {report.cause}"
+        msg = f"{report.backend} loads" if report.ok else f"{report.backend} does not load: {report.cause}"
         _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,
                               msg=msg, verify=doc), verifier.render_text(doc))
         return int(ExitCode.OK if report.ok else ExitCode.BACKEND_NOT_LOADING)

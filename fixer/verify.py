@@ -30,6 +30,7 @@ class VerifyReport:
     unit: str
     user: str | None
     env: dict[str, str]
+    backend: str = ""  # the backend verify loads, as `<library folder>/<file>`
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -73,7 +74,8 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec = profile.verify
-    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env))
+    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
+                          f"{profile.verify.library}/{profile.verify.backend}")
     for layer in layers:
         report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout, unit))
     return report
@@ -227,6 +229,7 @@ def render_text(report: dict) -> str:
                 lines.append(f"         cause: {check['cause']}")
             if check.get("fix"):
                 lines.append(f"         fix: {check['fix']}")
-    lines.append("verdict: the CUDA backend loads" if report["ok"] else
-                 f"verdict: the CUDA backend does NOT load: {report.get('cause') or 'see above'}")
+    backend = report.get("backend") or "the backend"
+    lines.append(f"verdict: {backend} loads" if report["ok"] else
+                 f"verdict: {backend} does NOT load: {report.get('cause') or 'see above'}")
     return "\n".join(lines)
