@@ -1,7 +1,5 @@
 """Desired state: the Profile and its parts, validated by Pydantic."""
 
-from __future__ import annotations
-
 import posixpath
 import re
 from typing import Annotated, Literal, Union
