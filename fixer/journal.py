@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from fixer import crashpoints, writes
 from fixer.errors import Conflict, InvalidInput, RollbackFailed
-from fixer.rootfs import PathState, host_path, parent_problem, read_state
+from fixer.rootfs import STATE_DIR, PathState, host_path, parent_problem, read_state
 
-STATE_DIR = "/var/lib/vgpu-fix"
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
 DERIVED = ("/etc/ld.so.cache", "/etc/ld.so.cache~", "/var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache~")
 OPEN_STATUSES = ("pending", "rolling_back")

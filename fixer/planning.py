@@ -8,14 +8,17 @@ import os
 from fixer import host, plan as planner
 from fixer.errors import InvalidInput
 from fixer.models import Profile
-from fixer.journal import Journal
+from fixer.rootfs import STATE_DIR, host_path
 
 PLAN_FORMAT = 1
 
 
 def _interrupted(root: str) -> list:
-    journal = Journal(root)
-    return journal.open_generations() if os.path.isdir(journal.directory) else []
+    if not os.path.isdir(host_path(root, STATE_DIR)):
+        return []
+    from fixer.journal import Journal  # the write side loads only where vgpu-fix has state
+
+    return Journal(root).open_generations()
 
 
 def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:

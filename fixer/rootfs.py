@@ -12,6 +12,7 @@ from fixer.errors import Conflict
 
 Kind = Literal["absent", "file", "symlink", "dir", "other"]
 MAX_READ = 16 * 1024 * 1024
+STATE_DIR = "/var/lib/vgpu-fix"  # vgpu-fix's own journal and lock, inside the root
 
 
 def host_path(root: str, path: str) -> str:
