@@ -9,6 +9,7 @@ $(BIN)/vgpu-fix: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q fixer  # byte-code even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
 venv: $(BIN)/vgpu-fix

@@ -34,7 +34,10 @@ def main() -> int:
     root = tempfile.mkdtemp(prefix="vgpu-bench-")
     try:
         build_seed_host(root)
-        env = {**os.environ, "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "0"}
+        # An installed tool runs from byte-code (pip compiles wheels at install time); let the warm-up
+        # runs write it for an editable checkout too. Any non-empty value would disable writing.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["NO_COLOR"] = "1"
         floor_cmd = [sys.executable, "-c", FLOOR]
         plan_cmd = [sys.executable, "-m", "fixer", "plan", "--root", root]
         for _ in range(3):  # warm the page cache and byte-code caches for both
