@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +316,3 @@ def dump_yaml(data: dict) -> str:
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()
-
-
-def describe_source(path: str) -> str:
-    return os.path.relpath(path) if not os.path.isabs(path) else path
