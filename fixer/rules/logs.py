@@ -224,7 +224,7 @@ def driver_prefers_cuda_v13(ctx: Context) -> list[Finding]:
                     "driver-prefers-cuda-v13",
                     "info",
                     "keep OLLAMA_LLM_LIBRARY=cuda_v12: without the pin Ollama would prefer cuda_v13",
-                    [f"{host.ollama_lib}/cuda_v13 exists", f"OLLAMA_LLM_LIBRARY=cuda_v12", note],
+                    [f"{host.ollama_lib}/cuda_v13 exists", "OLLAMA_LLM_LIBRARY=cuda_v12", note],
                     "A driver (or shim) reporting 13.0 makes Ollama prefer the newest folder, cuda_v13, which "
                     "is PTX only and needs a JIT-capable driver; the pin keeps the cubin build for compute 9.0.",
                     "Keep the pin (the h100-vgpu profile sets it).",

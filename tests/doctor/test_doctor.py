@@ -10,7 +10,7 @@ from fixer import doctor
 from fixer.errors import InvalidInput
 from fixer.rules.base import Finding, Fix
 from fixer.rules.facts import HostFacts, gather
-from tests.doctor.conftest import LIB, read_log
+from tests.doctor.conftest import read_log
 
 
 def ids(diagnosis) -> list[str]:

@@ -11,7 +11,6 @@ import pytest
 from fixer import apply as applier, profile as profiles, writes
 from fixer.errors import Conflict
 from fixer.journal import Journal
-from tests.reliability.harness import temp_files
 
 
 @pytest.fixture
