@@ -42,7 +42,7 @@ def _root(root: str) -> str:
 
 
 def _load(profile: str, root: str, sets: Optional[List[str]]):
-    from fixer import profile as profiles
+    from fixer import profiles
 
     return profiles.load(profile, root, profiles.parse_overrides(sets or []))
 
@@ -92,7 +92,7 @@ def plan(
     """Show what apply would change. Exit 0: converged; 4: changes pending; 5: conflicts."""
 
     def body() -> int:
-        from fixer import planning
+        from fixer import core as planning
         from fixer.render import Painter, plan_text, result
 
         real = _root(root)
@@ -129,7 +129,7 @@ def apply(
         plan(profile=profile, root=root, sets=sets, as_json=as_json, out=None, force=force)
 
     def body() -> int:
-        from fixer import apply as applier
+        from fixer.apply import transaction as applier
         from fixer.render import Painter, plan_text, result
 
         real = _root(root)
@@ -156,13 +156,13 @@ def apply(
 
 
 def _verifier():
-    from fixer import verify as verifier
+    from fixer.verify import layers as verifier
 
     return verifier.check_for_apply
 
 
 def _verify_text(report: dict) -> str:
-    from fixer import verify as verifier
+    from fixer.verify import layers as verifier
 
     return verifier.render_text(report)
 
@@ -179,7 +179,7 @@ def rollback(
     """Restore the newest applied generation byte for byte (or down to --to N)."""
 
     def body() -> int:
-        from fixer import apply as applier
+        from fixer.apply import transaction as applier
         from fixer.render import result
 
         real = _root(root)
@@ -198,7 +198,7 @@ def history(root: str = RootOpt, as_json: bool = JsonOpt) -> None:
     """List generations: time, profile, status, user, number of changes."""
 
     def body() -> int:
-        from fixer.journal import Journal
+        from fixer.apply.journal import Journal
         from fixer.render import dumps, history_text
 
         rows = [g.summary() for g in Journal(_root(root)).generations()]
@@ -214,7 +214,7 @@ def profiles_list(root: str = RootOpt, as_json: bool = JsonOpt) -> None:
     """Profiles found by name: shipped ones, then ROOT/etc/vgpu-fix/profiles."""
 
     def body() -> int:
-        from fixer import profile as profiles
+        from fixer import profiles
         from fixer.render import dumps
 
         rows = profiles.list_profiles(_root(root))
@@ -238,7 +238,7 @@ def profiles_show(
     """Print a profile resolved and validated."""
 
     def body() -> int:
-        from fixer.profile import dump_yaml
+        from fixer.profiles import dump_yaml
         from fixer.render import dumps
 
         data = _load(name, _root(root), sets).model_dump(mode="json")
@@ -261,7 +261,7 @@ def verify_cmd(
     """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
     def body() -> int:
-        from fixer import verify as verifier
+        from fixer.verify import layers as verifier
         from fixer.render import result
 
         real = _root(root)
@@ -291,7 +291,7 @@ def doctor(
     """Explain why Ollama runs on the CPU, from host state and its log; changes nothing."""
 
     def body() -> int:
-        from fixer import doctor as doctors
+        from fixer.doctor import verdict as doctors
         from fixer.render import dumps
 
         real = _root(root)
@@ -320,7 +320,7 @@ def schema() -> None:
     """Print the profile JSON Schema."""
     import json
 
-    from fixer.models import Profile
+    from fixer.model.profile import Profile
 
     typer.echo(json.dumps(Profile.model_json_schema(), indent=2))
 

@@ -105,9 +105,9 @@ def snapshot_tree(root: str, exclude: tuple[str, ...] = ("var/lib/vgpu-fix",)) -
 
 
 def run_demo(keep: bool = False, echo: Callable[[str], None] = print) -> int:
-    from fixer import apply as applier
-    from fixer import doctor
-    from fixer import profile as profiles
+    from fixer.apply import transaction as applier
+    from fixer.doctor import verdict as doctor
+    from fixer import profiles
     from fixer.render import Painter, plan_text
 
     root = tempfile.mkdtemp(prefix="vgpu-fix-demo-")

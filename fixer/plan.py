@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from fixer import unitfile
-from fixer.host import LD_SO_CONF, LD_SO_PRELOAD, HostState, probe_unit
-from fixer.models import Profile
-from fixer.rootfs import ABSENT, PathState
+from fixer.facts import systemd as unitfile
+from fixer.facts.host import LD_SO_CONF, LD_SO_PRELOAD, HostState, probe_unit
+from fixer.model.profile import Profile
+from fixer.facts.paths import ABSENT, PathState
 
 LD_SO_CONF_INCLUDE = "include /etc/ld.so.conf.d/*.conf\n"
 CONFIG_MODE = 0o644

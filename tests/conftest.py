@@ -6,10 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from fixer.demo import build_seed_host, snapshot_tree
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -44,3 +47,23 @@ def cli():
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel of this checkout, built offline from a copy so the build leaves nothing in the work tree."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "setup.py", "README.md", "fixer", "profiles"):
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(path, source / name)
+    out = tmp_path_factory.mktemp("dist")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "-w", str(out), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, f"pip wheel failed (setuptools and wheel come with the test extra):\n{build.stderr}"
+    return next(out.glob("vgpu_fix-*.whl"))

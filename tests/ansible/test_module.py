@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fixer import apply as applier
-from fixer import profile as profiles
+from fixer.apply import transaction as applier
+from fixer import profiles
 from fixer.demo import snapshot_tree
-from fixer.journal import Journal
-from fixer.lock import RunLock
+from fixer.apply.journal import Journal
+from fixer.apply.lock import RunLock
 
 pytestmark = pytest.mark.slow
 
@@ -252,7 +252,7 @@ def test_a_target_python_without_vgpu_fix_fails_saying_how_to_install_it(ansible
 
 
 def test_a_failed_verify_fails_the_task_and_reports_the_rollback(ansible):
-    pytest.importorskip("fixer.verify")
+    pytest.importorskip("fixer.verify.layers")
     root = ansible.host("alpha")  # the seed's libraries are placeholders: the backend cannot load
     before = snapshot_tree(root)
     run = ansible.play([apply_task(verify=True)])
@@ -266,7 +266,7 @@ def test_a_failed_verify_fails_the_task_and_reports_the_rollback(ansible):
 
 
 def test_state_verified_fails_when_the_backend_does_not_load_and_changes_nothing(ansible):
-    pytest.importorskip("fixer.verify")
+    pytest.importorskip("fixer.verify.layers")
     root = ansible.host("alpha")
     before = whole_tree(root)
     run = ansible.play([apply_task(state="verified")])

@@ -7,7 +7,6 @@ environment running the tests, seen through a view that leaves vgpu-fix itself o
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,34 +15,11 @@ from pathlib import Path
 import pytest
 
 from fixer.demo import snapshot_tree
-from tests.ansible.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 HIDDEN = ("fixer", "vgpu_fix", "__editable__.vgpu_fix", "__editable___vgpu_fix")
 HANDLER = "RUNNING HANDLER [vgpufix.vgpu.vgpu_fix : Restart ollama]"
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory) -> Path:
-    """A wheel of this checkout, built from a copy so the build leaves nothing in the work tree."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md", "LICENSE", "fixer", "profiles"):
-        path = REPO / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif path.exists():
-            shutil.copy(path, source / name)
-    out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", str(out), str(source)],
-        capture_output=True, text=True, timeout=300,
-    )
-    if build.returncode != 0:
-        pytest.skip("cannot build a wheel offline here (needs setuptools and wheel, from the `test` extra): "
-                    + build.stderr.strip().splitlines()[-1])
-    return next(out.glob("vgpu_fix-*.whl"))
 
 
 @pytest.fixture

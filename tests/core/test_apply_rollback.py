@@ -9,9 +9,11 @@ import subprocess
 
 import pytest
 
-from fixer import apply as applier, profile as profiles
+from fixer.apply import transaction as applier
+
+from fixer import profiles
 from fixer.errors import ApplyFailed, Conflict, InvalidInput
-from fixer.journal import Journal
+from fixer.apply.journal import Journal
 
 from tests.conftest import have
 
@@ -178,7 +180,7 @@ def test_written_values_round_trip_through_the_probe(seed_root, tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text(json.dumps({"extends": "h100-vgpu", "name": "t", "service": {"environment": {"TRICKY": tricky}}}))
     applier.apply(profiles.load(str(path), seed_root), seed_root)
-    from fixer.host import probe_unit
+    from fixer.facts.host import probe_unit
 
     assert probe_unit(seed_root, "ollama.service").environment.effective()["TRICKY"] == tricky
 
@@ -214,7 +216,7 @@ def test_conflict_exits_5_and_writes_nothing(seed_root, cli, snapshot):
 
 
 def test_held_lock_exits_8_naming_the_holder(seed_root, cli):
-    from fixer.lock import RunLock
+    from fixer.apply.lock import RunLock
 
     journal = Journal(seed_root)
     journal.ensure()

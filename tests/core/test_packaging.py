@@ -1,26 +1,74 @@
-"""The wheel carries the shipped profiles, so a non-editable install finds them by name."""
+"""Installed as users install it (a wheel, non-editable), every command runs from outside the checkout."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parents[2]
+from fixer.demo import build_seed_host
+
+pytestmark = pytest.mark.slow
+
+HIDDEN = ("fixer", "vgpu_fix", "__editable__", "__editable___vgpu_fix")
 
 
-@pytest.mark.slow
-def test_non_editable_install_finds_shipped_profiles(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "-w", str(tmp_path / "wheel"), str(REPO)], check=True, capture_output=True)
-    wheel = next((tmp_path / "wheel").glob("vgpu_fix-*.whl"))
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
-    code = "from fixer import profile; p = profile.load('h100-vgpu-preload', '/nonexistent'); print(profile.SHIPPED_DIR, p.name)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(target)}, check=True).stdout
-    assert out.startswith(str(target / "fixer" / "profiles")) and out.strip().endswith("h100-vgpu-preload")
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel alone; its dependencies are seen through a view without vgpu-fix."""
+    base = tmp_path_factory.mktemp("installed")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    view = base / "deps"
+    view.mkdir()
+    for lib in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]):
+        for entry in Path(lib).iterdir():
+            if not entry.name.startswith(HIDDEN) and not (view / entry.name).exists():
+                (view / entry.name).symlink_to(entry)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "deps-view.pth").write_text(f"{view}\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                    "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True)
+    return venv / "bin" / "vgpu-fix"
+
+
+def _run(tool: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(tool), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**env, "NO_COLOR": "1"})
+
+
+@pytest.mark.parametrize("args, codes", [
+    (["--help"], {0}),
+    (["profiles", "list"], {0}),
+    (["profiles", "show", "h100-vgpu"], {0}),
+    (["schema"], {0}),
+    (["plan", "--profile", "h100-vgpu", "--root", "{root}"], {4}),
+    (["doctor", "--root", "{root}"], {0}),
+    (["history", "--root", "{root}"], {0}),
+    (["apply", "--profile", "h100-vgpu", "--root", "{root}", "--no-verify"], {0}),
+    (["verify", "--profile", "h100-vgpu", "--root", "{root}", "--json"], {0, 9}),
+    (["rollback", "--root", "{root}"], {0, 3}),
+    (["demo"], {0}),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_every_command_runs_from_the_installed_wheel(installed, tmp_path, args, codes):
+    root = tmp_path / "root"
+    root.mkdir()
+    build_seed_host(str(root))
+    proc = _run(installed, tmp_path, *[a.replace("{root}", str(root)) for a in args])
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "ModuleNotFoundError" not in proc.stderr
+    assert proc.returncode in codes, proc.stdout + proc.stderr
+
+
+def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
+    code = "import fixer, fixer.profiles as p; print(fixer.__file__); print(p.SHIPPED_DIR)"
+    python = installed.parent / "python"
+    out = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.split()
+    assert "site-packages" in out[0] and out[1].endswith("fixer/shipped_profiles")
+    assert (Path(out[1]) / "h100-vgpu.yaml").is_file()

@@ -6,7 +6,11 @@ import os
 
 import pytest
 
-from fixer import host, plan as planner, profile as profiles
+from fixer.facts import host
+
+from fixer import plan as planner
+
+from fixer import profiles
 
 
 def make_plan(root: str, name: str = "h100-vgpu", force: bool = False, **overrides):
@@ -132,6 +136,6 @@ def test_planning_writes_nothing(seed_root, snapshot):
 
 
 def make_root_converged(root: str) -> None:
-    from fixer import apply as applier
+    from fixer.apply import transaction as applier
 
     applier.apply(profiles.load("h100-vgpu", root), root)

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from fixer import profile as profiles
+from fixer import profiles
 from fixer.errors import ProfileError
 
 BASE = """\
@@ -166,7 +166,7 @@ def test_schema_and_reference_docs_are_current():
     import json
     from pathlib import Path
 
-    from fixer.models import Profile
+    from fixer.model.profile import Profile
     from scripts.gen_profile_docs import render
 
     docs = Path(__file__).parents[2] / "docs"

@@ -9,7 +9,9 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixer import apply as applier, profile as profiles
+from fixer.apply import transaction as applier
+
+from fixer import profiles
 from fixer.demo import build_seed_host, snapshot_tree
 
 LINKS = ["/opt/vgpu/lib/libcuda.so.1", "/opt/vgpu/lib/libnvidia-ml.so.1", "/usr/local/lib/ollama/libggml-cuda.so"]
@@ -49,7 +51,7 @@ def materialise(root: str, state: dict) -> None:
             with open(real, "wb") as fh:
                 fh.write(spec[1])
             os.chmod(real, spec[2])
-    from fixer.unitfile import quote_assignment
+    from fixer.facts.systemd import quote_assignment
 
     override = "[Service]\n" + "".join(f"Environment={quote_assignment(k, v)}\n" for k, v in state["override_env"].items())
     with open(os.path.join(root, "etc/systemd/system/ollama.service.d/override.conf"), "w") as fh:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fixer import unitfile
-from fixer.host import probe_unit
+from fixer.facts import systemd as unitfile
+from fixer.facts.host import probe_unit
 
 
 @pytest.mark.parametrize(

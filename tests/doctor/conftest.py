@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixer.demo import SEED_UNIT
-from fixer.elf import Definition, ElfInfo, Header
+from fixer.facts.elf import Definition, ElfInfo, Header
 
 LOGS = Path(__file__).parent / "logs"
 LIB = "/usr/local/lib/ollama"
@@ -40,7 +40,7 @@ SHIM_SOURCES = {
 
 
 def elf_info(path: str, soname: str | None = None, defines: tuple[str, ...] = ()) -> ElfInfo:
-    """fixer.elf facts of a shared object, written by hand for rule tests (no file)."""
+    """fixer.facts.elf facts of a shared object, written by hand for rule tests (no file)."""
     return ElfInfo(path, Header(64, "EM_X86_64", "ET_DYN", True), True, soname,
                    defined=[Definition(name, None, False, "STB_GLOBAL", "STT_FUNC") for name in defines])
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from fixer import doctor
+from fixer.doctor import verdict as doctor
 from fixer.errors import InvalidInput
-from fixer.rules.base import Finding, Fix
-from fixer.rules.facts import HostFacts, gather
+from fixer.doctor.rules.base import Finding, Fix
+from fixer.facts.inventory import HostFacts, gather
 from tests.doctor.conftest import read_log
 
 
@@ -73,8 +73,8 @@ def test_gather_reads_the_seed_tree(seed_tree):
     assert facts.preload == ["/opt/vgpu/lib/libvgpu-cuda.so", "/opt/vgpu/lib/libvgpu-cudart.so"]
     assert facts.ggml_dirs() == ["cuda_v12", "cuda_v13"]
     assert facts.lib_top["libggml-cuda.so"].target == "cuda_v12/libggml-cuda.so"
-    assert facts.elf_of("/opt/vgpu/lib/libvgpu-cuda.so").interposes == ["dlopen"]  # fixer.elf's facts
-    # How ld.so resolves the runner comes from fixer.linker: both shims are preloaded by SONAME.
+    assert facts.elf_of("/opt/vgpu/lib/libvgpu-cuda.so").interposes == ["dlopen"]  # fixer.facts.elf's facts
+    # How ld.so resolves the runner comes from fixer.facts.linker: both shims are preloaded by SONAME.
     assert facts.runner.lookups["libcuda.so.1"].origin == "preload"
     assert facts.runner.lookups["libcudart.so.12"].path == "/opt/vgpu/lib/libvgpu-cudart.so"
     assert facts.exec_start == "/usr/local/bin/ollama serve" and facts.user == "ollama"
@@ -106,7 +106,7 @@ def test_profile_changes_our_dropin_name(tree):
     tree.unit()
     tree.dropin("50-mine.conf", "[Service]\nEnvironment=OLLAMA_LLM_LIBRARY=cuda_v12\n")
     tree.dropin("override.conf", "[Service]\nEnvironment=OLLAMA_LLM_LIBRARY=cuda_v13\n")
-    from fixer.models import Profile
+    from fixer.model.profile import Profile
 
     profile = Profile.model_validate({"name": "mine", "service": {"dropin": "50-mine.conf"}})
     d = doctor.diagnose(str(tree.root), None, profile)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fixer import ollama_log as L
+from fixer.ollama import logs as L
 from tests.doctor.conftest import read_log
 
 SLOG = ('time=2026-02-26T04:45:48.892-05:00 level=DEBUG source=runner.go:437 msg="bootstrap discovery took" '

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fixer.linker import Candidate, Lookup, MissingSymbol, PreloadConflict, Resolution
-from fixer.rules import libs, preload, sandbox, service
-from fixer.rules.base import Context
-from fixer.rules.facts import DropIn, Entry, HostFacts
+from fixer.facts.linker import Candidate, Lookup, MissingSymbol, PreloadConflict, Resolution
+from fixer.doctor.rules import hardening as sandbox, libs, preload, service
+from fixer.doctor.rules.base import Context
+from fixer.facts.inventory import DropIn, Entry, HostFacts
 from tests.doctor.conftest import elf_info
 
 LIB = "/usr/local/lib/ollama"
@@ -202,7 +202,7 @@ def bundled(name: str, *after: tuple[str, str], real: str | None = None) -> Look
 
 
 def runner(*lookups: Lookup, missing=(), conflicts=()) -> Resolution:
-    """What the gatherer stores from fixer.linker.resolve_backend (see test_runner_facts.py for real trees)."""
+    """What the gatherer stores from fixer.facts.linker.resolve_backend (see test_runner_facts.py for real trees)."""
     res = Resolution("/", BACKEND, [LIB, f"{LIB}/cuda_v12"], [], "not used (test)")
     res.lookups = {lk.name: lk for lk in lookups}
     res.missing_symbols, res.preload_conflicts = list(missing), list(conflicts)

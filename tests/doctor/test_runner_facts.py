@@ -1,4 +1,4 @@
-"""The library rules on real trees: the gatherer asks fixer.linker how ld.so resolves the runner's
+"""The library rules on real trees: the gatherer asks fixer.facts.linker how ld.so resolves the runner's
 libraries (preloads by SONAME, the runner's LD_LIBRARY_PATH, the root's real ld.so.cache, default dirs)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from fixer.rules import libs, preload
-from fixer.rules.base import Context
-from fixer.rules.facts import gather
+from fixer.doctor.rules import libs, preload
+from fixer.doctor.rules.base import Context
+from fixer.facts.inventory import gather
 from tests.doctor.conftest import LIB
 
 SHIM_DIR = "/opt/vgpu/lib"

@@ -243,7 +243,7 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
     }
     expect = case.get("expect") or {}
     if result.returncode == 0 and command == "apply":
-        from fixer.host import probe_unit
+        from fixer.facts.host import probe_unit
 
         unit = probe_unit(root, "ollama.service")
         seen["env"] = unit.environment.effective()

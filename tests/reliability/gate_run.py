@@ -10,9 +10,9 @@ import time
 ready, gate, *args = sys.argv[1:]
 import sh  # noqa: E402,F401 - warm, like the run itself would be a moment later
 
-import fixer.apply  # noqa: E402,F401
+import fixer.apply.transaction  # noqa: E402,F401
 import fixer.cli  # noqa: E402
-import fixer.profile  # noqa: E402,F401
+import fixer.profiles  # noqa: E402,F401
 import fixer.render  # noqa: E402,F401
 
 open(ready, "w").close()

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 from fixer.demo import build_seed_host, snapshot_tree
-from fixer.journal import DERIVED, Journal
+from fixer.apply.journal import DERIVED, Journal
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMP_FILE = re.compile(r"^\..+\.vgpu-fix-.*\.tmp$")
@@ -55,9 +55,9 @@ def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
     if not _WARM:  # import in the parent what every child needs, so children start warm
         import sh  # noqa: F401
 
-        import fixer.apply  # noqa: F401
+        import fixer.apply.transaction  # noqa: F401
         import fixer.cli  # noqa: F401
-        import fixer.profile  # noqa: F401
+        import fixer.profiles  # noqa: F401
         import fixer.render  # noqa: F401
         _WARM = True
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -77,7 +77,7 @@ def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
                     if name not in (env or {}):
                         os.environ.pop(name, None)
                 sys.argv = ["vgpu-fix", *args]
-                from fixer import crashpoints
+                from fixer.apply import crashpoints
                 from fixer.cli import main
 
                 crashpoints.reset()  # the parent may have counted steps in earlier in-process runs

@@ -49,9 +49,9 @@ step restricted verify --root / --profile "$PROFILE" --service --json --timeout 
 # The same load probe outside the unit's sandbox (live mode, no systemd-run).
 PYTHONPATH=$REPO $PY - "$PROFILE" > "$OUT/outside.json" <<'PY'
 import json, sys
-from fixer.loadprobe import run_load_probe
-from fixer.profile import load
-from fixer.verify import unit_environment
+from fixer.verify.loadprobe import run_load_probe
+from fixer.profiles import load
+from fixer.verify.layers import unit_environment
 profile = load(sys.argv[1], "/")
 env, user = unit_environment("/", profile)
 print(json.dumps(run_load_probe("/", env, profile.verify, user=user, timeout=15).to_dict()))
@@ -64,9 +64,9 @@ step fixed verify --root / --profile "$PROFILE" --service --json --timeout 15
 PYTHONPATH=$REPO $PY - "$PROFILE" "$NATIVE" > "$OUT/broken.json" <<'PY'
 import json, sys
 from pathlib import Path
-from fixer.host import probe_unit
-from fixer.loadprobe import run_load_probe
-from fixer.profile import load
+from fixer.facts.host import probe_unit
+from fixer.verify.loadprobe import run_load_probe
+from fixer.profiles import load
 from tests.native import layout
 profile, native = load(sys.argv[1], "/"), json.load(open(sys.argv[2]))
 unit = probe_unit("/", profile.service.unit, profile.service.scope)

@@ -49,7 +49,7 @@ snapshot() {  # what the manager says, the process's real environment, and what 
   tr '\0' '\n' < "/proc/$pid/environ" > "$OUT/$1.environ"
   PYTHONPATH=$REPO $PY -c '
 import json, sys
-from fixer.host import probe_unit
+from fixer.facts.host import probe_unit
 u = probe_unit("/", "ollama.service", "user")
 json.dump({"values": u.environment.values, "unset": sorted(u.environment.unset),
            "effective": u.environment.effective(), "dropins": [d.path for d in u.dropins]}, sys.stdout)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fixer.journal import Journal
+from fixer.apply.journal import Journal
 from tests.reliability.harness import (APPLY, REPO, copy_root, generation_statuses, run_subprocess, seed,
                                        temp_files, tree)
 

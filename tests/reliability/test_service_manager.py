@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from fixer import unitfile
+from fixer.facts import systemd as unitfile
 from tests.reliability import namespace
 from tests.reliability.harness import REPO
 

@@ -8,9 +8,13 @@ import stat
 
 import pytest
 
-from fixer import apply as applier, profile as profiles, writes
+from fixer.apply import transaction as applier
+
+from fixer import profiles
+
+from fixer.apply import writes
 from fixer.errors import Conflict
-from fixer.journal import Journal
+from fixer.apply.journal import Journal
 
 
 @pytest.fixture

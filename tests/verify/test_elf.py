@@ -1,10 +1,10 @@
-"""fixer.elf: the facts of one ELF file."""
+"""fixer.facts.elf: the facts of one ELF file."""
 
 from __future__ import annotations
 
 import pytest
 
-from fixer.elf import ElfError, read_elf, read_header
+from fixer.facts.elf import ElfError, read_elf, read_header
 
 
 @pytest.mark.parametrize("key, soname", [
@@ -105,6 +105,6 @@ def test_pyelftools_is_imported_lazily():
     import subprocess
     import sys
 
-    code = "import sys, fixer.elf, fixer.linker, fixer.loadprobe, fixer.runnerprobe; print('elftools' in sys.modules)"
+    code = "import sys, fixer.facts.elf, fixer.facts.linker, fixer.verify.loadprobe, fixer.ollama.runner_engine; print('elftools' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fixer.linker import GGML_BASE, ggml_base_name, resolve_backend
-from fixer.loadprobe import run_load_probe
-from fixer.models import Verify
+from fixer.facts.linker import GGML_BASE, ggml_base_name, resolve_backend
+from fixer.verify.loadprobe import run_load_probe
+from fixer.model.profile import Verify
 from tests.native import layout
 from tests.native.build import HERE
 

@@ -1,4 +1,4 @@
-"""fixer.ldcache against caches really built by ldconfig -r."""
+"""fixer.facts.ldso against caches really built by ldconfig -r."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from fixer.ldcache import LdCacheError, parse_cache, read_cache
+from fixer.facts.ldso import LdCacheError, parse_cache, read_cache
 
 LDCONFIG_LINE = re.compile(r"^\t(\S+) \((.*)\) => (.*)$")
 

@@ -1,4 +1,4 @@
-"""fixer.linker: ld.so's search and symbol binding, replayed inside a fake host root."""
+"""fixer.facts.linker: ld.so's search and symbol binding, replayed inside a fake host root."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from fixer.linker import resolve_backend, resolve_in_root
-from fixer.models import Verify
+from fixer.facts.linker import resolve_backend, resolve_in_root
+from fixer.model.profile import Verify
 from tests.native import layout
 
 SHIM = f"{layout.SHIM_DIR}/libvgpu-cuda.so"

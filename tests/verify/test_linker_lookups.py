@@ -1,10 +1,10 @@
-"""fixer.linker additions doctor reads: lookups by name, structured preload conflicts, /etc/ld.so.preload
+"""fixer.facts.linker additions doctor reads: lookups by name, structured preload conflicts, /etc/ld.so.preload
 comments and non-strict in-root paths."""
 
 from __future__ import annotations
 
-from fixer.linker import read_ld_so_preload, resolve_backend, resolve_in_root
-from fixer.models import Verify
+from fixer.facts.linker import read_ld_so_preload, resolve_backend, resolve_in_root
+from fixer.model.profile import Verify
 from tests.native import layout
 from tests.verify.test_linker import CUDART_SHIM, SHIM, swapped_preload_order
 

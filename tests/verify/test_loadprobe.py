@@ -1,4 +1,4 @@
-"""fixer.loadprobe: the backend really loads (or not) in a fresh process with the runner's environment."""
+"""fixer.verify.loadprobe: the backend really loads (or not) in a fresh process with the runner's environment."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pwd
 
 import pytest
 
-from fixer.loadprobe import run_load_probe
-from fixer.models import Verify
+from fixer.verify.loadprobe import run_load_probe
+from fixer.model.profile import Verify
 from tests.native import layout
 from tests.verify.test_linker import (
     deliberate_preload_order, ld_so_conf_with_ldconfig, libpath, no_libcuda_link, preload,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from fixer.elf import read_elf
-from fixer.linker import ggml_base_name, resolve_backend
-from fixer.loadprobe import run_load_probe
-from fixer.models import Verify
+from fixer.facts.elf import read_elf
+from fixer.facts.linker import ggml_base_name, resolve_backend
+from fixer.verify.loadprobe import run_load_probe
+from fixer.model.profile import Verify
 from tests.native import layout
 
 

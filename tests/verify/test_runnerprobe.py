@@ -1,4 +1,4 @@
-"""fixer.runnerprobe against the stand-in ollama, which really dlopens the backends."""
+"""fixer.ollama.runner_engine against the stand-in ollama, which really dlopens the backends."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from fixer.models import Verify
-from fixer.runnerprobe import run_runner_probe
+from fixer.model.profile import Verify
+from fixer.ollama.runner_engine import run_runner_probe
 from tests.native import layout
 from tests.verify.test_linker import libpath, no_libcuda_link, preload_dlopen_interposer
 from tests.verify.test_loadprobe import two_devices
@@ -76,7 +76,7 @@ def test_standin_serve_logs_inference_compute(namespaces, make_host, native, llm
     """`ollama serve` of the stand-in: discovery through runners, then Ollama's log line."""
     import threading
 
-    from fixer import sandbox
+    from fixer.verify import placement as sandbox
 
     root = make_host()
     env = {**libpath(root, native), "OLLAMA_LLM_LIBRARY": llm_library, "OLLAMA_DEBUG": "1",

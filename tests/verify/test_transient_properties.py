@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fixer import sandbox, system
-from fixer.host import probe_unit
-from fixer.models import Verify
+from fixer.verify import placement as sandbox
+
+from fixer import system
+from fixer.facts.host import probe_unit
+from fixer.model.profile import Verify
 
 
 def test_sandbox_and_resource_settings_are_replayed_in_merge_order():

@@ -1,4 +1,4 @@
-"""fixer.verify: the layers together, with the environment read from the root's unit."""
+"""fixer.verify.layers: the layers together, with the environment read from the root's unit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from fixer.models import Profile
-from fixer.verify import verify
+from fixer.model.profile import Profile
+from fixer.verify.layers import verify
 from tests.native import layout
 
 PROFILE = Profile(name="test")

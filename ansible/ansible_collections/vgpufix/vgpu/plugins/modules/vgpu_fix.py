@@ -218,13 +218,13 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     import fixer
-    from fixer import apply as applier
-    from fixer import profile as profiles
+    from fixer.apply import transaction as applier
+    from fixer import profiles
     from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
-    from fixer.journal import DERIVED, OPEN_STATUSES, Journal
+    from fixer.apply.journal import DERIVED, OPEN_STATUSES, Journal
     from fixer.plan import Change, Plan
     from fixer.render import ansible_diff, dumps, result
-    from fixer.rootfs import PathState, read_state
+    from fixer.facts.paths import PathState, read_state
 except ImportError:
     FIXER_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -262,7 +262,7 @@ def _text(name, value):
 def _verify_module():
     """vgpu-fix's verify step, or None for a vgpu-fix that predates it."""
     try:
-        from fixer import verify
+        from fixer.verify import layers as verify
     except ImportError:
         return None
     return verify
@@ -302,7 +302,7 @@ class Task:
         if p["verify"]:
             verify = _verify_module()
             if verify is None:
-                self.module.warn("the vgpu-fix on the target has no verify step (fixer.verify); "
+                self.module.warn("the vgpu-fix on the target has no verify step (fixer.verify.layers); "
                                  "applied without proving the CUDA backend loads")
             else:
                 checker = verify.check_for_apply
@@ -348,7 +348,7 @@ class Task:
     def verified(self):
         verify = _verify_module()
         if verify is None:
-            raise InvalidInput("state=verified needs vgpu-fix's verify step (fixer.verify), which the vgpu-fix "
+            raise InvalidInput("state=verified needs vgpu-fix's verify step (fixer.verify.layers), which the vgpu-fix "
                                f"installed on the target ({fixer.__version__}) does not have; upgrade it")
         profile = self.load()
         report = verify.check_for_apply(profile, self.root)

@@ -6,13 +6,21 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fixer import crashpoints, host, plan as planner, system, writes
+from fixer.apply import crashpoints
+
+from fixer.facts import host
+
+from fixer import plan as planner
+
+from fixer import system
+
+from fixer.apply import writes
 from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, RollbackFailed, VerifyFailedRolledBack
-from fixer.journal import Generation, Journal
-from fixer.lock import RunLock
-from fixer.models import Profile
-from fixer.planning import load_plan, make_plan, save_plan  # noqa: F401  (the API callers use)
-from fixer.rootfs import missing_parents
+from fixer.apply.journal import Generation, Journal
+from fixer.apply.lock import RunLock
+from fixer.model.profile import Profile
+from fixer.core import load_plan, make_plan, save_plan  # noqa: F401  (the API callers use)
+from fixer.facts.paths import missing_parents
 
 @dataclass
 class Outcome:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal
 
 if TYPE_CHECKING:
-    from fixer.ollama_log import LogSummary
-    from fixer.rules.facts import HostFacts
+    from fixer.ollama.logs import LogSummary
+    from fixer.facts.inventory import HostFacts
 
 Severity = Literal["error", "warning", "info", "external"]
 SEVERITY_ORDER = {"external": 0, "error": 1, "warning": 2, "info": 3}

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from fixer.errors import ProfileError
-from fixer.rootfs import host_path
+from fixer.facts.paths import host_path
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "profiles"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_profiles"
 if not SHIPPED_DIR.is_dir():  # editable install: profiles/ sits beside the package
     SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
 SITE_DIR = "/etc/vgpu-fix/profiles"
@@ -264,7 +264,7 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
     """The validated Profile for `ref`; every problem reported with its file, line and key path."""
     from pydantic import ValidationError
 
-    from fixer.models import Profile
+    from fixer.model.profile import Profile
 
     try:
         return Profile.model_validate(resolve(ref, root, overrides, positions=False).data)

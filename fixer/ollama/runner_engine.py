@@ -13,8 +13,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer import sandbox
-from fixer.linker import on_host, resolve_in_root
+from fixer.verify import placement as sandbox
+from fixer.facts.linker import on_host, resolve_in_root
 
 # Fields of Ollama's ml.DeviceInfo as the runner's /info encodes them (v0.13-v0.22).
 DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",

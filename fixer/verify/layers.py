@@ -6,8 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer.linker import on_host, resolve_in_root
-from fixer.models import Profile
+from fixer.facts.linker import on_host, resolve_in_root
+from fixer.model.profile import Profile
 
 LAYERS = ("environment", "static", "load", "runner")
 
@@ -58,7 +58,7 @@ def unit_environment(root: str, profile: Profile) -> tuple[dict[str, str], str |
 
 
 def _unit(root: str, profile: Profile):
-    from fixer.host import probe_unit
+    from fixer.facts.host import probe_unit
 
     return probe_unit(root, profile.service.unit, profile.service.scope)
 
@@ -105,7 +105,7 @@ def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> C
 
 
 def check_static(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    from fixer.linker import resolve_backend
+    from fixer.facts.linker import resolve_backend
 
     res = resolve_backend(root, spec, env)
     if res.ok:
@@ -116,7 +116,7 @@ def check_static(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 
 
 def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    from fixer.loadprobe import run_load_probe
+    from fixer.verify.loadprobe import run_load_probe
 
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
@@ -129,7 +129,7 @@ def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 
 
 def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    from fixer.runnerprobe import run_runner_probe
+    from fixer.ollama.runner_engine import run_runner_probe
 
     result = run_runner_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
     if result.skipped:
@@ -162,7 +162,7 @@ def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None
     import time
 
     from fixer import system
-    from fixer.ollama_log import summarize
+    from fixer.ollama.logs import summarize
 
     scope, unit = profile.service.scope, profile.service.unit
     if not system.systemd_live(root, scope):

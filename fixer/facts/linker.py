@@ -11,8 +11,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping
 
-from fixer.elf import ElfError, ElfInfo, Header, read_elf, read_header
-from fixer.ldcache import LOADER_FLAGS, LdCache, LdCacheError, read_cache
+from fixer.facts.elf import ElfError, ElfInfo, Header, read_elf, read_header
+from fixer.facts.ldso import LOADER_FLAGS, LdCache, LdCacheError, read_cache
 
 DEFAULT_DIRS = {
     "EM_X86_64": ("/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"),

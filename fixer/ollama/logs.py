@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from fixer import ollama_versions
+from fixer.ollama import versions as ollama_versions
 
 BOOTSTRAP_TIMEOUT_S = 30.0  # hard-coded per discovery runner in Ollama (discover/runner.go)
 SLOW_BOOTSTRAP_S = 28.0  # a bootstrap this long ran into (or nearly into) that timeout

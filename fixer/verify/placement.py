@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from fixer.linker import on_host, resolve_in_root, runner_library_path, split_path_list, split_preload
+from fixer.facts.linker import on_host, resolve_in_root, runner_library_path, split_path_list, split_preload
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Never bound over: the probe's own interpreter and the host's C library live here.
@@ -142,7 +142,7 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     dirs = [spec.ollama_lib] + split_path_list(env.get("LD_LIBRARY_PATH")) + [
         os.path.dirname(p) for p in split_preload(env.get("LD_PRELOAD")) if "/" in p]
     try:
-        from fixer.ldcache import read_cache
+        from fixer.facts.ldso import read_cache
 
         dirs += [os.path.dirname(e.path) for e in read_cache(on_host(root, "/etc/ld.so.cache")).entries]
     except Exception:  # no or unreadable cache: the loader then ignores it too

@@ -13,9 +13,9 @@ import os
 import secrets
 import stat
 
-from fixer import crashpoints
+from fixer.apply import crashpoints
 from fixer.errors import Conflict
-from fixer.rootfs import host_path, parent_problem
+from fixer.facts.paths import host_path, parent_problem
 
 TEMP_MARK = ".vgpu-fix-"  # temp files are named `.NAME.vgpu-fix-PID-TOKEN.tmp` beside NAME
 

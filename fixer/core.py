@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 
-from fixer import host, plan as planner
+from fixer.facts import host
+
+from fixer import plan as planner
 from fixer.errors import InvalidInput
-from fixer.models import Profile
-from fixer.rootfs import STATE_DIR, host_path
+from fixer.model.profile import Profile
+from fixer.facts.paths import STATE_DIR, host_path
 
 PLAN_FORMAT = 1
 
@@ -16,7 +18,7 @@ PLAN_FORMAT = 1
 def _interrupted(root: str) -> list:
     if not os.path.isdir(host_path(root, STATE_DIR)):
         return []
-    from fixer.journal import Journal  # the write side loads only where vgpu-fix has state
+    from fixer.apply.journal import Journal  # the write side loads only where vgpu-fix has state
 
     return Journal(root).open_generations()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fixer.rules.base import Context, Finding, finding, rule
+from fixer.doctor.rules.base import Context, Finding, finding, rule
 
 TRUE = {"yes", "true", "1", "on"}
 NEEDED_CAPS = ("CAP_SYS_ADMIN", "CAP_IPC_LOCK")

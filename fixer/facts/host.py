@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from fixer import unitfile
-from fixer.models import Profile
-from fixer.rootfs import PathState, host_path, list_dir, parent_problem, read_state
+from fixer.facts import systemd as unitfile
+from fixer.model.profile import Profile
+from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_state
 
 # systemd's unit search path, highest priority first (systemd.unit(5)).
 SYSTEM_UNIT_DIRS = (

@@ -9,8 +9,8 @@ import stat
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from fixer.elf import ElfError, ElfInfo, read_elf
-from fixer.linker import (DEFAULT_DIRS, Resolution, on_host, read_ld_so_preload, resolve_backend, resolve_in_root,
+from fixer.facts.elf import ElfError, ElfInfo, read_elf
+from fixer.facts.linker import (DEFAULT_DIRS, Resolution, on_host, read_ld_so_preload, resolve_backend, resolve_in_root,
                           split_path_list, split_preload)
 
 DEFAULT_LIB = "/usr/local/lib/ollama"
@@ -72,8 +72,8 @@ class HostFacts:
     listings: dict[str, dict[str, Entry]] = field(default_factory=dict)
     exists: dict[str, bool] = field(default_factory=dict)
     realpaths: dict[str, str] = field(default_factory=dict)
-    elf: dict[str, ElfInfo] = field(default_factory=dict)  # fixer.elf facts by guest path (symlinks resolved)
-    runner: Resolution | None = None  # fixer.linker: how ld.so resolves the CUDA backend's runner (cuda_dir())
+    elf: dict[str, ElfInfo] = field(default_factory=dict)  # fixer.facts.elf facts by guest path (symlinks resolved)
+    runner: Resolution | None = None  # fixer.facts.linker: how ld.so resolves the CUDA backend's runner (cuda_dir())
     snap: list[str] = field(default_factory=list)
     pci_gpus: list[str] | None = None
     dev_nodes: list[str] = field(default_factory=list)
@@ -164,7 +164,7 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
 
 
 def _gather_unit(facts: HostFacts) -> None:
-    from fixer.host import probe_unit
+    from fixer.facts.host import probe_unit
 
     state = probe_unit(facts.root, facts.unit)
     facts.unit_path = state.unit_file.path if state.unit_file else None
@@ -174,7 +174,7 @@ def _gather_unit(facts: HostFacts) -> None:
         keys: list[str] = []
         exec_start: list[str] = []
         if f.has_service_section:
-            from fixer.unitfile import split_words
+            from fixer.facts.systemd import split_words
 
             for s in f.settings:
                 if s.section != "Service":
@@ -228,7 +228,7 @@ def _gather_lib(facts: HostFacts) -> None:
 
 
 def _gather_elf(facts: HostFacts) -> None:
-    """fixer.elf facts of preloads and shim-like files (with symbols) and of the CUDA libraries (without)."""
+    """fixer.facts.elf facts of preloads and shim-like files (with symbols) and of the CUDA libraries (without)."""
     with_symbols = [*facts.preload, *facts.ld_so_preload]
     wanted: list[str] = []
     for directory, names in [*facts.listings.items(), (facts.ollama_lib, facts.lib_top)]:
@@ -251,7 +251,7 @@ def _gather_elf(facts: HostFacts) -> None:
 
 
 def _gather_runner(facts: HostFacts) -> Resolution | None:
-    """How ld.so resolves the backend's runner on this root: fixer.linker, with the root's real ld.so.cache."""
+    """How ld.so resolves the backend's runner on this root: fixer.facts.linker, with the root's real ld.so.cache."""
     if not facts.lib_present:
         return None
     libdir = facts.cuda_dir()
@@ -260,7 +260,7 @@ def _gather_runner(facts: HostFacts) -> Resolution | None:
 
 
 def _ld_dirs(root: str) -> list[str]:
-    from fixer.host import ld_cache_dirs
+    from fixer.facts.host import ld_cache_dirs
 
     trusted = set(TRUSTED_DIRS)
     return [d for d in ld_cache_dirs(root) if d not in trusted]

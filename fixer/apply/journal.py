@@ -10,9 +10,11 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from fixer import crashpoints, writes
+from fixer.apply import crashpoints
+
+from fixer.apply import writes
 from fixer.errors import Conflict, InvalidInput, RollbackFailed
-from fixer.rootfs import STATE_DIR, PathState, host_path, parent_problem, read_state
+from fixer.facts.paths import STATE_DIR, PathState, host_path, parent_problem, read_state
 
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
 DERIVED = ("/etc/ld.so.cache", "/etc/ld.so.cache~", "/var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache~")

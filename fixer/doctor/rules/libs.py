@@ -6,9 +6,9 @@ import fnmatch
 import os
 import statistics
 
-from fixer.linker import Lookup, symbol_family
-from fixer.rules.base import Context, Finding, finding, rule
-from fixer.rules.facts import CUDA_LIB, HostFacts, is_shim_name, runner_sonames
+from fixer.facts.linker import Lookup, symbol_family
+from fixer.doctor.rules.base import Context, Finding, finding, rule
+from fixer.facts.inventory import CUDA_LIB, HostFacts, is_shim_name, runner_sonames
 
 TOP_LEVEL_SHIPPED = ("libggml-base.so*", "libggml-cpu*.so")
 DAY = 86400.0
@@ -17,7 +17,7 @@ ORIGINS = {"preload": "preloaded object with that SONAME", "LD_LIBRARY_PATH": "L
 
 
 def runner_lookup(host: HostFacts, soname: str) -> Lookup | None:
-    """How the runner's loader finds `soname` (fixer.linker's answer, gathered with the host facts)."""
+    """How the runner's loader finds `soname` (fixer.facts.linker's answer, gathered with the host facts)."""
     return host.runner.lookups.get(soname) if host.runner is not None else None
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from fixer.rules.base import Context, Finding, finding, rule
-from fixer.rules.facts import exec_argv
+from fixer.doctor.rules.base import Context, Finding, finding, rule
+from fixer.facts.inventory import exec_argv
 
 # Variables whose shadowing or leftovers change what the runner does.
 RELEVANT_PREFIXES = ("OLLAMA_", "LD_", "CUDA_", "GGML_")

@@ -6,12 +6,12 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fixer.rules.base import SEVERITY_ORDER, Context, Finding
+from fixer.doctor.rules.base import SEVERITY_ORDER, Context, Finding
 
 if TYPE_CHECKING:
-    from fixer.models import Profile
-    from fixer.ollama_log import LogSummary
-    from fixer.rules.facts import HostFacts
+    from fixer.model.profile import Profile
+    from fixer.ollama.logs import LogSummary
+    from fixer.facts.inventory import HostFacts
 
 # Which finding names the cause when several fire (most fundamental first).
 PRIORITY = (
@@ -74,7 +74,7 @@ class Diagnosis:
 
 
 def run_rules(ctx: Context) -> list[Finding]:
-    from fixer.rules import RULES
+    from fixer.doctor.rules import RULES
 
     found: list[Finding] = []
     for rule in RULES:
@@ -143,7 +143,7 @@ def verdict(findings: list[Finding], log: LogSummary | None, profile: str | None
 
 def _available_profiles(root: str) -> set[str] | None:
     try:
-        from fixer.profile import list_profiles
+        from fixer.profiles import list_profiles
 
         names = {name for name, _, _ in list_profiles(root)}
     except Exception:  # noqa: BLE001 - profile discovery must never break doctor
@@ -154,15 +154,15 @@ def _available_profiles(root: str) -> set[str] | None:
 def _load_profile(profile: Profile | str | None, root: str) -> Profile | None:
     if profile is None or not isinstance(profile, str):
         return profile
-    from fixer.profile import load
+    from fixer.profiles import load
 
     return load(profile, root)
 
 
 def diagnose(root: str, log_text: str | None, profile: Profile | str | None = None, *, probe_host: bool = True) -> Diagnosis:
     """Run every rule over the host under `root` and the log text; read-only."""
-    from fixer.ollama_log import summarize
-    from fixer.rules.facts import gather
+    from fixer.ollama.logs import summarize
+    from fixer.facts.inventory import gather
 
     prof = _load_profile(profile, root)
     unit = prof.service.unit if prof else "ollama.service"
@@ -201,7 +201,7 @@ def _host_summary(host: HostFacts | None) -> dict | None:
 
 
 def _runner_summary(host: HostFacts) -> dict | None:
-    """Where the runner's loader finds the CUDA libraries (fixer.linker's answer for this root)."""
+    """Where the runner's loader finds the CUDA libraries (fixer.facts.linker's answer for this root)."""
     res = host.runner
     if res is None:
         return None

@@ -1,0 +1,1 @@
+"""Changing a host: the run lock, the write-ahead journal, atomic writes, post-actions and rollback."""

@@ -1,0 +1,1 @@
+"""Diagnosis: rules by topic over host facts and Ollama's log, and the verdict they add up to."""

@@ -1,0 +1,1 @@
+"""Everything Ollama-specific: its layout, its releases, its log formats and each discovery generation."""
