@@ -92,14 +92,14 @@ def plan(
     """Show what apply would change. Exit 0: converged; 4: changes pending; 5: conflicts."""
 
     def body() -> int:
-        from fixer import core as planning
+        from fixer import core
         from fixer.render import Painter, plan_text, result
 
         real = _root(root)
         prof = _load(profile, real, sets)
-        the_plan = planning.make_plan(prof, real, force=force)
+        the_plan = core.make_plan(prof, real, force=force)
         if out:
-            planning.save_plan(the_plan, prof, out)
+            core.save_plan(the_plan, prof, out)
         code = ExitCode.CONFLICT if the_plan.conflicts else ExitCode.DRIFT if the_plan.pending else ExitCode.OK
         msg = {ExitCode.OK: "converged", ExitCode.DRIFT: f"{len(the_plan.pending)} change(s) pending",
                ExitCode.CONFLICT: f"{len(the_plan.conflicts)} conflict(s)"}[code]
@@ -129,18 +129,17 @@ def apply(
         plan(profile=profile, root=root, sets=sets, as_json=as_json, out=None, force=force)
 
     def body() -> int:
-        from fixer.apply import transaction as applier
+        from fixer import core
         from fixer.render import Painter, plan_text, result
 
         real = _root(root)
         saved = None
         if plan_file:
-            prof, saved = applier.load_plan(plan_file)
+            prof, saved = core.load_plan(plan_file)
         else:
             prof = _load(profile, real, sets)
-        checker = _verifier() if verify else None
-        outcome = applier.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout,
-                                saved_plan=saved, verify=checker)
+        outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout,
+                             saved_plan=saved, verify=verify)
         msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
         doc = result("apply", profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
                      plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
@@ -153,12 +152,6 @@ def apply(
         return 0
 
     _run("apply", as_json, root, profile, body)
-
-
-def _verifier():
-    from fixer.verify import layers as verifier
-
-    return verifier.check_for_apply
 
 
 def _verify_text(report: dict) -> str:
@@ -179,11 +172,11 @@ def rollback(
     """Restore the newest applied generation byte for byte (or down to --to N)."""
 
     def body() -> int:
-        from fixer.apply import transaction as applier
+        from fixer import core
         from fixer.render import result
 
         real = _root(root)
-        outcome = applier.rollback(real, to=to, force=force, restart=restart, lock_timeout=lock_timeout)
+        outcome = core.rollback(real, to=to, force=force, restart=restart, lock_timeout=lock_timeout)
         msg = f"rolled back to before generation {outcome.generation}" if outcome.generation else "recovered"
         doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
                      generation=outcome.generation, restored=outcome.restored, messages=outcome.messages)

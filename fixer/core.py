@@ -1,9 +1,10 @@
-"""Read-only planning: probe a root and plan it; save a plan and load it back for `apply --plan`."""
+"""The operations both faces (the CLI and the Ansible module) call: plan, apply, rollback and its preview, verify."""
 
 from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from fixer.facts import host
 
@@ -11,6 +12,10 @@ from fixer import plan as planner
 from fixer.errors import InvalidInput
 from fixer.model.profile import Profile
 from fixer.facts.paths import STATE_DIR, host_path
+
+if TYPE_CHECKING:
+    from fixer.apply.rollback_plan import Restore, RollbackPreview
+    from fixer.apply.transaction import Outcome
 
 PLAN_FORMAT = 1
 
@@ -46,3 +51,41 @@ def load_plan(path: str) -> tuple[Profile, dict]:
         return Profile.model_validate(document["profile_data"]), document["plan"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{path}: not a usable saved plan ({exc})") from None
+
+
+def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
+          saved_plan: dict | None = None, verify: bool = True) -> Outcome:
+    """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back."""
+    from fixer.apply import transaction
+
+    checker = verifier() if verify else None
+    return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
+                             saved_plan=saved_plan, verify=checker)
+
+
+def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
+             lock_timeout: float = 0.0) -> Outcome:
+    from fixer.apply import transaction
+
+    return transaction.rollback(root, to=to, force=force, restart=restart, lock_timeout=lock_timeout)
+
+
+def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview, list[Restore]] | None:
+    """What `rollback [--to N]` would undo and restore, read-only; None where vgpu-fix has no state."""
+    if not os.path.isdir(host_path(root, STATE_DIR)):
+        return None
+    from fixer.apply import rollback_plan
+    from fixer.apply.journal import Journal
+
+    journal = Journal(root)
+    if not journal.generations():
+        return None
+    selected = rollback_plan.preview(journal, to)
+    return selected, rollback_plan.restores(journal, selected)
+
+
+def verifier():
+    """The check apply runs after its changes (and `state: verified` runs alone): (profile, root) -> report."""
+    from fixer.verify import layers
+
+    return layers.check_for_apply

@@ -105,9 +105,8 @@ def snapshot_tree(root: str, exclude: tuple[str, ...] = ("var/lib/vgpu-fix",)) -
 
 
 def run_demo(keep: bool = False, echo: Callable[[str], None] = print) -> int:
-    from fixer.apply import transaction as applier
+    from fixer import core, profiles
     from fixer.doctor import verdict as doctor
-    from fixer import profiles
     from fixer.render import Painter, plan_text
 
     root = tempfile.mkdtemp(prefix="vgpu-fix-demo-")
@@ -123,17 +122,17 @@ def run_demo(keep: bool = False, echo: Callable[[str], None] = print) -> int:
             echo(f"   [{finding.severity}] {finding.id}: {finding.summary}")
         echo("")
         echo(paint("== 2. vgpu-fix plan --profile h100-vgpu", "head"))
-        echo(plan_text(applier.make_plan(profile, root), paint) + "\n")
+        echo(plan_text(core.make_plan(profile, root), paint) + "\n")
         echo(paint("== 3. vgpu-fix apply --profile h100-vgpu --no-verify", "head"))
-        outcome = applier.apply(profile, root)
+        outcome = core.apply(profile, root, verify=False)
         for line in outcome.messages + outcome.post_actions:
             echo("   " + line)
         echo(f"   applied generation {outcome.generation}: {len(outcome.plan.pending)} change(s)\n")
         echo(paint("== 4. vgpu-fix plan again: nothing left to do", "head"))
-        second = applier.make_plan(profile, root)
+        second = core.make_plan(profile, root)
         echo(plan_text(second, paint, show_noops=False) + "\n")
         echo(paint("== 5. vgpu-fix rollback", "head"))
-        back = applier.rollback(root)
+        back = core.rollback(root)
         echo(f"   restored {len(back.restored)} path(s)")
         same = snapshot_tree(root) == before
         echo(f"   host is {'byte-for-byte as before' if same else 'NOT as before'} (files, modes, link targets)\n")

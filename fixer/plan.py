@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 
 from fixer.facts import systemd as unitfile
-from fixer.facts.host import LD_SO_CONF, LD_SO_PRELOAD, HostState, probe_unit
+from fixer.facts.host import HostState, with_dropin
+from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, preload_line
 from fixer.model.profile import Profile
 from fixer.facts.paths import ABSENT, PathState
 
@@ -224,10 +225,6 @@ def _ld_so_conf_include(plan: Plan, host: HostState) -> None:
         plan.warnings.append(f"{LD_SO_CONF} does not include /etc/ld.so.conf.d/*.conf: ldconfig ignores the profile's entries")
 
 
-def preload_entries(text: str) -> list[str]:
-    return [entry for line in text.splitlines() for entry in line.replace(":", " ").split()]
-
-
 def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
     before = host.state(LD_SO_PRELOAD)
     if not patterns or before.kind == "absent":
@@ -245,20 +242,20 @@ def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
 
     kept, removed = [], []
     # surrogateescape: bytes that are not UTF-8 in the lines that stay are written back unchanged.
-    for line in (before.data or b"").decode("utf-8", "surrogateescape").splitlines(keepends=True):
-        entries = preload_entries(line)
+    for line in (before.data or b"").decode("utf-8", "surrogateescape").split("\n"):
+        entries, comment = preload_line(line)
         hits = [e for e in entries if banned(e)]
         if not hits:
             kept.append(line)
             continue
         removed += hits
-        rest = [e for e in entries if not banned(e)]
-        if rest:
-            kept.append(" ".join(rest) + "\n")
+        rest = " ".join(e for e in entries if not banned(e))
+        if rest or comment:
+            kept.append(" ".join(filter(None, (rest, comment))))
     if not removed:
         plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "noop", before, before, "lists no forbidden library"))
         return
-    after = PathState("file", data="".join(kept).encode("utf-8", "surrogateescape"), mode=before.mode, uid=before.uid, gid=before.gid)
+    after = PathState("file", data="\n".join(kept).encode("utf-8", "surrogateescape"), mode=before.mode, uid=before.uid, gid=before.gid)
     plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "update", before, after,
                                "system-wide preload of " + ", ".join(_shown(r) for r in removed) + " (bricks hosts; other entries stay)"))
 
@@ -279,7 +276,7 @@ def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
             plan.warnings.append(f"{f.path} has no [Service] header: systemd ignores every setting in it")
     if dropin is None:
         return
-    predicted = probe_unit(host.root, profile.service.unit, profile.service.scope, {ours: dropin.after.text()})
+    predicted = with_dropin(host.unit, ours, dropin.after.text())
     env = predicted.environment
     wanted = unitfile.merge_environment([(ours, unitfile.parse(dropin.after.text()))])
     managed = set(wanted.values) | {w.partition("=")[0] for w in wanted.unset}
@@ -288,7 +285,7 @@ def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
     for f in others:
         if f.path in later:  # a file merged after ours is not superseded: it shadows (warned below)
             continue
-        for name, value in _assignments(f):
+        for name, value in unitfile.assignments(f.settings):
             if name in managed:
                 new = "unset" if name not in wanted.effective() else f"{name}={wanted.values[name]}"
                 old = f"{name}={value}" if value is not None else f"UnsetEnvironment={name}"
@@ -305,18 +302,6 @@ def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
     for name in {w.partition('=')[0] for w in wanted.unset}:
         if name in effective:
             plan.warnings.append(f"{name} stays set by {env.origin.get(name)} despite UnsetEnvironment")
-
-
-def _assignments(f) -> list[tuple[str, str | None]]:
-    found: list[tuple[str, str | None]] = []
-    for s in f.settings:
-        if s.section != "Service":
-            continue
-        if s.key == "Environment":
-            found += [(w.partition("=")[0], w.partition("=")[2]) for w in unitfile.split_words(s.value) if "=" in w]
-        elif s.key == "UnsetEnvironment":
-            found += [(w.partition("=")[0], None) for w in unitfile.split_words(s.value)]
-    return found
 
 
 def _post_actions(plan: Plan, profile: Profile, host: HostState) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fixer.apply import crashpoints
 
 from fixer.apply import writes
-from fixer.errors import Conflict, InvalidInput, RollbackFailed
+from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
 from fixer.facts.paths import STATE_DIR, PathState, host_path, parent_problem, read_state
 
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
@@ -280,6 +280,21 @@ class Journal:
                 writes.make_dir(self.root, path, entry["mode"])
             writes.chmod_dir(self.root, path, entry["mode"])
         return True
+
+    def recorded_state(self, generation: Generation, entry: dict) -> PathState:
+        """The before-state one manifest entry records, as a PathState (a missing blob reads as empty)."""
+        kind = entry["kind"]
+        if kind == "symlink":
+            return PathState("symlink", target=entry["target"])
+        if kind == "file":
+            try:
+                data = self._blob(generation, entry["sha256"])
+            except FixerError:
+                data = b""
+            return PathState("file", data=data, mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+        if kind == "dir":
+            return PathState("dir", mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+        return PathState(kind)
 
     def _blob(self, generation: Generation, sha: str) -> bytes:
         blob = os.path.join(generation.directory, "blobs", sha)

@@ -8,18 +8,17 @@ from typing import Callable
 
 from fixer.apply import crashpoints
 
-from fixer.facts import host
+from fixer.facts import host, ldso
 
 from fixer import plan as planner
 
 from fixer import system
 
-from fixer.apply import writes
+from fixer.apply import rollback_plan, writes
 from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, RollbackFailed, VerifyFailedRolledBack
 from fixer.apply.journal import Generation, Journal
 from fixer.apply.lock import RunLock
 from fixer.model.profile import Profile
-from fixer.core import load_plan, make_plan, save_plan  # noqa: F401  (the API callers use)
 from fixer.facts.paths import missing_parents
 
 @dataclass
@@ -42,7 +41,7 @@ def touched_paths(root: str, plan: planner.Plan) -> list[str]:
     targets = [c.path for c in plan.pending]
     if "ldconfig" in plan.post_actions:
         # ldconfig writes each cache through a `~` temp file it leaves behind when it fails.
-        targets += [host.LD_SO_CACHE, host.LD_SO_CACHE + "~", host.LDCONFIG_AUX_CACHE, host.LDCONFIG_AUX_CACHE + "~"]
+        targets += [ldso.LD_SO_CACHE, ldso.LD_SO_CACHE + "~", ldso.LDCONFIG_AUX_CACHE, ldso.LDCONFIG_AUX_CACHE + "~"]
     for target in targets:
         for parent in missing_parents(root, target):
             if parent not in paths:
@@ -77,7 +76,7 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
     for action in actions:
         crashpoints.hit(f"post:{action}")
         if action == "ldconfig":
-            for parent in missing_parents(root, host.LDCONFIG_AUX_CACHE):
+            for parent in missing_parents(root, ldso.LDCONFIG_AUX_CACHE):
                 writes.make_dir(root, parent, 0o755)
             system.ldconfig(root)
             done.append("ldconfig: cache rebuilt" + ("" if root == "/" else f" for {root}"))
@@ -225,25 +224,15 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
     journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
     with RunLock(journal.lock_path, lock_timeout):
         messages = recover(journal, restart)
-        applied = [g for g in journal.generations() if g.status == "applied"]
-        if to is not None:
-            if to not in [g.number for g in journal.generations()]:
-                raise InvalidInput(f"--to {to}: no such generation")
-            targets = [g for g in reversed(applied) if g.number >= to]
-        else:
-            targets = applied[-1:]
+        selected = rollback_plan.preview(journal, to)
+        targets = list(selected.targets)
         if not targets:
             if messages:
                 return Outcome("rollback", None, True, messages=messages)
             raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
-        if not force:
-            drifted, newer = [], set()
-            for g in targets:  # newest first: a path is owed the state its newest generation left
-                drifted += [f"{p} (generation {g.number})" for p in journal.drifted(g) if p not in newer]
-                newer.update(e["path"] for e in g.entries)
-            if drifted:
-                raise Conflict("managed paths changed since that apply; rollback would discard those edits "
-                               "(use --force to roll back anyway)", details=drifted)
+        if selected.drifted and not force:
+            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
+                           "(use --force to roll back anyway)", details=list(selected.drifted))
         restored: list[str] = []
         for generation in targets:
             restored += _restore(journal, generation, restart, status="rolled_back")

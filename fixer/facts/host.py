@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from fixer.facts import systemd as unitfile
+from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
 from fixer.model.profile import Profile
 from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_state
 
@@ -31,10 +32,6 @@ USER_UNIT_DIRS = (
     "/usr/local/lib/systemd/user",
     "/usr/lib/systemd/user",
 )
-LD_SO_PRELOAD = "/etc/ld.so.preload"
-LD_SO_CONF = "/etc/ld.so.conf"
-LD_SO_CACHE = "/etc/ld.so.cache"
-LDCONFIG_AUX_CACHE = "/var/cache/ldconfig/aux-cache"
 
 
 @dataclass(frozen=True)
@@ -63,6 +60,7 @@ class UnitState:
     dropins: list[UnitFile]
     environment: unitfile.Environment
     directives: dict[str, tuple[str, list[str]]]
+    dropin_paths: dict[str, str] = field(default_factory=dict)  # drop-in name -> the path that wins it
 
     @property
     def files(self) -> list[UnitFile]:
@@ -124,9 +122,8 @@ def read_unit_file(root: str, path: str) -> UnitFile | None:
     return UnitFile(path, text, tuple(unitfile.parse(text)))
 
 
-def probe_unit(root: str, unit: str, scope: str = "system", replace: dict[str, str | None] | None = None) -> UnitState:
-    """Load `unit` like systemd; `replace` maps drop-in paths to substitute text (None: removed)."""
-    replace = replace or {}
+def probe_unit(root: str, unit: str, scope: str = "system") -> UnitState:
+    """Load `unit` like systemd: its main file, then each drop-in name from the highest-priority dir."""
     dirs = unit_dirs(scope)
     main = next((f for d in dirs if (f := read_unit_file(root, f"{d}/{unit}"))), None)
     by_name: dict[str, str] = {}
@@ -136,28 +133,38 @@ def probe_unit(root: str, unit: str, scope: str = "system", replace: dict[str, s
             for name in list_dir(root, dropin_dir):
                 if name.endswith(".conf") and name not in by_name:
                     by_name[name] = f"{dropin_dir}/{name}"
-    for path in replace:
-        name = os.path.basename(path)
-        if name not in by_name or _priority(by_name[name], dirs) > _priority(path, dirs):
-            by_name[name] = path
-    dropins = []
-    for name in sorted(by_name):
-        path = by_name[name]
-        if path in replace:
-            text = replace[path]
-            if text is not None:
-                dropins.append(UnitFile(path, text, tuple(unitfile.parse(text))))
-        elif (parsed := read_unit_file(root, path)) is not None:
-            dropins.append(parsed)
-    files = ([main] if main else []) + dropins
+    dropins = {name: parsed for name, path in by_name.items() if (parsed := read_unit_file(root, path)) is not None}
+    return _merged(unit, scope, main, by_name, dropins)
+
+
+def with_dropin(state: UnitState, path: str, text: str | None) -> UnitState:
+    """The unit as systemd would load it once `path` holds `text` (None: removed); pure, reads nothing."""
+    name = os.path.basename(path)
+    dirs = unit_dirs(state.scope)
+    by_name = dict(state.dropin_paths)
+    dropins = {os.path.basename(f.path): f for f in state.dropins}
+    if name not in by_name or _priority(by_name[name], dirs) >= _priority(path, dirs):
+        by_name[name] = path
+        if text is None:
+            dropins.pop(name, None)
+        else:
+            dropins[name] = UnitFile(path, text, tuple(unitfile.parse(text)))
+    return _merged(state.unit, state.scope, state.unit_file, by_name, dropins)
+
+
+def _merged(unit: str, scope: str, main: UnitFile | None, by_name: dict[str, str],
+            dropins: dict[str, UnitFile]) -> UnitState:
+    ordered = [dropins[name] for name in sorted(dropins)]
+    files = ([main] if main else []) + ordered
     pairs = [(f.path, list(f.settings)) for f in files if f is main or f.has_service_section]
     return UnitState(
         unit=unit,
         scope=scope,
         unit_file=main,
-        dropins=dropins,
+        dropins=ordered,
         environment=unitfile.merge_environment(pairs),
         directives=unitfile.last_values(pairs),
+        dropin_paths=dict(by_name),
     )
 
 
@@ -195,34 +202,5 @@ def probe(root: str, profile: Profile) -> HostState:
         unsafe_parents=unsafe,
         unit=probe_unit(root, profile.service.unit, profile.service.scope),
         dropin_dir_problem=problem,
-        ld_dirs=ld_cache_dirs(root),
+        ld_dirs=ldconfig_dirs(root),
     )
-
-
-def ld_cache_dirs(root: str) -> list[str]:
-    """Directories ldconfig scans for this root: ld.so.conf (with includes) plus the trusted ones."""
-    found: list[str] = []
-    _read_ld_conf(root, "/etc/ld.so.conf", found, depth=0)
-    trusted = ["/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
-    return found + [d for d in trusted if d not in found]
-
-
-def _read_ld_conf(root: str, path: str, found: list[str], depth: int) -> None:
-    import glob
-
-    state = read_state(root, path)
-    if state.kind != "file" or depth > 8:
-        return
-    for raw in state.text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("include"):
-            pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
-            if not pattern.startswith("/"):
-                pattern = os.path.join(os.path.dirname(path), pattern)
-            for match in sorted(glob.glob(host_path(root, pattern))):
-                rel = "/" + os.path.relpath(match, root) if root != "/" else match
-                _read_ld_conf(root, rel, found, depth + 1)
-        elif line.startswith("/") and line not in found:
-            found.append(line.rstrip("/") or "/")

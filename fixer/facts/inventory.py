@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from fixer.facts.elf import ElfError, ElfInfo, read_elf
-from fixer.facts.linker import (DEFAULT_DIRS, Resolution, on_host, read_ld_so_preload, resolve_backend, resolve_in_root,
-                          split_path_list, split_preload)
+from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
+from fixer.facts.linker import Resolution, resolve_backend, resolve_in_root, split_path_list
+from fixer.facts.paths import host_path
+from fixer.facts.systemd import assignments
 
 DEFAULT_LIB = "/usr/local/lib/ollama"
 SHIM_MARKERS = ("vgpu",)
 CUDA_LIB = "cuda_v12"
 BACKEND = "libggml-cuda.so"
 # The loader's default directories (every architecture's): listed to find shims, not to resolve names.
-TRUSTED_DIRS = tuple(dict.fromkeys(d for dirs in DEFAULT_DIRS.values() for d in dirs))
 
 
 def runner_sonames(libdir: str) -> tuple[str, ...]:
@@ -174,21 +175,14 @@ def _gather_unit(facts: HostFacts) -> None:
         keys: list[str] = []
         exec_start: list[str] = []
         if f.has_service_section:
-            from fixer.facts.systemd import split_words
-
-            for s in f.settings:
-                if s.section != "Service":
-                    continue
-                keys.append(s.key)
-                if s.key == "Environment":
-                    for word in split_words(s.value):
-                        name, sep, value = word.partition("=")
-                        if sep:
-                            env[name] = value
-                elif s.key == "UnsetEnvironment":
-                    unset += split_words(s.value)
-                elif s.key == "ExecStart":
-                    exec_start.append(s.value)
+            service = [s for s in f.settings if s.section == "Service"]
+            keys = [s.key for s in service]
+            exec_start = [s.value for s in service if s.key == "ExecStart"]
+            for name, value in assignments(service):
+                if value is None:
+                    unset.append(name)
+                else:
+                    env[name] = value
         facts.dropins.append(DropIn(f.path, f.has_service_section, env, tuple(unset), tuple(keys), tuple(exec_start)))
     facts.env = state.environment.effective()
     facts.env_origin = {k: v for k, v in state.environment.origin.items() if k in facts.env}
@@ -205,7 +199,7 @@ def _guess_lib(root: str, exec_start: str | None) -> str:
         real = _realpath(root, argv[0])
         candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
     candidates += [DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama"]
-    return next((c for c in candidates if os.path.isdir(on_host(root, c))), DEFAULT_LIB)
+    return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
 
 
 def _gather_lib(facts: HostFacts) -> None:
@@ -240,10 +234,10 @@ def _gather_elf(facts: HostFacts) -> None:
         real = _realpath(facts.root, path)
         if real != path:
             facts.realpaths[path] = real
-        if real in facts.elf or not os.path.isfile(on_host(facts.root, real)):
+        if real in facts.elf or not os.path.isfile(host_path(facts.root, real)):
             continue
         try:
-            info = read_elf(on_host(facts.root, real), symbols=symbols)
+            info = read_elf(host_path(facts.root, real), symbols=symbols)
         except ElfError:
             continue
         info.path = real
@@ -260,10 +254,7 @@ def _gather_runner(facts: HostFacts) -> Resolution | None:
 
 
 def _ld_dirs(root: str) -> list[str]:
-    from fixer.facts.host import ld_cache_dirs
-
-    trusted = set(TRUSTED_DIRS)
-    return [d for d in ld_cache_dirs(root) if d not in trusted]
+    return [d for d in ld_so_conf_dirs(root) if d not in TRUSTED_DIRS]
 
 
 def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
@@ -273,14 +264,14 @@ def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
     if unit.startswith("snap."):
         found.append(f"unit {unit}")
     for pattern in ("/snap/ollama", "/var/lib/snapd/snaps/ollama_*.snap", "/etc/systemd/system/snap.ollama.*.service"):
-        for match in sorted(glob.glob(on_host(root, pattern))):
+        for match in sorted(glob.glob(host_path(root, pattern))):
             found.append("/" + os.path.relpath(match, root) if root != "/" else match)
     return found
 
 
 def _pci_gpus(root: str) -> list[str] | None:
     """PCI display controllers (class 0x03xxxx) as `address vendor:class`; None if /sys is not there."""
-    base = on_host(root, "/sys/bus/pci/devices")
+    base = host_path(root, "/sys/bus/pci/devices")
     if not os.path.isdir(base):
         return None
     out = []
@@ -317,7 +308,7 @@ def _realpath(root: str, path: str) -> str:
 
 
 def _listing(root: str, directory: str) -> dict[str, Entry] | None:
-    real = on_host(root, directory)
+    real = host_path(root, directory)
     if not os.path.isdir(real):
         return None
     out = {}
@@ -344,6 +335,6 @@ def _listing(root: str, directory: str) -> dict[str, Entry] | None:
 
 def _names(root: str, directory: str) -> list[str]:
     try:
-        return os.listdir(on_host(root, directory))
+        return os.listdir(host_path(root, directory))
     except OSError:
         return []

@@ -1,10 +1,28 @@
-"""Read /etc/ld.so.cache (new glibc-ld.so.cache1.1 format, alone or after the old ld.so-1.7.0 one)."""
+"""glibc's loader files inside a root: ld.so.preload, ld.so.conf (with includes), ld.so.cache, default dirs."""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import struct
 from dataclasses import dataclass
+
+from fixer.facts.paths import host_path, read_state
+
+LD_SO_PRELOAD = "/etc/ld.so.preload"
+LD_SO_CONF = "/etc/ld.so.conf"
+LD_SO_CACHE = "/etc/ld.so.cache"
+LDCONFIG_AUX_CACHE = "/var/cache/ldconfig/aux-cache"
+# ld.so's default search dirs after the cache, per ELF machine (the multiarch dirs of Debian's glibc).
+DEFAULT_DIRS = {
+    "EM_X86_64": ("/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"),
+    "EM_AARCH64": ("/lib64", "/usr/lib64", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"),
+}
+FALLBACK_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib")
+# Every dir ldconfig trusts on some machine: the planner and doctor need not know the host's ELF machine.
+TRUSTED_DIRS = tuple(dict.fromkeys(d for dirs in DEFAULT_DIRS.values() for d in dirs))
+MAX_INCLUDE_DEPTH = 8
 
 OLD_MAGIC = b"ld.so-1.7.0"
 NEW_MAGIC = b"glibc-ld.so.cache1.1"
@@ -149,3 +167,62 @@ def _generator(data: bytes, base: int, ext: int) -> str | None:
         if tag == TAG_GENERATOR:
             return data[base + offset:base + offset + size].decode("utf-8", "replace")
     return None
+
+
+# ---------------------------------------------------------------- ld.so.preload and LD_PRELOAD
+
+
+def split_preload(value: str | None) -> list[str]:
+    """LD_PRELOAD entries: separated by colons or whitespace."""
+    return [p for p in re.split(r"[:\s]+", value or "") if p]
+
+
+def preload_line(line: str) -> tuple[list[str], str]:
+    """One line of /etc/ld.so.preload as rtld.c reads it: its entries, and its comment (from `#`, or '')."""
+    body, sep, comment = line.partition("#")
+    return split_preload(body), sep + comment.rstrip("\n")
+
+
+def parse_ld_so_preload(text: str) -> list[str]:
+    """Every entry of /etc/ld.so.preload, in order: `#` to end of line ignored, whitespace or `:` separate."""
+    return [entry for line in text.split("\n") for entry in preload_line(line)[0]]
+
+
+def read_ld_so_preload(root: str) -> list[str]:
+    state = read_state(root, LD_SO_PRELOAD)
+    return parse_ld_so_preload(state.text()) if state.kind == "file" else []
+
+
+# ---------------------------------------------------------------- ld.so.conf
+
+
+def ld_so_conf_dirs(root: str) -> list[str]:
+    """Directories ld.so.conf lists (includes followed, in C-locale glob order), without the trusted ones."""
+    found: list[str] = []
+    _read_ld_conf(root, LD_SO_CONF, found, depth=0)
+    return found
+
+
+def ldconfig_dirs(root: str) -> list[str]:
+    """Every directory ldconfig scans for this root: ld.so.conf's, then the trusted ones."""
+    found = ld_so_conf_dirs(root)
+    return found + [d for d in TRUSTED_DIRS if d not in found]
+
+
+def _read_ld_conf(root: str, path: str, found: list[str], depth: int) -> None:
+    state = read_state(root, path)
+    if state.kind != "file" or depth > MAX_INCLUDE_DEPTH:
+        return
+    for raw in state.text().split("\n"):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("include"):
+            pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+            if not pattern.startswith("/"):
+                pattern = os.path.join(os.path.dirname(path), pattern)
+            for match in sorted(glob.glob(host_path(root, pattern))):
+                rel = "/" + os.path.relpath(match, root) if root != "/" else match
+                _read_ld_conf(root, rel, found, depth + 1)
+        elif line.startswith("/") and line not in found:
+            found.append(line.rstrip("/") or "/")

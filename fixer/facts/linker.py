@@ -12,13 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping
 
 from fixer.facts.elf import ElfError, ElfInfo, Header, read_elf, read_header
-from fixer.facts.ldso import LOADER_FLAGS, LdCache, LdCacheError, read_cache
+from fixer.facts.ldso import (DEFAULT_DIRS, FALLBACK_DIRS, LD_SO_CACHE, LOADER_FLAGS, LdCache, LdCacheError,
+                              read_cache, read_ld_so_preload, split_preload)
+from fixer.facts.paths import host_path
 
-DEFAULT_DIRS = {
-    "EM_X86_64": ("/lib64", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"),
-    "EM_AARCH64": ("/lib64", "/usr/lib64", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"),
-}
-FALLBACK_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib")
 # Toolchain libraries a test or staging root may lack; under a non-/ root they come from the live host.
 SYSTEM_LIBRARY = re.compile(
     r"^(libc|libm|libdl|libpthread|librt|libresolv|libutil|libanl|libmvec|libstdc\+\+|libgcc_s|libatomic"
@@ -77,19 +74,9 @@ def resolve_in_root(root: str, path: str, strict: bool = True) -> str | None:
     return os.path.normpath("/" + "/".join(resolved))
 
 
-def on_host(root: str, path: str) -> str:
-    """Where absolute `path` inside `root` lives on this machine."""
-    return path if root in ("/", "") else root.rstrip("/") + path
-
-
 def split_path_list(value: str | None) -> list[str]:
     """LD_LIBRARY_PATH entries (':' or ';' separated); empty entries dropped."""
     return [p for p in re.split(r"[:;]", value or "") if p]
-
-
-def split_preload(value: str | None) -> list[str]:
-    """LD_PRELOAD entries: separated by colons or whitespace."""
-    return [p for p in re.split(r"[:\s]+", value or "") if p]
 
 
 def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -> list[str]:
@@ -228,7 +215,7 @@ class _Resolver:
 
     def info(self, path: str, host: bool = False, symbols: bool = False) -> ElfInfo:
         """Dynamic-section facts; with `symbols`, also the (slower) symbol tables."""
-        real = path if host else on_host(self.root, path)
+        real = path if host else host_path(self.root, path)
         cached = self.elf.get(real)
         if cached is None or (symbols and cached[1] is False):
             st = os.stat(real)
@@ -241,9 +228,9 @@ class _Resolver:
         root = "/" if host else self.root
         canonical = resolve_in_root(root, path)
         if canonical is None:
-            return None, "missing" if not os.path.lexists(on_host(root, path)) else "dangling symlink"
+            return None, "missing" if not os.path.lexists(host_path(root, path)) else "dangling symlink"
         try:
-            header = read_header(on_host(root, canonical))
+            header = read_header(host_path(root, canonical))
         except ElfError as err:
             return None, err.reason
         if not header.compatible(self.target):
@@ -330,7 +317,7 @@ def ggml_base_name(root: str, backend: str) -> str:
     real = resolve_in_root(root, backend)
     if real is not None:
         try:
-            needed = read_elf(on_host(root, real), symbols=False).needed
+            needed = read_elf(host_path(root, real), symbols=False).needed
         except (ElfError, OSError):
             needed = []
         for name in needed:
@@ -380,7 +367,7 @@ def _backend_header(root: str, res: Resolution, spec) -> Header | None:
                                     f"install Ollama's {spec.library} libraries or set verify.library"))
         return None
     try:
-        return read_header(on_host(root, real_backend))
+        return read_header(host_path(root, real_backend))
     except ElfError as err:
         res.findings.append(Finding("error", "backend-not-elf", f"the backend {res.backend}: {err.reason}",
                                     "reinstall Ollama"))
@@ -408,18 +395,8 @@ def _lookup(resolver: _Resolver, name: str, loaded: list[LoadedObject]) -> Looku
     return Lookup(name, path, origin, via, candidates)
 
 
-def read_ld_so_preload(root: str) -> list[str]:
-    """/etc/ld.so.preload entries: separated by whitespace or colons, `#` starts a comment (as in rtld.c)."""
-    try:
-        with open(on_host(root, "/etc/ld.so.preload"), encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return []
-    return split_preload(" ".join(line.split("#", 1)[0] for line in text.splitlines()))
-
-
 def _cache(root: str) -> tuple[LdCache | None, str]:
-    path = on_host(root, "/etc/ld.so.cache")
+    path = host_path(root, LD_SO_CACHE)
     try:
         cache = read_cache(path)
     except LdCacheError as err:

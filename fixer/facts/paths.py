@@ -16,8 +16,10 @@ STATE_DIR = "/var/lib/vgpu-fix"  # vgpu-fix's own journal and lock, inside the r
 
 
 def host_path(root: str, path: str) -> str:
-    """The real location of absolute `path` inside `root`."""
-    return os.path.join(root, path.lstrip("/")) if root != "/" else path
+    """The real location of absolute `path` inside `root` (the one helper that joins a path onto a root)."""
+    if not root:
+        raise ValueError("an empty root names no directory")
+    return path if root == "/" else root.rstrip("/") + "/" + path.lstrip("/")
 
 
 @dataclass(frozen=True)

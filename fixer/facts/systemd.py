@@ -109,6 +109,19 @@ def escape_directive(value: str) -> str:
     return value.replace("%", "%%")
 
 
+def assignments(settings) -> list[tuple[str, str | None]]:
+    """(name, value) per variable a file's [Service] settings assign, in order; value None for an unset."""
+    found: list[tuple[str, str | None]] = []
+    for s in settings:
+        if s.section != "Service":
+            continue
+        if s.key == "Environment":
+            found += [(w.partition("=")[0], w.partition("=")[2]) for w in split_words(s.value) if "=" in w]
+        elif s.key == "UnsetEnvironment":
+            found += [(w.partition("=")[0], None) for w in split_words(s.value)]
+    return found
+
+
 @dataclass
 class Environment:
     """The environment a service gets, and which file set or unset each variable."""

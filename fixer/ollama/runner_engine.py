@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from fixer.verify import placement as sandbox
-from fixer.facts.linker import on_host, resolve_in_root
+from fixer.facts.linker import resolve_in_root
+from fixer.facts.paths import host_path
 
 # Fields of Ollama's ml.DeviceInfo as the runner's /info encodes them (v0.13-v0.22).
 DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",
@@ -164,7 +165,7 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     root = os.fspath(root)
     timeout = timeout if timeout is not None else spec.timeout
     binary = spec.ollama_bin
-    if resolve_in_root(root, binary) is None or not os.access(on_host(root, resolve_in_root(root, binary)), os.X_OK):
+    if resolve_in_root(root, binary) is None or not os.access(host_path(root, resolve_in_root(root, binary)), os.X_OK):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
     full_env = sandbox.runner_env(env, spec)
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)

@@ -6,7 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer.facts.linker import on_host, resolve_in_root
+from fixer.facts.linker import resolve_in_root
+from fixer.facts.paths import host_path
 from fixer.model.profile import Profile
 
 LAYERS = ("environment", "static", "load", "runner")
@@ -84,7 +85,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
     folders = sorted(n for n in _listdir(root, spec.ollama_lib)
-                     if os.path.isdir(on_host(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
+                     if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
     requested = env.get("OLLAMA_LLM_LIBRARY")
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
                 f"OLLAMA_LLM_LIBRARY={requested if requested is not None else '(unset)'}"]
@@ -144,7 +145,7 @@ def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 def _listdir(root: str, path: str) -> list[str]:
     inside = resolve_in_root(root, path)
     try:
-        return os.listdir(on_host(root, inside)) if inside else []
+        return os.listdir(host_path(root, inside)) if inside else []
     except OSError:
         return []
 

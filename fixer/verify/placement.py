@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from fixer.facts.linker import on_host, resolve_in_root, runner_library_path, split_path_list, split_preload
+from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
+from fixer.facts.linker import resolve_in_root, runner_library_path, split_path_list
+from fixer.facts.paths import host_path
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Never bound over: the probe's own interpreter and the host's C library live here.
@@ -97,7 +99,7 @@ class Placement:
         """Where the probe process finds absolute `path` of the root."""
         if self.mode != "translated":
             return path
-        return on_host(self.root, resolve_in_root(self.root, path) or path)
+        return host_path(self.root, resolve_in_root(self.root, path) or path)
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
         out = dict(env)
@@ -144,7 +146,7 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     try:
         from fixer.facts.ldso import read_cache
 
-        dirs += [os.path.dirname(e.path) for e in read_cache(on_host(root, "/etc/ld.so.cache")).entries]
+        dirs += [os.path.dirname(e.path) for e in read_cache(host_path(root, LD_SO_CACHE)).entries]
     except Exception:  # no or unreadable cache: the loader then ignores it too
         pass
     chosen: list[str] = []
@@ -156,19 +158,19 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     empty = None
     for folder in sorted(chosen, key=lambda d: d.count("/")):
         inside = resolve_in_root(root, folder)
-        if inside is not None and os.path.isdir(on_host(root, inside)):
-            placement.mounts.append({"source": on_host(root, inside), "target": folder, "kind": "dir"})
+        if inside is not None and os.path.isdir(host_path(root, inside)):
+            placement.mounts.append({"source": host_path(root, inside), "target": folder, "kind": "dir"})
         elif os.path.isdir(folder):
             empty = empty or "@empty"
             placement.mounts.append({"source": empty, "target": folder, "kind": "dir"})
     for path in files:
         inside = resolve_in_root(root, path)
         if inside is not None:
-            placement.mounts.append({"source": on_host(root, inside), "target": path, "kind": "file"})
-    cache = on_host(root, "/etc/ld.so.cache")
+            placement.mounts.append({"source": host_path(root, inside), "target": path, "kind": "file"})
+    cache = host_path(root, LD_SO_CACHE)
     placement.mounts.append({"source": cache if os.path.isfile(cache) else "/dev/null",
                              "target": "/etc/ld.so.cache", "kind": "file"})
-    preload = on_host(root, "/etc/ld.so.preload")
+    preload = host_path(root, LD_SO_PRELOAD)
     if os.path.isfile(preload) or os.path.exists("/etc/ld.so.preload"):
         placement.mounts.append({"source": preload if os.path.isfile(preload) else "/dev/null",
                                  "target": "/etc/ld.so.preload", "kind": "file"})

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fixer.apply import transaction as applier
-from fixer import profiles
+from fixer import core, profiles
 from fixer.demo import snapshot_tree
 from fixer.apply.journal import Journal
 from fixer.apply.lock import RunLock
@@ -95,7 +94,7 @@ def test_check_mode_writes_nothing_and_predicts_exactly_what_the_real_run_does(a
 
 def test_check_on_a_converged_host_predicts_no_change(ansible):
     root = ansible.host("alpha")
-    applier.apply(profiles.load("h100-vgpu", root), root)
+    core.apply(profiles.load("h100-vgpu", root), root, verify=False)
     run = ansible.play([apply_task()], "--check")
     assert run.rc == 0, run.output
     assert run.recap["alpha"]["changed"] == 0
@@ -167,7 +166,7 @@ def test_a_conflict_fails_without_change_and_force_replaces_the_path(ansible):
     assert forced["changed"] is True and forced["generation"] == 1
     assert os.readlink(Path(root, "opt/vgpu/lib/libcuda.so.1")) == "libvgpu-cuda.so"
     # The replaced file is journaled: rolling back brings it back byte for byte.
-    applier.rollback(root)
+    core.rollback(root)
     assert snapshot_tree(root) == before
 
 
@@ -213,16 +212,36 @@ def test_rollback_through_the_module_restores_the_tree_and_is_idempotent(ansible
 
 def test_rollback_to_an_unknown_generation_fails(ansible):
     root = ansible.host("alpha")
-    applier.apply(profiles.load("h100-vgpu", root), root)
+    core.apply(profiles.load("h100-vgpu", root), root, verify=False)
     run = ansible.play([apply_task(state="rolled_back", rollback_to=7)])
     assert run.rc == 2
-    assert "rollback_to=7: no such generation" in run.result()["msg"]
+    assert "generation 7 does not exist" in run.result()["msg"]
+
+
+def test_rollback_to_the_first_of_two_applies_succeeds_exactly_as_the_cli_does(ansible, cli):
+    """A path generation 2 changed again is owed generation 2's state, so it is not drift for --to 1."""
+    module_root, cli_root = ansible.host("alpha"), ansible.host("beta")
+    before = snapshot_tree(module_root)
+    assert before == snapshot_tree(cli_root)
+    second = {"vars": {"cuda_library": "cuda_v13"}}
+    run = ansible.play([apply_task(), {**apply_task(**second), "register": "second"},
+                        {**apply_task(state="rolled_back", rollback_to=1), "register": "back"}], "--limit", "alpha")
+    assert run.rc == 0, run.output
+    assert run.result(name="second")["generation"] == 2
+    back = run.result(name="back")
+    assert back["changed"] is True and back["generation"] == 1
+
+    for args in ([], ["--set", "cuda_library=cuda_v13"]):
+        assert cli("apply", "--root", cli_root, "--no-verify", *args).returncode == 0
+    by_cli = cli("rollback", "--root", cli_root, "--to", "1")
+    assert by_cli.returncode == 0, by_cli.stderr
+    assert snapshot_tree(module_root) == snapshot_tree(cli_root) == before
 
 
 def test_two_hosts_in_one_inventory_converge_independently(ansible):
     alpha = ansible.host("alpha", cuda_library="cuda_v12")
     beta = ansible.host("beta", cuda_library="cuda_v13")
-    applier.apply(profiles.load("h100-vgpu", beta, {"cuda_library": "cuda_v13"}), beta)  # beta is converged
+    core.apply(profiles.load("h100-vgpu", beta, {"cuda_library": "cuda_v13"}), beta, verify=False)  # beta is converged
     beta_before = whole_tree(beta)
     task = apply_task(vars={"cuda_library": "{{ cuda_library }}"})
 

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from fixer import core
 from fixer.apply import transaction as applier
 
 from fixer import profiles
@@ -27,7 +28,7 @@ def load(root: str, name: str = "h100-vgpu"):
 def test_apply_then_plan_is_empty(seed_root):
     outcome = applier.apply(load(seed_root), seed_root)
     assert outcome.changed and outcome.generation == 1
-    assert not applier.make_plan(load(seed_root), seed_root).pending
+    assert not core.make_plan(load(seed_root), seed_root).pending
 
 
 def test_second_apply_changes_nothing_and_creates_no_generation(seed_root, snapshot):
@@ -102,10 +103,10 @@ def test_every_apply_and_rollback_is_audited(seed_root):
 def test_saved_plan_applies_only_while_the_host_is_unchanged(seed_root, tmp_path):
     saved = str(tmp_path / "plan.json")
     prof = load(seed_root)
-    applier.save_plan(applier.make_plan(prof, seed_root), prof, saved)
+    core.save_plan(core.make_plan(prof, seed_root), prof, saved)
     with open(os.path.join(seed_root, "etc/systemd/system/ollama.service.d/override.conf"), "a") as fh:
         fh.write('Environment="LATE=1"\n')
-    profile, plan = applier.load_plan(saved)
+    profile, plan = core.load_plan(saved)
     with pytest.raises(Conflict, match="stale"):
         applier.apply(profile, seed_root, saved_plan=plan)
     assert not Journal(seed_root).generations()
@@ -114,9 +115,9 @@ def test_saved_plan_applies_only_while_the_host_is_unchanged(seed_root, tmp_path
 def test_saved_plan_applies_exactly(seed_root, tmp_path):
     saved = str(tmp_path / "plan.json")
     prof = load(seed_root)
-    planned = applier.make_plan(prof, seed_root)
-    applier.save_plan(planned, prof, saved)
-    profile, plan = applier.load_plan(saved)
+    planned = core.make_plan(prof, seed_root)
+    core.save_plan(planned, prof, saved)
+    profile, plan = core.load_plan(saved)
     outcome = applier.apply(profile, seed_root, saved_plan=plan)
     assert [c.to_dict() for c in outcome.plan.pending] == [c.to_dict() for c in planned.pending]
 
@@ -249,7 +250,7 @@ def test_copy_of_root_is_independent(seed_root, tmp_path):
     other = str(tmp_path / "other")
     shutil.copytree(seed_root, other, symlinks=True)
     applier.apply(load(seed_root), seed_root)
-    assert applier.make_plan(load(other), other).pending
+    assert core.make_plan(load(other), other).pending
 
 
 def test_apply_dry_run_is_plan(seed_root, cli, snapshot):

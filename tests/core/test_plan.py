@@ -47,7 +47,7 @@ def test_plan_shows_which_hand_made_settings_it_supersedes(seed_root):
 def test_our_dropin_wins_over_override_conf(seed_root):
     plan = make_plan(seed_root)
     dropin = by_path(plan)["/etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf"]
-    predicted = host.probe_unit(seed_root, "ollama.service", replace={dropin.path: dropin.after.text()})
+    predicted = host.with_dropin(host.probe_unit(seed_root, "ollama.service"), dropin.path, dropin.after.text())
     env = predicted.environment.effective()
     assert "LD_PRELOAD" not in env and "OLLAMA_NUM_GPU" not in env
     assert env["OLLAMA_LLM_LIBRARY"] == "cuda_v12"

@@ -218,13 +218,10 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     import fixer
-    from fixer.apply import transaction as applier
-    from fixer import profiles
+    from fixer import core, profiles
     from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
-    from fixer.apply.journal import DERIVED, OPEN_STATUSES, Journal
     from fixer.plan import Change, Plan
     from fixer.render import ansible_diff, dumps, result
-    from fixer.facts.paths import PathState, read_state
 except ImportError:
     FIXER_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -259,13 +256,6 @@ def _text(name, value):
     return str(value)
 
 
-def _verify_module():
-    """vgpu-fix's verify step, or None for a vgpu-fix that predates it."""
-    try:
-        from fixer.verify import layers as verify
-    except ImportError:
-        return None
-    return verify
 
 
 class Task:
@@ -291,67 +281,48 @@ class Task:
     def applied(self):
         p, profile = self.params, self.load()
         if self.module.check_mode:
-            plan = applier.make_plan(profile, self.root, force=p["force"])
+            plan = core.make_plan(profile, self.root, force=p["force"])
             if plan.conflicts:
                 raise Conflict(f"{len(plan.conflicts)} conflict(s) block the plan", details=plan.conflicts,
                                payload={"plan": plan})
             count = len(plan.pending)
             msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
             return self.result(changed=bool(count), msg=msg, plan=plan)
-        checker = None
-        if p["verify"]:
-            verify = _verify_module()
-            if verify is None:
-                self.module.warn("the vgpu-fix on the target has no verify step (fixer.verify.layers); "
-                                 "applied without proving the CUDA backend loads")
-            else:
-                checker = verify.check_for_apply
-        outcome = applier.apply(profile, self.root, force=p["force"], restart=p["restart"],
-                                lock_timeout=p["lock_timeout"], verify=checker)
+        outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"],
+                             lock_timeout=p["lock_timeout"], verify=p["verify"])
         msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
         return self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
                            verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
 
     def rolled_back(self):
         p = self.params
-        journal = Journal(self.root)
-        generations = journal.generations() if os.path.isdir(journal.directory) else []
-        if not generations:
+        preview = core.rollback_preview(self.root, p["rollback_to"])
+        if preview is None:
             return self.result(changed=False, msg="nothing to roll back: vgpu-fix has not changed this root",
                                restored=[])
-        known = [g.number for g in generations]
-        to = p["rollback_to"] if p["rollback_to"] is not None else known[-1]
-        if to not in known:
-            raise InvalidInput(f"rollback_to={to}: no such generation (this root has {known[0]}..{known[-1]})")
-        targets = [g for g in reversed(generations) if g.status == "applied" and g.number >= to]
-        interrupted = [g for g in generations if g.status in OPEN_STATUSES]
-        if not targets and not interrupted:
-            return self.result(changed=False, msg=f"generation {to} and later are already rolled back",
+        selected, restores = preview
+        if selected.empty:
+            return self.result(changed=False, msg=f"generation {p['rollback_to']} and later are already rolled back",
                                generation=None, restored=[])
-        if not p["force"]:
-            drifted = [f"{path} (generation {g.number})" for g in targets for path in journal.drifted(g)]
-            if drifted:
-                raise Conflict("managed paths changed since that apply; rollback would discard those edits "
-                               "(force: true rolls back anyway)", details=drifted)
-        diff = self.rollback_diff(journal, interrupted + targets) if self.module._diff else None
+        if selected.drifted and not p["force"]:
+            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
+                           "(force: true rolls back anyway)", details=list(selected.drifted))
+        diff = self.rollback_diff(restores) if self.module._diff else None
+        targets = selected.targets
         if self.module.check_mode:
-            numbers = ", ".join(str(g.number) for g in interrupted + targets)
+            numbers = ", ".join(str(n) for n in selected.numbers)
             return self.result(changed=True, msg=f"check mode: would roll back generation(s) {numbers}",
                                generation=targets[-1].number if targets else None, restored=[], diff=diff)
-        outcome = applier.rollback(self.root, to=to, force=p["force"], restart=p["restart"],
-                                   lock_timeout=p["lock_timeout"])
+        outcome = core.rollback(self.root, to=p["rollback_to"], force=p["force"], restart=p["restart"],
+                                lock_timeout=p["lock_timeout"])
         msg = (f"rolled back to before generation {outcome.generation}" if targets
                else "; ".join(outcome.messages))
         return self.result(changed=True, msg=msg, generation=outcome.generation if targets else None,
                            restored=outcome.restored, messages=outcome.messages, diff=diff)
 
     def verified(self):
-        verify = _verify_module()
-        if verify is None:
-            raise InvalidInput("state=verified needs vgpu-fix's verify step (fixer.verify.layers), which the vgpu-fix "
-                               f"installed on the target ({fixer.__version__}) does not have; upgrade it")
         profile = self.load()
-        report = verify.check_for_apply(profile, self.root)
+        report = core.verifier()(profile, self.root)
         if not report.get("ok"):
             doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load" + _cause(report),
                               verify=report)
@@ -366,18 +337,10 @@ class Task:
         self.profile_name = profile.name
         return profile
 
-    def rollback_diff(self, journal, generations):
+    def rollback_diff(self, restores):
         """Before/after of each path a rollback would restore, in the same shape as an apply's diff."""
-        changes = []
-        for generation in generations:
-            for entry in reversed(generation.entries):
-                if entry["path"] in DERIVED:
-                    continue
-                current = read_state(self.root, entry["path"])
-                recorded = _recorded_state(journal, generation, entry)
-                if current != recorded:
-                    changes.append(Change("rollback", entry["path"], "update", current, recorded,
-                                          f"restore generation {generation.number}"))
+        changes = [Change("rollback", r.path, "update", r.current, r.recorded, f"restore generation {r.generation}")
+                   for r in restores]
         return ansible_diff(Plan(profile="", root=self.root, changes=changes))
 
     def result(self, *, changed, msg, plan=None, generation=None, verify=None, diff=None, **extra):
@@ -412,21 +375,6 @@ def _cause(report):
     if not isinstance(report, dict) or not report.get("cause"):
         return ""
     return f"; cause: {report['cause']}" + (f"; fix: {report['fix']}" if report.get("fix") else "")
-
-
-def _recorded_state(journal, generation, entry):
-    kind = entry["kind"]
-    if kind == "symlink":
-        return PathState("symlink", target=entry["target"])
-    if kind == "file":
-        try:
-            data = journal._blob(generation, entry["sha256"])
-        except FixerError:
-            data = b""
-        return PathState("file", data=data, mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
-    if kind == "dir":
-        return PathState("dir", mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
-    return PathState(kind)
 
 
 def main():

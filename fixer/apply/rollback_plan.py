@@ -1,0 +1,77 @@
+"""What a rollback would do, decided once for the CLI, the Ansible module and check mode alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fixer.apply.journal import DERIVED, OPEN_STATUSES, Generation, Journal
+from fixer.errors import InvalidInput
+from fixer.facts.paths import PathState, read_state
+
+
+@dataclass(frozen=True)
+class Restore:
+    """One path a rollback would put back, from what is there now to what generation N recorded."""
+
+    generation: int
+    path: str
+    current: PathState
+    recorded: PathState
+
+
+@dataclass(frozen=True)
+class RollbackPreview:
+    """The generations a rollback would undo (newest first), the interrupted ones it would finish, and drift."""
+
+    to: int | None
+    targets: tuple[Generation, ...]
+    interrupted: tuple[Generation, ...]
+    drifted: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.targets and not self.interrupted
+
+    @property
+    def numbers(self) -> list[int]:
+        return [g.number for g in (*self.interrupted, *self.targets)]
+
+
+def preview(journal: Journal, to: int | None = None) -> RollbackPreview:
+    """Select what `rollback [--to N]` undoes: the newest applied generation, or every applied one >= N."""
+    generations = journal.generations()
+    known = [g.number for g in generations]
+    if to is not None and to not in known:
+        span = f" (this root has {known[0]}..{known[-1]})" if known else ""
+        raise InvalidInput(f"generation {to} does not exist{span}")
+    applied = [g for g in generations if g.status == "applied"]
+    targets = [g for g in reversed(applied) if g.number >= to] if to is not None else applied[-1:]
+    interrupted = [g for g in generations if g.status in OPEN_STATUSES]
+    return RollbackPreview(to, tuple(targets), tuple(interrupted), tuple(drift(journal, targets)))
+
+
+def drift(journal: Journal, targets: list[Generation]) -> list[str]:
+    """Paths edited since the apply that a rollback would discard.
+
+    Targets are walked newest first: a path a newer target also manages is owed the state that newer
+    generation left, so the older generation's record of it is not drift."""
+    drifted: list[str] = []
+    newer: set[str] = set()
+    for generation in targets:
+        drifted += [f"{p} (generation {generation.number})" for p in journal.drifted(generation) if p not in newer]
+        newer.update(e["path"] for e in generation.entries)
+    return drifted
+
+
+def restores(journal: Journal, preview: RollbackPreview) -> list[Restore]:
+    """Each path whose current state differs from what the rollback would restore, in restore order."""
+    found: list[Restore] = []
+    for generation in (*preview.interrupted, *preview.targets):
+        for entry in reversed(generation.entries):
+            if entry["path"] in DERIVED:
+                continue
+            current = read_state(journal.root, entry["path"])
+            recorded = journal.recorded_state(generation, entry)
+            if current != recorded:
+                found.append(Restore(generation.number, entry["path"], current, recorded))
+    return found
