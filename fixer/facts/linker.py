@@ -21,9 +21,6 @@ SYSTEM_LIBRARY = re.compile(
     r"^(libc|libm|libdl|libpthread|librt|libresolv|libutil|libanl|libmvec|libstdc\+\+|libgcc_s|libatomic"
     r"|libgomp|ld-linux[-\w.]*)\.so(\.[\d.]+)?$"
 )
-# What a ggml backend NEEDs of libggml-base, when its ELF cannot say: Ollama v0.13.2+ builds it with
-# SOVERSION 0 (SONAME libggml-base.so.0); older builds (and ggml before its SOVERSION) use libggml-base.so.
-GGML_BASE = "libggml-base.so.0"
 LOADER_HIJACK = frozenset({"dlopen", "dlmopen", "dlsym", "dlvsym", "dlclose"})
 MAX_SYMLINKS = 40
 
@@ -77,11 +74,6 @@ def resolve_in_root(root: str, path: str, strict: bool = True) -> str | None:
 def split_path_list(value: str | None) -> list[str]:
     """LD_LIBRARY_PATH entries (':' or ';' separated); empty entries dropped."""
     return [p for p in re.split(r"[:;]", value or "") if p]
-
-
-def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -> list[str]:
-    """LD_LIBRARY_PATH as Ollama's runner gets it: its own two dirs, then the service's value."""
-    return [ollama_lib, f"{ollama_lib}/{library}"] + split_path_list(env.get("LD_LIBRARY_PATH"))
 
 
 @dataclass
@@ -311,60 +303,56 @@ class _Resolver:
         return folder.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
 
 
-def ggml_base_name(root: str, backend: str) -> str:
-    """The libggml-base name that `backend` (an absolute path inside `root`) NEEDs: the one ld.so looks
-    for when the backend is dlopened, so the one the runner's libggml-base must answer to."""
-    real = resolve_in_root(root, backend)
-    if real is not None:
-        try:
-            needed = read_elf(host_path(root, real), symbols=False).needed
-        except (ElfError, OSError):
-            needed = []
-        for name in needed:
-            if name == "libggml-base.so" or name.startswith("libggml-base.so."):
-                return name
-    return GGML_BASE
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a program will dlopen and how: the backend, the LD_LIBRARY_PATH it runs with, the libggml-base
+    name the backend NEEDs, and the folder whose bundled libraries must win (for shadowing findings)."""
+
+    backend: str
+    library_path: tuple[str, ...]
+    base: str
+    bundled: str
+    label: str  # the variant folder's name, for messages
 
 
-def resolve_backend(root: str, spec, env: Mapping[str, str], lookup: Iterable[str] = ()) -> Resolution:
-    """Static check of `spec` (a models.Verify: ollama_lib, library, backend) under `root` with the
-    service's effective environment `env` (before Ollama's runner prefixing).
+def resolve_backend(root: str, request: LoadRequest, env: Mapping[str, str], lookup: Iterable[str] = ()) -> Resolution:
+    """Static check of `request` under `root` with the service's effective environment `env`.
 
-    `lookup` names libraries to locate for the runner whether or not the backend's closure needs them
+    `lookup` names libraries to locate for the program whether or not the backend's closure needs them
     (`Resolution.lookups`); with it, preloads and lookups are still resolved when the backend itself is
     missing or not ELF (against this interpreter's ELF class and machine)."""
     root = os.fspath(root)
     lookup = list(lookup)
-    backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
-    library_path = runner_library_path(spec.ollama_lib, spec.library, env)
+    backend = request.backend
+    library_path = list(request.library_path)
     preload = split_preload(env.get("LD_PRELOAD")) + read_ld_so_preload(root)
     cache, cache_note = _cache(root)
     res = Resolution(root, backend, library_path, preload, cache_note)
-    target = _backend_header(root, res, spec)
+    target = _backend_header(root, res, request.label)
     if target is None and not lookup:
         return res
     resolver = _Resolver(root, target or _this_header(), library_path, cache)
     loaded: list[LoadedObject] = []
     _load_preloads(resolver, res, preload, loaded)
     if target is not None:
-        _load_group(resolver, res, ggml_base_name(root, backend), "global", loaded)
+        _load_group(resolver, res, request.base, "global", loaded)
         _load_group(resolver, res, backend, "backend", loaded)
     res.objects = loaded
     res.lookups = {name: _lookup(resolver, name, loaded) for name in lookup}
     if target is not None:
         _check_symbols(resolver, res, loaded)
-        _check_shadowing(res, spec, loaded)
+        _check_shadowing(res, request.bundled, loaded)
     _check_preload_conflicts(resolver, res, loaded)
     res.findings.sort(key=lambda f: {"error": 0, "warning": 1, "info": 2}[f.level])
     return res
 
 
-def _backend_header(root: str, res: Resolution, spec) -> Header | None:
+def _backend_header(root: str, res: Resolution, label: str) -> Header | None:
     """The backend's ELF header (the class and machine every candidate must match), or None with a finding."""
     real_backend = resolve_in_root(root, res.backend)
     if real_backend is None:
         res.findings.append(Finding("error", "backend-missing", f"the backend {res.backend} does not exist",
-                                    f"install Ollama's {spec.library} libraries or set verify.library"))
+                                    f"install Ollama's {label} libraries or set verify.library"))
         return None
     try:
         return read_header(host_path(root, real_backend))
@@ -597,8 +585,7 @@ def _guess_provider(res: Resolution, symbol: str) -> str | None:
     return None
 
 
-def _check_shadowing(res: Resolution, spec, loaded: list[LoadedObject]) -> None:
-    bundled = f"{spec.ollama_lib}/{spec.library}"
+def _check_shadowing(res: Resolution, bundled: str, loaded: list[LoadedObject]) -> None:
     for obj in loaded:
         if obj.origin == "host":
             continue

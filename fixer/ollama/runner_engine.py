@@ -1,4 +1,5 @@
-"""Start `ollama runner --ollama-engine` as `ollama serve` would and read its GET /info device list."""
+"""Ollama v0.13–v0.24 discovery: the runner's library path, and `ollama runner --ollama-engine` started as
+`ollama serve` starts it, its GET /info device list read back."""
 
 from __future__ import annotations
 
@@ -13,14 +14,30 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer.verify import placement as sandbox
-from fixer.facts.linker import resolve_in_root
+from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root
+from fixer.ollama import layout
+from fixer.probe import placement as sandbox
 from fixer.facts.paths import host_path
 
 # Fields of Ollama's ml.DeviceInfo as the runner's /info encodes them (v0.13-v0.22).
 DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",
                  "free_memory", "ComputeMajor", "ComputeMinor", "driver_major", "driver_minor", "LibraryPath")
 GPU_BACKENDS = ("CUDA",)
+
+
+def load_request(root: str, spec) -> LoadRequest:
+    """How the runner dlopens `spec`'s backend (spec: a model.profile.Verify)."""
+    backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
+    return LoadRequest(backend, tuple(layout.runner_library_path(spec.ollama_lib, spec.library, {})),
+                       layout.ggml_base_name(root, backend), f"{spec.ollama_lib}/{spec.library}", spec.library)
+
+
+def resolve(root: str, spec, env: Mapping[str, str], lookup=()) -> Resolution:
+    """ld.so's view of the backend load in a runner started with the service's environment `env`."""
+    request = load_request(root, spec)
+    path = tuple(layout.runner_library_path(spec.ollama_lib, spec.library, env))
+    return resolve_backend(root, LoadRequest(request.backend, path, request.base, request.bundled, request.label),
+                           env, lookup)
 
 
 @dataclass

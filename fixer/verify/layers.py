@@ -106,9 +106,9 @@ def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> C
 
 
 def check_static(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    from fixer.facts.linker import resolve_backend
+    from fixer.ollama import runner_engine
 
-    res = resolve_backend(root, spec, env)
+    res = runner_engine.resolve(root, spec, env)
     if res.ok:
         return Check("static", "pass", f"{len(res.objects)} objects resolve; no missing symbols", res.evidence,
                      details=res.to_dict())

@@ -7,7 +7,7 @@ import pytest
 from fixer.facts.linker import Candidate, Lookup, MissingSymbol, PreloadConflict, Resolution
 from fixer.doctor.rules import hardening as sandbox, libs, preload, service
 from fixer.doctor.rules.base import Context
-from fixer.facts.inventory import DropIn, Entry, HostFacts
+from fixer.doctor.snapshot import DropIn, Entry, HostFacts
 from tests.doctor.conftest import elf_info
 
 LIB = "/usr/local/lib/ollama"

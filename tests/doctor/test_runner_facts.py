@@ -11,7 +11,7 @@ import pytest
 
 from fixer.doctor.rules import libs, preload
 from fixer.doctor.rules.base import Context
-from fixer.facts.inventory import gather
+from fixer.doctor.snapshot import gather
 from tests.doctor.conftest import LIB
 
 SHIM_DIR = "/opt/vgpu/lib"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fixer.facts.linker import GGML_BASE, ggml_base_name, resolve_backend
+from fixer.ollama.layout import GGML_BASE, ggml_base_name
+from fixer.ollama.runner_engine import resolve as resolve_backend
 from fixer.verify.loadprobe import run_load_probe
 from fixer.model.profile import Verify
 from tests.native import layout

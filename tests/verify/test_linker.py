@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from fixer.facts.linker import resolve_backend, resolve_in_root
+from fixer.facts.linker import resolve_in_root
+from fixer.ollama.runner_engine import resolve as resolve_backend
 from fixer.model.profile import Verify
 from tests.native import layout
 

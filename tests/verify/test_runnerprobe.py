@@ -76,7 +76,7 @@ def test_standin_serve_logs_inference_compute(namespaces, make_host, native, llm
     """`ollama serve` of the stand-in: discovery through runners, then Ollama's log line."""
     import threading
 
-    from fixer.verify import placement as sandbox
+    from fixer.probe import placement as sandbox
 
     root = make_host()
     env = {**libpath(root, native), "OLLAMA_LLM_LIBRARY": llm_library, "OLLAMA_DEBUG": "1",

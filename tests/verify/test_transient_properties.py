@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixer.verify import placement as sandbox
+from fixer.probe import placement as sandbox
 
 from fixer import system
 from fixer.facts.host import probe_unit

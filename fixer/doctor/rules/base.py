@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 if TYPE_CHECKING:
     from fixer.ollama.logs import LogSummary
-    from fixer.facts.inventory import HostFacts
+    from fixer.doctor.snapshot import HostFacts
 
 Severity = Literal["error", "warning", "info", "external"]
 SEVERITY_ORDER = {"external": 0, "error": 1, "warning": 2, "info": 3}

@@ -8,9 +8,9 @@ import statistics
 
 from fixer.facts.linker import Lookup, symbol_family
 from fixer.doctor.rules.base import Context, Finding, finding, rule
-from fixer.facts.inventory import CUDA_LIB, HostFacts, is_shim_name, runner_sonames
+from fixer.doctor.snapshot import HostFacts, is_shim_name
+from fixer.ollama.layout import CUDA_LIB, TOP_LEVEL_SHIPPED, bundled_sonames
 
-TOP_LEVEL_SHIPPED = ("libggml-base.so*", "libggml-cpu*.so")
 DAY = 86400.0
 ORIGINS = {"preload": "preloaded object with that SONAME", "LD_LIBRARY_PATH": "LD_LIBRARY_PATH",
            "ld.so.cache": "ld.so.cache", "default": "default directories", "RPATH": "RPATH", "RUNPATH": "RUNPATH"}
@@ -253,7 +253,7 @@ def shim_shadows_bundled(ctx: Context) -> list[Finding]:
         return []
     libdir = host.cuda_dir()
     out = []
-    for soname in runner_sonames(libdir)[1:]:
+    for soname in bundled_sonames(libdir)[1:]:
         bundled = f"{host.ollama_lib}/{libdir}/{soname}"
         look = runner_lookup(host, soname)
         if look is None:

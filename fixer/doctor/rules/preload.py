@@ -6,7 +6,7 @@ import os
 
 from fixer.facts.elf import ElfInfo
 from fixer.doctor.rules.base import Context, Finding, finding, rule
-from fixer.facts.inventory import HostFacts, is_shim_name
+from fixer.doctor.snapshot import HostFacts, is_shim_name
 
 CUDA_SONAMES = ("libcuda.so", "libcudart.so", "libnvidia-ml.so", "libcublas")
 

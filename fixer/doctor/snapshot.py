@@ -1,4 +1,4 @@
-"""The host facts doctor's rules read, and the one read-only gatherer that fills them from a root."""
+"""The host facts doctor's rules read, gathered read-only from a root with the facts layer's readers."""
 
 from __future__ import annotations
 
@@ -7,25 +7,18 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from fixer.facts.elf import ElfError, ElfInfo, read_elf
 from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
-from fixer.facts.linker import Resolution, resolve_backend, resolve_in_root, split_path_list
+from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
 from fixer.facts.systemd import assignments
+from fixer.model.profile import Verify
+from fixer.ollama import layout, runner_engine
+from fixer.ollama.layout import BACKEND, CUDA_LIB, DEFAULT_LIB
 
-DEFAULT_LIB = "/usr/local/lib/ollama"
 SHIM_MARKERS = ("vgpu",)
-CUDA_LIB = "cuda_v12"
-BACKEND = "libggml-cuda.so"
 # The loader's default directories (every architecture's): listed to find shims, not to resolve names.
-
-
-def runner_sonames(libdir: str) -> tuple[str, ...]:
-    """What doctor asks the linker to locate for a runner of `libdir`: the driver and the bundled CUDA libraries."""
-    major = "13" if libdir.endswith("13") else "12"
-    return ("libcuda.so.1", f"libcudart.so.{major}", f"libcublas.so.{major}", f"libcublasLt.so.{major}")
 
 
 @dataclass(frozen=True)
@@ -194,12 +187,7 @@ def _gather_unit(facts: HostFacts) -> None:
 
 def _guess_lib(root: str, exec_start: str | None) -> str:
     argv = exec_argv(exec_start)
-    candidates = []
-    if argv and argv[0].startswith("/"):
-        real = _realpath(root, argv[0])
-        candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
-    candidates += [DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama"]
-    return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
+    return layout.guess_lib(root, argv[0] if argv else None)
 
 
 def _gather_lib(facts: HostFacts) -> None:
@@ -249,8 +237,8 @@ def _gather_runner(facts: HostFacts) -> Resolution | None:
     if not facts.lib_present:
         return None
     libdir = facts.cuda_dir()
-    spec = SimpleNamespace(ollama_lib=facts.ollama_lib, library=libdir, backend=BACKEND)  # models.Verify's fields
-    return resolve_backend(facts.root, spec, facts.env, lookup=runner_sonames(libdir))
+    spec = Verify(ollama_lib=facts.ollama_lib, library=libdir, backend=BACKEND)
+    return runner_engine.resolve(facts.root, spec, facts.env, lookup=layout.bundled_sonames(libdir))
 
 
 def _ld_dirs(root: str) -> list[str]:

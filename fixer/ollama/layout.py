@@ -1,0 +1,68 @@
+"""Where Ollama installs itself and what it ships: library dirs, backend names, the runner's library path."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from fixer.facts.elf import ElfError, read_elf
+from fixer.facts.linker import resolve_in_root, split_path_list
+from fixer.facts.paths import host_path
+
+OLLAMA_BIN = "/usr/local/bin/ollama"
+DEFAULT_LIB = "/usr/local/lib/ollama"
+# Where install.sh and distribution packages put lib/ollama, after the one beside the binary.
+LIB_CANDIDATES = (DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama")
+CUDA_LIB = "cuda_v12"  # the folder with cubins for compute capability 9.0 (cuda_v13 ships PTX only)
+BACKEND = "libggml-cuda.so"
+# What a ggml backend NEEDs of libggml-base when its ELF cannot say: Ollama v0.13.2+ builds it with
+# SOVERSION 0 (SONAME libggml-base.so.0); older builds (and ggml before its SOVERSION) use libggml-base.so.
+GGML_BASE = "libggml-base.so.0"
+# Files Ollama ships at the top of lib/ollama (not in a variant folder), per generation.
+TOP_LEVEL_SHIPPED = ("libggml-base.so*", "libggml-cpu*.so")
+
+
+def is_library_dir(names: list[str]) -> bool:
+    """Ollama turns a subfolder of lib/ollama into a library dir when it holds a `*ggml-*` file."""
+    return any("ggml-" in n for n in names)
+
+
+def cuda_major(library: str) -> str:
+    """The CUDA major of a variant folder (`cuda_v13` -> "13"); cuda_v12 for anything else."""
+    return "13" if library.endswith("13") else "12"
+
+
+def bundled_sonames(library: str) -> tuple[str, ...]:
+    """The driver and the CUDA libraries a CUDA backend of `library` NEEDs (Ollama bundles all but the driver)."""
+    major = cuda_major(library)
+    return ("libcuda.so.1", f"libcudart.so.{major}", f"libcublas.so.{major}", f"libcublasLt.so.{major}")
+
+
+def guess_lib(root: str, binary: str | None) -> str:
+    """lib/ollama for the binary ExecStart names (its ../lib/ollama), else the first install location present."""
+    candidates = []
+    if binary and binary.startswith("/"):
+        real = resolve_in_root(root, binary, strict=False) or binary
+        candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
+    candidates += list(LIB_CANDIDATES)
+    return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
+
+
+def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -> list[str]:
+    """LD_LIBRARY_PATH as the v0.13–v0.24 runner gets it: lib/ollama and the variant dir, then the service's."""
+    return [ollama_lib, f"{ollama_lib}/{library}"] + split_path_list(env.get("LD_LIBRARY_PATH"))
+
+
+def ggml_base_name(root: str, backend: str) -> str:
+    """The libggml-base name that `backend` (an absolute path inside `root`) NEEDs: the one ld.so looks
+    for when the backend is dlopened, so the one the runner's libggml-base must answer to."""
+    real = resolve_in_root(root, backend)
+    if real is not None:
+        try:
+            needed = read_elf(host_path(root, real), symbols=False).needed
+        except (ElfError, OSError):
+            needed = []
+        for name in needed:
+            if name == "libggml-base.so" or name.startswith("libggml-base.so."):
+                return name
+    return GGML_BASE
