@@ -254,8 +254,8 @@ def verify_cmd(
     """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
     def body() -> int:
-        from fixer.verify import layers as verifier
         from fixer.render import result
+        from fixer.verify import layers as verifier
 
         real = _root(root)
         prof = _load(profile, real, sets)

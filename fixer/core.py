@@ -6,12 +6,11 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from fixer.facts import host
-
 from fixer import plan as planner
 from fixer.errors import InvalidInput
-from fixer.model.profile import Profile
+from fixer.facts import host
 from fixer.facts.paths import STATE_DIR, host_path
+from fixer.model.profile import Profile
 
 if TYPE_CHECKING:
     from fixer.apply.rollback_plan import Restore, RollbackPreview

@@ -3,77 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from fixer.facts import systemd as unitfile
 from fixer.facts.host import HostState, with_dropin
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, preload_line
-from fixer.model.profile import Profile
 from fixer.facts.paths import ABSENT, PathState
+from fixer.model.plan import Change, Plan, PostAction  # noqa: F401  (Change and Plan: this module's results)
+from fixer.model.profile import Profile
 
 LD_SO_CONF_INCLUDE = "include /etc/ld.so.conf.d/*.conf\n"
 CONFIG_MODE = 0o644
-
-
-@dataclass(frozen=True)
-class Change:
-    """One path's step from `before` to `after`; `action` is create, update, delete or noop."""
-
-    kind: str
-    path: str
-    action: str
-    before: PathState
-    after: PathState
-    reason: str
-
-    @property
-    def pending(self) -> bool:
-        return self.action != "noop"
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "path": self.path,
-            "action": self.action,
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
-            "reason": self.reason,
-        }
-
-
-@dataclass
-class Plan:
-    """Everything `apply` would do, as data: changes (no-ops included), conflicts, notes, post-actions."""
-
-    profile: str
-    root: str
-    changes: list[Change]
-    conflicts: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    post_actions: list[str] = field(default_factory=list)
-    fingerprints: dict[str, str] = field(default_factory=dict)
-    forced: list[str] = field(default_factory=list)
-
-    @property
-    def pending(self) -> list[Change]:
-        return [c for c in self.changes if c.pending]
-
-    @property
-    def converged(self) -> bool:
-        return not self.pending and not self.conflicts
-
-    def to_dict(self) -> dict:
-        return {
-            "profile": self.profile,
-            "root": self.root,
-            "changes": [c.to_dict() for c in self.changes],
-            "conflicts": self.conflicts,
-            "notes": self.notes,
-            "warnings": self.warnings,
-            "post_actions": self.post_actions,
-            "fingerprints": self.fingerprints,
-        }
 
 
 def render_dropin(profile: Profile) -> str:
@@ -311,10 +250,10 @@ def _post_actions(plan: Plan, profile: Profile, host: HostState) -> list[str]:
     ld_dirs = set(host.ld_dirs) | set(profile.ld_so_conf.entries if profile.ld_so_conf else [])
     actions = []
     if any(c.kind == "ld_so_conf" or os.path.dirname(c.path) in ld_dirs for c in pending):
-        actions.append("ldconfig")
+        actions.append(PostAction.LDCONFIG)
     if any(c.kind == "dropin" for c in pending):
-        actions.append("daemon-reload")
-    actions.append("restart")
+        actions.append(PostAction.DAEMON_RELOAD)
+    actions.append(PostAction.RESTART)
     return actions
 
 

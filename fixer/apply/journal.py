@@ -10,9 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from fixer.apply import crashpoints
-
-from fixer.apply import writes
+from fixer.apply import crashpoints, writes
 from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
 from fixer.facts.paths import STATE_DIR, PathState, host_path, parent_problem, read_state
 

@@ -6,20 +6,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fixer.apply import crashpoints
-
-from fixer.facts import host, ldso
-
 from fixer import plan as planner
-
 from fixer import system
-
-from fixer.apply import rollback_plan, writes
-from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, RollbackFailed, VerifyFailedRolledBack
+from fixer.apply import crashpoints, rollback_plan, writes
 from fixer.apply.journal import Generation, Journal
 from fixer.apply.lock import RunLock
-from fixer.model.profile import Profile
+from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, RollbackFailed, VerifyFailedRolledBack
+from fixer.facts import host, ldso
 from fixer.facts.paths import missing_parents
+from fixer.model.plan import PostAction
+from fixer.model.profile import Profile
+
 
 @dataclass
 class Outcome:
@@ -39,7 +36,7 @@ def touched_paths(root: str, plan: planner.Plan) -> list[str]:
     """Every path the apply may create or change, parents it must create first, then ldconfig's outputs."""
     paths: list[str] = []
     targets = [c.path for c in plan.pending]
-    if "ldconfig" in plan.post_actions:
+    if PostAction.LDCONFIG in plan.post_actions:
         # ldconfig writes each cache through a `~` temp file it leaves behind when it fails.
         targets += [ldso.LD_SO_CACHE, ldso.LD_SO_CACHE + "~", ldso.LDCONFIG_AUX_CACHE, ldso.LDCONFIG_AUX_CACHE + "~"]
     for target in targets:
@@ -75,19 +72,19 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
     live = system.systemd_live(root, scope)
     for action in actions:
         crashpoints.hit(f"post:{action}")
-        if action == "ldconfig":
+        if action == PostAction.LDCONFIG:
             for parent in missing_parents(root, ldso.LDCONFIG_AUX_CACHE):
                 writes.make_dir(root, parent, 0o755)
             system.ldconfig(root)
             done.append("ldconfig: cache rebuilt" + ("" if root == "/" else f" for {root}"))
         elif not live:
             done.append(f"{action}: skipped (no running service manager for this root)")
-        elif action == "daemon-reload":
+        elif action == PostAction.DAEMON_RELOAD:
             system.systemctl(scope, "daemon-reload")
             done.append("daemon-reload: done")
-        elif action == "restart" and not restart:
+        elif action == PostAction.RESTART and not restart:
             done.append(f"restart: skipped (--no-restart); restart {unit} to take effect")
-        elif action == "restart":
+        elif action == PostAction.RESTART:
             system.systemctl(scope, "restart", unit)
             done.append(f"restart: {unit} restarted")
     return done
@@ -125,7 +122,7 @@ def _restore(journal: Journal, generation: Generation, restart: bool, status: st
         ) from None
     service = generation.manifest.get("service")
     if service and service["dropin"] in restored:
-        generation.manifest["post_actions"] = run_post_actions(journal.root, service, ["daemon-reload", "restart"], restart)
+        generation.manifest["post_actions"] = run_post_actions(journal.root, service, [PostAction.DAEMON_RELOAD, PostAction.RESTART], restart)
     journal.set_status(generation, status)
     crashpoints.hit("rollback:done")
     return restored

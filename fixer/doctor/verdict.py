@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from fixer.doctor.rules.base import SEVERITY_ORDER, Context, Finding
 
 if TYPE_CHECKING:
+    from fixer.doctor.snapshot import HostFacts
     from fixer.model.profile import Profile
     from fixer.ollama.logs import LogSummary
-    from fixer.doctor.snapshot import HostFacts
 
 # Which finding names the cause when several fire (most fundamental first).
 PRIORITY = (
@@ -161,8 +161,8 @@ def _load_profile(profile: Profile | str | None, root: str) -> Profile | None:
 
 def diagnose(root: str, log_text: str | None, profile: Profile | str | None = None, *, probe_host: bool = True) -> Diagnosis:
     """Run every rule over the host under `root` and the log text; read-only."""
-    from fixer.ollama.logs import summarize
     from fixer.doctor.snapshot import gather
+    from fixer.ollama.logs import summarize
 
     prof = _load_profile(profile, root)
     unit = prof.service.unit if prof else "ollama.service"

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from fixer.facts import systemd as unitfile
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
-from fixer.model.profile import Profile
 from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_state
+from fixer.model.profile import Profile
 
 # systemd's unit search path, highest priority first (systemd.unit(5)).
 SYSTEM_UNIT_DIRS = (

@@ -12,8 +12,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping
 
 from fixer.facts.elf import ElfError, ElfInfo, Header, read_elf, read_header
-from fixer.facts.ldso import (DEFAULT_DIRS, FALLBACK_DIRS, LD_SO_CACHE, LOADER_FLAGS, LdCache, LdCacheError,
-                              read_cache, read_ld_so_preload, split_preload)
+from fixer.facts.ldso import (
+    DEFAULT_DIRS,
+    FALLBACK_DIRS,
+    LD_SO_CACHE,
+    LOADER_FLAGS,
+    LdCache,
+    LdCacheError,
+    read_cache,
+    read_ld_so_preload,
+    split_preload,
+)
 from fixer.facts.paths import host_path
 
 # Toolchain libraries a test or staging root may lack; under a non-/ root they come from the live host.

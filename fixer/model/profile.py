@@ -6,6 +6,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fixer.ollama import defaults as ollama
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIRECTIVE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 MAX_VALUE_LEN = 32 * 1024
@@ -230,10 +232,10 @@ class LdSoPreload(Model):
 class Verify(Model):
     """What proves success: the backend that must load and how many devices it must report."""
 
-    ollama_lib: AbsPath = "/usr/local/lib/ollama"
-    library: FileName = "cuda_v12"
-    backend: FileName = "libggml-cuda.so"
-    ollama_bin: AbsPath = "/usr/local/bin/ollama"
+    ollama_lib: AbsPath = ollama.DEFAULT_LIB
+    library: FileName = ollama.CUDA_LIB
+    backend: FileName = ollama.BACKEND
+    ollama_bin: AbsPath = ollama.OLLAMA_BIN
     min_devices: int = Field(default=1, ge=0)
     timeout: float = Field(default=20.0, gt=0, le=600)
 

@@ -8,13 +8,10 @@ from typing import Mapping
 from fixer.facts.elf import ElfError, read_elf
 from fixer.facts.linker import resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
+from fixer.ollama.defaults import BACKEND, CUDA_LIB, DEFAULT_LIB, OLLAMA_BIN  # noqa: F401  (re-exported)
 
-OLLAMA_BIN = "/usr/local/bin/ollama"
-DEFAULT_LIB = "/usr/local/lib/ollama"
 # Where install.sh and distribution packages put lib/ollama, after the one beside the binary.
 LIB_CANDIDATES = (DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama")
-CUDA_LIB = "cuda_v12"  # the folder with cubins for compute capability 9.0 (cuda_v13 ships PTX only)
-BACKEND = "libggml-cuda.so"
 # What a ggml backend NEEDs of libggml-base when its ELF cannot say: Ollama v0.13.2+ builds it with
 # SOVERSION 0 (SONAME libggml-base.so.0); older builds (and ggml before its SOVERSION) use libggml-base.so.
 GGML_BASE = "libggml-base.so.0"

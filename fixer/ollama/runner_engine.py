@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root
+from fixer.facts.paths import host_path
 from fixer.ollama import layout
 from fixer.probe import placement as sandbox
-from fixer.facts.paths import host_path
 
 # Fields of Ollama's ml.DeviceInfo as the runner's /info encodes them (v0.13-v0.22).
 DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",

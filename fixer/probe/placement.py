@@ -18,8 +18,8 @@ from typing import Mapping
 
 from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
 from fixer.facts.linker import resolve_in_root, split_path_list
-from fixer.ollama.layout import runner_library_path
 from fixer.facts.paths import host_path
+from fixer.ollama.layout import runner_library_path
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Never bound over: the probe's own interpreter and the host's C library live here.

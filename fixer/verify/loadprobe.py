@@ -7,8 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer.probe import placement as sandbox
 from fixer.ollama.layout import GGML_BASE, ggml_base_name
+from fixer.probe import placement as sandbox
 
 CUDA_ERRORS = {35: "insufficient driver", 100: "no CUDA-capable device", 3: "initialization error",
                34: "CUDA driver is a stub library", 999: "unknown error"}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from fixer import core, profiles
-from fixer.demo import snapshot_tree
 from fixer.apply.journal import Journal
 from fixer.apply.lock import RunLock
+from fixer.demo import snapshot_tree
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,10 @@ import subprocess
 
 import pytest
 
-from fixer import core
+from fixer import core, profiles
 from fixer.apply import transaction as applier
-
-from fixer import profiles
-from fixer.errors import ApplyFailed, Conflict, InvalidInput
 from fixer.apply.journal import Journal
-
+from fixer.errors import ApplyFailed, Conflict, InvalidInput
 from tests.conftest import have
 
 DROPIN = "etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf"

@@ -6,11 +6,9 @@ import os
 
 import pytest
 
-from fixer.facts import host
-
 from fixer import plan as planner
-
 from fixer import profiles
+from fixer.facts import host
 
 
 def make_plan(root: str, name: str = "h100-vgpu", force: bool = False, **overrides):

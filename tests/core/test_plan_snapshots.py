@@ -6,8 +6,7 @@ import pytest
 
 from fixer import plan as planner
 from fixer import profiles
-from fixer.facts import host
-from fixer.facts import systemd
+from fixer.facts import host, systemd
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD
 from fixer.facts.paths import ABSENT, PathState
 

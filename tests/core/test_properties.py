@@ -9,10 +9,8 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixer import core
+from fixer import core, profiles
 from fixer.apply import transaction as applier
-
-from fixer import profiles
 from fixer.demo import build_seed_host, snapshot_tree
 
 LINKS = ["/opt/vgpu/lib/libcuda.so.1", "/opt/vgpu/lib/libnvidia-ml.so.1", "/usr/local/lib/ollama/libggml-cuda.so"]

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from fixer.doctor import verdict as doctor
-from fixer.errors import InvalidInput
 from fixer.doctor.rules.base import Finding, Fix
 from fixer.doctor.snapshot import HostFacts, gather
+from fixer.errors import InvalidInput
 from tests.doctor.conftest import read_log
 
 

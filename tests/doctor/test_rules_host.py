@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fixer.facts.linker import Candidate, Lookup, MissingSymbol, PreloadConflict, Resolution
-from fixer.doctor.rules import hardening as sandbox, libs, preload, service
+from fixer.doctor.rules import hardening as sandbox
+from fixer.doctor.rules import libs, preload, service
 from fixer.doctor.rules.base import Context
 from fixer.doctor.snapshot import DropIn, Entry, HostFacts
+from fixer.facts.linker import Candidate, Lookup, MissingSymbol, PreloadConflict, Resolution
 from tests.doctor.conftest import elf_info
 
 LIB = "/usr/local/lib/ollama"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fixer.ollama import versions as V
-from fixer.ollama.logs import summarize
 from fixer.doctor.rules import logs
 from fixer.doctor.rules.base import Context
 from fixer.doctor.snapshot import Entry, HostFacts
+from fixer.ollama import versions as V
+from fixer.ollama.logs import summarize
 from tests.doctor.conftest import elf_info, read_log
 
 T = "time=2026-01-01T00:00:{s:06.3f}Z level={lvl} source={src} msg={msg}"

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 
-from fixer.demo import build_seed_host, snapshot_tree
 from fixer.apply.journal import DERIVED, Journal
+from fixer.demo import build_seed_host, snapshot_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMP_FILE = re.compile(r"^\..+\.vgpu-fix-.*\.tmp$")

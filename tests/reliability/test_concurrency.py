@@ -15,8 +15,16 @@ import time
 import pytest
 
 from fixer.apply.journal import Journal
-from tests.reliability.harness import (APPLY, REPO, copy_root, generation_statuses, run_subprocess, seed,
-                                       temp_files, tree)
+from tests.reliability.harness import (
+    APPLY,
+    REPO,
+    copy_root,
+    generation_statuses,
+    run_subprocess,
+    seed,
+    temp_files,
+    tree,
+)
 
 RUNS = 10
 GATE_RUN = os.path.join(os.path.dirname(__file__), "gate_run.py")

@@ -8,13 +8,11 @@ import stat
 
 import pytest
 
-from fixer.apply import transaction as applier
-
 from fixer import profiles
-
+from fixer.apply import transaction as applier
 from fixer.apply import writes
-from fixer.errors import Conflict
 from fixer.apply.journal import Journal
+from fixer.errors import Conflict
 
 
 @pytest.fixture

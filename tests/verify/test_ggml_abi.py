@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from fixer.model.profile import Verify
 from fixer.ollama.layout import GGML_BASE, ggml_base_name
 from fixer.ollama.runner_engine import resolve as resolve_backend
 from fixer.verify.loadprobe import run_load_probe
-from fixer.model.profile import Verify
 from tests.native import layout
 from tests.native.build import HERE
 

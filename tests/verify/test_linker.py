@@ -7,8 +7,8 @@ import json
 import pytest
 
 from fixer.facts.linker import resolve_in_root
-from fixer.ollama.runner_engine import resolve as resolve_backend
 from fixer.model.profile import Verify
+from fixer.ollama.runner_engine import resolve as resolve_backend
 from tests.native import layout
 
 SHIM = f"{layout.SHIM_DIR}/libvgpu-cuda.so"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fixer.facts.ldso import read_ld_so_preload
 from fixer.facts.linker import resolve_in_root
-from fixer.ollama.runner_engine import resolve as resolve_backend
 from fixer.model.profile import Verify
+from fixer.ollama.runner_engine import resolve as resolve_backend
 from tests.native import layout
 from tests.verify.test_linker import CUDART_SHIM, SHIM, swapped_preload_order
 

@@ -7,12 +7,20 @@ import pwd
 
 import pytest
 
-from fixer.verify.loadprobe import run_load_probe
 from fixer.model.profile import Verify
+from fixer.verify.loadprobe import run_load_probe
 from tests.native import layout
 from tests.verify.test_linker import (
-    deliberate_preload_order, ld_so_conf_with_ldconfig, libpath, no_libcuda_link, preload,
-    preload_dlopen_interposer, preload_wrong_soname, shim_missing_symbol, stray_cublas, swapped_preload_order,
+    deliberate_preload_order,
+    ld_so_conf_with_ldconfig,
+    libpath,
+    no_libcuda_link,
+    preload,
+    preload_dlopen_interposer,
+    preload_wrong_soname,
+    shim_missing_symbol,
+    stray_cublas,
+    swapped_preload_order,
 )
 
 SPEC = Verify(timeout=20)

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from fixer.facts.elf import read_elf
+from fixer.model.profile import Verify
 from fixer.ollama.layout import ggml_base_name
 from fixer.ollama.runner_engine import resolve as resolve_backend
 from fixer.verify.loadprobe import run_load_probe
-from fixer.model.profile import Verify
 from tests.native import layout
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fixer.probe import placement as sandbox
-
 from fixer import system
 from fixer.facts.host import probe_unit
 from fixer.model.profile import Verify
+from fixer.probe import placement as sandbox
 
 
 def test_sandbox_and_resource_settings_are_replayed_in_merge_order():

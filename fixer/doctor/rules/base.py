@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal
 
 if TYPE_CHECKING:
-    from fixer.ollama.logs import LogSummary
     from fixer.doctor.snapshot import HostFacts
+    from fixer.ollama.logs import LogSummary
 
 Severity = Literal["error", "warning", "info", "external"]
 SEVERITY_ORDER = {"external": 0, "error": 1, "warning": 2, "info": 3}

@@ -6,9 +6,9 @@ import fnmatch
 import os
 import statistics
 
-from fixer.facts.linker import Lookup, symbol_family
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.snapshot import HostFacts, is_shim_name
+from fixer.facts.linker import Lookup, symbol_family
 from fixer.ollama.layout import CUDA_LIB, TOP_LEVEL_SHIPPED, bundled_sonames
 
 DAY = 86400.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from fixer.ollama.logs import BOOTSTRAP_TIMEOUT_S, SLOW_BOOTSTRAP_S, Event, LogSummary
 from fixer.doctor.rules import libs, preload
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.rules.preload import is_driver_shim
+from fixer.ollama.logs import BOOTSTRAP_TIMEOUT_S, SLOW_BOOTSTRAP_S, Event, LogSummary
 
 # Emulated display adapters and BMCs: a VM or server has these without any usable GPU.
 NOT_A_GPU_VENDORS = {"0x1234", "0x1b36", "0x1af4", "0x15ad", "0x1013", "0x1414", "0x5853", "0x80ee", "0x102b", "0x1a03"}

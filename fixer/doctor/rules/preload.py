@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from fixer.facts.elf import ElfInfo
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.snapshot import HostFacts, is_shim_name
+from fixer.facts.elf import ElfInfo
 
 CUDA_SONAMES = ("libcuda.so", "libcudart.so", "libnvidia-ml.so", "libcublas")
 

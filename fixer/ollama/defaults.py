@@ -1,0 +1,6 @@
+"""Where a stock Ollama install puts itself and which CUDA folder serves an H100 (data only, no imports)."""
+
+OLLAMA_BIN = "/usr/local/bin/ollama"
+DEFAULT_LIB = "/usr/local/lib/ollama"
+CUDA_LIB = "cuda_v12"  # the folder with cubins for compute capability 9.0 (cuda_v13 ships PTX only)
+BACKEND = "libggml-cuda.so"
