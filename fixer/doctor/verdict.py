@@ -238,7 +238,7 @@ def _wrap(text: str, indent: str) -> str:
 
 
 def _log_line(events: dict) -> str:
-    parts = [events["version"]["text"]]
+    parts = [events["version"]["text"] + (f", {events['generation']} generation" if events.get("generation") else "")]
     if events["compute"]:
         parts.append("CPU fallback" if events["cpu_fallback"] else f"{len(events['gpu_devices'])} GPU(s) in use")
     for b in events["bootstraps"][:3]:

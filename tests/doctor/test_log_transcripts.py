@@ -96,6 +96,12 @@ def test_generation_from_a_message_only_one_generation_logs():
     assert log.generation == SERVER and log.driver_too_old[0].data["driver_major"] == 12
 
 
+def test_the_nvml_gate_is_named_from_its_log_line_alone():
+    line = next(x for x in read_log("v0.32.15_nvml_driver_too_old.log").splitlines() if "driver too old" in x)
+    (found,) = diagnose("/nonexistent-root", line, probe_host=False).findings
+    assert (found.id, found.severity) == ("nvidia-driver-gate", "error") and "NVML driver gate" in found.summary
+
+
 def test_runner_engine_rules_are_not_applied_to_a_llama_server_log():
     """A crash in a llama-server log is named by the llama-server rule, never as an `ollama runner` crash."""
     found = diagnose("/nonexistent-root", read_log("v0.30.11_list_devices_crashed.json"), probe_host=False).findings
@@ -116,3 +122,10 @@ def test_summary_json_names_the_filters_and_the_generation():
     assert events["generation"] == SERVER
     assert events["dropped"]["nvidia_driver"][0]["required_driver"] == "550 or newer"
     assert events["version"]["generation"] == SERVER
+
+
+def test_text_report_names_version_and_generation():
+    from fixer.doctor.verdict import render_text
+
+    text = render_text(diagnose("/nonexistent-root", read_log("v0.33.0-rc2_gpu_ok.log"), probe_host=False))
+    assert "log: Ollama 0.33.0-rc2, llama-server generation" in text and "verdict: GPU in use: NVIDIA H200" in text
