@@ -250,6 +250,8 @@ def verify_cmd(
     service: bool = typer.Option(False, "--service", help="Also restart the unit and watch its journal (live root)."),
     timeout: Optional[float] = typer.Option(
         None, "--timeout", help="Seconds per probe (default: the profile's); with --service also the journal wait (default 120)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="With --service: load this model through Ollama's API and require size_vram > 0 in /api/ps."),
 ) -> None:
     """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
@@ -258,11 +260,16 @@ def verify_cmd(
         from fixer.verify import layers as verifier
 
         real = _root(root)
+        if model is not None and not service:
+            raise InvalidInput("--model loads the model in the running service: give --service too")
         prof = _load(profile, real, sets)
         report = verifier.verify(real, prof, timeout=timeout)
         if service:
+            from fixer.verify.model_load import check_after_service
+
             progress = None if as_json else (lambda line: typer.echo(line, err=True))
-            report.checks.append(verifier.check_service(real, prof, timeout=timeout or 120.0, echo=progress))
+            serviced = verifier.check_service(real, prof, timeout=timeout or 120.0, echo=progress)
+            report.checks += [serviced, check_after_service(serviced, report.env, model)]
         doc = report.to_dict()
         msg = f"{report.backend} loads" if report.ok else f"{report.backend} does not load: {report.cause}"
         _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,

@@ -1,4 +1,8 @@
-"""Generate the Ollama version table (message -> source file:line -> release ranges) from an Ollama git dir."""
+"""Generate fixer/ollama/versions_table.txt (message -> source file:line -> release ranges) from an Ollama git dir.
+
+Usage: python3 scripts/gen_ollama_versions.py /path/to/ollama.git --out fixer/ollama/versions_table.txt
+Reads the release tags vX.Y.Z (>= 0.11.0) and the pre-release tags newer than the newest release; stdlib only.
+"""
 
 from __future__ import annotations
 
@@ -74,14 +78,19 @@ def git(git_dir: str, *args: str, data: bytes | None = None) -> bytes:
     return subprocess.run(["git", "-C", git_dir, *args], input=data, check=True, capture_output=True).stdout
 
 
-def release_tags(git_dir: str) -> list[tuple[Version, str]]:
-    tags = []
+def release_tags(git_dir: str) -> tuple[list[tuple[Version, str]], list[tuple[Version, str]]]:
+    """(releases >= FIRST_RELEASE, pre-releases `vX.Y.Z-rcN` newer than the newest release), each sorted."""
+    releases, pre = [], []
     for tag in git(git_dir, "tag", "--list", "v*").decode().split():
-        if m := re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", tag):
+        if m := re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)(-rc(\d+))?", tag):
             version = (int(m[1]), int(m[2]), int(m[3]))
-            if version >= FIRST_RELEASE:
-                tags.append((version, tag))
-    return sorted(tags)
+            if m[4]:
+                pre.append(((*version, int(m[5])), tag))
+            elif version >= FIRST_RELEASE:
+                releases.append((version, tag))
+    releases.sort()
+    newest = releases[-1][0] if releases else FIRST_RELEASE
+    return releases, sorted((v, t) for v, t in pre if v[:3] > newest)
 
 
 def go_files(git_dir: str, tag: str) -> list[tuple[str, str]]:
@@ -201,39 +210,60 @@ def show(version: Version) -> str:
     return ".".join(map(str, version))
 
 
-def build_table(git_dir: str) -> str:
-    tags = release_tags(git_dir)
+def locations(git_dir: str, tags: list[str]) -> list[dict[str, set[str]]]:
+    """Per tag: tracked message -> the `file.go:line` locations that log it."""
+    per_tag = [go_files(git_dir, t) for t in tags]
+    blobs = read_blobs(git_dir, sorted({sha for files in per_tag for sha, _ in files}))
     tracked = set(MESSAGES)
-    per_tag: list[tuple[Version, list[tuple[str, str]]]] = [(v, go_files(git_dir, t)) for v, t in tags]
-    shas = sorted({sha for _, files in per_tag for sha, _ in files})
-    blobs = read_blobs(git_dir, shas)
     parsed = {sha: [(m, n) for m, n in messages_in(text) if m in tracked] for sha, text in blobs.items()}
-
-    seen: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))  # message -> loc -> tag indexes
-    for index, (_, files) in enumerate(per_tag):
+    out: list[dict[str, set[str]]] = []
+    for files in per_tag:
+        found: dict[str, set[str]] = defaultdict(set)
         for sha, name in files:
             for message, line in parsed.get(sha, []):
-                seen[message][f"{name}:{line}"].add(index)
+                found[message].add(f"{name}:{line}")
+        out.append(found)
+    return out
 
-    versions = [v for v, _ in tags]
-    out = []
+
+def spans(indexes: list[int], versions: list[Version]) -> list[str]:
+    """Runs of consecutive release indexes as `low-high` version spans."""
+    out, start = [], indexes[0]
+    for prev, cur in zip(indexes, indexes[1:] + [None]):
+        if cur != prev + 1:
+            out.append(f"{show(versions[start])}-{show(versions[prev])}")
+            start = cur
+    return out
+
+
+def build_table(git_dir: str) -> tuple[str, list[str]]:
+    """The table text, and the pre-release tags it does not cover (their locations differ from the newest release)."""
+    releases, pre = release_tags(git_dir)
+    found = locations(git_dir, [t for _, t in releases] + [t for _, t in pre])
+    per_release, per_pre = found[: len(releases)], found[len(releases):]
+    same = [t for (_, t), locs in zip(pre, per_pre) if locs == per_release[-1]]
+    differing = [t for _, t in pre if t not in same]
+
+    seen: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))  # message -> loc -> indexes
+    for index, by_message in enumerate(per_release):
+        for message, locs in by_message.items():
+            for location in locs:
+                seen[message][location].append(index)
+    versions = [v for v, _ in releases]
+    out = [
+        "# Ollama version table: message -> source location -> release ranges. Generated; do not edit.",
+        "# Regenerate: python3 scripts/gen_ollama_versions.py OLLAMA_GIT_DIR --out fixer/ollama/versions_table.txt",
+        f"# releases: {show(versions[0])}-{show(versions[-1])} ({len(versions)} tags)",
+        f"# same-as-newest: {' '.join(t.lstrip('v') for t in same)}",
+    ]
     for message in sorted(seen, key=str.casefold):
         rows = []
         for location, indexes in seen[message].items():
-            spans, ordered = [], sorted(indexes)
-            start = prev = ordered[0]
-            for i in ordered[1:] + [None]:
-                if i is not None and i == prev + 1:
-                    prev = i
-                    continue
-                spans.append(f"{show(versions[start])}-{show(versions[prev])}")
-                if i is not None:
-                    start = prev = i
             name, line = location.rsplit(":", 1)
-            rows.append(((ordered[0], name, int(line)), f"    {location:<16} {' '.join(spans)}"))
+            rows.append(((indexes[0], name, int(line)), f"    {location:<16} {' '.join(spans(indexes, versions))}"))
         out.append(message)
         out += [row for _, row in sorted(rows)]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n", differing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        table = build_table(args.git_dir)
+        table, differing = build_table(args.git_dir)
     except subprocess.CalledProcessError as exc:
         print(f"git failed: {' '.join(exc.cmd)}: {exc.stderr.decode().strip()}", file=sys.stderr)
         return 1
@@ -251,9 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(table, encoding="utf-8")
     else:
         sys.stdout.write(table)
-    print(f"{len(release_tags(args.git_dir))} releases in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    for tag in differing:
+        print(f"note: pre-release {tag} logs from other lines than the newest release; not in the table", file=sys.stderr)
+    print(f"table built in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,8 +17,14 @@ if TYPE_CHECKING:
 PRIORITY = (
     "no-gpu-visible",
     "snap-ollama",
-    "backend-never-loaded",
     "llm-library-invalid",
+    "llama-server-missing",
+    "nvidia-driver-gate",
+    "cuda-arch-not-compiled",
+    "integrated-gpu-dropped",
+    "runner-crashed-in-init",
+    "llama-server-discovery-failed",
+    "backend-never-loaded",
     "no-gpu-library-tried",
     "exec-start-wrapper",
     "ld-so-preload-shim",
@@ -232,7 +238,7 @@ def _wrap(text: str, indent: str) -> str:
 
 
 def _log_line(events: dict) -> str:
-    parts = [events["version"]["text"]]
+    parts = [events["version"]["text"] + (f", {events['generation']} generation" if events.get("generation") else "")]
     if events["compute"]:
         parts.append("CPU fallback" if events["cpu_fallback"] else f"{len(events['gpu_devices'])} GPU(s) in use")
     for b in events["bootstraps"][:3]:

@@ -323,6 +323,14 @@ PLAIN_PATTERNS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"ollama\.service: Failed with result '(?P<result>[^']+)'"), "service_failed"),
 ]
 
+# Long v0.30+ warnings, exactly as slog prints them (the source concatenates them across lines).
+SYSTEM_INFO_MISSING = ("llama-server discovery: system_info line not found in output - CUDA architecture filtering "
+                       "will be disabled. If GPU inference fails, this may indicate an incompatible llama-server version.")
+CC_UNKNOWN = ("llama-server discovery: could not determine compute capability for CUDA device — architecture "
+              "filtering disabled for this device. If inference crashes, check that the CUDA backend supports this GPU.")
+ARCHS_UNKNOWN = ("llama-server discovery: could not determine compiled CUDA architectures — architecture filtering "
+                 "disabled. If inference crashes on older GPUs, check llama-server system_info output for ARCHS.")
+
 # slog messages → event kind.
 SLOG_KINDS = {
     "discovering available GPUs...": "discovery_start",
@@ -345,7 +353,39 @@ SLOG_KINDS = {
     "llama runner terminated": "runner_exit",
     "waiting for llama runner to start responding": "runner_waiting",
     "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1": "vulkan_disabled",
+    # The llama-server generation (v0.30+): discover/runner.go, llama_server.go, cuda_compat.go, native_probe.go.
+    "failure during llama-server GPU discovery": "discovery_failure",
+    "llama-server GPU discovery watchdog timed out": "discovery_watchdog",
+    "llama-server discovery: timed out waiting for server startup": "server_startup_timeout",
+    SYSTEM_INFO_MISSING: "system_info_missing",
+    "llama-server --list-devices failed": "list_devices_failed",
+    "llama-server not available for device discovery": "llama_server_missing",
+    "llama-server discovery: failed to start": "llama_server_start_failed",
+    "llama-server discovery: server startup exited": "llama_server_exited",
+    "llama-server device discovery took": "llama_server_discovery",
+    "skipping pseudo-device with zero memory": "device_zero_memory",
+    "skipping CUDA device — compute capability not in compiled architectures": "device_arch_dropped",
+    CC_UNKNOWN: "arch_filter_disabled",
+    ARCHS_UNKNOWN: "arch_filter_disabled",
+    "could not verify NVIDIA driver compatibility for CUDA": "driver_unverified",
+    "could not verify NVIDIA driver compatibility for an older NVIDIA GPU": "driver_unverified",
+    "NVIDIA driver too old": "driver_too_old",
+    "dropping integrated GPU; to enable, set OLLAMA_IGPU_ENABLE=1": "igpu_dropped",
+    "native GPU discovery failed": "native_probe_failed",
+    "starting llama-server": "runner_start",
+    "llama-server terminated": "runner_exit",
 }
+
+# Kinds only the llama-server generation logs, and those only the runner-engine generation logs.
+LLAMA_SERVER_KINDS = {
+    "discovery_watchdog", "server_startup_timeout", "system_info_missing", "list_devices_failed",
+    "llama_server_missing", "llama_server_start_failed", "llama_server_exited", "llama_server_discovery",
+    "device_zero_memory", "device_arch_dropped", "arch_filter_disabled", "driver_unverified", "driver_too_old",
+    "igpu_dropped", "native_probe_failed",
+}
+RUNNER_ENGINE_MESSAGES = {"failure during GPU discovery", "failed to start runner to discovery GPUs", "starting runner",
+                          "llama runner terminated", "waiting for llama runner to start responding"}
+LLAMA_SERVER_MESSAGES = {"failure during llama-server GPU discovery", "starting llama-server", "llama-server terminated"}
 _RUNNER_DIED = re.compile(r"llama runner process (?:has terminated|no longer running)")
 _LOAD_TIMEOUT = re.compile(r"timed out waiting for llama runner to start")
 _LISTENING = re.compile(r"^Listening on (?P<addr>\S+) \(version (?P<version>[^)]+)\)")
@@ -397,12 +437,25 @@ def _classify(rec: Record) -> list[Event]:
             add(
                 kind,
                 error=error,
+                detail=a.get("detail"),
+                generation=ollama_versions.LLAMA_SERVER if msg in LLAMA_SERVER_MESSAGES else ollama_versions.RUNNER_ENGINE,
                 timeout="before timeout" in error or "deadline exceeded" in error,
-                crashed="runner crashed" in error,
+                crashed="runner crashed" in error or "signal:" in error,
                 libdirs=parse_go_list(a.get("OLLAMA_LIBRARY_PATH", "")),
                 extra_envs=parse_go_map(a.get("extra_envs", "")),
                 **base,
             )
+        elif kind in ("discovery_watchdog", "server_startup_timeout", "system_info_missing", "llama_server_discovery",
+                      "device_arch_dropped", "arch_filter_disabled", "llama_server_exited"):
+            dirs = a.get("OLLAMA_LIBRARY_PATH", a.get("libDirs", ""))
+            rest = {k: v for k, v in a.items() if k not in ("OLLAMA_LIBRARY_PATH", "libDirs", "archs", "duration")}
+            add(kind, libdirs=parse_go_list(dirs), archs=parse_go_list(a["archs"]) if "archs" in a else None,
+                seconds=parse_go_duration(a["duration"]) if "duration" in a else None,
+                **({"extra_envs": parse_go_map(rest.pop("extra_envs"))} if "extra_envs" in rest else {}), **rest, **base)
+        elif kind == "driver_too_old":
+            driver = a.get("driver", "")
+            add(kind, device=a.get("device"), compute=a.get("compute"), driver=driver,
+                driver_major=int(driver) if driver.isdigit() else None, required_driver=a.get("required_driver"), **base)
         elif kind == "visible_devices_override":
             overridden = {k: v for k, v in a.items() if k.endswith(("VISIBLE_DEVICES", "DEVICE_ORDINAL", "GFX_VERSION"))}
             add(kind, variables=overridden, **base)
@@ -451,6 +504,20 @@ class LogSummary:
     loader_errors: list[Event] = field(default_factory=list)
     skipped_libraries: list[Event] = field(default_factory=list)
     overrides: list[Event] = field(default_factory=list)
+    # llama-server generation (v0.30+)
+    generation: str | None = None
+    generation_evidence: str | None = None
+    watchdog: list[Event] = field(default_factory=list)
+    startup_timeouts: list[Event] = field(default_factory=list)
+    system_info_missing: list[Event] = field(default_factory=list)
+    server_errors: list[Event] = field(default_factory=list)
+    zero_memory: list[Event] = field(default_factory=list)
+    arch_dropped: list[Event] = field(default_factory=list)
+    arch_unchecked: list[Event] = field(default_factory=list)
+    driver_too_old: list[Event] = field(default_factory=list)
+    driver_unverified: list[Event] = field(default_factory=list)
+    igpu_dropped: list[Event] = field(default_factory=list)
+    native_failed: list[Event] = field(default_factory=list)
     gaps: list[tuple[Event, Event, float]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -500,6 +567,18 @@ class LogSummary:
             "load_timeouts": [e.text for e in self.load_timeouts],
             "preload_ignored": [e.data for e in self.preload_ignored],
             "gaps": [{"after_line": a.line, "before_line": b.line, "seconds": s} for a, b, s in self.gaps],
+            "generation": self.generation,
+            "generation_evidence": self.generation_evidence,
+            "dropped": {
+                "zero_memory": [e.data for e in self.zero_memory],
+                "compute_capability": [e.data for e in self.arch_dropped],
+                "nvidia_driver": [e.data for e in self.driver_too_old],
+                "integrated": [e.data for e in self.igpu_dropped],
+            },
+            "driver_unverified": bool(self.driver_unverified),
+            "watchdog": [e.data for e in self.watchdog + self.startup_timeouts],
+            "system_info_missing": bool(self.system_info_missing),
+            "server_errors": [e.data for e in self.server_errors],
             "events": len(self.events),
         }
 
@@ -562,6 +641,19 @@ def summarize(text: str) -> LogSummary:
         "library_missing": s.loader_errors,
         "library_skipped": s.skipped_libraries,
         "visible_devices_override": s.overrides,
+        "discovery_watchdog": s.watchdog,
+        "server_startup_timeout": s.startup_timeouts,
+        "system_info_missing": s.system_info_missing,
+        "list_devices_failed": s.server_errors,
+        "llama_server_missing": s.server_errors,
+        "llama_server_start_failed": s.server_errors,
+        "device_zero_memory": s.zero_memory,
+        "device_arch_dropped": s.arch_dropped,
+        "arch_filter_disabled": s.arch_unchecked,
+        "driver_too_old": s.driver_too_old,
+        "driver_unverified": s.driver_unverified,
+        "igpu_dropped": s.igpu_dropped,
+        "native_probe_failed": s.native_failed,
     }
     for event in session:
         if event.kind in buckets:
@@ -574,7 +666,30 @@ def summarize(text: str) -> LogSummary:
             s.initial_count = event.data.get("initial_count")
     s.compute = _last_compute_group(session)
     s.gaps = _gaps(session)
+    s.generation, s.generation_evidence = _generation(s, [r.msg for r in recs if r.is_slog and r.line >= first_line])
     return s
+
+
+# `server config` keys that appear (or disappear) exactly at v0.30.0 (envconfig/config.go, checked per tag).
+_LLAMA_SERVER_ENV = ("LLAMA_ARG_FIT", "LLAMA_ARG_FIT_TARGET", "OLLAMA_IGPU_ENABLE", "OLLAMA_GO_TEMPLATE")
+_RUNNER_ENGINE_ENV = ("OLLAMA_NEW_ENGINE", "OLLAMA_MULTIUSER_CACHE")
+
+
+def _generation(s: LogSummary, messages: list[str | None]) -> tuple[str | None, str | None]:
+    """The discovery generation this log comes from, and why: version, then `server config` keys, then messages."""
+    if generation := s.version.generation:
+        return generation, f"version: {s.version.describe()}"
+    if key := next((k for k in _LLAMA_SERVER_ENV if k in s.server_env), None):
+        return ollama_versions.LLAMA_SERVER, f"server config has {key} (v0.30.0+)"
+    if key := next((k for k in _RUNNER_ENGINE_ENV if k in s.server_env), None):
+        return ollama_versions.RUNNER_ENGINE, f"server config has {key} (before v0.30.0)"
+    if event := next((e for e in s.events if e.kind in LLAMA_SERVER_KINDS), None):
+        return ollama_versions.LLAMA_SERVER, f"log line {event.line} is only logged by v0.30.0+"
+    if msg := next((m for m in messages if m in LLAMA_SERVER_MESSAGES), None):
+        return ollama_versions.LLAMA_SERVER, f"{msg!r} is only logged by v0.30.0+"
+    if msg := next((m for m in messages if m in RUNNER_ENGINE_MESSAGES), None):
+        return ollama_versions.RUNNER_ENGINE, f"{msg!r} is only logged before v0.30.0"
+    return None, None
 
 
 def _last_compute_group(session: list[Event]) -> list[Event]:

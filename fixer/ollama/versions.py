@@ -7,139 +7,19 @@ from functools import lru_cache
 
 Version = tuple[int, int, int]
 
-# Where each discovery/startup message is logged, per tagged release v0.11.0 … v0.32.15 of
-# github.com/ollama/ollama (derived from the tags; releases between two listed ones share the line).
-# "*discovery took" covers both "GPU bootstrap discovery took" and "overall device VRAM discovery took".
-TABLE = """
-*discovery took
-    runner.go:45     0.12.4-0.12.6
-    runner.go:41     0.12.7-0.12.9
-    runner.go:40     0.12.10-0.24.0
-    runner.go:37     0.30.0-0.30.0
-    runner.go:42     0.30.1-0.32.15
-bootstrap discovery took
-    runner.go:414    0.12.4-0.12.5
-    runner.go:451    0.12.6-0.12.6
-    runner.go:468    0.12.7-0.12.7
-    runner.go:471    0.12.8-0.12.9
-    runner.go:415    0.12.10-0.12.10
-    runner.go:418    0.12.11-0.12.11
-    runner.go:422    0.13.0-0.13.0
-    runner.go:436    0.13.1-0.13.1
-    runner.go:437    0.13.2-0.22.1
-    runner.go:433    0.23.0-0.24.0
-    runner.go:472    0.30.0-0.30.0
-    runner.go:485    0.30.1-0.31.1
-    runner.go:494    0.31.2-0.32.15
-discovering available GPUs...
-    runner.go:80     0.12.4-0.12.6
-    runner.go:76     0.12.7-0.12.9
-    runner.go:67     0.12.10-0.24.0
-    runner.go:55     0.30.0-0.30.0
-    runner.go:60     0.30.1-0.32.15
-evaluating which, if any, devices to filter out
-    runner.go:120    0.13.0-0.13.0
-    runner.go:124    0.13.1-0.22.1
-    runner.go:123    0.23.0-0.24.0
-    runner.go:117    0.30.0-0.30.0
-    runner.go:122    0.30.1-0.31.1
-    runner.go:131    0.31.2-0.32.15
-failure during GPU discovery
-    runner.go:507    0.12.4-0.12.5
-    runner.go:545    0.12.6-0.12.6
-    runner.go:495    0.12.7-0.12.7
-    runner.go:498    0.12.8-0.12.9
-    runner.go:442    0.12.10-0.12.10
-    runner.go:445    0.12.11-0.12.11
-    runner.go:449    0.13.0-0.13.0
-    runner.go:463    0.13.1-0.13.1
-    runner.go:464    0.13.2-0.22.1
-    runner.go:462    0.23.0-0.24.0
-filtering device which didn't fully initialize
-    runner.go:158    0.12.7-0.12.9
-    runner.go:132    0.12.10-0.12.10
-    runner.go:135    0.12.11-0.12.11
-    runner.go:139    0.13.0-0.13.0
-    runner.go:153    0.13.1-0.22.1
-    runner.go:152    0.23.0-0.24.0
-    runner.go:146    0.30.0-0.30.0
-    runner.go:151    0.30.1-0.31.1
-    runner.go:160    0.31.2-0.32.15
-inference compute
-    types.go:130     0.11.0-0.11.8
-    types.go:131     0.11.9-0.12.3
-    types.go:112     0.12.4-0.12.6
-    types.go:129     0.12.4-0.12.6
-    types.go:42      0.12.7-0.24.0
-    types.go:60      0.12.7-0.24.0
-    types.go:32      0.30.0-0.32.15
-    types.go:50      0.30.0-0.32.15
-server config
-    routes.go:1297   0.11.0-0.11.3
-    routes.go:1304   0.11.4-0.11.4
-    routes.go:1318   0.11.5-0.11.6
-    routes.go:1331   0.11.7-0.11.10
-    routes.go:1332   0.11.11-0.11.11
-    routes.go:1466   0.12.0-0.12.0
-    routes.go:1475   0.12.1-0.12.3
-    routes.go:1479   0.12.4-0.12.4
-    routes.go:1481   0.12.5-0.12.5
-    routes.go:1511   0.12.6-0.12.6
-    routes.go:1524   0.12.7-0.12.9
-    routes.go:1525   0.12.10-0.12.10
-    routes.go:1544   0.12.11-0.13.2
-    routes.go:1554   0.13.3-0.13.5
-    routes.go:1614   0.14.0-0.14.2
-    routes.go:1629   0.14.3-0.14.3
-    routes.go:1631   0.15.0-0.15.4
-    routes.go:1636   0.15.5-0.16.1
-    routes.go:1663   0.16.2-0.17.4
-    routes.go:1665   0.17.5-0.17.5
-    routes.go:1664   0.17.6-0.17.6
-    routes.go:1658   0.17.7-0.17.7
-    routes.go:1727   0.18.0-0.18.2
-    routes.go:1740   0.18.3-0.18.3
-    routes.go:1742   0.19.0-0.19.0
-    routes.go:1744   0.20.0-0.20.4
-    routes.go:1752   0.20.5-0.21.2
-    routes.go:1762   0.22.0-0.22.0
-    routes.go:1782   0.22.1-0.23.1
-    routes.go:1802   0.23.2-0.24.0
-    routes.go:1919   0.30.0-0.30.10
-    routes.go:1961   0.30.11-0.31.1
-    routes.go:1947   0.31.2-0.32.5
-    routes.go:1933   0.32.6-0.32.14
-    routes.go:1951   0.32.15-0.32.15
-skipping available library at user's request
-    runner.go:97     0.13.0-0.13.0
-    runner.go:98     0.13.1-0.24.0
-    runner.go:87     0.30.0-0.30.0
-    runner.go:92     0.30.1-0.31.1
-    runner.go:101    0.31.2-0.32.15
-starting runner
-    server.go:383    0.11.5-0.11.7
-    server.go:388    0.11.8-0.11.8
-    server.go:398    0.11.9-0.11.10
-    server.go:399    0.11.11-0.12.3
-    server.go:400    0.12.4-0.12.6 0.12.8-0.12.10
-    server.go:385    0.12.7-0.12.7
-    server.go:392    0.12.11-0.13.3
-    server.go:429    0.13.4-0.15.4
-    server.go:430    0.15.5-0.15.5 0.17.5-0.18.2
-    server.go:431    0.15.6-0.17.4
-    server.go:432    0.18.3-0.20.3
-    server.go:444    0.20.4-0.22.1
-    server.go:433    0.23.0-0.24.0
-verifying if device is supported
-    runner.go:132    0.13.0-0.13.0
-    runner.go:146    0.13.1-0.22.1
-    runner.go:145    0.23.0-0.24.0
-    runner.go:139    0.30.0-0.30.0
-    runner.go:144    0.30.1-0.31.1
-    runner.go:153    0.31.2-0.32.15
-"""
+# Where each discovery/startup message is logged, per tagged release of github.com/ollama/ollama:
+# versions_table.txt next to this module, written by scripts/gen_ollama_versions.py (releases between two
+# listed ones share the line). "*discovery took" covers both timing messages, which share one call site.
+TABLE_FILE = "versions_table.txt"
 TIMING_MESSAGES = ("GPU bootstrap discovery took", "overall device VRAM discovery took")
-FIRST_KNOWN, LAST_KNOWN = (0, 11, 0), (0, 32, 15)
+
+# The two discovery generations (DESIGN.md): Ollama's own runner (v0.13–v0.24) and the bundled llama-server.
+RUNNER_ENGINE, LLAMA_SERVER = "runner-engine", "llama-server"
+FIRST_LLAMA_SERVER: Version = (0, 30, 0)
+
+
+def generation_of(version: Version) -> str:
+    return LLAMA_SERVER if version >= FIRST_LLAMA_SERVER else RUNNER_ENGINE
 
 
 def parse_version(text: str) -> Version | None:
@@ -155,11 +35,26 @@ def show(version: Version) -> str:
     return ".".join(str(n) for n in version)
 
 
-@lru_cache(maxsize=1)
-def _table() -> dict[tuple[str, str], list[tuple[Version, Version]]]:
-    out: dict[tuple[str, str], list[tuple[Version, Version]]] = {}
+@dataclass(frozen=True)
+class Table:
+    """The parsed version table: locations per message, the release span, and pre-releases equal to the newest."""
+
+    rows: dict[tuple[str, str], list[tuple[Version, Version]]]
+    first: Version
+    newest: Version
+    same_as_newest: tuple[str, ...]
+
+
+def parse_table(text: str) -> Table:
+    rows: dict[tuple[str, str], list[tuple[Version, Version]]] = {}
+    meta: dict[str, str] = {}
     message = ""
-    for line in TABLE.splitlines():
+    for line in text.splitlines():
+        if line.startswith("#"):
+            key, sep, value = line[1:].partition(":")
+            if sep:
+                meta[key.strip()] = value.strip()
+            continue
         if not line.strip():
             continue
         if not line.startswith(" "):
@@ -168,10 +63,28 @@ def _table() -> dict[tuple[str, str], list[tuple[Version, Version]]]:
         location, *spans = line.split()
         ranges = []
         for span in spans:
-            low, high = span.split("-")
-            ranges.append((parse_version(low), parse_version(high)))
-        out[(message, location)] = ranges  # type: ignore[assignment]
-    return out
+            low, high = (parse_version(v) for v in span.split("-"))
+            if low is None or high is None:
+                raise ValueError(f"{TABLE_FILE}: bad release span {span!r} in {line.strip()!r}")
+            ranges.append((low, high))
+        rows[(message, location)] = ranges
+    releases = meta.get("releases", "").split()[:1]
+    first, _, newest = releases[0].partition("-") if releases else ("", "", "")
+    low, high = parse_version(first), parse_version(newest)
+    if low is None or high is None:
+        raise ValueError(f"{TABLE_FILE}: no '# releases: FIRST-NEWEST' header")
+    return Table(rows, low, high, tuple(meta.get("same-as-newest", "").split()))
+
+
+@lru_cache(maxsize=1)
+def table() -> Table:
+    from importlib.resources import files
+
+    return parse_table(files(__package__).joinpath(TABLE_FILE).read_text(encoding="utf-8"))
+
+
+def _table() -> dict[tuple[str, str], list[tuple[Version, Version]]]:
+    return table().rows
 
 
 def known_messages() -> set[str]:
@@ -196,25 +109,46 @@ def _intersect(a: list[tuple[Version, Version]], b: list[tuple[Version, Version]
     return sorted(out)
 
 
+def _known_prerelease(exact: str) -> bool:
+    """A pre-release tag the table lists as logging exactly like the newest release (e.g. 0.33.0-rc2)."""
+    return exact.strip().lstrip("v") in table().same_as_newest
+
+
 @dataclass
 class VersionGuess:
-    """What the log says about the Ollama version: exact when it logged it, else a range."""
+    """What the log says about the Ollama version: exact when it logged it, else a range; and its generation."""
 
     exact: str | None = None
     ranges: list[tuple[Version, Version]] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    newer_than_known: bool = False
 
     @property
     def known(self) -> bool:
         return self.exact is not None or bool(self.ranges)
 
+    @property
+    def generation(self) -> str | None:
+        """runner-engine or llama-server when the version decides it; None when it does not."""
+        if self.exact and (v := parse_version(self.exact)):
+            return generation_of(v)
+        kinds = {generation_of(lo) for lo, _ in self.ranges} | {generation_of(hi) for _, hi in self.ranges}
+        return kinds.pop() if len(kinds) == 1 else None
+
+    def _span(self, lo: Version, hi: Version) -> str:
+        text = show(lo) if lo == hi else f"{show(lo)}–{show(hi)}"
+        pre = table().same_as_newest
+        if hi == table().newest and pre:
+            text += f" or a later pre-release (≤ {pre[-1]})" if lo != hi else f" or later (≤ {pre[-1]})"
+        return text
+
     def describe(self) -> str:
         if self.exact:
-            return f"Ollama {self.exact}"
+            tail = f" (newer than the newest known release {show(table().newest)})" if self.newer_than_known else ""
+            return f"Ollama {self.exact}{tail}"
         if self.ranges:
-            spans = [show(lo) if lo == hi else f"{show(lo)}–{show(hi)}" for lo, hi in self.ranges]
-            return "Ollama " + " or ".join(spans) + " (from source locations)"
+            return "Ollama " + " or ".join(self._span(lo, hi) for lo, hi in self.ranges) + " (from source locations)"
         if self.unmatched:
             return "a patched or unreleased Ollama build (source locations match no release)"
         return "unknown Ollama version"
@@ -225,6 +159,8 @@ class VersionGuess:
             "ranges": [[show(lo), show(hi)] for lo, hi in self.ranges],
             "evidence": self.evidence,
             "unmatched": self.unmatched,
+            "newer_than_known": self.newer_than_known,
+            "generation": self.generation,
             "text": self.describe(),
         }
 
@@ -247,7 +183,14 @@ def infer(observations: list[tuple[str, str]], exact: str | None = None) -> Vers
         current = narrowed
         guess.evidence.append(f"{location} {message!r}")
     guess.ranges = current or []
-    if exact and (v := parse_version(exact)) and current is not None:
-        if not any(lo <= v <= hi for lo, hi in current):
+    v = parse_version(exact) if exact else None
+    if exact and v is not None:
+        newest = table().newest
+        # A listed pre-release logs exactly like the newest release; a later version is beyond the table.
+        effective = newest if _known_prerelease(exact) else v
+        guess.newer_than_known = v > newest and not _known_prerelease(exact)
+        reaches_newest = current is None or any(hi == newest for _, hi in current)
+        consistent = current is None or any(lo <= effective <= hi for lo, hi in current)
+        if not consistent and not (guess.newer_than_known and reaches_newest):
             guess.unmatched.append(f"logged version {exact} disagrees with the source locations")
     return guess

@@ -49,6 +49,7 @@ def _run(tool: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     (["schema"], {0}),
     (["plan", "--profile", "h100-vgpu", "--root", "{root}"], {4}),
     (["doctor", "--root", "{root}"], {0}),
+    (["doctor", "--root", "{root}", "--log", "{log}", "--json"], {0}),
     (["history", "--root", "{root}"], {0}),
     (["apply", "--profile", "h100-vgpu", "--root", "{root}", "--no-verify"], {0}),
     (["verify", "--profile", "h100-vgpu", "--root", "{root}", "--json"], {0, 9}),
@@ -59,7 +60,11 @@ def test_every_command_runs_from_the_installed_wheel(installed, tmp_path, args, 
     root = tmp_path / "root"
     root.mkdir()
     build_seed_host(str(root))
-    proc = _run(installed, tmp_path, *[a.replace("{root}", str(root)) for a in args])
+    log = tmp_path / "ollama.log"  # a v0.32.15 line: reading it needs the packaged version table
+    log.write_text('time=2026-08-20T09:00:00.105+02:00 level=INFO source=routes.go:2008 '
+                   'msg="Listening on 127.0.0.1:11434 (version 0.32.15)"\n'
+                   'time=2026-08-20T09:00:00.106+02:00 level=INFO source=runner.go:60 msg="discovering available GPUs..."\n')
+    proc = _run(installed, tmp_path, *[a.replace("{root}", str(root)).replace("{log}", str(log)) for a in args])
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "ModuleNotFoundError" not in proc.stderr
     assert proc.returncode in codes, proc.stdout + proc.stderr

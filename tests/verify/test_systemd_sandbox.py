@@ -96,7 +96,8 @@ def test_the_drop_in_from_apply_lifts_the_restriction(scenario):
     assert rc == 0, doc
     found = checks(doc)
     assert {name: c["status"] for name, c in found.items()} == {
-        "environment": "pass", "static": "pass", "load": "pass", "runner": "pass", "service": "pass"}
+        "environment": "pass", "static": "pass", "load": "pass", "runner": "pass", "service": "pass", "model": "skip"}
+    assert found["model"]["summary"].startswith("skipped: no --model given")
     properties = found["load"]["details"]["transient"]["properties"]
     assert properties[:2] == ["LimitMEMLOCK=64K", "LimitMEMLOCK=infinity"]  # replayed: the drop-in wins
     assert not any(p.startswith("InaccessiblePaths") for p in properties)  # reset by the drop-in

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 
 from fixer.doctor.rules import libs, preload
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.rules.preload import is_driver_shim
 from fixer.ollama.logs import BOOTSTRAP_TIMEOUT_S, SLOW_BOOTSTRAP_S, Event, LogSummary
+from fixer.ollama.versions import LLAMA_SERVER, RUNNER_ENGINE
 
 # Emulated display adapters and BMCs: a VM or server has these without any usable GPU.
 NOT_A_GPU_VENDORS = {"0x1234", "0x1b36", "0x1af4", "0x15ad", "0x1013", "0x1414", "0x5853", "0x80ee", "0x102b", "0x1a03"}
@@ -50,10 +52,16 @@ def _unverified_preload(ctx: Context) -> str | None:
     return shims[0] if shims else None
 
 
+def _other_outcome(log: LogSummary) -> bool:
+    """The log names what happened to the device (dropped by a filter, a crash, a failure): not a silent load failure."""
+    return bool(log.filtered or log.verifying or log.failures or log.driver_too_old or log.arch_dropped
+                or log.igpu_dropped or log.zero_memory or log.watchdog or log.startup_timeouts)
+
+
 @rule
 def backend_never_loaded(ctx: Context) -> list[Finding]:
     log = ctx.log
-    if log is None or not _on_cpu(log) or log.filtered or log.verifying:
+    if log is None or not _on_cpu(log) or _other_outcome(log):
         return []
     fast = _fast_gpu_bootstraps(log)
     if not fast or len(fast) != len(log.gpu_bootstraps()):
@@ -81,24 +89,33 @@ def backend_never_loaded(ctx: Context) -> list[Finding]:
                       "dlopen and prints the loader's error) or set OLLAMA_DEBUG=2 to see the runner's stderr.")
         setting = None
     pinned = ctx.host.env.get("OLLAMA_LLM_LIBRARY") if ctx.host else log.server_env.get("OLLAMA_LLM_LIBRARY")
+    llama_server = log.generation == LLAMA_SERVER
+    nvml = ("in this generation NVML is read only for the cuda_v12 driver gate, which logs \"NVIDIA driver too "
+            "old\" when it drops a device" if llama_server else
+            "discovery in this Ollama range does not use NVML at all, so no NVML device count is involved")
     not_cause = (
-        f" Not the cause: OLLAMA_LLM_LIBRARY={pinned} only selects which folder gets a runner, and the bootstrap "
-        f"line shows the runner was started for {folders}; it bypasses nothing — discovery in this Ollama range "
-        "does not use NVML at all, so no NVML device count is involved."
+        f" Not the cause: OLLAMA_LLM_LIBRARY={pinned} only selects which folder is tried, and the bootstrap "
+        f"line shows discovery ran for {folders}; it bypasses nothing — {nvml}."
         if pinned
         else ""
     )
+    how = (("Discovery started the bundled llama-server for the CUDA folder (GGML_BACKEND_PATH = its "
+            "libggml-cuda.so) and it listed no CUDA device within ", "ggml's dlopen of the backend or its "
+            "ggml_backend_init failed, or CUDA found no device, and Ollama logs neither. ")
+           if llama_server else
+           ("Discovery started `ollama runner` for the CUDA folder and it answered within ",
+            "the runner's dlopen of libggml-cuda.so (RTLD_NOW) or its ggml_backend_init failed, and every "
+            "such failure is silent in Ollama. "))
     return [
         finding(
             "backend-never-loaded",
             "error",
             f"the CUDA backend never loaded in the discovery runner ({folders}): {headline}",
             evidence,
-            "Discovery started `ollama runner` for the CUDA folder and it answered within "
-            f"{max(e.data.get('seconds') or 0 for e in fast):.2f} s with no device, so ggml never registered the "
-            "CUDA backend: the runner's dlopen of libggml-cuda.so (RTLD_NOW) or its ggml_backend_init failed, "
-            "and every such failure is silent in Ollama. A backend that loads but finds a device that fails "
-            "would instead show a \"verifying if device is supported\" line; a hung one a ~30 s pause. "
+            how[0] + f"{max(e.data.get('seconds') or 0 for e in fast):.2f} s with no device, so ggml never "
+            "registered the CUDA backend: " + how[1] + "A backend that loads but finds a device that fails "
+            "would instead show a \"verifying if device is supported\" line; one that crashes a \"failure "
+            "during … GPU discovery\" line; a hung one a ~30 s pause. "
             + cause_text
             + not_cause,
             causes[0].fix.text if causes else ("Stop preloading the shims; reach them through the library path."
@@ -135,20 +152,25 @@ def discovery_timeout(ctx: Context) -> list[Finding]:
     if log is None:
         return []
     slow = [e for e in log.bootstraps if (e.data.get("seconds") or 0) >= SLOW_BOOTSTRAP_S]
-    timeouts = [e for e in log.failures if e.data.get("timeout")]
+    timeouts = [e for e in log.failures if e.data.get("timeout")] + log.watchdog + log.startup_timeouts
     gaps = [(a, b, s) for a, b, s in log.gaps if s < BOOTSTRAP_TIMEOUT_S * 3]
     if not (slow or timeouts or gaps):
         return []
-    evidence = [e.text for e in slow[:2]] + [e.text for e in timeouts[:2]]
+    evidence = [e.text for e in slow[:2]] + [e.text for e in timeouts[:3]]
     evidence += [f"{s:.1f} s pause between log lines {a.line} and {b.line}" for a, b, s in gaps[:2]]
     return [
         finding(
             "discovery-timeout",
             "error" if _on_cpu(log) else "warning",
-            f"a discovery runner hung until Ollama's {BOOTSTRAP_TIMEOUT_S:.0f} s limit",
+            f"{'llama-server' if log.generation == LLAMA_SERVER else 'a discovery runner'} hung until "
+            f"Ollama's {BOOTSTRAP_TIMEOUT_S:.0f} s discovery limit",
             evidence,
-            "Ollama waits at most 30 s (hard-coded) for each discovery runner to answer GET /info, then "
-            "kills it and drops that library folder. A runner that hangs is usually stuck in the driver "
+            ("Ollama waits at most 30 s (hard-coded) for llama-server to print its system_info line and "
+             "list the devices, then kills it and drops that library folder (discover/runner.go watchdog). "
+             if log.generation == LLAMA_SERVER else
+             "Ollama waits at most 30 s (hard-coded) for each discovery runner to answer GET /info, then "
+             "kills it and drops that library folder. ")
+            + "A discovery process that hangs is usually stuck in the driver "
             "shim's initialisation: the para-virtual device or the host-side mediator not answering, the "
             "sandbox blocking the device, or a second library folder (cuda_v13) whose runner never returns.",
             "Check the shim can reach the device outside Ollama; apply the sandbox directives; pin the one "
@@ -171,7 +193,9 @@ def devices_filtered(ctx: Context) -> list[Finding]:
             "error" if _on_cpu(log) else "warning",
             f"{len(log.filtered)} device(s) found by the first pass were dropped by the second",
             evidence,
-            "Ollama re-checks every CUDA device in a fresh runner with CUDA_VISIBLE_DEVICES=<device UUID> and "
+            "Ollama re-checks every CUDA device in a fresh "
+            + ("llama-server with CUDA_VISIBLE_DEVICES=<device index> and " if log.generation == LLAMA_SERVER
+               else "runner with CUDA_VISIBLE_DEVICES=<device UUID> and ") +
             "GGML_CUDA_INIT=1 (full initialisation). On shim hosts that runner crashed or found no device — "
             "the shim did not accept the UUID filter or its deep init failed — and Ollama dropped the device. "
             "A shim reporting driver 13.0 made this worse (cuda_v13 is tried too).",
@@ -276,7 +300,7 @@ def no_gpu_visible(ctx: Context) -> list[Finding]:
 @rule
 def cpu_fallback_without_debug(ctx: Context) -> list[Finding]:
     log = ctx.log
-    if log is None or not _on_cpu(log) or log.bootstraps or log.debug:
+    if log is None or not _on_cpu(log) or log.bootstraps or log.debug or _other_outcome(log):
         return []
     return [
         finding(
@@ -370,5 +394,77 @@ def runner_crashes(ctx: Context) -> list[Finding]:
             "through the shim can exceed the default 5 min load timeout, and crashes in the shim show up here.",
             "Raise OLLAMA_LOAD_TIMEOUT (the profile sets 15m) and check the shim's own log for the crash.",
             "service.environment.OLLAMA_LOAD_TIMEOUT",
+        )
+    ]
+
+
+@rule
+def runner_crashed_in_init(ctx: Context) -> list[Finding]:
+    log = ctx.log
+    if log is None or log.generation == LLAMA_SERVER:
+        return []
+    crashed = [e for e in log.failures if e.data.get("crashed") and e.data.get("generation") == RUNNER_ENGINE]
+    if not crashed:
+        return []
+    first = crashed[0].data
+    second_pass = [e for e in crashed if "GGML_CUDA_INIT" in (e.data.get("extra_envs") or {})]
+    folders = ", ".join(dict.fromkeys(_folder(e.data.get("libdirs", [])) for e in crashed))
+    detail = first.get("detail") or ""
+    stage = ("in the second pass (CUDA_VISIBLE_DEVICES=<uuid>, GGML_CUDA_INIT=1: the full CUDA initialisation)"
+             if second_pass else "in the first pass")
+    return [
+        finding(
+            "runner-crashed-in-init",
+            "error" if _on_cpu(log) else "warning",
+            f"the CUDA backend loaded and then crashed during initialisation in the discovery runner ({folders})",
+            [e.text for e in crashed[:2]] + [e.text for e in log.compute[:1]],
+            f"Ollama logs \"runner crashed\" only when the discovery runner died from a signal {stage} "
+            "(a plain exit is logged at TRACE only; discover/runner.go, ml/device.go): ggml had loaded "
+            "libggml-cuda.so and the process crashed inside CUDA initialisation — not a backend that never "
+            "loaded. On shim hosts the shim's deep init (cuInit, context creation, the UUID filter of the "
+            "second pass) is what crashes"
+            + (f"; the runner's last error line was: {detail}." if detail else "."),
+            "Check the shim reaches the device outside Ollama (its own log names the crash); pin the one CUDA "
+            "folder that works (OLLAMA_LLM_LIBRARY=cuda_v12) and keep CUDA_VISIBLE_DEVICES out of the unit. A "
+            "crash in the second pass needs a shim (or Ollama) that survives GGML_CUDA_INIT=1 — no profile "
+            "setting can supply that.",
+            None if second_pass else "service.environment.OLLAMA_LLM_LIBRARY",
+        )
+    ]
+
+
+# Folder names Ollama has shipped under lib/ollama (any release); a pin outside these names no folder.
+_FOLDER_NAME = re.compile(r"^(?:cuda_v\d+|cuda_jetpack\d+|rocm(?:_v[\d_]+)?|vulkan|mlx_\w+)$")
+
+
+@rule
+def llm_library_invalid_logged(ctx: Context) -> list[Finding]:
+    """The log-only form of service.llm_library_invalid: `server config` names a pin that matched no folder."""
+    log = ctx.log
+    if log is None or (ctx.host is not None and ctx.host.lib_present) or not _on_cpu(log):
+        return []
+    value = log.server_env.get("OLLAMA_LLM_LIBRARY", "").strip().strip("\"'")
+    if not value or value.startswith("mlx_"):
+        return []
+    skipped = {os.path.basename(e.data.get("libDir", "").rstrip("/")) for e in log.skipped_libraries}
+    tried = {_folder(e.data.get("libdirs", [])) for e in log.bootstraps + log.failures}
+    if value in skipped or value in tried:
+        return []
+    if not skipped and _FOLDER_NAME.match(value):
+        return []  # a plausible folder name, and no debug lines to show it missing
+    evidence = [f"server config: OLLAMA_LLM_LIBRARY:{value}"] + [e.text for e in log.skipped_libraries[:3]]
+    evidence += [e.text for e in log.compute[:1]]
+    return [
+        finding(
+            "llm-library-invalid",
+            "error",
+            f"OLLAMA_LLM_LIBRARY={value} names no library folder, so every GPU folder was skipped (CPU only)",
+            evidence,
+            "Ollama compares OLLAMA_LLM_LIBRARY with the base name of each lib/ollama subfolder and skips every "
+            "folder that differs, before any discovery process starts — so the log has no bootstrap line, only "
+            "the value in \"server config\" (and, with OLLAMA_DEBUG=1, one \"skipping available library\" line "
+            "per folder). Values such as `cuda` or `cpu_avx2` match nothing.",
+            "Set OLLAMA_LLM_LIBRARY to an existing folder name (cuda_v12) or remove it.",
+            "service.environment.OLLAMA_LLM_LIBRARY",
         )
     ]
