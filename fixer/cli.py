@@ -33,12 +33,15 @@ LockTimeoutOpt = typer.Option(0.0, "--lock-timeout", help="Seconds to wait for a
 
 
 def _root(root: str) -> str:
-    if root == "/":
-        return root
-    real = os.path.realpath(root)
-    if not os.path.isdir(real):
-        raise InvalidInput(f"--root {root}: not a directory")
-    return real
+    from fixer.core import resolve_root
+
+    return resolve_root(root)
+
+
+def _seconds(name: str, value: Optional[float]) -> Optional[float]:
+    from fixer.core import seconds
+
+    return seconds(name, value)
 
 
 def _load(profile: str, root: str, sets: Optional[List[str]]):
@@ -133,12 +136,13 @@ def apply(
         from fixer.render import Painter, plan_text, result
 
         real = _root(root)
+        wait = _seconds("--lock-timeout", lock_timeout)
         saved = None
         if plan_file:
             prof, saved = core.load_plan(plan_file)
         else:
             prof = _load(profile, real, sets)
-        outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout,
+        outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=wait,
                              saved_plan=saved, verify=verify)
         msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
         doc = result("apply", profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
@@ -176,7 +180,8 @@ def rollback(
         from fixer.render import result
 
         real = _root(root)
-        outcome = core.rollback(real, to=to, force=force, restart=restart, lock_timeout=lock_timeout)
+        wait = _seconds("--lock-timeout", lock_timeout)
+        outcome = core.rollback(real, to=to, force=force, restart=restart, lock_timeout=wait)
         msg = f"rolled back to before generation {outcome.generation}" if outcome.generation else "recovered"
         doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
                      generation=outcome.generation, restored=outcome.restored, messages=outcome.messages)
@@ -260,15 +265,16 @@ def verify_cmd(
         from fixer.verify import layers as verifier
 
         real = _root(root)
+        wait = _seconds("--timeout", timeout)
         if model is not None and not service:
             raise InvalidInput("--model loads the model in the running service: give --service too")
         prof = _load(profile, real, sets)
-        report = verifier.verify(real, prof, timeout=timeout)
+        report = verifier.verify(real, prof, timeout=wait)
         if service:
             from fixer.verify.model_load import check_after_service
 
             progress = None if as_json else (lambda line: typer.echo(line, err=True))
-            serviced = verifier.check_service(real, prof, timeout=timeout or 120.0, echo=progress)
+            serviced = verifier.check_service(real, prof, timeout=wait or 120.0, echo=progress)
             report.checks += [serviced, check_after_service(serviced, report.env, model)]
         doc = report.to_dict()
         msg = f"{report.backend} loads" if report.ok else f"{report.backend} does not load: {report.cause}"

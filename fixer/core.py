@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,31 @@ if TYPE_CHECKING:
     from fixer.apply.transaction import Outcome
 
 PLAN_FORMAT = 1
+
+
+def resolve_root(root: str, name: str = "--root") -> str:
+    """`/` as given; any other root as its real path. An empty root would silently mean the current
+    directory (the live host when run from `/`): refused."""
+    if root == "/":
+        return root
+    if not root:
+        raise InvalidInput(f"{name} '': empty; give a directory (/ for the live host)")
+    real = os.path.realpath(root)
+    if not os.path.isdir(real):
+        raise InvalidInput(f"{name} {root}: not a directory")
+    return real
+
+
+def seconds(name: str, value: float | None) -> float | None:
+    """A duration option: finite and not negative (nan and inf would wait forever; 1e309 is inf)."""
+    if value is None:
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInput(f"{name} {number}: not a finite number of seconds")
+    if number < 0:
+        raise InvalidInput(f"{name} {number:g}: negative; give seconds >= 0")
+    return number
 
 
 def _interrupted(root: str) -> list:

@@ -136,8 +136,10 @@ service:
                                                        "unknown key 'colour'", "service.environment"]),
         ({"vars": {"no_such_var": "1"}}, ["the profile has no variable 'no_such_var'"]),
         ({"profile": "no-such-profile"}, ["no profile named 'no-such-profile'", "h100-vgpu"]),
+        ({"lock_timeout": "nan"}, ["lock_timeout nan: not a finite number of seconds"]),
+        ({"lock_timeout": -1}, ["lock_timeout -1: negative"]),
     ],
-    ids=["validation-errors", "unknown-variable", "unknown-profile"],
+    ids=["validation-errors", "unknown-variable", "unknown-profile", "lock-timeout-nan", "lock-timeout-negative"],
 )
 def test_an_invalid_profile_fails_the_task_with_its_messages_and_changes_nothing(ansible, args, expected):
     root = ansible.host("alpha")
@@ -151,6 +153,17 @@ def test_an_invalid_profile_fails_the_task_with_its_messages_and_changes_nothing
     for fragment in expected:
         assert fragment in result["msg"], result["msg"]
         assert fragment in run.output
+    assert whole_tree(root) == before
+
+
+def test_an_empty_root_is_refused_not_taken_for_the_current_directory(ansible):
+    root = ansible.host("alpha")
+    before = whole_tree(root)
+    run = ansible.play([apply_task(root="")])
+    assert run.rc == 2
+    result = run.result()
+    assert result["failed"] is True and result["changed"] is False
+    assert "root '': empty" in result["msg"]
     assert whole_tree(root) == before
 
 

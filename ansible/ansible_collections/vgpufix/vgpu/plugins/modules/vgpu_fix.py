@@ -268,12 +268,13 @@ class Task:
         self.command = {"applied": "apply", "rolled_back": "rollback", "verified": "verify"}[self.params["state"]]
         if module.check_mode and self.command == "apply":
             self.command = "plan"
-        root = self.params["root"]
-        self.root = root if root == "/" else os.path.realpath(root)
+        self.root = self.params["root"]
 
     def run(self):
-        if self.root != "/" and not os.path.isdir(self.root):
-            raise InvalidInput(f"root {self.params['root']}: not a directory")
+        from fixer.core import resolve_root, seconds
+
+        self.root = resolve_root(self.params["root"], name="root")
+        self.params["lock_timeout"] = seconds("lock_timeout", self.params["lock_timeout"])
         return getattr(self, self.params["state"])()
 
     # -- states ---------------------------------------------------------------------------------
