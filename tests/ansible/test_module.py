@@ -279,7 +279,7 @@ def test_a_target_python_without_vgpu_fix_fails_saying_how_to_install_it(ansible
     assert run.rc == 2
     msg = run.result()["msg"]
     assert "Failed to import the required Python library (vgpu-fix)" in msg
-    assert f"{bare}/bin/python -m pip install vgpu-fix" in msg
+    assert f"{bare}/bin/python -m pip install vgpu_fix-<version>-py3-none-any.whl" in msg
     assert "vgpufix.vgpu.vgpu_fix role" in msg
 
 

@@ -70,3 +70,47 @@ def test_the_role_installs_the_wheel_applies_and_restarts_only_when_something_ch
     assert second.recap["alpha"]["changed"] == 0, second.output
     assert HANDLER not in second.output
     assert snapshot_tree(root) == converged
+
+
+@pytest.mark.parametrize(
+    "role_vars, expected",
+    [
+        ({}, "no vgpu-fix to install: set vgpu_fix_wheel to the wheel you ship"),
+        ({"vgpu_fix_install_from_index": True}, "vgpu_fix_install_from_index needs vgpu_fix_package"),
+        ({"vgpu_fix_wheel": "WHEEL", "vgpu_fix_install_from_index": True, "vgpu_fix_package": "vgpu-fix"},
+         "give either vgpu_fix_wheel or vgpu_fix_install_from_index, not both"),
+    ],
+    ids=["neither-wheel-nor-index", "index-without-package", "wheel-and-index"],
+)
+def test_the_role_never_installs_by_name_from_an_index_unless_asked_and_says_what_to_set(
+        ansible, wheel, virtualenv, role_vars, expected):
+    root = ansible.host("alpha")
+    before = snapshot_tree(root)
+    role_vars = {k: str(wheel) if v == "WHEEL" else v for k, v in role_vars.items()}
+    roles = [{"role": "vgpufix.vgpu.vgpu_fix",
+              "vars": {"vgpu_fix_virtualenv": str(virtualenv), "vgpu_fix_root": "{{ vgpu_root }}", **role_vars}}]
+    run = ansible.play([], play_vars={}, roles=roles)
+    assert run.rc == 2, run.output
+    assert expected in run.output
+    assert not list((virtualenv / "bin").glob("vgpu-fix")), "something was installed"
+    assert snapshot_tree(root) == before
+
+
+def test_an_index_install_is_an_explicit_opt_in_with_a_package_spec(ansible, wheel, virtualenv):
+    root = ansible.host("alpha")
+    ansible.env.pop("PYTHONPATH")
+    role_vars = {
+        "vgpu_fix_install_from_index": True,
+        "vgpu_fix_package": "vgpu-fix",
+        # the operator's own index: here a directory holding the wheel
+        "vgpu_fix_pip_extra_args": f"--no-index --no-deps --find-links {wheel.parent}",
+        "vgpu_fix_virtualenv": str(virtualenv),
+        "vgpu_fix_root": "{{ vgpu_root }}",
+        "vgpu_fix_vars": {"cuda_library": "cuda_v12"},
+        "vgpu_fix_verify": False,
+    }
+    run = ansible.play([], play_vars={}, roles=[{"role": "vgpufix.vgpu.vgpu_fix", "vars": role_vars}])
+    assert run.rc == 0, run.output
+    result = run.result(name="vgpu_fix_result")
+    assert result["vgpu_fix_path"].startswith(str(virtualenv))
+    assert result["changed"] is True and root

@@ -22,8 +22,8 @@ description:
     nothing. Under C(--diff) it returns one before/after entry per file, symlink and
     C(ld.so.conf.d) entry, headed by the path.
   - Runs vgpu-fix's Python API on the target, so the target's Python (the one Ansible uses, see
-    C(ansible_python_interpreter)) must have vgpu-fix installed (C(pip install vgpu-fix) or a wheel;
-    the C(vgpufix.vgpu.vgpu_fix) role does it).
+    C(ansible_python_interpreter)) must have vgpu-fix installed (the wheel you ship; the
+    C(vgpufix.vgpu.vgpu_fix) role does it, and installs from a package index only when asked to).
 author:
   - vgpu-fix contributors
 requirements:
@@ -228,9 +228,9 @@ else:
     FIXER_IMPORT_ERROR = None
 
 INSTALL_HINT = (
-    "install vgpu-fix into that Python (`{python} -m pip install vgpu-fix`, or a wheel: "
-    "`{python} -m pip install vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.vgpu_fix role "
-    "(vgpu_fix_package / vgpu_fix_wheel), or point ansible_python_interpreter at a Python that has it"
+    "install the vgpu-fix wheel you ship into that Python (`{python} -m pip install "
+    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.vgpu_fix role (vgpu_fix_wheel), "
+    "or point ansible_python_interpreter at a Python that has it"
 )
 
 ARGUMENT_SPEC = dict(
