@@ -12,7 +12,7 @@ import typer
 # vgpu-fix uses no pydantic plugins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from fixer.errors import ExitCode, FixerError, InvalidInput
+from fixer.errors import ExitCode, FixerError, InvalidInput, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -23,7 +23,8 @@ app = typer.Typer(
 profiles_app = typer.Typer(help="List and show profiles (resolved: extends merged, variables substituted).")
 app.add_typer(profiles_app, name="profiles")
 
-ProfileOpt = typer.Option("h100-vgpu", "--profile", "-p", help="Profile name or path to a YAML file.")
+DEFAULT_PROFILE = "h100-vgpu"
+ProfileOpt = typer.Option(DEFAULT_PROFILE, "--profile", "-p", help="Profile name or path to a YAML file.")
 RootOpt = typer.Option("/", "--root", help="Directory that stands for / (default: the live host).")
 SetOpt = typer.Option(None, "--set", help="Profile variable override NAME=VALUE (repeatable).")
 JsonOpt = typer.Option(False, "--json", help="Print the stable JSON document instead of text.")
@@ -83,6 +84,30 @@ def _run(command: str, as_json: bool, root: str, profile: str | None, body: Call
     raise typer.Exit(code)
 
 
+def _show_plan(prof, real: str, as_json: bool, force: bool, out: Optional[str] = None,
+               saved: Optional[dict] = None, plan_file: Optional[str] = None) -> int:
+    """Plan `prof` on `real` and print it (exit 0/4/5); with `saved`, preview that saved plan as
+    `apply --plan` would check it; with `out`, save it."""
+    from fixer import core
+    from fixer.render import Painter, plan_text, result
+
+    the_plan = core.make_plan(prof, real, force=force)
+    if saved is not None:
+        core.check_saved(the_plan, saved, plan_file or "the saved plan")
+    said = ""
+    if out:
+        said = f"\nplan saved to {out} ({core.save_plan(the_plan, prof, out)})"
+    elif plan_file:
+        said = f"\nthis is the saved plan {plan_file}, unchanged: `apply --plan` would apply it"
+    code = ExitCode.CONFLICT if the_plan.conflicts else ExitCode.DRIFT if the_plan.pending else ExitCode.OK
+    msg = {ExitCode.OK: "converged", ExitCode.DRIFT: f"{len(the_plan.pending)} change(s) pending",
+           ExitCode.CONFLICT: f"{len(the_plan.conflicts)} conflict(s)"}[code]
+    doc = result("plan", profile=prof.name, root=real, changed=bool(the_plan.pending),
+                 failed=code == ExitCode.CONFLICT, msg=msg, plan=the_plan)
+    _emit(as_json, doc, plan_text(the_plan, Painter()) + said)
+    return int(code)
+
+
 @app.command()
 def plan(
     profile: str = ProfileOpt,
@@ -95,28 +120,16 @@ def plan(
     """Show what apply would change. Exit 0: converged; 4: changes pending; 5: conflicts."""
 
     def body() -> int:
-        from fixer import core
-        from fixer.render import Painter, plan_text, result
-
         real = _root(root)
-        prof = _load(profile, real, sets)
-        the_plan = core.make_plan(prof, real, force=force)
-        if out:
-            core.save_plan(the_plan, prof, out)
-        code = ExitCode.CONFLICT if the_plan.conflicts else ExitCode.DRIFT if the_plan.pending else ExitCode.OK
-        msg = {ExitCode.OK: "converged", ExitCode.DRIFT: f"{len(the_plan.pending)} change(s) pending",
-               ExitCode.CONFLICT: f"{len(the_plan.conflicts)} conflict(s)"}[code]
-        doc = result("plan", profile=prof.name, root=real, changed=bool(the_plan.pending),
-                     failed=code == ExitCode.CONFLICT, msg=msg, plan=the_plan)
-        _emit(as_json, doc, plan_text(the_plan, Painter()) + (f"\nplan saved to {out}" if out else ""))
-        return int(code)
+        return _show_plan(_load(profile, real, sets), real, as_json, force, out)
 
     _run("plan", as_json, root, profile, body)
 
 
 @app.command()
 def apply(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = typer.Option(
+        None, "--profile", "-p", help="Profile name or path to a YAML file (default h100-vgpu; not with --plan)."),
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -128,22 +141,25 @@ def apply(
     lock_timeout: float = LockTimeoutOpt,
 ) -> None:
     """Change the host to match the profile, journaled and atomic; verify; roll back on failure."""
-    if dry_run:
-        plan(profile=profile, root=root, sets=sets, as_json=as_json, out=None, force=force)
 
     def body() -> int:
         from fixer import core
-        from fixer.render import Painter, plan_text, result
 
+        if plan_file and (profile is not None or sets):
+            raise UsageError("--plan applies the profile recorded in the plan: drop --profile/--set")
         real = _root(root)
         wait = _seconds("--lock-timeout", lock_timeout)
         saved = None
         if plan_file:
             prof, saved = core.load_plan(plan_file)
         else:
-            prof = _load(profile, real, sets)
+            prof = _load(profile or DEFAULT_PROFILE, real, sets)
+        if dry_run:
+            return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file)
+        from fixer.render import Painter, plan_text, result
+
         outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=wait,
-                             saved_plan=saved, verify=verify)
+                             saved_plan=saved, saved_from=plan_file or "", verify=verify)
         msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
         doc = result("apply", profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
                      plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
@@ -155,7 +171,7 @@ def apply(
         _emit(as_json, doc, "\n".join(lines))
         return 0
 
-    _run("apply", as_json, root, profile, body)
+    _run("apply", as_json, root, profile or DEFAULT_PROFILE, body)
 
 
 def _verify_text(report: dict) -> str:

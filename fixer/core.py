@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from fixer.apply.rollback_plan import Restore, RollbackPreview
     from fixer.apply.transaction import Outcome
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 
 def resolve_root(root: str, name: str = "--root") -> str:
@@ -61,31 +62,86 @@ def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
     return plan
 
 
-def save_plan(plan: planner.Plan, profile: Profile, path: str) -> None:
-    document = {"format": PLAN_FORMAT, "profile_data": profile.model_dump(mode="json"), "plan": plan.to_dict()}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=1)  # key order is meaningful: environment and directives
+def plan_digest(profile_data: dict, plan: dict) -> str:
+    """The digest that binds a saved plan's changes to the profile it was made from."""
+    canonical = json.dumps({"profile_data": profile_data, "plan": plan}, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def save_plan(plan: planner.Plan, profile: Profile, path: str) -> str:
+    """Write the plan for `apply --plan`: atomically (temp file + rename in the target's directory; a
+    symlink at `path` is replaced, never followed), mode 0600. Returns the plan's digest."""
+    from fixer.apply import writes
+    from fixer.errors import FixerError
+
+    profile_data, planned = profile.model_dump(mode="json"), plan.to_dict()
+    digest = plan_digest(profile_data, planned)
+    # key order is meaningful: environment and directives
+    document = {"format": PLAN_FORMAT, "digest": digest, "profile_data": profile_data, "plan": planned}
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        writes.write_file(os.path.realpath(directory), "/" + name, json.dumps(document, indent=1).encode(), 0o600)
+    except (OSError, FixerError) as exc:
+        why = exc.message if isinstance(exc, FixerError) else exc.strerror
+        raise InvalidInput(f"--out {path}: cannot write the plan: {why}") from None
+    return digest
 
 
 def load_plan(path: str) -> tuple[Profile, dict]:
+    """(the profile recorded in the plan, the plan as reviewed); refused when edited since it was saved."""
     try:
         with open(path, encoding="utf-8") as fh:
             document = json.load(fh)
-        if document.get("format") != PLAN_FORMAT:
-            raise ValueError("unknown plan format")
-        return Profile.model_validate(document["profile_data"]), document["plan"]
+        if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not format {PLAN_FORMAT}; make it again with `vgpu-fix plan --out`")
+        profile_data, planned = document["profile_data"], document["plan"]
+        if document.get("digest") != plan_digest(profile_data, planned):
+            raise InvalidInput(f"{path}: the saved plan was edited after it was made (its digest does not "
+                               "match its content); make it again with `vgpu-fix plan --out`")
+        return Profile.model_validate(profile_data), planned
+    except InvalidInput:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{path}: not a usable saved plan ({exc})") from None
 
 
+def check_saved(plan: planner.Plan, saved: dict, path: str = "the saved plan") -> None:
+    """Refuse a saved plan unless `plan` (re-derived now from the profile recorded in it) is exactly
+    what it shows: a changed host is a conflict (exit 5), different changes an edited plan (exit 3)."""
+    from fixer.errors import Conflict
+
+    recorded = saved.get("fingerprints", {})
+    stale = sorted(p for p in set(plan.fingerprints) | set(recorded) if plan.fingerprints.get(p) != recorded.get(p))
+    if stale or saved.get("root") != plan.root:
+        raise Conflict("the saved plan is stale: the host changed since it was made; run `vgpu-fix plan --out` again",
+                       details=[f"changed: {p}" for p in stale] or [f"root differs: {saved.get('root')}"])
+    derived = plan.to_dict()
+    differ = [key for key in ("changes", "post_actions", "conflicts") if derived[key] != saved.get(key)]
+    if differ:
+        by_path = {c["path"]: c for c in saved.get("changes", [])}
+        paths = [c["path"] for c in derived["changes"] if by_path.get(c["path"]) != c]
+        paths += [p for p in by_path if p not in {c["path"] for c in derived["changes"]}]
+        raise InvalidInput(f"{path}: its changes are not what its recorded profile yields on this host; "
+                           "it was edited (apply only a plan as `vgpu-fix plan --out` wrote it)",
+                           details=[f"differs: {p}" for p in dict.fromkeys(paths)] or [f"differs: {', '.join(differ)}"])
+
+
 def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
-          saved_plan: dict | None = None, verify: bool = True) -> Outcome:
-    """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back."""
+          saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True) -> Outcome:
+    """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
+    With `saved_plan` (from load_plan), apply exactly that plan: it is checked before vgpu-fix creates
+    any state, and again under the lock."""
     from fixer.apply import transaction
 
+    check = None
+    if saved_plan is not None:
+        def check(plan: planner.Plan) -> None:
+            check_saved(plan, saved_plan, saved_from)
+
+        check(planner.build(profile, host.probe(root, profile), force=force))
     checker = verifier() if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
-                             saved_plan=saved_plan, verify=checker)
+                             check_plan=check, verify=checker)
 
 
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,

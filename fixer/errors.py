@@ -33,6 +33,12 @@ class FixerError(Exception):
         return [self.message, *self.details]
 
 
+class UsageError(FixerError):
+    """Options that cannot go together (typer's own usage errors exit 2 as well)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InvalidInput(FixerError):
     """A profile, a --set value, a plan file or another input is unusable."""
 

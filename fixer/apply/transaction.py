@@ -135,7 +135,7 @@ def apply(
     force: bool = False,
     restart: bool = True,
     lock_timeout: float = 0.0,
-    saved_plan: dict | None = None,
+    check_plan: Callable[[planner.Plan], None] | None = None,
     verify: Callable[[Profile, str], dict] | None = None,
 ) -> Outcome:
     journal = Journal(root)
@@ -146,8 +146,8 @@ def apply(
             messages.append(f"took over a stale lock left by pid {lock.stale_holder.get('pid')}")
         messages += recover(journal, restart)
         plan = planner.build(profile, host.probe(root, profile), force=force)
-        if saved_plan is not None:
-            _check_fresh(plan, saved_plan)
+        if check_plan is not None:  # a saved plan: refused unless this is exactly it
+            check_plan(plan)
         if plan.conflicts:
             raise Conflict(f"{len(plan.conflicts)} conflict(s) block the plan", details=plan.conflicts,
                            payload={"plan": plan})
@@ -201,16 +201,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{exc.filename or ''}: {exc.strerror}".strip(": ")
     return str(exc)
-
-
-def _check_fresh(plan: planner.Plan, saved: dict) -> None:
-    stale = sorted(
-        path for path in set(plan.fingerprints) | set(saved.get("fingerprints", {}))
-        if plan.fingerprints.get(path) != saved.get("fingerprints", {}).get(path)
-    )
-    if stale or saved.get("root") != plan.root:
-        raise Conflict("the saved plan is stale: the host changed since it was made; run `vgpu-fix plan --out` again",
-                       details=[f"changed: {p}" for p in stale] or [f"root differs: {saved.get('root')}"])
 
 
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,

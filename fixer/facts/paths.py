@@ -39,7 +39,7 @@ class PathState:
 
     def fingerprint(self) -> str:
         """A digest of everything that identifies this state; equal states give equal digests."""
-        parts = [self.kind, self.target or "", self.sha256 or "", oct(self.mode or 0)]
+        parts = [self.kind, self.target or "", self.sha256 or "", oct(self.mode or 0), str(self.uid), str(self.gid)]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     def text(self) -> str:

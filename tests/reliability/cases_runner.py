@@ -16,6 +16,9 @@ A case says what to feed vgpu-fix and what must come out:
       - {remove: /p}
       - {apply: true}               # a clean `apply` first (for rollback/journal cases)
       - {tamper: manifest | blob | blob-delete | checksum-delete | entry-path | garbage}
+      - {saved_plan: /p, edit: {dotted.key.0: value}, redigest: true}   # `plan --out /p` (a path
+        outside the root, e.g. @OUTSIDE@/plan.json), then edit its JSON; with redigest the edit
+        also recomputes the digest, as someone who knows the format would
     mount: readonly | readonly-etc | full | full-etc   # needs root; runs in a private mount namespace
     expect:
       exit: 3
@@ -91,6 +94,11 @@ def _host_step(step: dict, root: str, outside: str, run) -> None:
         assert result.returncode == 0, result.output
     elif "tamper" in step:
         _tamper(root, step["tamper"])
+    elif "saved_plan" in step:
+        path = _fill(step["saved_plan"], root, outside)
+        result = run("plan", "--root", root, "--profile", "h100-vgpu", "--out", path)
+        assert result.returncode == 4, result.output
+        _edit_plan(path, step.get("edit") or {}, step.get("redigest", False))
     else:
         raise ValueError(f"unknown host step {step}")
 
@@ -123,6 +131,23 @@ def _tamper(root: str, how: str) -> None:
         open(manifest + ".sha256", "w").write(hashlib.sha256(raw).hexdigest())
     else:
         raise ValueError(how)
+
+
+def _edit_plan(path: str, edits: dict, redigest: bool) -> None:
+    from fixer.core import plan_digest
+
+    with open(path, encoding="utf-8") as fh:
+        document = json.load(fh)
+    for dotted, value in edits.items():
+        *parents, last = [int(k) if k.isdigit() else k for k in dotted.split(".")]
+        node = document
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    if redigest:
+        document["digest"] = plan_digest(document["profile_data"], document["plan"])
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, indent=1)
 
 
 def _outside_tree(outside: str) -> dict:
@@ -220,7 +245,8 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
     command = case.get("command", "apply")
     args = [_fill(a, root, outside) for a in case.get("args") or []]
     if command == "apply":
-        argv = ["apply", "--root", root, *profile_args, "--no-verify", *args]
+        # a saved plan carries its own profile: --profile beside --plan is a usage error
+        argv = ["apply", "--root", root, *(() if "--plan" in args else profile_args), "--no-verify", *args]
     elif command == "plan":
         argv = ["plan", "--root", root, *profile_args, *args]
     else:
