@@ -59,26 +59,25 @@ def journal(unit: str, scope: str, since: str | None = None, lines: int | None =
     return _run("journalctl", *args)
 
 
-def transient_argv(scope: str, unit: str, properties: list[str], env: dict[str, str], argv: list[str],
-                   cwd: str = "/") -> list[str]:
+def transient_argv(scope: str, unit: str, properties: list[str], argv: list[str], cwd: str = "/") -> list[str]:
     """The `systemd-run` command line that runs `argv` as transient service `unit` of the `scope`
-    manager with `properties` and exactly `env` added, waits for it, and pipes its stdio to ours.
+    manager with `properties`, waits for it, and pipes its stdio to ours. The environment is never
+    on this command line (any local user can read /proc/PID/cmdline): pass an EnvironmentFile= property.
     Without --quiet: its closing "Finished with result" lines tell a timeout or a signal apart."""
     path = shutil.which("systemd-run", path=os.environ.get("PATH", "") + ":/usr/bin:/bin") or "systemd-run"
     out = [path, *(["--user"] if scope == "user" else []), "--wait", "--pipe", "--collect", f"--unit={unit}",
            f"--working-directory={cwd}"]
     out += [f"--property={p}" for p in properties]
-    out += [f"--setenv={name}={value}" for name, value in env.items()]
-    # The manager expands $VAR in a command line (not in --setenv values): keep ours literal.
+    # The manager expands $VAR in a command line: keep ours literal.
     return out + ["--", *(a.replace("$", "$$") for a in argv)]
 
 
-def start_transient(scope: str, unit: str, properties: list[str], env: dict[str, str], argv: list[str],
-                    cwd: str = "/", stdout=None, stderr=None):
+def start_transient(scope: str, unit: str, properties: list[str], argv: list[str], cwd: str = "/",
+                    stdout=None, stderr=None):
     """Start `transient_argv(...)` in its own process group; the caller waits and reads its output."""
     import subprocess
 
-    return subprocess.Popen(transient_argv(scope, unit, properties, env, argv, cwd), env=dict(os.environ),
+    return subprocess.Popen(transient_argv(scope, unit, properties, argv, cwd), env=dict(os.environ),
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
                             text=True, errors="replace")
 

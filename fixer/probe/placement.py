@@ -353,17 +353,41 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
     namespace = {"namespace": "mount", "user-namespace": "user"}.get(placement.mode, "none")
     spec = {"namespace": namespace, "scratch": f"{scratch}/layers", "mounts": mounts, "user": user,
             "cwd": cwd, "executable": executable or argv[0], "argv": argv, "env": dict(env)}
-    with open(f"{scratch}/spec.json", "w") as f:
-        json.dump(spec, f)
-    os.chmod(f"{scratch}/spec.json", 0o644)
+    # The launcher reads the spec (the unit's whole environment) before it drops privileges.
+    spec_path = private_file(scratch, "spec.json", json.dumps(spec))
     os.makedirs(f"{scratch}/layers")
     import sys
 
     process = subprocess.Popen(
-        [sys.executable, "-I", f"{scratch}/launch.py", f"{scratch}/spec.json"],
+        [sys.executable, "-I", f"{scratch}/launch.py", spec_path],
         env={"PATH": DEFAULT_PATH, "LC_ALL": "C"}, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
         start_new_session=True, text=True, errors="replace")
     return Launched(process, scratch, time.monotonic())
+
+
+def private_file(scratch: str, name: str, text: str) -> str:
+    """Write `text` to scratch/private/NAME: the directory 0700, the file 0600, from the first byte."""
+    directory = os.path.join(scratch, "private")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def environment_file(env: Mapping[str, str]) -> str:
+    """`env` as a systemd EnvironmentFile= (systemd.exec(5)): single quotes keep a value literal
+    (newlines too); a value with a single quote goes in double quotes, escaping \\ " ` $."""
+    lines = []
+    for name, value in env.items():
+        if "'" not in value:
+            lines.append(f"{name}='{value}'")
+        else:
+            escaped = "".join("\\" + c if c in '\\"`$' else c for c in value)
+            lines.append(f'{name}="{escaped}"')
+    return "\n".join(lines) + "\n"
 
 
 def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, str], cwd: str,
@@ -383,8 +407,9 @@ def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, st
     properties = [*placement.properties, "TimeoutStopSec=5"]
     if limit:
         properties.append(f"RuntimeMaxSec={math.ceil(limit)}")
-    process = system.start_transient(placement.scope or "system", unit, properties, dict(env), argv, cwd,
-                                     stdout, stderr)
+    # The manager reads the environment from a private file: never on systemd-run's command line.
+    properties.append(f"EnvironmentFile={private_file(scratch, 'environment', environment_file(env))}")
+    process = system.start_transient(placement.scope or "system", unit, properties, argv, cwd, stdout, stderr)
     return Launched(process, scratch, time.monotonic(), unit, placement.scope)
 
 

@@ -34,10 +34,10 @@ def test_what_cannot_be_carried_is_said():
 
 
 def test_systemd_run_keeps_the_command_line_literal_and_pipes_stdio():
-    argv = system.transient_argv("user", "vgpu-fix-probe-x.service", ["LimitMEMLOCK=64K"], {"A": "$B"},
+    argv = system.transient_argv("user", "vgpu-fix-probe-x.service", ["LimitMEMLOCK=64K"],
                                  ["/run/p/ollama-vgpu-probe", '{"x": "$HOME"}'], cwd="/usr/local/bin")
     assert argv[1:] == ["--user", "--wait", "--pipe", "--collect", "--unit=vgpu-fix-probe-x.service",
-                        "--working-directory=/usr/local/bin", "--property=LimitMEMLOCK=64K", "--setenv=A=$B",
+                        "--working-directory=/usr/local/bin", "--property=LimitMEMLOCK=64K",
                         "--", "/run/p/ollama-vgpu-probe", '{"x": "$$HOME"}']
 
 
