@@ -30,6 +30,10 @@ SetOpt = typer.Option(None, "--set", help="Profile variable override NAME=VALUE 
 JsonOpt = typer.Option(False, "--json", help="Print the stable JSON document instead of text.")
 ForceOpt = typer.Option(False, "--force", help="Replace paths of the wrong type / roll back despite drift (journaled).")
 RestartOpt = typer.Option(True, "--restart/--no-restart", help="Restart the unit after changes on a live root.")
+ProbeOpt = typer.Option(
+    None, "--probe/--no-probe",
+    help="Execute the root's files (ollama, libggml-*.so, preloads) to prove the backend loads. Default: on for "
+         "the live root /, off for any other root (untrusted: then only as an unprivileged user in namespaces).")
 LockTimeoutOpt = typer.Option(0.0, "--lock-timeout", help="Seconds to wait for another run's lock (default: fail at once).")
 
 
@@ -138,6 +142,7 @@ def apply(
     plan_file: Optional[str] = typer.Option(None, "--plan", help="Apply exactly this saved plan; refused if stale."),
     restart: bool = RestartOpt,
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Verify the backend loads; roll back if not."),
+    probe: Optional[bool] = ProbeOpt,
     lock_timeout: float = LockTimeoutOpt,
 ) -> None:
     """Change the host to match the profile, journaled and atomic; verify; roll back on failure."""
@@ -159,8 +164,10 @@ def apply(
         from fixer.render import Painter, plan_text, result
 
         outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=wait,
-                             saved_plan=saved, saved_from=plan_file or "", verify=verify)
+                             saved_plan=saved, saved_from=plan_file or "", verify=verify, probe=probe)
         msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
+        if outcome.verify is not None and not outcome.verify.get("proven"):
+            msg += "; not verified: " + "; ".join(outcome.verify.get("not_run") or ["see the verify report"])
         doc = result("apply", profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
                      plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
                      messages=outcome.messages + outcome.post_actions)
@@ -273,6 +280,7 @@ def verify_cmd(
         None, "--timeout", help="Seconds per probe (default: the profile's); with --service also the journal wait (default 120)."),
     model: Optional[str] = typer.Option(
         None, "--model", help="With --service: load this model through Ollama's API and require size_vram > 0 in /api/ps."),
+    probe: Optional[bool] = ProbeOpt,
 ) -> None:
     """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
@@ -285,7 +293,7 @@ def verify_cmd(
         if model is not None and not service:
             raise InvalidInput("--model loads the model in the running service: give --service too")
         prof = _load(profile, real, sets)
-        report = verifier.verify(real, prof, timeout=wait)
+        report = verifier.verify(real, prof, timeout=wait, probe=probe)
         if service:
             from fixer.verify.model_load import check_after_service
 
@@ -293,7 +301,9 @@ def verify_cmd(
             serviced = verifier.check_service(real, prof, timeout=wait or 120.0, echo=progress)
             report.checks += [serviced, check_after_service(serviced, report.env, model)]
         doc = report.to_dict()
-        msg = f"{report.backend} loads" if report.ok else f"{report.backend} does not load: {report.cause}"
+        msg = (f"{report.backend} does not load: {report.cause}" if not report.ok else
+               f"{report.backend} loads" if report.proven else
+               f"static checks pass; {report.backend} NOT proven to load: {'; '.join(report.not_run)}")
         _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,
                               msg=msg, verify=doc), verifier.render_text(doc))
         return int(ExitCode.OK if report.ok else ExitCode.BACKEND_NOT_LOADING)

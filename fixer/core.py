@@ -127,7 +127,8 @@ def check_saved(plan: planner.Plan, saved: dict, path: str = "the saved plan") -
 
 
 def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
-          saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True) -> Outcome:
+          saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True,
+          probe: bool | None = None) -> Outcome:
     """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
     With `saved_plan` (from load_plan), apply exactly that plan: it is checked before vgpu-fix creates
     any state, and again under the lock."""
@@ -139,7 +140,7 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
             check_saved(plan, saved_plan, saved_from)
 
         check(planner.build(profile, host.probe(root, profile), force=force))
-    checker = verifier() if verify else None
+    checker = verifier(probe) if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
                              check_plan=check, verify=checker)
 
@@ -165,8 +166,11 @@ def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview,
     return selected, rollback_plan.restores(journal, selected)
 
 
-def verifier():
-    """The check apply runs after its changes (and `state: verified` runs alone): (profile, root) -> report."""
+def verifier(probe: bool | None = None):
+    """The check apply runs after its changes (and `state: verified` runs alone): (profile, root) -> report.
+    `probe`: execute the root's files (default: only on the live root /; see layers.probe_refusal)."""
+    from functools import partial
+
     from fixer.verify import layers
 
-    return layers.check_for_apply
+    return partial(layers.check_for_apply, probe=probe)

@@ -9,8 +9,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
@@ -120,14 +118,22 @@ def _free_port() -> int:
 
 def _poll(port: int, launched: sandbox.Launched, deadline: float) -> tuple[int | None, str | None, list | None]:
     """(HTTP status, error, device list) from GET /info, retrying until the runner answers or dies."""
-    url = f"http://127.0.0.1:{port}/info"
+    import http.client
+
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=max(0.1, deadline - time.monotonic())) as response:
-                return response.status, None, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, f"runner error: HTTP {err.code} {err.read()[:300].decode(errors='replace')}", None
-        except (OSError, ValueError):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=max(0.1, deadline - time.monotonic()))
+            connection.sock = sandbox.connect(launched, port, max(0.1, deadline - time.monotonic()))
+            try:
+                connection.request("GET", "/info")
+                response = connection.getresponse()
+                body = response.read()
+            finally:
+                connection.close()
+            if response.status >= 400:
+                return response.status, f"runner error: HTTP {response.status} {body[:300].decode(errors='replace')}", None
+            return response.status, None, json.loads(body or b"null")
+        except (OSError, ValueError, http.client.HTTPException):
             if launched.process.poll() is not None:
                 return None, "runner crashed", None
             time.sleep(0.05)
@@ -188,7 +194,8 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)
     cwd = os.path.dirname(binary)
     while True:
-        account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(user)
+        account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(
+            user, placement.untrusted)
         child_env = placement.env(full_env)
         first = _run_pass(placement, binary, child_env, {}, account, timeout, cwd)
         could_not_start = (first.error or "").startswith("the runner could not be started")

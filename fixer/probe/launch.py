@@ -1,18 +1,23 @@
 """Exec a probe in a private mount namespace showing a root's files at their real paths (stdlib only)."""
 
 # Run as `python -I launch.py SPEC.json`; it never imports fixer, so any python3 can run it.
-# SPEC: namespace ("none" | "mount" | "user"), scratch (dir for overlay upper layers), mounts
+# SPEC: namespace ("none" | "mount" | "user" | "isolated"), scratch (dir for overlay upper layers), mounts
 # ([{source, target, kind: dir|file}], bound in order), user ({uid, gid, groups} | null), cwd,
 # executable, argv, env. On failure before exec it prints one JSON line {"event": "launch-error"}
 # and exits 97; otherwise the process becomes the probe (same pid, so the parent's timeout applies).
+# "isolated" (an untrusted root; needs root): new mount, network and PID namespaces, every mount
+# read-only, loopback up; the probe is forked as PID 1 of the new PID namespace, drops to SPEC's
+# unprivileged user and enters a new user namespace before exec; the launcher relays its status.
 
 import ctypes
 import json
 import os
 import sys
 
-CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x10000000, 0x40000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP, PR_SET_DUMPABLE = 0x8913, 0x8914, 0x1, 4
+KEEP_WRITABLE = ("/proc", "/sys")  # kernel interfaces: an unprivileged user can write nothing there anyway
 LAUNCH_FAILED = 97
 
 
@@ -35,12 +40,91 @@ def mount(source, target, fstype, flags, data=None) -> None:
 
 def enter_namespace(kind: str) -> None:
     uid, gid = os.getuid(), os.getgid()
-    libc_call("unshare", CLONE_NEWNS | (CLONE_NEWUSER if kind == "user" else 0))
+    flags = {"user": CLONE_NEWUSER, "isolated": CLONE_NEWNET | CLONE_NEWPID}.get(kind, 0)
+    libc_call("unshare", CLONE_NEWNS | flags)
     if kind == "user":
         for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
             with open(f"/proc/self/{name}", "w") as f:
                 f.write(text)
     mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
+def loopback_up() -> None:
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def read_only_everywhere() -> None:
+    """Remount every mount of this namespace read-only, keeping its other flags (deepest first)."""
+    names = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")
+            flags = sum(v for k, v in names.items() if k in fields[5].split(","))
+            points.append((point, flags))
+    for point, flags in sorted(points, key=lambda p: -p[0].count("/")):
+        if point.startswith(KEEP_WRITABLE):
+            continue
+        try:
+            mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+        except OSError:
+            if os.path.isdir(point) or os.path.isfile(point):
+                raise
+
+
+def become(user: dict, isolated: bool) -> None:
+    os.setgroups(user.get("groups", []))
+    os.setgid(user["gid"])
+    os.setuid(user["uid"])
+    if isolated:  # a user namespace of its own: no capability over anything outside it
+        # Changing uid made the process non-dumpable, so /proc/self/*_map would stay root's.
+        libc_call("prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)
+        libc_call("unshare", CLONE_NEWUSER)
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{user['uid']} {user['uid']} 1"),
+                           ("gid_map", f"{user['gid']} {user['gid']} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+
+
+def pid_namespace() -> None:
+    """Fork into the new PID namespace. Its PID 1 ignores signals it sends itself (a shim's
+    raise(SIGSEGV) would not kill it), so PID 1 only forks the probe and reports its wait status
+    through a pipe; this launcher then ends the way the probe ended. Only the probe returns."""
+    import signal
+
+    read_end, write_end = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(read_end)
+        probe = os.fork()
+        if probe == 0:
+            os.close(write_end)
+            return
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _, status = os.waitpid(probe, 0)
+        os.write(write_end, str(status).encode())
+        os._exit(0)
+    os.close(write_end)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    said = b""
+    while chunk := os.read(read_end, 64):
+        said += chunk
+    os.waitpid(init, 0)
+    status = int(said or b"0")
+    if not said:  # PID 1 died before the probe ended (killed from outside)
+        os._exit(LAUNCH_FAILED)
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status))
 
 
 def make_target(target: str, kind: str, scratch: str, counter: list) -> None:
@@ -78,12 +162,18 @@ def main() -> None:
                 step = f"mount {m['source']} on {m['target']}"
                 make_target(m["target"], m["kind"], spec["scratch"], counter)
                 mount(m["source"], m["target"], None, MS_BIND | MS_REC)
+        isolated = spec.get("namespace") == "isolated"
+        if isolated:
+            step = "loopback"
+            loopback_up()
+            step = "read-only mounts"
+            read_only_everywhere()
+            step = "fork into the PID namespace"
+            pid_namespace()
         user = spec.get("user")
         if user:
             step = f"switch to uid {user['uid']}"
-            os.setgroups(user.get("groups", []))
-            os.setgid(user["gid"])
-            os.setuid(user["uid"])
+            become(user, isolated)
         step = "chdir"
         try:
             os.chdir(spec.get("cwd") or "/")

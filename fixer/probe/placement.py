@@ -82,7 +82,8 @@ class Placement:
     """How the root's files reach the probe, and what of the real situation that honours."""
 
     root: str
-    mode: str  # systemd | live | namespace | user-namespace | translated
+    mode: str  # systemd | live | namespace | user-namespace | translated | isolated
+    untrusted: bool = False  # isolated: a root other than /, whose files never run with our privileges
     mounts: list[dict] = field(default_factory=list)
     for_real: list[str] = field(default_factory=list)
     not_honoured: list[str] = field(default_factory=list)
@@ -131,8 +132,9 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
             return systemd_placement(unit)
     if root in ("/", ""):
         return Placement("/", "live", for_real=["the live host's files, loader cache and preload list"])
-    mode = mode or ("namespace" if os.geteuid() == 0 else "user-namespace")
-    placement = Placement(root, mode)
+    untrusted = mode is None
+    mode = mode or "isolated"
+    placement = Placement(root, mode, untrusted=untrusted)
     if mode == "translated":
         placement.for_real = [f"the root's files, reached through paths under {root}"]
         placement.not_honoured = [
@@ -176,7 +178,9 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
         placement.mounts.append({"source": preload if os.path.isfile(preload) else "/dev/null",
                                  "target": "/etc/ld.so.preload", "kind": "file"})
     placement.for_real = [f"{m['target']} (from the root)" for m in placement.mounts if m["source"] != "@empty"]
-    placement.for_real.append(f"in a private mount namespace ({mode})")
+    placement.for_real.append(f"in a private mount namespace ({mode})" if not untrusted else
+                              "as an unprivileged user in new user, PID, network and mount namespaces, "
+                              "every mount read-only")
     return placement
 
 
@@ -221,21 +225,44 @@ def fallback(placement: Placement, root: str, env: Mapping[str, str], spec, file
     return nxt
 
 
-def resolve_user(user: str | None) -> tuple[dict | None, str | None]:
-    """(uid/gid/groups for the launcher, or None; a note when User= cannot be honoured)."""
+def resolve_user(user: str | None, untrusted: bool = False) -> tuple[dict | None, str | None]:
+    """(uid/gid/groups for the launcher, or None; a note when User= cannot be honoured). For an
+    untrusted root: the unit's user if it exists here and is not root, else `nobody`; never uid 0."""
+    if untrusted:
+        return _unprivileged(user)
     if not user or user == "root":
         return None, None
     if os.geteuid() != 0:
         return None, f"User={user} not honoured: switching users needs root"
-    import grp
     import pwd
 
     try:
         entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
     except KeyError:
         return None, f"User={user} does not exist on this machine; ran as root"
+    return _account(entry), None
+
+
+def _unprivileged(user: str | None) -> tuple[dict, str | None]:
+    import pwd
+
+    entry, note = None, None
+    try:
+        if user:
+            entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+    except KeyError:
+        note = f"User={user} does not exist on this machine; ran as nobody"
+    if entry is None or entry.pw_uid == 0:
+        note = note or f"User={user or '(unset, root)'} would be root; ran as nobody (the root is untrusted)"
+        entry = pwd.getpwnam("nobody")
+    return _account(entry), note
+
+
+def _account(entry) -> dict:
+    import grp
+
     groups = [g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem]
-    return {"uid": entry.pw_uid, "gid": entry.pw_gid, "groups": sorted({entry.pw_gid, *groups})}, None
+    return {"uid": entry.pw_uid, "gid": entry.pw_gid, "groups": sorted({entry.pw_gid, *groups})}
 
 
 def _usable_by(path: str, uid: int) -> bool:
@@ -288,6 +315,7 @@ class Launched:
     started: float
     unit: str | None = None  # systemd mode: the transient unit
     scope: str | None = None
+    isolated: bool = False  # in its own network namespace: reach its ports through connect()
 
 
 @dataclass
@@ -350,7 +378,9 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
               for m in placement.mounts]
     if any(m["source"] == f"{scratch}/empty" for m in mounts):
         os.makedirs(f"{scratch}/empty")
-    namespace = {"namespace": "mount", "user-namespace": "user"}.get(placement.mode, "none")
+    namespace = {"namespace": "mount", "user-namespace": "user", "isolated": "isolated"}.get(placement.mode, "none")
+    if namespace == "isolated" and not user:
+        raise ValueError("an untrusted root's code never runs without an unprivileged user")
     spec = {"namespace": namespace, "scratch": f"{scratch}/layers", "mounts": mounts, "user": user,
             "cwd": cwd, "executable": executable or argv[0], "argv": argv, "env": dict(env)}
     # The launcher reads the spec (the unit's whole environment) before it drops privileges.
@@ -362,7 +392,7 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
         [sys.executable, "-I", f"{scratch}/launch.py", spec_path],
         env={"PATH": DEFAULT_PATH, "LC_ALL": "C"}, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
         start_new_session=True, text=True, errors="replace")
-    return Launched(process, scratch, time.monotonic())
+    return Launched(process, scratch, time.monotonic(), isolated=namespace == "isolated")
 
 
 def private_file(scratch: str, name: str, text: str) -> str:
@@ -411,6 +441,35 @@ def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, st
     properties.append(f"EnvironmentFile={private_file(scratch, 'environment', environment_file(env))}")
     process = system.start_transient(placement.scope or "system", unit, properties, argv, cwd, stdout, stderr)
     return Launched(process, scratch, time.monotonic(), unit, placement.scope)
+
+
+def connect(launched: Launched, port: int, timeout: float):
+    """A TCP connection to 127.0.0.1:`port` as the probe sees it: an isolated probe has its own
+    network namespace, entered by one short-lived thread only (setns acts on the calling thread)."""
+    import socket
+    import threading
+
+    if not launched.isolated:
+        return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    made: dict = {}
+
+    def inside() -> None:
+        import ctypes
+
+        try:
+            with open(f"/proc/{launched.process.pid}/ns/net") as ns:
+                if ctypes.CDLL(None, use_errno=True).setns(ns.fileno(), 0x40000000) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            made["sock"] = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        except OSError as exc:
+            made["error"] = exc
+
+    thread = threading.Thread(target=inside)
+    thread.start()
+    thread.join()
+    if "error" in made:
+        raise made["error"]
+    return made["sock"]
 
 
 def outcome(launched: Launched, output: str) -> tuple[int | None, str, dict | None]:

@@ -11,6 +11,7 @@ from fixer.facts.paths import host_path
 from fixer.model.profile import Profile
 
 LAYERS = ("environment", "static", "load", "runner")
+PROBES = ("load", "runner")  # the layers that execute the root's files (ollama, libggml-*.so, preloads)
 
 
 @dataclass
@@ -33,6 +34,12 @@ class VerifyReport:
     env: dict[str, str]
     backend: str = ""  # the backend verify loads, as `<library folder>/<file>`
     checks: list[Check] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)  # probe layers deliberately not run, and why
+
+    @property
+    def proven(self) -> bool:
+        """The backend was really loaded: every check passed or skipped, and no probe was left out."""
+        return self.ok and not self.not_run
 
     @property
     def ok(self) -> bool:
@@ -48,7 +55,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out.update(ok=self.ok, cause=self.cause, fix=self.fix)
+        out.update(ok=self.ok, proven=self.proven, cause=self.cause, fix=self.fix)
         return out
 
 
@@ -64,8 +71,22 @@ def _unit(root: str, profile: Profile):
     return probe_unit(root, profile.service.unit, profile.service.scope)
 
 
+def probe_refusal(root: str, probe: bool | None) -> str | None:
+    """Why the probe layers must not run (None: run them). A root other than / is untrusted data: its
+    files run only when the operator opts in (--probe), and then only as an unprivileged user in new
+    user, PID, network and mount namespaces, which takes root to set up."""
+    if probe is None:
+        probe = root == "/"
+    if not probe:
+        return ("--no-probe" if root == "/" else
+                "a root other than / is untrusted: its files are executed only with --probe")
+    if root != "/" and os.geteuid() != 0:
+        return "--probe on a root other than / needs root (to run the probe as an unprivileged user in namespaces)"
+    return None
+
+
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
-           layers: tuple[str, ...] = LAYERS, timeout: float | None = None) -> VerifyReport:
+           layers: tuple[str, ...] = LAYERS, timeout: float | None = None, probe: bool | None = None) -> VerifyReport:
     """Run the checks in `layers` in order. `env`/`user` default to what the root's unit gives; then,
     on a live root whose service manager runs, the probes run as transient units of that manager with
     the unit's User=, environment and sandbox settings (see sandbox.systemd_placement)."""
@@ -77,7 +98,12 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     spec = profile.verify
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{profile.verify.library}/{profile.verify.backend}")
+    refusal = probe_refusal(root, probe)
     for layer in layers:
+        if layer in PROBES and refusal:
+            report.not_run.append(f"{layer}: {refusal}")
+            report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
+            continue
         report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout, unit))
     return report
 
@@ -214,9 +240,9 @@ def _lines_of(journal_json: str, pid: str | None) -> str:
     return "\n".join(kept)
 
 
-def check_for_apply(profile: Profile, root: str) -> dict:
+def check_for_apply(profile: Profile, root: str, probe: bool | None = None) -> dict:
     """The report `apply` checks after its changes (and again after an automatic rollback)."""
-    return verify(root, profile).to_dict()
+    return verify(root, profile, probe=probe).to_dict()
 
 
 def render_text(report: dict) -> str:
@@ -231,6 +257,10 @@ def render_text(report: dict) -> str:
             if check.get("fix"):
                 lines.append(f"         fix: {check['fix']}")
     backend = report.get("backend") or "the backend"
-    lines.append(f"verdict: {backend} loads" if report["ok"] else
-                 f"verdict: {backend} does NOT load: {report.get('cause') or 'see above'}")
+    if report["ok"] and report.get("not_run"):
+        lines.append(f"verdict: the static checks pass, but {backend} is NOT proven to load: "
+                     + "; ".join(report["not_run"]))
+    else:
+        lines.append(f"verdict: {backend} loads" if report["ok"] else
+                     f"verdict: {backend} does NOT load: {report.get('cause') or 'see above'}")
     return "\n".join(lines)

@@ -117,7 +117,8 @@ def run_load_probe(root: str, env: Mapping[str, str], spec, user: str | None = N
 def _run(placement: sandbox.Placement, env: dict, spec, user: str | None,
          timeout: float, base: str = GGML_BASE) -> tuple[LoadProbeResult | None, dict | None]:
     """(the result, None), or (None, the launch error) when `placement` could not start the probe."""
-    account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(user)
+    account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(
+        user, placement.untrusted)
     backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
     config = {"base": base, "backend": placement.path(backend)}
     child_env = placement.env(env)

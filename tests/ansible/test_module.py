@@ -307,3 +307,14 @@ def test_state_verified_fails_when_the_backend_does_not_load_and_changes_nothing
     assert result["msg"].startswith("verify failed: the CUDA backend does not load; cause: ")
     assert result["verify"]["ok"] is False and result["changed"] is False
     assert whole_tree(root) == before
+
+
+def test_the_module_never_executes_an_untrusted_roots_files_unless_probe_is_true(ansible):
+    ansible.host("alpha")
+    run = ansible.play([apply_task(state="verified")])
+    report = run.result()["verify"]
+    assert {c["name"]: c["status"] for c in report["checks"]}["load"] == "skip"
+    assert report["not_run"][0] == "load: a root other than / is untrusted: its files are executed only with --probe"
+    assert report["proven"] is False
+    probed = ansible.play([apply_task(state="verified", probe=True)]).result()["verify"]
+    assert probed["not_run"] == [] and {c["name"] for c in probed["checks"]} >= {"load", "runner"}

@@ -52,6 +52,7 @@ STAGE1: dict[str, Lib] = {
     "cublas-13": Lib("cublas.c", "libcublas.so.13", "libcublas.so.13", (), "libcublas.so.13"),
     "cublasLt-13": Lib("cublas.c", "libcublasLt.so.13", "libcublasLt.so.13", ("LT",), "libcublasLt.so.13"),
     "cublas-stray": Lib("cublas.c", "libcublas.so.12", "libcublas.so.12", ("STRAY",)),
+    "planted": Lib("planted.c", "libplanted.so", "libplanted.so"),
 }
 
 
@@ -110,7 +111,10 @@ def _standin(outdir: Path) -> Path:
     target = outdir / "ollama" / "ollama"
     target.parent.mkdir(parents=True, exist_ok=True)
     text = (HERE / "ollama_standin.py").read_text()
-    target.write_text(f"#!{sys.executable} -I\n{text}")
+    # A python every user can run: an untrusted root's ollama runs as an unprivileged user.
+    from fixer.verify.placement import interpreter
+
+    target.write_text(f"#!{interpreter({'uid': 65534})} -I\n{text}")
     target.chmod(0o755)
     return target
 

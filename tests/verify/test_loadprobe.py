@@ -62,7 +62,7 @@ def test_good_hosts_load(namespaces, make_host, native, name, setup, devices):
     root = make_host()
     result = run_load_probe(str(root), setup(root, native), SPEC)
     assert result.ok, result.evidence
-    assert result.mode == "namespace"
+    assert result.mode == "isolated"
     assert result.device_count == devices
     assert all("H100" in d["description"] for d in result.devices)
     assert result.cuda["libcuda"] and result.cuda["status"] == 0

@@ -82,7 +82,8 @@ def test_standin_serve_logs_inference_compute(namespaces, make_host, native, llm
     env = {**libpath(root, native), "OLLAMA_LLM_LIBRARY": llm_library, "OLLAMA_DEBUG": "1",
            "OLLAMA_HOST": "127.0.0.1:0", "PATH": sandbox.DEFAULT_PATH}
     placement = sandbox.place(str(root), env, Verify(), files=(layout.OLLAMA_BIN,))
-    launched = sandbox.start(placement, [layout.OLLAMA_BIN, "serve"], env)
+    nobody, _ = sandbox.resolve_user(None, untrusted=True)  # an untrusted root's code never runs as root
+    launched = sandbox.start(placement, [layout.OLLAMA_BIN, "serve"], env, user=nobody)
     watchdog = threading.Timer(60, sandbox.stop, [launched])
     watchdog.start()
     lines = []

@@ -47,4 +47,4 @@ def test_without_a_running_manager_the_probe_placement_is_unchanged(tmp_path):
     unit = probe_unit(str(tmp_path), "ollama.service", "system")
     placement = sandbox.place("/", {}, Verify(), unit=unit)
     assert placement.mode == "live" and placement.transient is None
-    assert sandbox.place(str(tmp_path), {}, Verify(), unit=unit).mode in ("namespace", "user-namespace")
+    assert sandbox.place(str(tmp_path), {}, Verify(), unit=unit).mode == "isolated"

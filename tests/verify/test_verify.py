@@ -26,7 +26,7 @@ def write_unit(root, environment: dict[str, str]) -> None:
 def test_good_host_passes_every_layer(namespaces, make_host):
     root = make_host()
     write_unit(root, layout.use_library_path(root))
-    report = verify(str(root), PROFILE, timeout=20)
+    report = verify(str(root), PROFILE, timeout=20, probe=True)
     assert [(c.name, c.status) for c in report.checks] == [
         ("environment", "pass"), ("static", "pass"), ("load", "pass"), ("runner", "pass")], report.to_dict()
     assert report.ok and report.env["LD_LIBRARY_PATH"] == layout.SHIM_DIR
@@ -49,7 +49,7 @@ def test_first_failing_layer_names_the_cause(namespaces, make_host, native):
     root = make_host()
     layout.place(root, f"{layout.SHIM_DIR}/libvgpu-cuda.so", native["cuda-shim-dlopen"])
     write_unit(root, {"LD_PRELOAD": f"{layout.SHIM_DIR}/libvgpu-cuda.so", "OLLAMA_LLM_LIBRARY": "cuda_v12"})
-    report = verify(str(root), PROFILE, timeout=20)
+    report = verify(str(root), PROFILE, timeout=20, probe=True)
     status = {c.name: c.status for c in report.checks}
     assert status == {"environment": "pass", "static": "fail", "load": "fail", "runner": "fail"}
     assert "interposes the dynamic loader" in report.cause

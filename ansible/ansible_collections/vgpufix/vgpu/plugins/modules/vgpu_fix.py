@@ -72,6 +72,15 @@ options:
       - Skipped with a warning when the installed vgpu-fix has no verify step.
     type: bool
     default: true
+  probe:
+    description:
+      - Let verification execute the root's own files (C(ollama), C(libggml-*.so), preloads) to prove
+        the backend loads, as C(vgpu-fix --probe/--no-probe).
+      - Unset, probes run on the live root C(/) only. Any other O(root) is untrusted data: its files
+        run only with V(true), and then only as an unprivileged user (the unit's C(User=) if it
+        exists here, else C(nobody)) in new user, PID, network and mount namespaces, read-only.
+      - Without probes, RV(verify.proven) is false and RV(msg) says the backend was not verified.
+    type: bool
   force:
     description:
       - With O(state=applied), replace paths of the wrong type (a file where a symlink belongs),
@@ -240,6 +249,7 @@ ARGUMENT_SPEC = dict(
     root=dict(type="path", default="/"),
     restart=dict(type="bool", default=True),
     verify=dict(type="bool", default=True),
+    probe=dict(type="bool"),
     force=dict(type="bool", default=False),
     rollback_to=dict(type="int"),
     lock_timeout=dict(type="float", default=0.0),
@@ -290,8 +300,10 @@ class Task:
             msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
             return self.result(changed=bool(count), msg=msg, plan=plan)
         outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"],
-                             lock_timeout=p["lock_timeout"], verify=p["verify"])
+                             lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"])
         msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
+        if outcome.verify is not None and not outcome.verify.get("proven"):
+            msg += "; not verified: " + "; ".join(outcome.verify.get("not_run") or ["see verify"])
         return self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
                            verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
 
@@ -323,11 +335,14 @@ class Task:
 
     def verified(self):
         profile = self.load()
-        report = core.verifier()(profile, self.root)
+        report = core.verifier(self.params["probe"])(profile, self.root)
         if not report.get("ok"):
             doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load" + _cause(report),
                               verify=report)
             self.module.fail_json(**doc)
+        if not report.get("proven"):
+            return self.result(changed=False, verify=report, msg="static checks pass; the CUDA backend is NOT proven "
+                               "to load: " + "; ".join(report.get("not_run") or []))
         return self.result(changed=False, msg="verified: the CUDA backend loads", verify=report)
 
     # -- helpers --------------------------------------------------------------------------------
