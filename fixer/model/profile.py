@@ -422,13 +422,14 @@ class Profile(Model):
 
     def managed_paths(self) -> list[tuple[str, str]]:
         """(where in the profile, absolute path) for every path the profile writes or removes."""
-        found = [(f"symlinks[{i}]", s.path) for i, s in enumerate(self.symlinks)]
-        found += [(f"files[{i}]", f.path) for i, f in enumerate(self.files)]
-        if self.udev is not None:
-            found.append(("udev.file", self.udev.path))
-        found.append(("service.dropin", self.dropin_path))
+        # Paths a section owns come first, so a duplicate `symlinks:`/`files:` entry is the one blamed.
+        found = [("service.dropin", self.dropin_path)]
         if self.ld_so_conf is not None:
             found.append(("ld_so_conf.file", self.ld_so_conf_path))
+        if self.udev is not None:
+            found.append(("udev.file", self.udev.path))
+        found += [(f"symlinks[{i}]", s.path) for i, s in enumerate(self.symlinks)]
+        found += [(f"files[{i}]", f.path) for i, f in enumerate(self.files)]
         return found
 
     @property
