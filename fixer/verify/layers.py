@@ -101,13 +101,13 @@ def _chosen(root: str, spec):
 def cache_additions(root: str, profile: Profile) -> list[str]:
     """Every soname the profile's ld.so.conf.d entry adds to the root's ld.so cache (host-wide, for every
     program), read from the real cache."""
-    from fixer.facts.ldso import LdCacheError, read_cache
+    from fixer.facts.ldso import LD_SO_CACHE, LdCacheError, read_cache
 
     if profile.ld_so_conf is None or not profile.ld_so_conf.entries:
         return []
     where = f"ld.so cache entries from {profile.ld_so_conf_path}"
     try:
-        cache = read_cache(on_host(root, "/etc/ld.so.cache"))
+        cache = read_cache(host_path(root, LD_SO_CACHE))
     except (OSError, LdCacheError) as exc:
         return [f"{where}: cache not readable ({getattr(exc, 'strerror', None) or exc})"]
     dirs = {d.rstrip("/") for d in profile.ld_so_conf.entries}

@@ -281,7 +281,7 @@ def test_8_fix_only_the_driver_shim_is_preloaded_and_verify_names_what_it_replac
 
 def test_8_fix_doctor_never_suggests_the_preload_profile(seed_root):
     from fixer.doctor.rules.base import Finding, Fix
-    from fixer.facts.inventory import gather
+    from fixer.doctor.snapshot import gather
 
     facts = gather(seed_root)  # the seed preloads its shims in override.conf
     assert facts.preload
@@ -298,7 +298,7 @@ LOG = ('time=2026-02-25T09:16:58.102-05:00 level=INFO source=types.go:42 msg="in
 @pytest.mark.parametrize("driver, expected", [("12.9", "h100-vgpu"), ("13.0", "h100-vgpu-cuda13")])
 def test_9_cuda13_is_chosen_from_the_reported_driver_not_from_the_pin(driver, expected):
     from fixer.doctor.rules.base import Finding, Fix
-    from fixer.facts.inventory import HostFacts
+    from fixer.doctor.snapshot import HostFacts
 
     facts = HostFacts(env={"OLLAMA_LLM_LIBRARY": "cuda_v13"}, listings={"/opt/vgpu/lib": {"libvgpu-cuda.so": None}})
     log = summarize(LOG.format(lib="cuda_v13", driver=driver))
