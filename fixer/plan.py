@@ -12,13 +12,15 @@ from fixer.model.plan import Change, Plan, PostAction  # noqa: F401  (Change and
 from fixer.model.profile import Profile
 
 LD_SO_CONF_INCLUDE = "include /etc/ld.so.conf.d/*.conf\n"
+LD_SO_CONF_D = "/etc/ld.so.conf.d"
+UDEV_RULES_D = "/etc/udev/rules.d"
 CONFIG_MODE = 0o644
 
 
 def render_dropin(profile: Profile) -> str:
     """The drop-in vgpu-fix owns: environment, unsets and [Service] directives, systemd-quoted."""
     service = profile.service
-    env = dict(service.environment)
+    env = dict(service.effective_environment)
     unset = list(service.unset)
     for name, entries in (("LD_LIBRARY_PATH", profile.library_path), ("LD_PRELOAD", profile.preload)):
         if entries:
@@ -33,7 +35,7 @@ def render_dropin(profile: Profile) -> str:
     lines += [f"Environment={unitfile.quote_assignment(name, value)}" for name, value in env.items()]
     if unset:
         lines.append("UnsetEnvironment=" + " ".join(unset))
-    for key, value in service.directives.items():
+    for key, value in service.effective_directives.items():
         for item in value if isinstance(value, list) else [value]:
             lines.append(f"{key}={unitfile.escape_directive(item)}")
     return "\n".join(lines) + "\n"
@@ -49,18 +51,43 @@ def file_state(text: str, mode: int = CONFIG_MODE) -> PathState:
     return PathState("file", data=text.encode(), mode=mode, uid=0, gid=0)
 
 
+def render_udev(profile: Profile) -> str:
+    """The rule that lets the group map the PCI resources of exactly the devices with vendor AND device id.
+    Every interpolated value was validated by its type (hex ids, an identifier); %p is udev's devpath."""
+    udev = profile.udev
+    assert udev is not None
+    return (f"# Managed by vgpu-fix (profile {profile.name}): the shim maps the device's PCI resources as the "
+            "service user.\n"
+            f'ACTION=="add|change", SUBSYSTEM=="pci", ATTR{{vendor}}=="{udev.vendor}", ATTR{{device}}=="{udev.device}", '
+            f"RUN+=\"/bin/sh -c 'chgrp {udev.group} /sys%p/resource* && chmod g+rw /sys%p/resource*'\"\n")
+
+
 def build(profile: Profile, host: HostState, force: bool = False) -> Plan:
     plan = Plan(profile=profile.name, root=host.root, changes=[])
     for problem in _unsafe(profile, host):
         plan.conflicts.append(problem)
+    _requires(plan, profile, host, force)
+    _capabilities(plan, profile, host)
     for link in profile.symlinks:
-        _symlink(plan, host, link.path, link.target if link.state == "present" else None, force)
+        target = link.target if link.state == "present" else None
+        if target is not None and link.path in host.missing_targets and not _blocked(plan, link.path):
+            if not force:
+                plan.conflicts.append(f"{link.path}: its target {target} does not exist under the root; a dangling "
+                                      "link would let a stale copy found elsewhere win (fix the variable naming "
+                                      "it, or use --force)")
+                continue
+            plan.forced.append(link.path)
+            plan.warnings.append(f"{link.path}: target {target} does not exist (linked anyway: --force)")
+        _symlink(plan, host, link.path, target, force)
     _file(plan, host, "dropin", profile.dropin_path, file_state(render_dropin(profile)),
           f"drop-in for {profile.service.unit}", force)
     if profile.ld_so_conf is not None:
         _file(plan, host, "ld_so_conf", profile.ld_so_conf_path, file_state(render_ld_so_conf(profile)),
               "ld.so.conf.d entry for the ld.so cache", force)
         _ld_so_conf_include(plan, host)
+    if profile.udev is not None:
+        _file(plan, host, "udev", profile.udev.path, file_state(render_udev(profile)),
+              "udev rule for the para-virtual device", force)
     for managed in profile.files:
         if managed.state == "present":
             _file(plan, host, "file", managed.path, file_state(managed.content, managed.mode_bits),
@@ -72,6 +99,41 @@ def build(profile: Profile, host: HostState, force: bool = False) -> Plan:
     plan.post_actions = _post_actions(plan, profile, host)
     plan.fingerprints = fingerprints(host, plan)
     return plan
+
+
+def _requires(plan: Plan, profile: Profile, host: HostState, force: bool) -> None:
+    """A shim profile on a host with a real NVIDIA driver (or the reverse) is refused, unless forced."""
+    wanted = profile.requires.nvidia_driver
+    facts = host.nvidia
+    if wanted == "absent" and facts.present:
+        why = "; ".join([f"an NVIDIA kernel driver is bound to {b}" for b in facts.bound]
+                        + [f"{p} comes from an NVIDIA driver package" for p in facts.packaged_libcuda])
+        problem = (f"{profile.name} is for para-virtual shim guests without an NVIDIA driver, and {why}: its shims "
+                   "would hide the real driver (GRID/vGPU guest, HAMi host or real GPU?)")
+    elif wanted == "present" and not facts.present:
+        problem = (f"{profile.name} is for hosts with the real NVIDIA driver, and no NVIDIA kernel driver is bound "
+                   "nor a driver package's libcuda.so installed: it would remove what a shim guest needs")
+    else:
+        return
+    if force:
+        plan.forced.append("requires.nvidia_driver")
+        plan.warnings.append(f"{problem} (planned anyway: --force)")
+    else:
+        plan.conflicts.append(f"requires.nvidia_driver: {problem} (use --force to plan anyway)")
+
+
+def _capabilities(plan: Plan, profile: Profile, host: HostState) -> None:
+    """A CapabilityBoundingSet= list replaces systemd's full default: on a root unit it strips every other
+    capability (DAC_OVERRIDE, CHOWN, NET_BIND_SERVICE, ...). Never narrow a root unit's bounding set."""
+    value = profile.service.effective_directives.get("CapabilityBoundingSet")
+    if value is None or host.unit.user not in (None, "root", "0"):
+        return
+    values = value if isinstance(value, list) else [value]
+    if any(v.strip() and not v.strip().startswith("~") for v in values):
+        plan.conflicts.append(
+            f"{profile.dropin_path}: CapabilityBoundingSet={' '.join(values)} would narrow the bounding set of "
+            f"{profile.service.unit}, which runs as root (it would lose DAC_OVERRIDE, CHOWN, NET_BIND_SERVICE, ...); "
+            "remove it from the profile")
 
 
 def _unsafe(profile: Profile, host: HostState) -> list[str]:
@@ -231,7 +293,7 @@ def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
                 if old != new:
                     plan.notes.append(f"supersedes {old} from {f.path} (now {new})")
         for s in f.settings:
-            if s.section == "Service" and s.key in profile.service.directives:
+            if s.section == "Service" and s.key in profile.service.effective_directives:
                 plan.notes.append(f"supersedes {s.key}={s.value} from {f.path}")
     effective = env.effective()
     for name, value in wanted.effective().items():
@@ -249,8 +311,14 @@ def _post_actions(plan: Plan, profile: Profile, host: HostState) -> list[str]:
         return []
     ld_dirs = set(host.ld_dirs) | set(profile.ld_so_conf.entries if profile.ld_so_conf else [])
     actions = []
-    if any(c.kind == "ld_so_conf" or os.path.dirname(c.path) in ld_dirs for c in pending):
+    if any(c.kind == "ld_so_conf" or os.path.dirname(c.path) in ld_dirs | {LD_SO_CONF_D} for c in pending):
         actions.append(PostAction.LDCONFIG)
+    if any(os.path.dirname(c.path) == UDEV_RULES_D for c in pending):
+        actions.append(PostAction.UDEV_RELOAD)
+        if profile.udev is not None:
+            # Exactly the devices the rule matches, so verify (as the service user) sees the new permissions.
+            actions += [f"{PostAction.UDEV_TRIGGER} {d.syspath}" for d in host.pci
+                        if d.vendor == profile.udev.vendor and d.device == profile.udev.device]
     if any(c.kind == "dropin" for c in pending):
         actions.append(PostAction.DAEMON_RELOAD)
     actions.append(PostAction.RESTART)

@@ -98,8 +98,8 @@ def read_source(path: Path, positions: bool = True) -> Source:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ProfileError(f"{where}: malformed YAML: {problem}") from None
-    if doc is None:
-        doc = {}
+    if doc is None or doc == {}:
+        raise ProfileError(f"{path}:1:1: the profile is empty; a profile needs at least a name and one setting")
     if not isinstance(doc, dict):
         raise ProfileError(f"{path}:1:1: a profile must be a mapping, not {type(doc).__name__}")
     where: dict[Loc, str] = {}
@@ -182,6 +182,8 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
     for source in reversed(chain):
         doc = dict(source.data)
         doc.pop("extends", None)
+        if isinstance(doc.get("vars"), dict):  # a bare value keeps the type a parent declared
+            doc["vars"] = {k: v if isinstance(v, dict) else {"value": v} for k, v in doc["vars"].items()}
         data = _merge(data, doc)
         where.update(source.where)
     data["name"] = chain[0].data.get("name", chain[0].name)
@@ -201,6 +203,7 @@ def _merge(base: Any, over: Any) -> Any:
 
 
 def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str) -> dict:
+    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type."""
     variables = data.get("vars") or {}
     if not isinstance(variables, dict):
         raise ProfileError(f"{where.get(('vars',), origin)}: vars must be a mapping of name: value")
@@ -210,7 +213,8 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
             f"--set {unknown[0]}: the profile has no variable {unknown[0]!r} "
             f"(it has: {', '.join(sorted(variables)) or 'none'})"
         )
-    raw = {str(k): ("" if v is None else str(v)) for k, v in variables.items()}
+    declared = {str(k): (v if isinstance(v, dict) else {"value": v}) for k, v in variables.items()}
+    raw = {k: ("" if d.get("value") is None else _scalar(d.get("value"))) for k, d in declared.items()}
     raw.update(overrides)
     errors: list[str] = []
     values: dict[str, str] = {}
@@ -244,11 +248,40 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
 
     for name in raw:
         value_of(name, (), ("vars", name))
+    for name in overrides:  # --set values are checked first, and named as --set
+        problem = _type_problem(declared[name], values.get(name, ""))
+        if problem:
+            raise ProfileError(f"--set {name}: {values.get(name, '')!r} {problem}")
+    for name, declaration in declared.items():
+        problem = None if name in overrides else _type_problem(declaration, values.get(name, ""))
+        if problem:
+            errors.append(f"{_where(where, ('vars', name), origin)}: value {values.get(name, '')!r} {problem}")
     result = walk({k: v for k, v in data.items() if k != "vars"}, ())
     if errors:
         raise ProfileError(f"{origin}: {len(errors)} error(s) in variables", details=sorted(set(errors)))
-    result["vars"] = values
+    result["vars"] = {name: {**declared[name], "value": values[name]} for name in declared}
     return result
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _type_problem(declaration: dict, value: str) -> str | None:
+    """The type check of fixer.model.profile for one declared variable; a malformed declaration is left
+    to the model's validation (which reports it with its location)."""
+    from fixer.model.profile import VAR_TYPES, var_problem
+
+    kind = declaration.get("type", "string")
+    if kind not in VAR_TYPES:
+        return None
+    try:
+        return var_problem(kind, value, declaration.get("pattern"), declaration.get("choices"),
+                           declaration.get("minimum"), declaration.get("maximum"))
+    except (TypeError, ValueError, re.error):
+        return None
 
 
 def _where(where: dict[Loc, str], loc: Loc, origin: str) -> str:
@@ -291,7 +324,7 @@ def _loc_named_in(message: str) -> Loc:
     named = re.findall(r"([a-z_]+(?:\.[a-z_]+)*)(?:\[(\d+)\])?(?=[ )]|$)", message.split("(")[-1])
     for dotted, index in reversed(named):
         loc = tuple(dotted.split(".")) + ((int(index),) if index else ())
-        if loc[0] in ("symlinks", "files", "service", "ld_so_conf"):
+        if loc[0] in ("symlinks", "files", "service", "ld_so_conf", "udev"):
             return loc
     return ()
 

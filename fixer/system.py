@@ -1,4 +1,4 @@
-"""The only module that runs external commands (ldconfig, systemctl, journalctl, systemd-run), via `sh`."""
+"""The only module that runs external commands (ldconfig, systemctl, journalctl, systemd-run, udevadm), via `sh`."""
 
 # systemd-run is the one command whose output is streamed while it runs: start_transient uses Popen.
 
@@ -31,6 +31,26 @@ def ldconfig(root: str) -> None:
     """Rebuild the ld.so cache of `root` with a C-locale include order and without touching links."""
     args = ["-X"] + (["-r", root] if root != "/" else [])
     _run("ldconfig", *args, env={**os.environ, "LC_ALL": "C"})
+
+
+def udev_live(root: str) -> bool:
+    """True when `root` is the running system and its udev daemon listens for control messages."""
+    return root == "/" and os.path.exists("/run/udev/control")
+
+
+def udevadm_argv(action: str, syspaths: list[str] | None = None) -> list[str]:
+    """`udevadm control --reload`, or `udevadm trigger --action=change --settle` on exactly `syspaths`
+    (absolute /sys paths, passed as separate arguments: never through a shell)."""
+    if action == "reload":
+        return ["control", "--reload"]
+    paths = list(syspaths or [])
+    if not paths or any(not p.startswith("/sys/") or "\n" in p for p in paths):
+        raise ExternalCommandFailed(f"udevadm trigger: refusing device paths {paths!r}")
+    return ["trigger", "--action=change", "--settle", *paths]
+
+
+def udevadm(action: str, syspaths: list[str] | None = None) -> None:
+    _run("udevadm", *udevadm_argv(action, syspaths))
 
 
 def systemd_live(root: str, scope: str) -> bool:

@@ -30,7 +30,7 @@ CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL
 -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
 -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH=\$ORIGIN \
 -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=OFF"
-KEY="$PKG==$VERSION sha256=$SHA256 targets=$TARGETS flags=$CMAKE_FLAGS"
+KEY="$PKG==$VERSION sha256=$SHA256 targets=$TARGETS git=none flags=$CMAKE_FLAGS"
 
 info() { printf 'build_llama_server: %s\n' "$*" >&2; }
 
@@ -99,9 +99,18 @@ fi
 if command -v ninja >/dev/null 2>&1; then GENERATOR=Ninja; else GENERATOR="Unix Makefiles"; fi
 
 # 3. Configure (again only when the flags or the generator changed) and build.
+# Changed flags reconfigure in place (ninja then rebuilds only what they touch); a different
+# generator needs a fresh directory.
 B=$BUILD_ROOT/build
+# The sdist has no .git: keep cmake's `git rev-parse` from finding an enclosing repository (such as
+# this checkout) and stamping its commit and count into `llama-server --version` and ggml.
+GIT_CEILING_DIRECTORIES=$BUILD_ROOT/src
+export GIT_CEILING_DIRECTORIES
 if [ ! -f "$B/CMakeCache.txt" ] || [ "$(cat "$B/.key" 2>/dev/null)" != "$KEY $GENERATOR" ]; then
-    rm -rf "$B"
+    if ! grep -qxF "CMAKE_GENERATOR:INTERNAL=$GENERATOR" "$B/CMakeCache.txt" 2>/dev/null; then
+        rm -rf "$B"
+    fi
+    rm -f "$B/.key"
     info "configuring ($GENERATOR)"
     # shellcheck disable=SC2086 # CMAKE_FLAGS is a list of words
     cmake -S "$SRC" -B "$B" -G "$GENERATOR" $CMAKE_FLAGS > "$BUILD_ROOT/configure.log" 2>&1 ||
@@ -109,7 +118,7 @@ if [ ! -f "$B/CMakeCache.txt" ] || [ "$(cat "$B/.key" 2>/dev/null)" != "$KEY $GE
     printf '%s\n' "$KEY $GENERATOR" > "$B/.key"
 fi
 T3=$(now)
-info "building $TARGETS with -j$JOBS (about 12 min on 2 cores)"
+info "building $TARGETS with -j$JOBS (12-17 min on 2 cores)"
 # shellcheck disable=SC2086
 cmake --build "$B" --parallel "$JOBS" --target $TARGETS
 T4=$(now)
@@ -135,6 +144,7 @@ download_seconds: $((T1 - T0))
 unpack_seconds: $((T2 - T1))
 configure_seconds: $((T3 - T2))
 build_seconds: $((T4 - T3))
+llama_server_version: $("$NEW/llama-server" --version 2>&1 | head -1 || true)
 built: $(date -u +%Y-%m-%dT%H:%M:%SZ)
 key: $KEY
 EOF

@@ -43,7 +43,29 @@ def reference() -> str:
                 f"`{json.dumps(spec['default'])}`" if "default" in spec else "empty")
             out.append(f"| `{key}` | {_type(spec, defs)} | {default} |")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + shipped_variables())
+
+
+def shipped_variables() -> list[str]:
+    """Every variable of every shipped profile: type, default and what it is for (its risk included)."""
+    from fixer.profiles import list_profiles, load
+
+    out = ["## Variables of the shipped profiles", "",
+           "`--set NAME=VALUE` must fit the variable's type; a value that does not is refused (exit 3) "
+           "naming `--set NAME`.", ""]
+    for name, origin, _ in list_profiles("/nonexistent"):
+        if origin != "shipped":
+            continue
+        profile = load(name, "/nonexistent")
+        out += [f"### {name}", "", profile.description, "", "| variable | type | default | what it is for |",
+                "|---|---|---|---|"]
+        for var, spec in profile.vars.items():
+            kind = spec.type + (f" ({', '.join(repr(c) for c in spec.choices)})" if spec.choices else "")
+            if spec.minimum is not None or spec.maximum is not None:
+                kind += f" {spec.minimum}..{spec.maximum}"
+            out.append(f"| `{var}` | {kind} | `{spec.value}` | {spec.description or '-'} |")
+        out += ["", "It cannot fix:", ""] + [f"- {item}" for item in profile.cannot_fix] + [""]
+    return out
 
 
 def render(current: str) -> str:

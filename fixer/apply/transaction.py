@@ -70,13 +70,16 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
     done = []
     scope, unit = service["scope"], service["unit"]
     live = system.systemd_live(root, scope)
+    triggers = [a.partition(" ")[2] for a in actions if a.startswith(f"{PostAction.UDEV_TRIGGER} ")]
     for action in actions:
-        crashpoints.hit(f"post:{action}")
+        crashpoints.hit(f"post:{action.partition(' ')[0]}")
         if action == PostAction.LDCONFIG:
             for parent in missing_parents(root, ldso.LDCONFIG_AUX_CACHE):
                 writes.make_dir(root, parent, 0o755)
             system.ldconfig(root)
             done.append("ldconfig: cache rebuilt" + ("" if root == "/" else f" for {root}"))
+        elif action.startswith("udev-"):
+            done += _udev(root, action, triggers)
         elif not live:
             done.append(f"{action}: skipped (no running service manager for this root)")
         elif action == PostAction.DAEMON_RELOAD:
@@ -88,6 +91,20 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
             system.systemctl(scope, "restart", unit)
             done.append(f"restart: {unit} restarted")
     return done
+
+
+def _udev(root: str, action: str, triggers: list[str]) -> list[str]:
+    """udev-reload runs the reload and then one trigger of every matching device; udev-trigger lines report."""
+    if not system.udev_live(root):
+        return [f"{action}: skipped (no running udev for this root)"]
+    if action == PostAction.UDEV_RELOAD:
+        system.udevadm("reload")
+        out = ["udev-reload: rules reloaded"]
+        if triggers:
+            system.udevadm("trigger", triggers)
+            out.append(f"udev-trigger: change event for {', '.join(triggers)}")
+        return out
+    return []
 
 
 def service_of(profile: Profile) -> dict:
@@ -121,8 +138,12 @@ def _restore(journal: Journal, generation: Generation, restart: bool, status: st
             f"the host may be half-changed; rerun `vgpu-fix rollback` once the cause is fixed"
         ) from None
     service = generation.manifest.get("service")
+    udev = [PostAction.UDEV_RELOAD] if any(os.path.dirname(p) == planner.UDEV_RULES_D for p in restored) else []
     if service and service["dropin"] in restored:
-        generation.manifest["post_actions"] = run_post_actions(journal.root, service, [PostAction.DAEMON_RELOAD, PostAction.RESTART], restart)
+        generation.manifest["post_actions"] = run_post_actions(
+            journal.root, service, udev + [PostAction.DAEMON_RELOAD, PostAction.RESTART], restart)
+    elif service and udev:
+        generation.manifest["post_actions"] = run_post_actions(journal.root, service, udev, restart)
     journal.set_status(generation, status)
     crashpoints.hit("rollback:done")
     return restored

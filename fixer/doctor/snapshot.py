@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fixer.facts.elf import ElfError, ElfInfo, read_elf
 from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
+from fixer.facts.nvidia import NvidiaFacts, nvidia
 from fixer.facts.paths import host_path
 from fixer.facts.systemd import assignments
 from fixer.model.profile import Verify
@@ -72,6 +73,7 @@ class HostFacts:
     pci_gpus: list[str] | None = None
     dev_nodes: list[str] = field(default_factory=list)
     nvidia_modules: list[str] = field(default_factory=list)
+    nvidia: NvidiaFacts | None = None  # a bound NVIDIA kernel driver or a driver package's libcuda
 
     @property
     def preload(self) -> list[str]:
@@ -154,6 +156,7 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     facts.pci_gpus = _pci_gpus(root)
     facts.dev_nodes = sorted(n for n in _names(root, "/dev") if n.startswith("nvidia"))
     facts.nvidia_modules = sorted(n for n in _names(root, "/sys/module") if n.startswith("nvidia"))
+    facts.nvidia = nvidia(root)
     return facts
 
 

@@ -43,9 +43,8 @@ PRIORITY = (
     "sandbox-privatedevices",
     "sandbox-protectkerneltunables",
 )
-SHIM_PROFILE, PRELOAD_PROFILE, CUDA13_PROFILE, PASSTHROUGH_PROFILE = (
+SHIM_PROFILE, CUDA13_PROFILE, PASSTHROUGH_PROFILE = (
     "h100-vgpu",
-    "h100-vgpu-preload",
     "h100-vgpu-cuda13",
     "passthrough-gpu",
 )
@@ -96,8 +95,12 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=key)
 
 
-def suggest_profile(findings: list[Finding], host: HostFacts | None, available: set[str] | None = None, requested: str | None = None) -> str | None:
-    """The shipped profile that fixes what was found, or None (nothing fixable, or outside reach)."""
+def suggest_profile(findings: list[Finding], host: HostFacts | None, available: set[str] | None = None,
+                    requested: str | None = None, log: LogSummary | None = None) -> str | None:
+    """The shipped profile that fixes what was found, or None (nothing fixable, or outside reach).
+    Never h100-vgpu-preload: the library-path strategy of h100-vgpu is what worked on shim hosts, and a
+    preload replaces Ollama's bundled runtime. h100-vgpu-cuda13 only when the shim reports a CUDA 13
+    driver in Ollama's log, never because cuda_v13 happens to be pinned."""
     if any(f.severity == "external" for f in findings):
         return None
     if not any(f.fixable and f.severity in ("error", "warning") for f in findings):
@@ -106,18 +109,22 @@ def suggest_profile(findings: list[Finding], host: HostFacts | None, available: 
         return requested
     choice = PASSTHROUGH_PROFILE
     if host is not None and host.shim_host:
-        choice = SHIM_PROFILE
-        preload_trouble = {"preload-interposes-dlopen", "preload-missing", "shim-soname", "backend-never-loaded"}
-        inspected = [host.elf_of(p) for p in host.preload]
-        if host.preload and all(inspected) and not preload_trouble & {f.id for f in findings}:
-            choice = PRELOAD_PROFILE
-        elif host.env.get("OLLAMA_LLM_LIBRARY") == "cuda_v13":
-            choice = CUDA13_PROFILE
+        choice = CUDA13_PROFILE if (reported_driver_major(log) or 0) >= 13 else SHIM_PROFILE
     elif host is None:
         choice = SHIM_PROFILE
     if available is not None and choice not in available:
         return None
     return choice
+
+
+def reported_driver_major(log: LogSummary | None) -> int | None:
+    """The CUDA driver major the shim reported to Ollama (`driver=13.0` on an "inference compute" line)."""
+    majors = []
+    for dev in (log.gpu_devices if log is not None else []):
+        head = str(dev.data.get("driver") or "").split(".")[0]
+        if head.isdigit():
+            majors.append(int(head))
+    return max(majors) if majors else None
 
 
 def verdict(findings: list[Finding], log: LogSummary | None, profile: str | None) -> str:
@@ -157,6 +164,27 @@ def _available_profiles(root: str) -> set[str] | None:
     return names or None
 
 
+def profile_limits(profile: Profile) -> Finding:
+    """What the profile in question says it cannot fix (its `cannot_fix` list), as an unfixable finding."""
+    from fixer.doctor.rules.base import finding
+
+    return finding("profile-cannot-fix", "info", f"what {profile.name} cannot fix",
+                   list(profile.cannot_fix),
+                   "A profile only changes configuration. The reference host also needed a patched Ollama and a "
+                   "rebuilt backend; if the log still shows CPU fallback after the profile is applied and "
+                   "verified, one of these is the likely cause.",
+                   "Outside any profile: see the items listed (patched Ollama, rebuilt backend, host side).")
+
+
+def _suggested_profile(name: str | None, root: str) -> Profile | None:
+    if name is None:
+        return None
+    try:
+        return _load_profile(name, root)
+    except Exception:  # noqa: BLE001 - a broken site profile must never break doctor
+        return None
+
+
 def _load_profile(profile: Profile | str | None, root: str) -> Profile | None:
     if profile is None or not isinstance(profile, str):
         return profile
@@ -177,7 +205,10 @@ def diagnose(root: str, log_text: str | None, profile: Profile | str | None = No
     log = summarize(log_text) if log_text is not None else None
     ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf")
     findings = run_rules(ctx)
-    suggested = suggest_profile(findings, host, _available_profiles(root), prof.name if prof else None)
+    suggested = suggest_profile(findings, host, _available_profiles(root), prof.name if prof else None, log)
+    limits = prof if prof is not None else _suggested_profile(suggested, root)
+    if limits is not None and limits.cannot_fix:
+        findings = sort_findings(findings + [profile_limits(limits)])
     return Diagnosis(
         root=root,
         findings=findings,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import posixpath
 from dataclasses import dataclass, field
 
 from fixer.facts import systemd as unitfile
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
+from fixer.facts.nvidia import NvidiaFacts, PciDevice, nvidia, pci_devices
 from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_state
 from fixer.model.profile import Profile
 
@@ -97,6 +99,9 @@ class HostState:
     unit: UnitState
     dropin_dir_problem: str | None = None
     ld_dirs: list[str] = field(default_factory=list)
+    missing_targets: dict[str, str] = field(default_factory=dict)  # link path -> target absent in the root
+    nvidia: NvidiaFacts = field(default_factory=NvidiaFacts)
+    pci: list[PciDevice] = field(default_factory=list)
 
     def state(self, path: str) -> PathState:
         return self.paths[path]
@@ -203,4 +208,21 @@ def probe(root: str, profile: Profile) -> HostState:
         unit=probe_unit(root, profile.service.unit, profile.service.scope),
         dropin_dir_problem=problem,
         ld_dirs=ldconfig_dirs(root),
+        missing_targets=_missing_targets(root, profile),
+        nvidia=nvidia(root),
+        pci=pci_devices(root),
     )
+
+
+def _missing_targets(root: str, profile: Profile) -> dict[str, str]:
+    """Present symlinks of the profile whose target does not exist inside the root (chroot semantics)."""
+    from fixer.facts.linker import resolve_in_root
+
+    missing = {}
+    for link in profile.symlinks:
+        if link.state == "present":
+            target = posixpath.join(posixpath.dirname(link.path), link.target)
+            if resolve_in_root(root, target) is None:
+                missing[link.path] = link.target
+    return missing
+

@@ -9,10 +9,8 @@ import struct
 from dataclasses import dataclass
 
 from fixer.facts.paths import host_path, read_state
+from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD  # noqa: E402,F401  (the one definition)
 
-LD_SO_PRELOAD = "/etc/ld.so.preload"
-LD_SO_CONF = "/etc/ld.so.conf"
-LD_SO_CACHE = "/etc/ld.so.cache"
 LDCONFIG_AUX_CACHE = "/var/cache/ldconfig/aux-cache"
 # ld.so's default search dirs after the cache, per ELF machine (the multiarch dirs of Debian's glibc).
 DEFAULT_DIRS = {

@@ -12,7 +12,7 @@ from fixer.errors import Conflict
 
 Kind = Literal["absent", "file", "symlink", "dir", "other"]
 MAX_READ = 16 * 1024 * 1024
-STATE_DIR = "/var/lib/vgpu-fix"  # vgpu-fix's own journal and lock, inside the root
+from fixer.model.owned import STATE_DIR  # noqa: E402,F401  (re-exported: the journal's home)
 
 
 def host_path(root: str, path: str) -> str:

@@ -24,6 +24,7 @@ class ChangeKind(Word):
     DROPIN = "dropin"
     LD_SO_CONF = "ld_so_conf"
     LD_SO_PRELOAD = "ld_so_preload"
+    UDEV = "udev"
     FILE = "file"
     ABSENT = "absent"
     ROLLBACK = "rollback"  # a preview of what a rollback restores
@@ -40,6 +41,8 @@ class PostAction(Word):
     """What runs after the writes, in this order, only when a change needs it."""
 
     LDCONFIG = "ldconfig"
+    UDEV_RELOAD = "udev-reload"
+    UDEV_TRIGGER = "udev-trigger"  # written "udev-trigger SYSPATH": one device the rule matches
     DAEMON_RELOAD = "daemon-reload"
     RESTART = "restart"
 
@@ -84,7 +87,7 @@ class Plan:
     conflicts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    post_actions: list[PostAction] = field(default_factory=list)
+    post_actions: list[str] = field(default_factory=list)  # PostAction values; udev-trigger carries a syspath
     fingerprints: dict[str, str] = field(default_factory=dict)
     forced: list[str] = field(default_factory=list)
 
@@ -104,6 +107,6 @@ class Plan:
             "conflicts": self.conflicts,
             "notes": self.notes,
             "warnings": self.warnings,
-            "post_actions": [PostAction(a).value for a in self.post_actions],
+            "post_actions": [str(a) for a in self.post_actions],
             "fingerprints": self.fingerprints,
         }

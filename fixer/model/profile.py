@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD, STATE_DIR
 from fixer.ollama import defaults as ollama
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -51,6 +52,59 @@ def _absolute_path(value: str) -> str:
     return value
 
 
+VarType = Literal["string", "path", "hex_id", "identifier", "soname", "duration", "integer", "boolean", "enum",
+                  "capabilities", "library_folder"]
+# Each type's full-match pattern; `path` and `integer` are checked further in var_problem.
+VAR_TYPES = {
+    "string": (r"[^\x00-\x08\x0a-\x1f\x7f]*", "text without control characters"),
+    "path": (r"/[A-Za-z0-9._+@/-]*", "an absolute path of letters, digits and ._+@-"),
+    "hex_id": (r"0x[0-9a-f]{4}", "a 4-digit lower-case hex id like 0x10de"),
+    "identifier": (r"[A-Za-z_][A-Za-z0-9_-]{0,31}", "a user/group-style identifier"),
+    "soname": (r"lib[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*\.so(\.[0-9]+)*", "a library file name like libfoo.so.1"),
+    "duration": (r"[0-9]+|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+", "a duration like 90s, 15m or 2h"),
+    "integer": (r"-?[0-9]+", "an integer"),
+    "boolean": (r"true|false|1|0", "true, false, 1 or 0"),
+    "enum": (r".*", "one of the choices"),
+    "capabilities": (r"(CAP_[A-Z_]+( CAP_[A-Z_]+)*)?", "space-separated CAP_* names, or empty"),
+    "library_folder": (r"cuda_v[0-9]+|auto", "an Ollama library folder like cuda_v12, or auto"),
+}
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def var_problem(kind: str, value: str, pattern: str | None = None, choices: list[str] | None = None,
+                minimum: int | None = None, maximum: int | None = None) -> str | None:
+    """Why `value` is not a valid `kind` (with the extra pattern, choices and bounds), or None."""
+    regex, meaning = VAR_TYPES[kind]
+    if not isinstance(value, str) or not re.fullmatch(regex, value):
+        return f"is not {meaning}"
+    if kind == "path":
+        try:
+            _absolute_path(value)
+        except ValueError as exc:
+            return str(exc)
+    if kind == "enum" and value not in (choices or []):
+        return f"is not one of {', '.join(choices or [])}"
+    if kind == "integer" and ((minimum is not None and int(value) < minimum)
+                              or (maximum is not None and int(value) > maximum)):
+        return f"is outside {minimum if minimum is not None else '-inf'}..{maximum if maximum is not None else 'inf'}"
+    if pattern is not None and not re.fullmatch(pattern, value):
+        return f"does not match the pattern {pattern}"
+    return None
+
+
+def _typed(kind: str, value: str) -> str:
+    problem = var_problem(kind, value)
+    if problem:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
+def _var_name(name: str) -> str:
+    if not VAR_NAME.match(name):
+        raise ValueError(f"{name!r} is not a variable name (letters, digits and _)")
+    return name
+
+
 def _file_name(value: str) -> str:
     if not value or "/" in value or value in (".", "..") or "\x00" in value or "\n" in value:
         raise ValueError(f"must be a plain file name, got {value!r}")
@@ -91,6 +145,7 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 DirectiveName = Annotated[str, AfterValidator(_directive_name)]
 FileName = Annotated[str, AfterValidator(_file_name)]
 SystemdValue = Annotated[str, AfterValidator(_systemd_value)]
+VarName = Annotated[str, AfterValidator(_var_name)]
 
 
 class Model(BaseModel):
@@ -154,8 +209,20 @@ class Service(Model):
     scope: Literal["system", "user"] = "system"
     dropin: FileName = "zz-vgpu-fix.conf"
     environment: dict[EnvName, SystemdValue] = Field(default_factory=dict)
+    environment_if_set: dict[EnvName, SystemdValue] = Field(default_factory=dict)
     unset: list[str] = Field(default_factory=list)
     directives: dict[DirectiveName, Union[SystemdValue, list[SystemdValue]]] = Field(default_factory=dict)
+    directives_if_set: dict[DirectiveName, SystemdValue] = Field(default_factory=dict)
+
+    @property
+    def effective_environment(self) -> dict[str, str]:
+        """`environment` plus the `environment_if_set` entries whose value is not empty."""
+        return {**self.environment, **{k: v for k, v in self.environment_if_set.items() if v}}
+
+    @property
+    def effective_directives(self) -> dict[str, str | list[str]]:
+        """`directives` plus the `directives_if_set` entries whose value is not empty."""
+        return {**self.directives, **{k: v for k, v in self.directives_if_set.items() if v}}
 
     @field_validator("dropin")
     @classmethod
@@ -174,7 +241,7 @@ class Service(Model):
             raise ValueError("lists a variable twice")
         return value
 
-    @field_validator("directives", mode="before")
+    @field_validator("directives", "directives_if_set", mode="before")
     @classmethod
     def _directive_scalars(cls, value: object) -> object:
         def text(item: object) -> object:
@@ -186,7 +253,7 @@ class Service(Model):
             return {k: [text(i) for i in v] if isinstance(v, list) else text(v) for k, v in value.items()}
         return value
 
-    @field_validator("directives")
+    @field_validator("directives", "directives_if_set")
     @classmethod
     def _no_continuation(cls, value: dict) -> dict:
         for name, item in value.items():
@@ -197,9 +264,13 @@ class Service(Model):
 
     @model_validator(mode="after")
     def _set_and_unset(self) -> "Service":
-        both = sorted(set(self.environment) & set(self.unset))
+        both = sorted((set(self.environment) | set(self.environment_if_set)) & set(self.unset))
         if both:
             raise ValueError(f"{', '.join(both)} both set and unset")
+        twice = sorted(set(self.environment) & set(self.environment_if_set))
+        twice += sorted(set(self.directives) & set(self.directives_if_set))
+        if twice:
+            raise ValueError(f"{', '.join(twice)} given both unconditionally and in an *_if_set mapping")
         return self
 
 
@@ -233,6 +304,7 @@ class Verify(Model):
     """What proves success: the backend that must load and how many devices it must report."""
 
     ollama_lib: AbsPath = ollama.DEFAULT_LIB
+    # `auto`: the folder unpinned Ollama picks for the installed NVIDIA driver (see facts.nvidia).
     library: FileName = ollama.CUDA_LIB
     backend: FileName = ollama.BACKEND
     ollama_bin: AbsPath = ollama.OLLAMA_BIN
@@ -240,18 +312,84 @@ class Verify(Model):
     timeout: float = Field(default=20.0, gt=0, le=600)
 
 
+class Variable(Model):
+    """A profile variable: its type (and optional pattern or choices) and its value; `--set` must match."""
+
+    type: VarType = "string"
+    value: str = ""
+    pattern: str | None = None
+    choices: list[str] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    description: str = ""
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _scalar(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value) if isinstance(value, (int, float)) else value
+
+    @model_validator(mode="after")
+    def _valid(self) -> "Variable":
+        if self.type == "enum" and not self.choices:
+            raise ValueError("an enum variable needs `choices`")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression: {exc}") from None
+        problem = self.problem(self.value)
+        if problem:
+            raise ValueError(f"value {self.value!r} {problem}")
+        return self
+
+    def problem(self, value: str) -> str | None:
+        """Why `value` does not fit this variable, or None."""
+        return var_problem(self.type, value, self.pattern, self.choices, self.minimum, self.maximum)
+
+
+class Udev(Model):
+    """A udev rule letting `group` map the PCI resources of exactly the devices with vendor AND device id."""
+
+    file: FileName = "70-vgpu-fix.rules"
+    vendor: Annotated[str, AfterValidator(lambda v: _typed("hex_id", v))]
+    device: Annotated[str, AfterValidator(lambda v: _typed("hex_id", v))]
+    group: Annotated[str, AfterValidator(lambda v: _typed("identifier", v))]
+
+    @field_validator("file")
+    @classmethod
+    def _rules(cls, value: str) -> str:
+        if not value.endswith(".rules"):
+            raise ValueError("must end in .rules: udev reads only *.rules files")
+        return value
+
+    @property
+    def path(self) -> str:
+        return f"/etc/udev/rules.d/{self.file}"
+
+
+class Requires(Model):
+    """What the host must be for this profile; plan refuses (conflict) otherwise, unless --force."""
+
+    nvidia_driver: Literal["absent", "present", "any"] = "any"
+
+
 class Profile(Model):
     """Desired state of one host kind. `preload: null` leaves LD_PRELOAD alone; `[]` unsets it."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    vars: dict[str, str] = Field(default_factory=dict)
+    vars: dict[VarName, Variable] = Field(default_factory=dict)
+    cannot_fix: list[str] = Field(default_factory=list)
+    requires: Requires = Field(default_factory=Requires)
     symlinks: list[Symlink] = Field(default_factory=list)
     service: Service = Field(default_factory=Service)
     preload: list[AbsPath] | None = None
     library_path: list[AbsPath] | None = None
     ld_so_conf: LdSoConf | None = None
     files: list[ManagedFile] = Field(default_factory=list)
+    udev: Udev | None = None
     ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
     verify: Verify = Field(default_factory=Verify)
 
@@ -267,20 +405,32 @@ class Profile(Model):
 
     @model_validator(mode="after")
     def _distinct_paths(self) -> "Profile":
-        seen: dict[str, str] = {}
+        seen = {path: where for where, path in self.reserved_paths()}
         for where, path in self.managed_paths():
+            if path == STATE_DIR or path.startswith(STATE_DIR + "/"):
+                raise ValueError(f"{path} is inside vgpu-fix's state directory {STATE_DIR}, which no profile "
+                                 f"may touch (by {where})")
             if path in seen:
-                raise ValueError(f"path {path} is managed twice ({seen[path]} and {where})")
+                raise ValueError(f"path {path} is managed twice; one path has one owner (by {seen[path]} and by {where})")
             seen[path] = where
         return self
 
+    def reserved_paths(self) -> list[tuple[str, str]]:
+        """Paths another part of vgpu-fix owns, whatever the profile says: a `files:` entry may not take them."""
+        return [("ld_so_preload (vgpu-fix edits it in place)", LD_SO_PRELOAD),
+                ("ld_so_conf (the include line vgpu-fix keeps)", LD_SO_CONF),
+                ("ldconfig (its cache)", LD_SO_CACHE)]
+
     def managed_paths(self) -> list[tuple[str, str]]:
         """(where in the profile, absolute path) for every path the profile writes or removes."""
-        found = [(f"symlinks[{i}]", s.path) for i, s in enumerate(self.symlinks)]
-        found += [(f"files[{i}]", f.path) for i, f in enumerate(self.files)]
-        found.append(("service.dropin", self.dropin_path))
+        # Paths a section owns come first, so a duplicate `symlinks:`/`files:` entry is the one blamed.
+        found = [("service.dropin", self.dropin_path)]
         if self.ld_so_conf is not None:
             found.append(("ld_so_conf.file", self.ld_so_conf_path))
+        if self.udev is not None:
+            found.append(("udev.file", self.udev.path))
+        found += [(f"symlinks[{i}]", s.path) for i, s in enumerate(self.symlinks)]
+        found += [(f"files[{i}]", f.path) for i, f in enumerate(self.files)]
         return found
 
     @property

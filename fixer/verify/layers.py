@@ -95,17 +95,60 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     if env is None:
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
-    spec = profile.verify
-    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
-                          f"{profile.verify.library}/{profile.verify.backend}")
+    spec, chosen = _chosen(root, profile.verify)
+    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env), f"{spec.library}/{spec.backend}")
     refusal = probe_refusal(root, probe)
     for layer in layers:
         if layer in PROBES and refusal:
             report.not_run.append(f"{layer}: {refusal}")
             report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
             continue
-        report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout, unit))
+        check = CHECKS[layer](root, spec, dict(env), user, timeout, unit)
+        if layer == "environment" and chosen:
+            check.evidence.insert(0, chosen)
+        if layer == "static":
+            check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
+        report.checks.append(check)
     return report
+
+
+def _chosen(root: str, spec):
+    """`library: auto` becomes the folder unpinned Ollama picks for the installed driver, with why."""
+    if spec.library != "auto":
+        return spec, None
+    from fixer.facts.nvidia import chosen_library, nvidia
+
+    facts = nvidia(root)
+    library = chosen_library(root, spec.ollama_lib, facts)
+    why = f"driver {facts.version}" if facts.version else "no NVIDIA driver version found"
+    return spec.model_copy(update={"library": library}), f"library auto: Ollama picks {library} ({why})"
+
+
+def cache_additions(root: str, profile: Profile) -> list[str]:
+    """Every soname the profile's ld.so.conf.d entry adds to the root's ld.so cache (host-wide, for every
+    program), read from the real cache."""
+    from fixer.facts.ldso import LD_SO_CACHE, LdCacheError, read_cache
+
+    if profile.ld_so_conf is None or not profile.ld_so_conf.entries:
+        return []
+    where = f"ld.so cache entries from {profile.ld_so_conf_path}"
+    try:
+        cache = read_cache(host_path(root, LD_SO_CACHE))
+    except (OSError, LdCacheError) as exc:
+        return [f"{where}: cache not readable ({getattr(exc, 'strerror', None) or exc})"]
+    dirs = {d.rstrip("/") for d in profile.ld_so_conf.entries}
+    added = sorted({f"{e.soname} => {e.path}" for e in cache.entries if os.path.dirname(e.path) in dirs})
+    return [f"{where}: {', '.join(added) or 'none'}"]
+
+
+def preload_replacements(details: dict) -> list[str]:
+    """For each preloaded object, the library it replaces for the backend (by SONAME), named."""
+    out = []
+    for obj in details.get("objects", []):
+        if obj.get("group") == "preload" and obj.get("soname"):
+            out.append(f"preload {obj['path']} (SONAME {obj['soname']}) replaces every other {obj['soname']} "
+                       "for the runner, Ollama's bundled copy included")
+    return out
 
 
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:

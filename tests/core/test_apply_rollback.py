@@ -13,6 +13,7 @@ from fixer import core, profiles
 from fixer.apply import transaction as applier
 from fixer.apply.journal import Journal
 from fixer.errors import ApplyFailed, Conflict, InvalidInput
+from tests import hosts
 from tests.conftest import have
 
 DROPIN = "etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf"
@@ -140,7 +141,7 @@ def test_ld_cache_built_for_the_root_contains_the_profile_directories(seed_root)
     applier.apply(load(seed_root), seed_root)
     listing = subprocess.run(["ldconfig", "-p", "-C", os.path.join(seed_root, "etc/ld.so.cache")],
                              capture_output=True, text=True, check=True).stdout
-    assert "libcuda.so.1 (libc6,x86-64) => /opt/vgpu/lib/libcuda.so.1" in listing
+    assert "libcuda.so.1 (libc6,x86-64) => /usr/local/lib/vgpu-fix/libcuda.so.1" in listing
 
 
 SYSTEMD_STUBS = ["sysinit.target", "basic.target", "shutdown.target", "network-online.target",
@@ -160,6 +161,7 @@ def systemd_analyze(root: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not have("systemd-analyze"), reason="needs systemd-analyze")
 @pytest.mark.parametrize("name", ["h100-vgpu", "h100-vgpu-preload", "h100-vgpu-cuda13", "passthrough-gpu"])
 def test_written_dropins_pass_systemd_analyze_without_warnings(seed_root, name):
+    (hosts.real_gpu if name == "passthrough-gpu" else hosts.shim_guest)(seed_root)
     applier.apply(profiles.load(name, seed_root), seed_root)
     result = systemd_analyze(seed_root)
     assert result.returncode == 0
@@ -229,7 +231,7 @@ def test_history_lists_generations(seed_root, cli):
     doc = json.loads(cli("history", "--root", seed_root, "--json").stdout)
     row = doc["generations"][0]
     assert (row["generation"], row["status"], row["profile"]) == (1, "applied", "h100-vgpu")
-    assert row["changes"] == 8
+    assert row["changes"] == 9
 
 
 def test_demo_runs_end_to_end(cli):

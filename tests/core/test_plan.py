@@ -110,8 +110,8 @@ def test_ld_so_preload_keeps_other_entries(seed_root):
 
 def test_mode_drift_alone_is_an_update(seed_root):
     make_root_converged(seed_root)
-    os.chmod(os.path.join(seed_root, "etc/modprobe.d/vgpu-fix-blacklist-nvidia.conf"), 0o600)
-    change = by_path(make_plan(seed_root))["/etc/modprobe.d/vgpu-fix-blacklist-nvidia.conf"]
+    os.chmod(os.path.join(seed_root, "etc/udev/rules.d/70-vgpu-fix.rules"), 0o600)
+    change = by_path(make_plan(seed_root))["/etc/udev/rules.d/70-vgpu-fix.rules"]
     assert change.action == "update" and "mode 0600 must be 0644" in change.reason
 
 
@@ -122,7 +122,7 @@ def test_missing_ld_so_conf_is_created_with_the_standard_include(seed_root):
 
 
 def test_post_actions_follow_from_the_changes(seed_root):
-    assert make_plan(seed_root).post_actions == ["ldconfig", "daemon-reload", "restart"]
+    assert make_plan(seed_root).post_actions == ["ldconfig", "udev-reload", "daemon-reload", "restart"]
     make_root_converged(seed_root)
     assert make_plan(seed_root).post_actions == []
 

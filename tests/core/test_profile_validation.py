@@ -102,7 +102,7 @@ def test_set_overrides_a_variable_everywhere_it_is_used():
     prof = profiles.load("h100-vgpu", "/nonexistent-root", {"shim_dir": "/srv/shims"})
     assert prof.symlinks[0].path == "/srv/shims/libcuda.so.1"
     assert prof.library_path[0] == "/srv/shims"
-    assert prof.ld_so_conf.entries == ["/srv/shims"]
+    assert prof.symlinks[2].target == "/srv/shims/libvgpu-cuda.so"
 
 
 def test_set_of_an_unknown_variable_is_an_error():
@@ -156,9 +156,9 @@ def test_h100_vgpu_encodes_the_configuration_proven_on_real_hosts(tmp_path):
     assert prof.service.dropin > "override.conf"
 
 
-def test_preload_profile_preloads_the_driver_shim_first(tmp_path):
+def test_preload_profile_preloads_the_driver_shim_only(tmp_path):
     prof = profiles.load("h100-vgpu-preload", str(tmp_path))
-    assert prof.preload == ["/opt/vgpu/lib/libvgpu-cuda.so", "/opt/vgpu/lib/libvgpu-cudart.so"]
+    assert prof.preload == ["/opt/vgpu/lib/libvgpu-cuda.so"]
     assert prof.service.environment["OLLAMA_LLM_LIBRARY"] == "cuda_v12"
 
 

@@ -47,9 +47,8 @@ def test_fixed_host_with_gpu_log(tree, elf_libs):
     tree.unit()
     tree.dropin("zz-vgpu-fix.conf", "[Service]\nEnvironment=\"OLLAMA_LLM_LIBRARY=cuda_v12\"\n"
                 "Environment=\"LD_LIBRARY_PATH=/opt/vgpu/lib:/usr/local/lib/ollama/cuda_v12:/usr/local/lib/ollama\"\n"
-                "LimitMEMLOCK=infinity\nCapabilityBoundingSet=CAP_SYS_ADMIN CAP_IPC_LOCK\n"
-                "AmbientCapabilities=CAP_SYS_ADMIN CAP_IPC_LOCK\nNoNewPrivileges=no\nPrivateDevices=no\n"
-                "ProtectKernelTunables=no\nReadWritePaths=/sys/bus/pci/devices/\n")
+                "LimitMEMLOCK=infinity\nAmbientCapabilities=CAP_SYS_ADMIN\nNoNewPrivileges=no\nPrivateDevices=no\n"
+                "ProtectKernelTunables=no\n")
     tree.ollama()
     tree.copy("/opt/vgpu/lib/libvgpu-cuda.so", elf_libs["driver_plain"])
     tree.link("/opt/vgpu/lib/libcuda.so.1", "libvgpu-cuda.so")

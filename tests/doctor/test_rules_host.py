@@ -118,9 +118,10 @@ def test_snap_is_outside_reach():
 # ---------------------------------------------------------------- sandbox
 
 SHIMMY = {"env": {"LD_LIBRARY_PATH": "/opt/vgpu/lib"}, "listings": {"/opt/vgpu/lib": {"libvgpu-cuda.so": F}}}
+# The sandbox of today's h100-vgpu profile (issue 12 items 4 and 5), run as the ollama user.
 GOOD = {
-    "LimitMEMLOCK": ["infinity"], "CapabilityBoundingSet": ["CAP_SYS_ADMIN CAP_IPC_LOCK"], "AmbientCapabilities": ["CAP_SYS_ADMIN CAP_IPC_LOCK"],
-    "NoNewPrivileges": ["no"], "PrivateDevices": ["no"], "ProtectKernelTunables": ["no"], "ReadWritePaths": ["/sys/bus/pci/devices/"], "User": ["ollama"],
+    "LimitMEMLOCK": ["infinity"], "AmbientCapabilities": ["CAP_SYS_ADMIN"],
+    "NoNewPrivileges": ["no"], "PrivateDevices": ["no"], "ProtectKernelTunables": ["no"], "User": ["ollama"],
 }
 
 
@@ -129,25 +130,37 @@ def test_sandbox_reference_settings_are_clean():
 
 
 @pytest.mark.parametrize(
-    "change, fid",
+    "change, fid, setting",
     [
-        ({"PrivateDevices": ["yes"]}, "sandbox-privatedevices"),
-        ({"LimitMEMLOCK": ["64K"]}, "sandbox-limitmemlock"),
-        ({"CapabilityBoundingSet": ["CAP_NET_BIND_SERVICE"]}, "sandbox-capabilityboundingset"),
-        ({"CapabilityBoundingSet": ["CAP_SYS_ADMIN CAP_IPC_LOCK", "~CAP_SYS_ADMIN"]}, "sandbox-capabilityboundingset"),
-        ({"AmbientCapabilities": ["CAP_IPC_LOCK"]}, "sandbox-ambientcapabilities"),
-        ({"NoNewPrivileges": ["true"]}, "sandbox-nonewprivileges"),
-        ({"ProtectKernelTunables": ["yes"]}, "sandbox-protectkerneltunables"),
-        ({"ReadWritePaths": ["/var/lib/ollama"]}, "sandbox-readwritepaths"),
+        ({"PrivateDevices": ["yes"]}, "sandbox-privatedevices", "service.directives.PrivateDevices"),
+        ({"LimitMEMLOCK": ["64K"]}, "sandbox-limitmemlock", "service.directives.LimitMEMLOCK"),
+        ({"AmbientCapabilities": ["CAP_IPC_LOCK"]}, "sandbox-ambientcapabilities", "vars.shim_capabilities"),
+        ({"NoNewPrivileges": ["true"]}, "sandbox-nonewprivileges", "service.directives.NoNewPrivileges"),
+        ({"ProtectKernelTunables": ["yes"]}, "sandbox-protectkerneltunables", "service.directives.ProtectKernelTunables"),
+        # The old profile's ReadWritePaths=/sys/bus/pci/devices/ is named as the no-op it is.
+        ({"ReadWritePaths": ["-/sys/bus/pci/devices/"]}, "sandbox-readwritepaths", "service.directives.ProtectKernelTunables"),
     ],
 )
-def test_sandbox_each_setting(change, fid):
+def test_sandbox_each_setting(change, fid, setting):
     found = run(sandbox.sandbox, directives={**GOOD, **change}, **SHIMMY)
     assert ids(found) == [fid]
-    assert found[0].fix.setting == "service.directives." + fid.split("-", 1)[1].replace("limitmemlock", "LimitMEMLOCK").replace(
-        "privatedevices", "PrivateDevices").replace("capabilityboundingset", "CapabilityBoundingSet").replace(
-        "ambientcapabilities", "AmbientCapabilities").replace("nonewprivileges", "NoNewPrivileges").replace(
-        "protectkerneltunables", "ProtectKernelTunables").replace("readwritepaths", "ReadWritePaths")
+    assert found[0].fix.setting == setting
+
+
+def test_ambient_capabilities_are_an_opt_in_not_a_warning():
+    found = run(sandbox.sandbox, directives={k: v for k, v in GOOD.items() if k != "AmbientCapabilities"}, **SHIMMY)
+    assert [(f.id, f.severity) for f in found] == [("sandbox-ambientcapabilities", "info")]
+    assert "shim_capabilities=CAP_SYS_ADMIN" in found[0].fix.text
+
+
+@pytest.mark.parametrize("bounding, flagged", [
+    (["CAP_SYS_ADMIN CAP_IPC_LOCK"], True),   # the old profile's setting: narrows a root unit
+    (["~CAP_SYS_MODULE"], False),             # removing one capability is not narrowing to a list
+])
+def test_a_root_units_bounding_set_must_not_be_narrowed(bounding, flagged):
+    root_user = {k: v for k, v in GOOD.items() if k not in ("AmbientCapabilities", "User")}
+    found = run(sandbox.sandbox, directives={**root_user, "CapabilityBoundingSet": bounding}, **SHIMMY)
+    assert ids(found) == (["sandbox-capabilityboundingset"] if flagged else [])
 
 
 def test_sandbox_ignored_without_shims_and_for_root():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 
 TRUE = {"yes", "true", "1", "on"}
-NEEDED_CAPS = ("CAP_SYS_ADMIN", "CAP_IPC_LOCK")
+CAP_PAGEMAP = "CAP_SYS_ADMIN"  # the shim's /proc/self/pagemap reads; CAP_IPC_LOCK is LimitMEMLOCK's job
 PCI_DIR = "/sys/bus/pci/devices"
 
 
@@ -36,10 +36,11 @@ def sandbox(ctx: Context) -> list[Finding]:
     d = host.directives
     out: list[Finding] = []
 
-    def add(key: str, severity: str, summary: str, evidence: str, why: str, fix: str) -> None:
+    def add(key: str, severity: str, summary: str, evidence: str, why: str, fix: str, setting: str | None = None) -> None:
         where = host.directive_origin.get(key)
         shown = f"{where}: {evidence}" if where else evidence
-        out.append(finding(f"sandbox-{key.lower()}", severity, summary, [shown], why, fix, f"service.directives.{key}"))  # type: ignore[arg-type]
+        out.append(finding(f"sandbox-{key.lower()}", severity, summary, [shown], why, fix,  # type: ignore[arg-type]
+                           setting or f"service.directives.{key}"))
 
     if (_last(d.get("PrivateDevices")) or "").lower() in TRUE:
         add("PrivateDevices", "error", "PrivateDevices=yes hides the GPU device nodes from the service",
@@ -52,34 +53,39 @@ def sandbox(ctx: Context) -> list[Finding]:
             f"LimitMEMLOCK={memlock}" if memlock else "LimitMEMLOCK not set (the default is 8 MiB or less)",
             "The shim pins host memory for transfers; with the default limit its allocations fail and the "
             "backend reports no usable device.", "Set LimitMEMLOCK=infinity.")
-    bounding = _caps(d.get("CapabilityBoundingSet"))
-    if bounding is not None and (missing := [c for c in NEEDED_CAPS if c not in bounding]):
-        add("CapabilityBoundingSet", "warning", f"the capability bounding set drops {', '.join(missing)}",
-            "CapabilityBoundingSet=" + " ".join(d["CapabilityBoundingSet"]),
-            "The shim maps the device's PCI resources and locks memory; without these capabilities those "
-            "calls fail inside the service even when they work from a root shell.",
-            f"Include {' '.join(NEEDED_CAPS)} in CapabilityBoundingSet=.")
+    bounding = d.get("CapabilityBoundingSet")
     user = host.user
-    if user not in (None, "root", "0"):
-        ambient = _caps(d.get("AmbientCapabilities")) or set()
-        if missing := [c for c in NEEDED_CAPS if c not in ambient]:
-            add("AmbientCapabilities", "warning", f"the service runs as {user} without {', '.join(missing)}",
-                f"User={user}; AmbientCapabilities=" + " ".join(d.get("AmbientCapabilities", [])),
-                "A non-root service user only holds capabilities granted as ambient ones; the shim needs "
-                "them to map the device and lock memory.", f"Set AmbientCapabilities={' '.join(NEEDED_CAPS)}.")
+    runs_as_root = user in (None, "root", "0")
+    if bounding and runs_as_root and any(v.strip() and not v.strip().startswith("~") for v in bounding):
+        add("CapabilityBoundingSet", "warning", "CapabilityBoundingSet= narrows the capabilities of a unit that runs as root",
+            "CapabilityBoundingSet=" + " ".join(bounding),
+            "A listed bounding set replaces systemd's full default: the root service loses DAC_OVERRIDE, CHOWN, "
+            "FOWNER and NET_BIND_SERVICE, so models owned by another user become unreadable and ports below "
+            "1024 fail. The shim needs none of this narrowing.",
+            "Remove CapabilityBoundingSet= from the drop-in that sets it (the shipped profiles no longer set it).")
+    if not runs_as_root and CAP_PAGEMAP not in (_caps(d.get("AmbientCapabilities")) or set()):
+        add("AmbientCapabilities", "info", f"the service runs as {user} without ambient {CAP_PAGEMAP}",
+            f"User={user}; AmbientCapabilities=" + " ".join(d.get("AmbientCapabilities", [])),
+            "The reference shim read /proc/self/pagemap, which needs CAP_SYS_ADMIN. The grant is opt-in: ambient "
+            "CAP_SYS_ADMIN reaches every runner that parses untrusted GGUF files (CAP_IPC_LOCK is covered by "
+            "LimitMEMLOCK=infinity). Grant it only if the shim's own log reports a pagemap/permission failure.",
+            f"vgpu-fix apply --set shim_capabilities={CAP_PAGEMAP}", "vars.shim_capabilities")
     if (_last(d.get("NoNewPrivileges")) or "").lower() in TRUE:
         add("NoNewPrivileges", "warning", "NoNewPrivileges=yes blocks the capabilities the shim needs",
             "NoNewPrivileges=yes", "It also implies other restrictions (no file capabilities on exec) that the "
             "reference shim configuration turns off.", "Set NoNewPrivileges=no.")
     if (_last(d.get("ProtectKernelTunables")) or "").lower() in TRUE:
         add("ProtectKernelTunables", "error", "ProtectKernelTunables=yes makes /sys read-only for the service",
-            "ProtectKernelTunables=yes", "The shim writes to the device's files under /sys/bus/pci/devices; a "
-            "read-only /sys makes its device setup fail.", "Set ProtectKernelTunables=no.")
+            "ProtectKernelTunables=yes", "The shim writes to the device's files under /sys/devices (reached "
+            f"through {PCI_DIR}); a read-only /sys makes its device setup fail, and ReadWritePaths={PCI_DIR}/ "
+            "cannot reopen it (its entries are symlinks).", "Set ProtectKernelTunables=no.")
     writable = " ".join(d.get("ReadWritePaths", []))
-    if PCI_DIR not in writable:
-        add("ReadWritePaths", "info", f"{PCI_DIR} is not listed in ReadWritePaths=",
-            f"ReadWritePaths={writable}" if writable else "ReadWritePaths not set",
-            "Any Protect*= hardening (now or added later) leaves /sys read-only unless the PCI device "
-            "directory is listed; the configuration proven on shim hosts lists it.",
-            f"Add ReadWritePaths={PCI_DIR}/.")
+    if PCI_DIR in writable:
+        add("ReadWritePaths", "info", f"ReadWritePaths={PCI_DIR}/ has no effect",
+            f"ReadWritePaths={writable}",
+            f"The entries of {PCI_DIR} are symlinks into /sys/devices, which stays read-only under "
+            "ProtectKernelTunables=yes whatever this list says (systemd mounts the directory of links, not what "
+            "they point to). ProtectKernelTunables=no is what keeps the device's files writable.",
+            f"Remove {PCI_DIR} from ReadWritePaths= and set ProtectKernelTunables=no (or list the device's real "
+            "/sys/devices/... path).", "service.directives.ProtectKernelTunables")
     return out

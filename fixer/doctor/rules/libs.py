@@ -281,6 +281,18 @@ def shim_shadows_bundled(ctx: Context) -> list[Finding]:
                 continue
             if not (is_shim_name(c.real or c.path) or directory.rstrip("/").endswith(("vgpu/lib", "vgpu"))):
                 continue
+            if soname.startswith("libcudart."):
+                out.append(finding(
+                    "vendor-cudart-in-shim-dir", "warning",
+                    f"{soname} in the shim directory {directory} (left in place)",
+                    [f"{c.path} -> {c.real or c.path}", f"bundled: {bundled} (wins for runners)"],
+                    "The vendor ships its runtime there on purpose, and stock Ollama's runners never reach it "
+                    "(Ollama's own folders come first), so vgpu-fix no longer deletes it. It matters only to a "
+                    "process that searches the shim directory first, or to a patched Ollama that keeps the unit's "
+                    "order: then the shim runtime replaces the bundled one.",
+                    f"Nothing, unless verify or the log shows {c.path} loaded; then remove it by hand.",
+                ))
+                continue
             out.append(
                 finding(
                     "shim-shadows-bundled",
