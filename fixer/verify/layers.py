@@ -10,7 +10,7 @@ from fixer.facts.linker import resolve_in_root
 from fixer.facts.paths import host_path
 from fixer.model.profile import Profile
 
-LAYERS = ("environment", "static", "load", "runner")
+LAYERS = ("environment", "static", "load", "runner")  # the runner-engine generation's (v0.13-v0.24)
 
 
 @dataclass
@@ -33,6 +33,7 @@ class VerifyReport:
     env: dict[str, str]
     backend: str = ""  # the backend verify loads, as `<library folder>/<file>`
     checks: list[Check] = field(default_factory=list)
+    installation: dict | None = None  # detect.Installation.to_dict(): version, generation, how, evidence
 
     @property
     def ok(self) -> bool:
@@ -65,21 +66,38 @@ def _unit(root: str, profile: Profile):
 
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
-           layers: tuple[str, ...] = LAYERS, timeout: float | None = None) -> VerifyReport:
-    """Run the checks in `layers` in order. `env`/`user` default to what the root's unit gives; then,
-    on a live root whose service manager runs, the probes run as transient units of that manager with
-    the unit's User=, environment and sandbox settings (see sandbox.systemd_placement)."""
+           layers: tuple[str, ...] | None = None, timeout: float | None = None) -> VerifyReport:
+    """Run the checks in `layers` (default: those of the installed Ollama generation, see
+    ollama.detect) in order. `env`/`user` default to what the root's unit gives; then, on a live root
+    whose service manager runs, the probes run as transient units of that manager with the unit's
+    User=, environment and sandbox settings (see sandbox.systemd_placement)."""
+    from fixer.ollama import detect, generations
+
     root = os.fspath(root)
     unit = None
     if env is None:
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec = profile.verify
+    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
-                          f"{profile.verify.library}/{profile.verify.backend}")
-    for layer in layers:
-        report.checks.append(CHECKS[layer](root, spec, dict(env), user, timeout, unit))
+                          f"{profile.verify.library}/{profile.verify.backend}", installation=installation.to_dict())
+    generation = generations.by_name(installation.generation)
+    checks = CHECKS if generation.name == "runner-engine" else _llama_server_checks(installation)
+    for layer in layers or generation.layers:
+        report.checks.append(checks[layer](root, spec, dict(env), user, timeout, unit))
     return report
+
+
+def _llama_server_checks(installation) -> dict:
+    """The v0.30+ layers (fixer.ollama.llama_server), bound to the detected installation."""
+    from functools import partial
+
+    from fixer.verify import llama_server_layers as v30
+
+    return {"environment": check_environment, "static": partial(v30.check_static, installation),
+            "load": partial(v30.check_load, installation), "nvml": partial(v30.check_nvml, installation),
+            "discovery": partial(v30.check_discovery, installation)}
 
 
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
@@ -222,6 +240,10 @@ def check_for_apply(profile: Profile, root: str) -> dict:
 def render_text(report: dict) -> str:
     mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
     lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
+    found = report.get("installation")
+    if found:
+        lines.append(f"  Ollama {found['version'] or '(version unknown)'}: {found['generation']} generation "
+                     f"(from the {found['how']})" + (f"; {found['note']}" if found.get("note") else ""))
     for check in report["checks"]:
         lines.append(f"  [{mark[check['status']]}] {check['name']}: {check['summary']}")
         lines += [f"         {line}" for line in check["evidence"][:12]]
