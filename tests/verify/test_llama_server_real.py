@@ -26,9 +26,10 @@ def llama_server() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(reason + "; CI must run this tier")
         pytest.skip(reason)
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"VGPU_FIX_LLAMA_SERVER={path} is not an executable")
-    return Path(path)
+    server = Path(path) / "llama-server" if Path(path).is_dir() else Path(path)  # the Makefile names the folder
+    if not os.access(server, os.X_OK):
+        pytest.fail(f"VGPU_FIX_LLAMA_SERVER={path}: no executable llama-server there")
+    return server
 
 
 @pytest.fixture
@@ -43,6 +44,8 @@ def v032(tmp_path, native, llama_server):
 
 def _discovery(root, env_extra=None, link="present", layers_=("discovery",)):
     env = {**layout.use_library_path(root), **(env_extra or {})}
+    if link == "absent":  # what `--set nvml_link=absent` leaves
+        (root / layout.SHIM_DIR.lstrip("/") / "libnvidia-ml.so.1").unlink()
     profile = profiles.load("h100-vgpu", str(root), {"nvml_link": link})
     report = layers.verify(str(root), profile, env=env, layers=layers_, timeout=20).to_dict()
     return report, {c["name"]: c for c in report["checks"]}
