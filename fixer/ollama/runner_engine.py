@@ -194,8 +194,7 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)
     cwd = os.path.dirname(binary)
     while True:
-        account, note = (None, None) if placement.mode == "systemd" else sandbox.resolve_user(
-            user, placement.untrusted)
+        account, note = sandbox.account_for(placement, user)
         child_env = placement.env(full_env)
         first = _run_pass(placement, binary, child_env, {}, account, timeout, cwd)
         could_not_start = (first.error or "").startswith("the runner could not be started")

@@ -225,6 +225,14 @@ def fallback(placement: Placement, root: str, env: Mapping[str, str], spec, file
     return nxt
 
 
+def account_for(placement: Placement, user: str | None) -> tuple[dict | None, str | None]:
+    """Whom the launcher runs a probe as under `placement` (None in systemd mode: the unit's manager
+    applies User= itself), and a note when the unit's User= cannot be honoured."""
+    if placement.mode == "systemd":
+        return None, None
+    return resolve_user(user, placement.untrusted)
+
+
 def resolve_user(user: str | None, untrusted: bool = False) -> tuple[dict | None, str | None]:
     """(uid/gid/groups for the launcher, or None; a note when User= cannot be honoured). For an
     untrusted root: the unit's user if it exists here and is not root, else `nobody`; never uid 0."""

@@ -129,8 +129,73 @@ def cuda_report(backend: int) -> dict | None:
     return report
 
 
+def native_probe() -> None:
+    """What `ollama gpu-discover` learns from the driver and NVML (v0.32.15 discover/native_probe_linux.go:
+    249-351 probeCUDADriverLinux, :391-418 probeNVIDIADriverMajorLinux): libcuda.so.1 (then libcuda.so),
+    cuInit(0), cuDriverGetVersion, per device compute capability and CU_DEVICE_ATTRIBUTE_INTEGRATED (18);
+    only then libnvidia-ml.so.1 (then libnvidia-ml.so), nvmlInit_v2, nvmlSystemGetDriverVersion (80 bytes)."""
+    report: dict = {"cuda": None, "nvml": None}
+    emit("step", step="dlopen libcuda.so.1")
+    cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)[0] or dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL)[0]
+    if not cuda:
+        report["cuda"] = {"ok": False, "error": "libcuda.so.1 not found"}
+        emit("native", report=report)
+        return
+    intp = ctypes.POINTER(ctypes.c_int)
+    init = function(cuda, "cuInit", ctypes.c_int, [ctypes.c_uint])
+    emit("step", step="cuInit")
+    status = init(0) if init else -1
+    entry: dict = {"ok": status == 0, "path": path_of(cuda), "cuInit": status, "devices": []}
+    report["cuda"] = entry
+    if status != 0:
+        emit("native", report=report)
+        return
+    value = ctypes.c_int(0)
+    version = function(cuda, "cuDriverGetVersion", ctypes.c_int, [intp])
+    if version and version(ctypes.byref(value)) == 0:
+        entry["driver_version"] = value.value
+    count = function(cuda, "cuDeviceGetCount", ctypes.c_int, [intp])
+    attribute = function(cuda, "cuDeviceGetAttribute", ctypes.c_int, [intp, ctypes.c_int, ctypes.c_int])
+    if count and count(ctypes.byref(value)) == 0 and attribute:
+        for index in range(value.value):
+            device = {"index": index}
+            for name, code in (("compute_major", 75), ("compute_minor", 76), ("integrated", 18)):
+                out = ctypes.c_int(0)
+                if attribute(ctypes.byref(out), code, index) == 0:
+                    device[name] = out.value
+            entry["devices"].append(device)
+    emit("step", step="dlopen libnvidia-ml.so.1")
+    nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL)[0] or dlopen("libnvidia-ml.so", RTLD_NOW | RTLD_LOCAL)[0]
+    if not nvml:
+        report["nvml"] = {"ok": False, "error": "libnvidia-ml.so.1 not found"}
+        emit("native", report=report)
+        return
+    nvml_init = function(nvml, "nvmlInit_v2", ctypes.c_int, [])
+    shutdown = function(nvml, "nvmlShutdown", ctypes.c_int, [])
+    get_version = function(nvml, "nvmlSystemGetDriverVersion", ctypes.c_int, [ctypes.c_char_p, ctypes.c_uint])
+    found = {"ok": False, "path": path_of(nvml)}
+    report["nvml"] = found
+    if not (nvml_init and shutdown and get_version):
+        found["error"] = "nvmlInit_v2, nvmlShutdown or nvmlSystemGetDriverVersion missing"
+    else:
+        emit("step", step="nvmlInit_v2")
+        found["nvmlInit_v2"] = nvml_init()
+        if found["nvmlInit_v2"] == 0:
+            buffer = ctypes.create_string_buffer(80)
+            emit("step", step="nvmlSystemGetDriverVersion")
+            found["status"] = get_version(buffer, 80)
+            found["ok"] = found["status"] == 0
+            found["driver_version"] = text(buffer.value)
+            shutdown()
+    emit("native", report=report)
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
+    if config.get("probe") == "native":
+        native_probe()
+        emit("done", loaded=loaded_objects())
+        return
     emit("start", pid=os.getpid(), uid=os.getuid(), comm=open("/proc/self/comm").read().strip(),
          LD_PRELOAD=os.environ.get("LD_PRELOAD"), LD_LIBRARY_PATH=os.environ.get("LD_LIBRARY_PATH"),
          loaded=loaded_objects(), dlopen_provider=provider("dlopen"), dlsym_provider=provider("dlsym"))

@@ -10,8 +10,9 @@ from fixer.facts.linker import resolve_in_root
 from fixer.facts.paths import host_path
 from fixer.model.profile import Profile
 
-LAYERS = ("environment", "static", "load", "runner")
-PROBES = ("load", "runner")  # the layers that execute the root's files (ollama, libggml-*.so, preloads)
+LAYERS = ("environment", "static", "load", "runner")  # the runner-engine generation's (v0.13-v0.24)
+# The layers that execute the root's files (ollama, llama-server, libggml-*.so, preloads), per generation.
+PROBES = ("load", "runner", "nvml", "discovery")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class VerifyReport:
     def proven(self) -> bool:
         """The backend was really loaded: every check passed or skipped, and no probe was left out."""
         return self.ok and not self.not_run
+    installation: dict | None = None  # detect.Installation.to_dict(): version, generation, how, evidence
 
     @property
     def ok(self) -> bool:
@@ -86,30 +88,50 @@ def probe_refusal(root: str, probe: bool | None) -> str | None:
 
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
-           layers: tuple[str, ...] = LAYERS, timeout: float | None = None, probe: bool | None = None) -> VerifyReport:
-    """Run the checks in `layers` in order. `env`/`user` default to what the root's unit gives; then,
-    on a live root whose service manager runs, the probes run as transient units of that manager with
-    the unit's User=, environment and sandbox settings (see sandbox.systemd_placement)."""
+           layers: tuple[str, ...] | None = None, timeout: float | None = None,
+           probe: bool | None = None) -> VerifyReport:
+    """Run the checks in `layers` (default: those of the installed Ollama generation, see
+    ollama.detect) in order. `env`/`user` default to what the root's unit gives; then, on a live root
+    whose service manager runs, the probes run as transient units of that manager with the unit's
+    User=, environment and sandbox settings (see sandbox.systemd_placement). Off the live root the
+    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal)."""
+    from fixer.ollama import detect, generations
+
     root = os.fspath(root)
     unit = None
     if env is None:
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec, chosen = _chosen(root, profile.verify)
-    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env), f"{spec.library}/{spec.backend}")
+    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
+    report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
+                          f"{spec.library}/{spec.backend}", installation=installation.to_dict())
+    generation = generations.by_name(installation.generation)
+    checks = CHECKS if generation.name == "runner-engine" else _llama_server_checks(installation)
     refusal = probe_refusal(root, probe)
-    for layer in layers:
+    for layer in layers or generation.layers:
         if layer in PROBES and refusal:
             report.not_run.append(f"{layer}: {refusal}")
             report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
             continue
-        check = CHECKS[layer](root, spec, dict(env), user, timeout, unit)
+        check = checks[layer](root, spec, dict(env), user, timeout, unit)
         if layer == "environment" and chosen:
             check.evidence.insert(0, chosen)
         if layer == "static":
             check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
         report.checks.append(check)
     return report
+
+
+def _llama_server_checks(installation) -> dict:
+    """The v0.30+ layers (fixer.ollama.llama_server), bound to the detected installation."""
+    from functools import partial
+
+    from fixer.verify import llama_server_layers as v30
+
+    return {"environment": check_environment, "static": partial(v30.check_static, installation),
+            "load": partial(v30.check_load, installation), "nvml": partial(v30.check_nvml, installation),
+            "discovery": partial(v30.check_discovery, installation)}
 
 
 def _chosen(root: str, spec):
@@ -291,6 +313,10 @@ def check_for_apply(profile: Profile, root: str, probe: bool | None = None) -> d
 def render_text(report: dict) -> str:
     mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
     lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
+    found = report.get("installation")
+    if found:
+        lines.append(f"  Ollama {found['version'] or '(version unknown)'}: {found['generation']} generation "
+                     f"(from the {found['how']})" + (f"; {found['note']}" if found.get("note") else ""))
     for check in report["checks"]:
         lines.append(f"  [{mark[check['status']]}] {check['name']}: {check['summary']}")
         lines += [f"         {line}" for line in check["evidence"][:12]]

@@ -41,6 +41,9 @@ STAGE1: dict[str, Lib] = {
     "cuda-shim-segv": _shim("SEGV_INIT"),
     "cuda-shim-ctx-segv": _shim("SEGV_CTX"),
     "nvml-shim": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1"),
+    # The field's shim answers nvmlSystemGetDriverVersion with a CUDA version; a real driver with its own.
+    "nvml-shim-12.9": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"',)),
+    "nvml-shim-580": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="580.65.06"',)),
     "cudart-12": Lib("cudart.c", "libcudart.so.12", "libcudart.so.12", ("CUDA_MAJOR=12",), "libcudart.so.12",
                      extra=("-ldl",)),
     "cudart-shim": Lib("cudart.c", "libvgpu-cudart.so", "libcudart.so.12", ("CUDA_MAJOR=12", "SHIM_STUBS"),
@@ -56,16 +59,21 @@ STAGE1: dict[str, Lib] = {
 }
 
 
-def _backend(major: int, *defines: str, driver: bool = True, link_dir: str | None = None) -> Lib:
+def _backend(major: int, *defines: str, driver: bool = True, link_dir: str | None = None,
+             source: str = "ggml_cuda.c") -> Lib:
     links = ["libggml-base.so.0", f"libcudart.so.{major}", f"libcublas.so.{major}", f"libcublasLt.so.{major}"]
     if driver:
         links.append("libcuda.so.1")
-    return Lib("ggml_cuda.c", "libggml-cuda.so", "", defines, links=tuple(links), link_dir=link_dir or f"link{major}")
+    return Lib(source, "libggml-cuda.so", "", defines, links=tuple(links), link_dir=link_dir or f"link{major}")
 
 
 STAGE2: dict[str, Lib] = {
     "ggml-cuda-12": _backend(12),
     "ggml-cuda-13": _backend(13),
+    # The same backend with real ggml's registry ABI, loadable by a real llama-server (GGML_BACKEND_DL).
+    "ggml-cuda-dl-12": _backend(12, source="ggml_cuda_dl.c"),
+    "ggml-cuda-dl-13": _backend(13, 'CUDA_ARCHS="750,800,860,870,890,900,1000,1030,1100,1200,1210"',
+                                source="ggml_cuda_dl.c"),
 }
 
 
@@ -107,6 +115,15 @@ def _link_dir(outdir: Path, name: str, members: dict[str, Path]) -> None:
         link.symlink_to(source)
 
 
+def _ollama_v030(outdir: Path, key: str, version: str) -> Path:
+    """The compiled v0.30+ stand-in ollama (ollama_v032.c) with `version` embedded."""
+    target = outdir / key / "ollama"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["gcc", "-O0", "-pie", "-fPIE", "-s", f'-DVERSION="{version}"', "-o", str(target),
+                    str(HERE / "ollama_v032.c")], check=True, capture_output=True, text=True)
+    return target
+
+
 def _standin(outdir: Path) -> Path:
     target = outdir / "ollama" / "ollama"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +160,8 @@ def build_native(outdir: Path) -> dict[str, Path]:
             built["cudart-real"] = real
         built.update(zip(stage2, pool.map(lambda k: _compile(k, stage2[k], outdir), stage2)))
     built["ollama"] = _standin(outdir)
+    for version in ("0.30.0", "0.30.11", "0.32.15", "0.33.0"):
+        built[f"ollama-{version}"] = _ollama_v030(outdir, f"ollama-{version}", version)
     return built
 
 

@@ -48,11 +48,21 @@ int cuDeviceGetUuid(CUuuid *uuid, int device) {
     uuid->bytes[15] = (unsigned char)device;
     return 0;
 }
-int cuDeviceTotalMem_v2(size_t *bytes, int device) { (void)device; *bytes = (size_t)80 << 30; return 0; }
+/* FAKE_CUDA_TOTAL_MIB, FAKE_CUDA_CC ("8.7") and FAKE_CUDA_INTEGRATED=1 shape the fake device. */
+int cuDeviceTotalMem_v2(size_t *bytes, int device) {
+    (void)device;
+    const char *mib = getenv("FAKE_CUDA_TOTAL_MIB");
+    *bytes = mib ? (size_t)atoll(mib) << 20 : (size_t)80 << 30;
+    return 0;
+}
 int cuDeviceGetAttribute(int *value, int attribute, int device) {
     (void)device;
-    if (attribute == 75) { *value = 9; return 0; } /* compute capability major */
-    if (attribute == 76) { *value = 0; return 0; } /* compute capability minor */
+    const char *cc = getenv("FAKE_CUDA_CC");
+    int major = 9, minor = 0;
+    if (cc) sscanf(cc, "%d.%d", &major, &minor);
+    if (attribute == 75) { *value = major; return 0; } /* compute capability major */
+    if (attribute == 76) { *value = minor; return 0; } /* compute capability minor */
+    if (attribute == 18) { const char *i = getenv("FAKE_CUDA_INTEGRATED"); *value = i && *i == '1'; return 0; }
     *value = 0;
     return 0;
 }

@@ -1,0 +1,63 @@
+"""The Ollama generations vgpu-fix knows: which releases each covers and the module that checks it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Adding a generation: write fixer/ollama/<module>.py (its verify layers), then add one line below.
+
+
+@dataclass(frozen=True)
+class Generation:
+    name: str
+    first: tuple[int, int, int]  # first release of the generation
+    last: tuple[int, int, int]  # newest release whose source was read (ollama.md section 7)
+    module: str
+    layers: tuple[str, ...]  # verify's layers for it, in order
+    discovery: str  # how `ollama serve` finds GPUs, in one line
+
+
+GENERATIONS = (
+    # v0.13.0 ... v0.24.0: `ollama runner --ollama-engine` answers GET /info (v0.24.0 runner/runner.go:17-18).
+    Generation("runner-engine", (0, 13, 0), (0, 24, 0), "fixer.ollama.runner_engine",
+               ("environment", "static", "load", "runner"), "ollama runner --ollama-engine, GET /info"),
+    # v0.30.0 ... v0.32.15 (= v0.33.0-rc2 for discovery): bundled llama-server, v0.30.0 discover/runner.go.
+    Generation("llama-server", (0, 30, 0), (0, 32, 15), "fixer.ollama.llama_server",
+               ("environment", "static", "load", "nvml", "discovery"),
+               "lib/ollama/llama-server --list-devices --offline --verbose, then Ollama's filters"),
+)
+VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]*)?$")
+
+
+def parse_version(text: str | None) -> tuple[int, int, int] | None:
+    match = VERSION.match((text or "").strip().lstrip("v"))
+    return tuple(int(g) for g in match.groups()) if match else None  # type: ignore[return-value]
+
+
+def by_name(name: str) -> Generation:
+    return next(g for g in GENERATIONS if g.name == name)
+
+
+def newest() -> Generation:
+    return GENERATIONS[-1]
+
+
+def for_version(version: tuple[int, int, int]) -> tuple[Generation, str | None]:
+    """(the generation of `version`, a note when it lies outside every known range)."""
+    for generation, following in zip(GENERATIONS, GENERATIONS[1:] + (None,)):
+        if generation.first <= version <= generation.last:
+            return generation, None
+        if following is not None and generation.last < version < following.first:
+            return generation, (f"{_text(version)} is between known releases: checked as {generation.name} "
+                                f"({_text(generation.first)}-{_text(generation.last)})")
+    if version < GENERATIONS[0].first:
+        first = GENERATIONS[0]
+        return first, f"{_text(version)} is older than {_text(first.first)}: checked as {first.name}, unsupported"
+    last = newest()
+    return last, (f"{_text(version)} is newer than the newest known release {_text(last.last)}: checked as "
+                  f"{last.name}, the newest known generation")
+
+
+def _text(version: tuple[int, int, int]) -> str:
+    return ".".join(map(str, version))

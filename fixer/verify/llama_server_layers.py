@@ -1,0 +1,101 @@
+"""verify's layers for Ollama v0.30+ (llama-server generation): static, load, NVML gate, discovery."""
+
+from __future__ import annotations
+
+from fixer.facts.linker import resolve_in_root
+from fixer.ollama import llama_server as ls
+from fixer.ollama.generations import parse_version
+from fixer.verify.layers import Check
+
+
+def _server(installation, spec) -> str:
+    return installation.llama_server or f"{spec.ollama_lib}/llama-server"
+
+
+def _env(installation, spec, env: dict) -> dict:
+    folder = f"{spec.ollama_lib}/{spec.library}"
+    return ls.server_env(env, _server(installation, spec), spec.ollama_lib, folder, f"{folder}/{spec.backend}")
+
+
+def check_static(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
+    """llama-server's NEEDED and the backend's, with the library path Ollama composes for llama-server."""
+    server = _server(installation, spec)
+    if resolve_in_root(root, server) is None:
+        return Check("static", "fail", "no llama-server", [f"{server} not found"],
+                     f"Ollama {installation.version or 'v0.30+'} finds GPUs only through {server}",
+                     "reinstall Ollama (install.sh puts llama-server into lib/ollama)")
+    own, backend = ls.resolve(root, spec, env, server)
+    path = ":".join(backend.library_path)
+    evidence = [f"LD_LIBRARY_PATH={path} (Ollama: llama-server's dir, {spec.library}, the unit's)",
+                f"GGML_BACKEND_PATH={spec.ollama_lib}/{spec.library}/{spec.backend}"]
+    evidence += [f"llama-server: {line}" for line in own.evidence] + backend.evidence
+    details = {"llama_server": own.to_dict(), "backend": backend.to_dict()}
+    failed = next((r for r in (own, backend) if not r.ok), None)
+    if failed is None:
+        return Check("static", "pass", f"llama-server and {spec.backend}: {len(own.objects) + len(backend.objects)} "
+                     "objects resolve; no missing symbols", evidence, details=details)
+    what = "llama-server's" if failed is own else "the backend's"
+    return Check("static", "fail", f"{what} libraries or symbols do not resolve", evidence, failed.cause,
+                 failed.fix, details)
+
+
+def check_load(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
+    from fixer.verify.loadprobe import run_load_probe
+
+    if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
+        return Check("load", "skip", "no backend to load")
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit,
+                            child_env=_env(installation, spec, env))
+    if result.ok:
+        return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend} with llama-server's "
+                     "environment", result.evidence, details=result.to_dict())
+    return Check("load", "fail", "the backend does not load or finds too few devices", result.evidence,
+                 result.cause, result.fix, result.to_dict())
+
+
+def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
+    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go)."""
+    folder = f"{spec.ollama_lib}/{spec.library}"
+    reading = ls.read_native(root, _env(installation, spec, env), spec, user, timeout or spec.timeout, unit)
+    runtime = ls.cuda_runtime(root, [spec.ollama_lib, folder])
+    evidence = [reading.line, f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} "
+                f"(libcudart.so.* names in {spec.library})"]
+    details = {"native": reading.__dict__, "runtime": list(runtime) if runtime else None}
+    if reading.error:
+        return Check("nvml", "fail", "the native probe died", evidence + [reading.error], reading.error,
+                     "see the load check", details)
+    devices = [ls.Device(str(d["index"]), f"CUDA{d['index']}", "", 1, 1, "CUDA",
+                         f"{d.get('compute_major', 0)}.{d.get('compute_minor', 0)}")
+               for d in (reading.cuda or {}).get("devices", [])]
+    if not devices:
+        return Check("nvml", "skip", "no CUDA device from libcuda.so.1: nothing for the driver gate to judge",
+                     evidence, details=details)
+    if spec.library != "cuda_v12":
+        return Check("nvml", "pass", f"the driver gate applies only to cuda_v12, not {spec.library}", evidence,
+                     details=details)
+    warning = ls.driver_gate(devices, folder, reading.driver_major, runtime, parse_version(installation.version))
+    dropped = [d for d in devices if d.dropped_by]
+    if dropped:
+        return Check("nvml", "fail", "Ollama's NVIDIA driver gate drops the GPU (cuda_compat.go)", evidence,
+                     f"NVIDIA driver gate: {dropped[0].detail}: Ollama {installation.version or 'v0.30.11+'} drops "
+                     f"every {spec.library} device and uses the CPU", ls.gate_fix(reading), details)
+    summary = f"Ollama only warns: {warning}" if warning else f"driver {reading.driver_major} passes the gate"
+    return Check("nvml", "pass", summary, evidence, details=details)
+
+
+def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
+    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit)
+    result.gpu_discover = ls.run_gpu_discover(root, _env(installation, spec, env), spec, user,
+                                              timeout or spec.timeout, unit)
+    evidence = result.evidence
+    if result.gpu_discover is not None:
+        native = [d for d in result.gpu_discover.get("devices") or [] if str(d.get("library", "")).upper() == "CUDA"]
+        listed = [d for d in result.devices if d.library == "CUDA"]
+        if len(native) != len(listed):
+            evidence.append(f"ollama gpu-discover sees {len(native)} CUDA device(s), llama-server {len(listed)}")
+    if result.ok:
+        names = ", ".join(f"{d.index} {d.description}" for d in result.survivors)
+        return Check("discovery", "pass", f"{result.server}: {len(result.survivors)} CUDA device(s) survive every "
+                     f"filter ({names})", evidence, details=result.to_dict())
+    return Check("discovery", "fail", "Ollama's llama-server discovery would not use the GPU", evidence,
+                 result.cause, result.fix, result.to_dict())

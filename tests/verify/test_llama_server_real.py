@@ -1,0 +1,119 @@
+"""The v0.30+ discovery layers against a REAL llama-server (llama.cpp built from the PyPI sdist by
+scripts/build_llama_server.sh; the Makefile exports VGPU_FIX_LLAMA_SERVER) loading the project's fake
+CUDA backend through real ggml's registry ABI (tests/native/ggml_cuda_dl.c, GGML_BACKEND_API_VERSION 3),
+on a root laid out like Ollama v0.32 (tests/native/layout.lay_out_v030). Only `ollama` itself is a
+stand-in (tests/native/ollama_v032.c): no ollama binary can be had here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fixer import profiles
+from fixer.verify import layers
+from tests.native import layout
+from tests.verify.test_apply_verify_cli import with_seed_unit
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Path:
+    path = os.environ.get("VGPU_FIX_LLAMA_SERVER")
+    if not path:
+        reason = "VGPU_FIX_LLAMA_SERVER is not set: no real llama-server build (make llama-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI must run this tier")
+        pytest.skip(reason)
+    server = Path(path) / "llama-server" if Path(path).is_dir() else Path(path)  # the Makefile names the folder
+    if not os.access(server, os.X_OK):
+        pytest.fail(f"VGPU_FIX_LLAMA_SERVER={path}: no executable llama-server there")
+    return server
+
+
+@pytest.fixture
+def v032(tmp_path, native, llama_server):
+    def make(**options):
+        root = tmp_path / f"root{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        return layout.lay_out_v030(root, native, llama_server, **options)
+
+    return make
+
+
+def _discovery(root, env_extra=None, link="present", layers_=("discovery",)):
+    env = {**layout.use_library_path(root), **(env_extra or {})}
+    if link == "absent":  # what `--set nvml_link=absent` leaves
+        (root / layout.SHIM_DIR.lstrip("/") / "libnvidia-ml.so.1").unlink()
+    profile = profiles.load("h100-vgpu", str(root), {"nvml_link": link})
+    report = layers.verify(str(root), profile, env=env, layers=layers_, timeout=20, probe=True).to_dict()
+    return report, {c["name"]: c for c in report["checks"]}
+
+
+def test_every_layer_passes_and_discovery_names_the_server_and_survivors(v032):
+    """Both llama-server invocations of v0.32.15 discover/llama_server.go:58-65 and :143-155 run for real;
+    the device line and `CUDA : ARCHS` come from the real program's output."""
+    report, checks = _discovery(v032(), layers_=("environment", "static", "load", "nvml", "discovery"))
+    assert {n: c["status"] for n, c in checks.items()} == dict.fromkeys(checks, "pass"), json.dumps(checks)[:3000]
+    found = checks["discovery"]
+    assert "/usr/local/lib/ollama/llama-server" in found["summary"]
+    assert any("device 0 CUDA0 'NVIDIA H100 80GB HBM3 (fake 0)'" in e and "survived" in e for e in found["evidence"])
+    assert "900" in found["details"]["archs"]
+    runs = found["details"]["runs"]
+    assert [r["argv"][1:] for r in runs[:2]] == [
+        ["--port", runs[0]["argv"][2], "--host", "127.0.0.1", "--no-webui", "--offline", "--verbose"],
+        ["--list-devices", "--offline", "--verbose"]]
+    assert runs[0]["saw_system_info"]
+    assert runs[2]["extra"] == {"CUDA_VISIBLE_DEVICES": "0", "GGML_CUDA_INIT": "1"}  # ml/device.go:631-673
+
+
+@pytest.mark.parametrize("shape,filter_", [
+    ({"FAKE_CUDA_TOTAL_MIB": "0"}, "zero-memory"),                                   # llama_server.go:288-292
+    ({"FAKE_CUDA_CC": "8.7"}, "compute-capability"),                                 # :294-316, 870 not built
+    ({"FAKE_CUDA_INTEGRATED": "1", "OLLAMA_IGPU_ENABLE": "0"}, "integrated-gpu"),    # runner.go:382-436
+])
+def test_each_filter_is_named_against_the_real_output(v032, shape, filter_):
+    _, checks = _discovery(v032(), shape)
+    found = checks["discovery"]
+    assert found["status"] == "fail"
+    assert [d["dropped_by"] for d in found["details"]["devices"]] == [filter_]
+    assert found["cause"].startswith("Ollama drops CUDA device 0")
+
+
+def test_driver_gate_drops_the_device_after_the_real_listing(v032):
+    """NVML "12.9.00" -> 12 < 550 with the bundled runtime 12.8 (v0.32.15 discover/cuda_compat.go:64-68)."""
+    _, checks = _discovery(v032(nvml="nvml-shim-12.9"))
+    assert checks["discovery"]["details"]["devices"][0]["dropped_by"] == "driver-gate"
+    assert "nvml_link=absent" in checks["discovery"]["fix"]
+    _, checks = _discovery(v032(nvml="nvml-shim-12.9"), link="absent")
+    assert checks["discovery"]["status"] == "pass"
+
+
+def test_second_pass_drops_a_device_that_dies_in_deep_init(v032, native):
+    """GGML_CUDA_INIT=1 makes the backend retain a context; the shim crashes there (runner.go:154-166)."""
+    root = v032()
+    layout.place(root, f"{layout.SHIM_DIR}/libvgpu-cuda.so", native["cuda-shim-ctx-segv"])
+    _, checks = _discovery(root)
+    assert checks["discovery"]["details"]["devices"][0]["dropped_by"] == "second-pass"
+
+
+def test_apply_no_longer_rolls_back_for_want_of_ollama_engine(v032, cli):
+    """The issue's done-when: on a v0.32 layout `apply --profile h100-vgpu` keeps its changes."""
+    root = with_seed_unit(v032())
+    applied = cli("apply", "--root", root, "--probe", "--profile", "h100-vgpu", "--json", timeout=300)
+    doc = json.loads(applied.stdout)
+    assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-2000:]
+    checks = {c["name"]: c for c in doc["verify"]["checks"]}
+    assert "runner" not in checks and checks["discovery"]["status"] == "pass"
+    assert doc["verify"]["installation"]["generation"] == "llama-server"
+
+
+def test_apply_rolls_back_on_the_driver_gate_and_passes_without_the_nvml_link(v032, cli):
+    root = with_seed_unit(v032(nvml="nvml-shim-12.9"))
+    applied = cli("apply", "--root", root, "--probe", "--profile", "h100-vgpu", "--json", timeout=300)
+    assert applied.returncode == 6
+    assert "NVIDIA driver gate" in json.loads(applied.stdout)["verify"]["cause"]
+    applied = cli("apply", "--root", root, "--probe", "--profile", "h100-vgpu", "--set", "nvml_link=absent", "--json",
+                  timeout=300)
+    assert applied.returncode == 0, applied.stdout[-3000:]

@@ -1,0 +1,49 @@
+"""verify's nvml layer on a v0.30+ layout: the gcc-built NVML shim read in a fresh process with the
+service's environment, judged by the cuda_v12 driver gate of the detected release."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixer import profiles
+from fixer.verify import layers
+from tests.native import layout
+
+
+def _verify(root, nvml_link="present"):
+    env = layout.use_library_path(root)
+    if nvml_link == "absent":
+        (root / layout.SHIM_DIR.lstrip("/") / "libnvidia-ml.so.1").unlink()
+    profile = profiles.load("h100-vgpu", str(root), {"nvml_link": nvml_link})
+    return layers.verify(str(root), profile, env=env, layers=("nvml",), timeout=15, probe=True).to_dict()
+
+
+def test_shim_reporting_12_9_fails_with_the_gate_named_and_the_fix(tmp_path, native):
+    """v0.32.15 discover/cuda_compat.go:64-68: driver "12.9.00" -> 12 < 550 with runtime 12.8."""
+    report = _verify(layout.lay_out_v030(tmp_path, native, nvml="nvml-shim-12.9"))
+    nvml = report["checks"][0]
+    assert nvml["status"] == "fail"
+    assert 'NVIDIA driver too old driver=12 required_driver="550 or newer"' in nvml["cause"]
+    assert "--set nvml_link=absent" in nvml["fix"]
+    assert any("'12.9.00' -> driver major 12" in line for line in nvml["evidence"])
+    assert report["installation"]["version"] == "0.32.15"
+
+
+@pytest.mark.parametrize("version,nvml,link,status", [
+    ("0.32.15", "nvml-shim-12.9", "absent", "pass"),   # no NVML: cuda_compat.go:38-41 only warns
+    ("0.32.15", "nvml-shim-580", "present", "pass"),   # a real driver string passes
+    ("0.32.15", "nvml-shim", "present", "pass"),       # no nvmlSystemGetDriverVersion: major 0, warn
+    ("0.30.0", "nvml-shim-12.9", "present", "pass"),   # v0.30.0 cuda_compat.go:11-24: cc 9.0 never gated
+    ("0.30.11", "nvml-shim-12.9", "present", "fail"),  # the 550 rule arrived in v0.30.11
+])
+def test_gate_by_release_and_reading(tmp_path, native, version, nvml, link, status):
+    report = _verify(layout.lay_out_v030(tmp_path, native, version=version, nvml=nvml), link)
+    assert report["checks"][0]["status"] == status, report["checks"][0]
+
+
+def test_runtime_12_0_has_no_gate(tmp_path, native):
+    """Only libcudart.so.12 in cuda_v12: runtime 12.0, neither rule applies (cuda_compat.go:46-56)."""
+    root = layout.lay_out_v030(tmp_path, native, nvml="nvml-shim-12.9", runtime="12")
+    (root / "usr/local/lib/ollama/cuda_v12/libcudart.so.12").unlink()
+    layout.place(root, "/usr/local/lib/ollama/cuda_v12/libcudart.so.12", native["cudart-12"])
+    assert _verify(root)["checks"][0]["status"] == "pass"
