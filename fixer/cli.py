@@ -182,9 +182,9 @@ def apply(
 
 
 def _verify_text(report: dict) -> str:
-    from fixer.verify import layers as verifier
+    from fixer.render import verify_text
 
-    return verifier.render_text(report)
+    return verify_text(report)
 
 
 @app.command()
@@ -305,7 +305,7 @@ def verify_cmd(
                f"{report.backend} loads" if report.proven else
                f"static checks pass; {report.backend} NOT proven to load: {'; '.join(report.not_run)}")
         _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,
-                              msg=msg, verify=doc), verifier.render_text(doc))
+                              msg=msg, verify=doc), _verify_text(doc))
         return int(ExitCode.OK if report.ok else ExitCode.BACKEND_NOT_LOADING)
 
     _run("verify", as_json, root, profile, body)
@@ -324,7 +324,7 @@ def doctor(
 
     def body() -> int:
         from fixer.doctor import verdict as doctors
-        from fixer.render import dumps
+        from fixer.render import doctor_text, dumps
 
         real = _root(root)
         prof = _load(profile, real, sets) if profile else None
@@ -341,7 +341,7 @@ def doctor(
             unit = prof.service.unit if prof else "ollama.service"
             text = doctors.journal_text(real, unit, prof.service.scope if prof else "system")
         diagnosis = doctors.diagnose(real, text, prof)
-        typer.echo(dumps(diagnosis.to_dict()) if as_json else doctors.render_text(diagnosis))
+        typer.echo(dumps(diagnosis.to_dict()) if as_json else doctor_text(diagnosis))
         return 0
 
     _run("doctor", as_json, root, profile, body)

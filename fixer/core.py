@@ -56,6 +56,7 @@ def _interrupted(root: str) -> list:
 
 def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
     plan = planner.build(profile, host.probe(root, profile), force=force)
+    plan.installation = installation(root, profile).to_dict()
     for generation in _interrupted(root):
         plan.warnings.insert(0, f"generation {generation.number} was interrupted ({generation.status}); "
                                 "the next apply or `vgpu-fix rollback` restores its before-state")
@@ -66,6 +67,13 @@ def plan_digest(profile_data: dict, plan: dict) -> str:
     """The digest that binds a saved plan's changes to the profile it was made from."""
     canonical = json.dumps({"profile_data": profile_data, "plan": plan}, ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def installation(root: str, profile: Profile):
+    """The Ollama installed under `root`: version, discovery generation, and how that was decided."""
+    from fixer.ollama import detect
+
+    return detect.detect(root, profile.verify.ollama_bin, profile.verify.ollama_lib)
 
 
 def save_plan(plan: planner.Plan, profile: Profile, path: str) -> str:

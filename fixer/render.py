@@ -1,12 +1,14 @@
-"""Text and JSON renderings of the same result objects."""
+"""Text and JSON renderings of every result: plans, applies, rollbacks, verify reports, diagnoses."""
 
 from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fixer.doctor.verdict import Diagnosis
     from fixer.plan import Change, Plan
 
 FORMAT_VERSION = 1
@@ -54,6 +56,8 @@ def ansible_diff(plan: Plan | None) -> list[dict]:
 
 def plan_text(plan: Plan, paint: Painter, show_noops: bool = True) -> str:
     out = [paint(f"Plan for profile {plan.profile} on root {plan.root}", "head")]
+    if plan.installation:
+        out.append(installation_line(plan.installation))
     for change in plan.changes:
         if change.action == "noop" and not show_noops:
             continue
@@ -110,7 +114,8 @@ def result(
         "verify": verify,
     }
     if plan is not None:
-        doc.update(conflicts=plan.conflicts, warnings=plan.warnings, notes=plan.notes, post_actions=plan.post_actions)
+        doc.update(conflicts=plan.conflicts, warnings=plan.warnings, notes=plan.notes, post_actions=plan.post_actions,
+                   installation=plan.installation)
     doc.update(extra)
     return doc
 
@@ -137,3 +142,83 @@ def history_text(rows: list[dict]) -> str:
         lines.append(f"{r['generation']:>4}  {r['status']:<12} {r['created']:<25} {r['profile']:<20} "
                      f"{r['user']:<10} {r['changes']}")
     return "\n".join(lines)
+
+
+def installation_line(found: dict) -> str:
+    """One line naming the Ollama under the root (fixer.ollama.detect.Installation.to_dict())."""
+    return (f"  Ollama {found['version'] or '(version unknown)'}: {found['generation']} generation "
+            f"(from the {found['how']})" + (f"; {found['note']}" if found.get("note") else ""))
+
+
+# ---------------------------------------------------------------- verify
+
+
+def verify_text(report: dict) -> str:
+    """The verify report (VerifyReport.to_dict()) for a terminal: each layer, then the verdict."""
+    mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
+    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
+    if report.get("installation"):
+        lines.append(installation_line(report["installation"]))
+    for check in report["checks"]:
+        lines.append(f"  [{mark[check['status']]}] {check['name']}: {check['summary']}")
+        lines += [f"         {line}" for line in check["evidence"][:12]]
+        if check["status"] == "fail":
+            if check.get("cause"):
+                lines.append(f"         cause: {check['cause']}")
+            if check.get("fix"):
+                lines.append(f"         fix: {check['fix']}")
+    backend = report.get("backend") or "the backend"
+    if report["ok"] and report.get("not_run"):
+        lines.append(f"verdict: the static checks pass, but {backend} is NOT proven to load: "
+                     + "; ".join(report["not_run"]))
+    else:
+        lines.append(f"verdict: {backend} loads" if report["ok"] else
+                     f"verdict: {backend} does NOT load: {report.get('cause') or 'see above'}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- doctor
+
+_LABEL = {"external": "OUTSIDE", "error": "ERROR", "warning": "WARN", "info": "INFO"}
+
+
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=indent)
+
+
+def _log_line(events: dict) -> str:
+    parts = [events["version"]["text"] + (f", {events['generation']} generation" if events.get("generation") else "")]
+    if events["compute"]:
+        parts.append("CPU fallback" if events["cpu_fallback"] else f"{len(events['gpu_devices'])} GPU(s) in use")
+    for b in events["bootstraps"][:3]:
+        folder = (b["libdirs"] or ["?"])[-1].rsplit("/", 1)[-1]
+        secs = f"{b['seconds']:.2f} s" if b["seconds"] is not None else "?"
+        parts.append(f"bootstrap {folder} {secs}")
+    if events["initial_count"] is not None:
+        parts.append(f"initial_count={events['initial_count']}")
+    if events["verifying"] or events["filtered"]:
+        parts.append(f"{len(events['verifying'])} verified, {len(events['filtered'])} filtered")
+    return "; ".join(parts)
+
+
+def doctor_text(diagnosis: Diagnosis) -> str:
+    lines = [f"vgpu-fix doctor — root {diagnosis.root}"]
+    if diagnosis.installation:
+        lines.append(installation_line(diagnosis.installation).strip())
+    if diagnosis.events:
+        lines.append(f"log: {_log_line(diagnosis.events)}")
+    elif not diagnosis.log_seen:
+        lines.append("log: none given (use --log FILE or --journal)")
+    lines.append("")
+    for f in diagnosis.findings:
+        lines.append(f"[{_LABEL[f.severity]}] {f.id}: {f.summary}")
+        for item in f.evidence:
+            lines.append(_wrap(item, "    > "))
+        lines.append(_wrap(f.explanation, "    "))
+        setting = f" (profile setting: {f.fix.setting})" if f.fix.setting else " (no profile setting fixes this)"
+        lines.append(_wrap("fix: " + f.fix.text + setting, "    "))
+        lines.append("")
+    if not diagnosis.findings:
+        lines += ["no findings", ""]
+    lines.append(f"verdict: {diagnosis.verdict}")
+    return "\n".join(lines) + "\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,6 +58,7 @@ class Diagnosis:
     events: dict | None = None
     host: dict | None = None
     log_seen: bool = False
+    installation: dict | None = None  # fixer.ollama.detect.Installation.to_dict()
 
     @property
     def ok(self) -> bool:
@@ -75,6 +75,7 @@ class Diagnosis:
             "findings": [f.to_dict() for f in self.findings],
             "events": self.events,
             "host": self.host,
+            "installation": self.installation,
         }
 
 
@@ -203,6 +204,9 @@ def diagnose(root: str, log_text: str | None, profile: Profile | str | None = No
     lib = prof.verify.ollama_lib if prof else None
     host = gather(root, unit, lib) if probe_host else None
     log = summarize(log_text) if log_text is not None else None
+    installation = _installation(root, prof, host)
+    if log is not None and installation is not None and log.generation is None:
+        log.generation, log.generation_evidence = installation.generation, f"installed: {installation.describe()}"
     ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf")
     findings = run_rules(ctx)
     suggested = suggest_profile(findings, host, _available_profiles(root), prof.name if prof else None, log)
@@ -217,7 +221,20 @@ def diagnose(root: str, log_text: str | None, profile: Profile | str | None = No
         events=log.to_dict() if log else None,
         host=_host_summary(host),
         log_seen=log is not None,
+        installation=installation.to_dict() if installation else None,
     )
+
+
+def _installation(root: str, profile: Profile | None, host: HostFacts | None):
+    """The Ollama installed under `root` (which generation's rules apply), when doctor reads the host."""
+    if host is None:
+        return None
+    from fixer.doctor.snapshot import exec_argv
+    from fixer.ollama import detect, layout
+
+    argv = exec_argv(host.exec_start)
+    binary = profile.verify.ollama_bin if profile else argv[0] if argv and argv[0].startswith("/") else layout.OLLAMA_BIN
+    return detect.detect(root, binary, host.ollama_lib)
 
 
 def _host_summary(host: HostFacts | None) -> dict | None:
@@ -257,48 +274,3 @@ def journal_text(root: str, unit: str = "ollama.service", scope: str = "system")
     if root != "/":
         raise InvalidInput("--journal reads the running system's journal; with --root give the log with --log FILE")
     return system.journal(unit, scope)
-
-
-# ---------------------------------------------------------------- text output
-
-_LABEL = {"external": "OUTSIDE", "error": "ERROR", "warning": "WARN", "info": "INFO"}
-
-
-def _wrap(text: str, indent: str) -> str:
-    return textwrap.fill(text, width=100, initial_indent=indent, subsequent_indent=indent)
-
-
-def _log_line(events: dict) -> str:
-    parts = [events["version"]["text"] + (f", {events['generation']} generation" if events.get("generation") else "")]
-    if events["compute"]:
-        parts.append("CPU fallback" if events["cpu_fallback"] else f"{len(events['gpu_devices'])} GPU(s) in use")
-    for b in events["bootstraps"][:3]:
-        folder = (b["libdirs"] or ["?"])[-1].rsplit("/", 1)[-1]
-        secs = f"{b['seconds']:.2f} s" if b["seconds"] is not None else "?"
-        parts.append(f"bootstrap {folder} {secs}")
-    if events["initial_count"] is not None:
-        parts.append(f"initial_count={events['initial_count']}")
-    if events["verifying"] or events["filtered"]:
-        parts.append(f"{len(events['verifying'])} verified, {len(events['filtered'])} filtered")
-    return "; ".join(parts)
-
-
-def render_text(diagnosis: Diagnosis) -> str:
-    lines = [f"vgpu-fix doctor — root {diagnosis.root}"]
-    if diagnosis.events:
-        lines.append(f"log: {_log_line(diagnosis.events)}")
-    elif not diagnosis.log_seen:
-        lines.append("log: none given (use --log FILE or --journal)")
-    lines.append("")
-    for f in diagnosis.findings:
-        lines.append(f"[{_LABEL[f.severity]}] {f.id}: {f.summary}")
-        for item in f.evidence:
-            lines.append(_wrap(item, "    > "))
-        lines.append(_wrap(f.explanation, "    "))
-        setting = f" (profile setting: {f.fix.setting})" if f.fix.setting else " (no profile setting fixes this)"
-        lines.append(_wrap("fix: " + f.fix.text + setting, "    "))
-        lines.append("")
-    if not diagnosis.findings:
-        lines += ["no findings", ""]
-    lines.append(f"verdict: {diagnosis.verdict}")
-    return "\n".join(lines) + "\n"

@@ -90,6 +90,7 @@ class Plan:
     post_actions: list[str] = field(default_factory=list)  # PostAction values; udev-trigger carries a syspath
     fingerprints: dict[str, str] = field(default_factory=dict)
     forced: list[str] = field(default_factory=list)
+    installation: dict | None = None  # the Ollama found under the root (fixer.ollama.detect), set by core
 
     @property
     def pending(self) -> list[Change]:
@@ -109,4 +110,5 @@ class Plan:
             "warnings": self.warnings,
             "post_actions": [str(a) for a in self.post_actions],
             "fingerprints": self.fingerprints,
+            "installation": self.installation,
         }

@@ -308,28 +308,3 @@ def _lines_of(journal_json: str, pid: str | None) -> str:
 def check_for_apply(profile: Profile, root: str, probe: bool | None = None) -> dict:
     """The report `apply` checks after its changes (and again after an automatic rollback)."""
     return verify(root, profile, probe=probe).to_dict()
-
-
-def render_text(report: dict) -> str:
-    mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
-    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
-    found = report.get("installation")
-    if found:
-        lines.append(f"  Ollama {found['version'] or '(version unknown)'}: {found['generation']} generation "
-                     f"(from the {found['how']})" + (f"; {found['note']}" if found.get("note") else ""))
-    for check in report["checks"]:
-        lines.append(f"  [{mark[check['status']]}] {check['name']}: {check['summary']}")
-        lines += [f"         {line}" for line in check["evidence"][:12]]
-        if check["status"] == "fail":
-            if check.get("cause"):
-                lines.append(f"         cause: {check['cause']}")
-            if check.get("fix"):
-                lines.append(f"         fix: {check['fix']}")
-    backend = report.get("backend") or "the backend"
-    if report["ok"] and report.get("not_run"):
-        lines.append(f"verdict: the static checks pass, but {backend} is NOT proven to load: "
-                     + "; ".join(report["not_run"]))
-    else:
-        lines.append(f"verdict: {backend} loads" if report["ok"] else
-                     f"verdict: {backend} does NOT load: {report.get('cause') or 'see above'}")
-    return "\n".join(lines)

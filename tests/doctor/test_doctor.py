@@ -10,6 +10,7 @@ from fixer.doctor import verdict as doctor
 from fixer.doctor.rules.base import Finding, Fix
 from fixer.doctor.snapshot import HostFacts, gather
 from fixer.errors import InvalidInput
+from fixer.render import doctor_text
 from tests.doctor.conftest import read_log
 
 
@@ -143,14 +144,14 @@ def test_outputs(seed_tree):
     assert data["format_version"] == 1 and data["command"] == "doctor" and data["failed"] is True
     assert data["findings"][0]["fix"]["setting"] == "preload"
     assert data["events"]["version"]["ranges"] == [["0.13.2", "0.22.1"]]
-    text = doctor.render_text(d)
+    text = doctor_text(d)
     assert "[ERROR] backend-never-loaded" in text and text.rstrip().splitlines()[-1] == "verdict: " + d.verdict
     assert "profile setting: symlinks" in text
 
 
 def test_no_log_and_empty_root(tmp_path):
     d = doctor.diagnose(str(tmp_path), None)
-    assert d.findings == [] and "--log" in d.verdict and "none given" in doctor.render_text(d)
+    assert d.findings == [] and "--log" in d.verdict and "none given" in doctor_text(d)
 
 
 def test_journal_refuses_a_foreign_root(tmp_path):

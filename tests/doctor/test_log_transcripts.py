@@ -126,7 +126,7 @@ def test_summary_json_names_the_filters_and_the_generation():
 
 
 def test_text_report_names_version_and_generation():
-    from fixer.doctor.verdict import render_text
+    from fixer.render import doctor_text as render_text
 
     text = render_text(diagnose("/nonexistent-root", read_log("v0.33.0-rc2_gpu_ok.log"), probe_host=False))
     assert "log: Ollama 0.33.0-rc2, llama-server generation" in text and "verdict: GPU in use: NVIDIA H200" in text
