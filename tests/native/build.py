@@ -112,7 +112,7 @@ def _standin(outdir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     text = (HERE / "ollama_standin.py").read_text()
     # A python every user can run: an untrusted root's ollama runs as an unprivileged user.
-    from fixer.verify.placement import interpreter
+    from fixer.probe.placement import interpreter
 
     target.write_text(f"#!{interpreter({'uid': 65534})} -I\n{text}")
     target.chmod(0o755)

@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 
-from fixer.verify import placement as sandbox
+from fixer.probe import placement as sandbox
 
 SECRET = "s3cret-token-value"
 ENV = {"API_TOKEN": SECRET, "LD_LIBRARY_PATH": "/opt/vgpu/lib", "QUOTED": "it's \"x\" $HOME `id` \\n"}

@@ -78,7 +78,7 @@ def test_with_opt_in_the_image_runs_as_nobody_and_cannot_write_outside(namespace
 
 
 def test_a_probe_of_an_untrusted_root_is_never_started_without_an_unprivileged_user():
-    from fixer.verify import placement as sandbox
+    from fixer.probe import placement as sandbox
 
     placement = sandbox.Placement("/some/image", "isolated", untrusted=True)
     with pytest.raises(ValueError, match="never runs without an unprivileged user"):
