@@ -88,10 +88,13 @@ def become(user: dict, isolated: bool) -> None:
         # Changing uid made the process non-dumpable, so /proc/self/*_map would stay root's.
         libc_call("prctl", PR_SET_DUMPABLE, 1, 0, 0, 0)
         libc_call("unshare", CLONE_NEWUSER)
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{user['uid']} {user['uid']} 1"),
-                           ("gid_map", f"{user['gid']} {user['gid']} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
+        try:  # show the probe its own ids; unmapped, it would see the overflow id (65534) instead
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{user['uid']} {user['uid']} 1"),
+                               ("gid_map", f"{user['gid']} {user['gid']} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except OSError:
+            pass  # the kernel ids, and so every permission check, are the unprivileged user's either way
 
 
 def pid_namespace() -> None:
