@@ -81,7 +81,7 @@ def test_modes_and_owners_are_exact_whatever_the_umask(seed_root):
     assert outcome.changed
     for rel, mode in (("etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf", 0o644),
                       ("etc/udev/rules.d/70-vgpu-fix.rules", 0o644), ("etc/udev", 0o755), ("etc/udev/rules.d", 0o755),
-                      ("etc/modprobe.d", 0o755), ("etc/ld.so.conf.d/vgpu-fix.conf", 0o644)):
+                      ("usr/local/lib/vgpu-fix", 0o755), ("etc/ld.so.conf.d/vgpu-fix.conf", 0o644)):
         st = os.lstat(os.path.join(seed_root, rel))
         assert stat.S_IMODE(st.st_mode) == mode, rel
         assert (st.st_uid, st.st_gid) == (0, 0) or os.geteuid() != 0, rel
