@@ -130,27 +130,32 @@ def pid_namespace() -> None:
     os._exit(os.waitstatus_to_exitcode(status))
 
 
-def make_target(target: str, kind: str, scratch: str, counter: list) -> None:
-    """Make `target` exist inside the namespace: an overlay (upper layer on a private tmpfs) over its
-    deepest existing ancestor, then create it there. Nothing reaches the real filesystem."""
-    if os.path.lexists(target):
-        return
-    ancestor = os.path.dirname(target)
-    while not os.path.isdir(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    counter[0] += 1
-    layer = os.path.join(scratch, f"layer{counter[0]}")
-    os.makedirs(layer, exist_ok=True)
-    mount("tmpfs", layer, "tmpfs", 0, "mode=0755")
-    os.makedirs(f"{layer}/upper")
-    os.makedirs(f"{layer}/work")
-    options = f"lowerdir={ancestor},upperdir={layer}/upper,workdir={layer}/work"
-    mount("overlay", ancestor, "overlay", 0, options)
-    if kind == "dir":
-        os.makedirs(target, exist_ok=True)
-    else:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        open(target, "a").close()
+def make_targets(mounts: list[dict], scratch: str) -> None:
+    """Make every mount target exist inside the namespace before anything is bound: one overlay (upper
+    layer on a private tmpfs) over each deepest existing ancestor, shallowest first, then the targets
+    created there. Nothing reaches the real filesystem. Binding first would let a later overlay over
+    a shared ancestor (say /usr/local/lib for both lib/ollama and lib/vgpu-fix) hide an earlier bind."""
+    groups: dict[str, list[dict]] = {}
+    for m in mounts:
+        if os.path.lexists(m["target"]):
+            continue
+        ancestor = os.path.dirname(m["target"])
+        while not os.path.isdir(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        groups.setdefault(ancestor, []).append(m)
+    for number, ancestor in enumerate(sorted(groups, key=lambda a: a.count("/")), start=1):
+        layer = os.path.join(scratch, f"layer{number}")
+        os.makedirs(layer, exist_ok=True)
+        mount("tmpfs", layer, "tmpfs", 0, "mode=0755")
+        os.makedirs(f"{layer}/upper")
+        os.makedirs(f"{layer}/work")
+        mount("overlay", ancestor, "overlay", 0, f"lowerdir={ancestor},upperdir={layer}/upper,workdir={layer}/work")
+        for m in groups[ancestor]:
+            if m["kind"] == "dir":
+                os.makedirs(m["target"], exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(m["target"]), exist_ok=True)
+                open(m["target"], "a").close()
 
 
 def main() -> None:
@@ -160,10 +165,10 @@ def main() -> None:
     try:
         if spec.get("namespace", "none") != "none":
             enter_namespace(spec["namespace"])
-            counter = [0]
+            step = "make mount targets"
+            make_targets(spec.get("mounts", []), spec["scratch"])
             for m in spec.get("mounts", []):
                 step = f"mount {m['source']} on {m['target']}"
-                make_target(m["target"], m["kind"], spec["scratch"], counter)
                 mount(m["source"], m["target"], None, MS_BIND | MS_REC)
         isolated = spec.get("namespace") == "isolated"
         if isolated:

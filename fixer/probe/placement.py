@@ -149,7 +149,10 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     try:
         from fixer.facts.ldso import read_cache
 
-        dirs += [os.path.dirname(e.path) for e in read_cache(host_path(root, LD_SO_CACHE)).entries]
+        for entry in read_cache(host_path(root, LD_SO_CACHE)).entries:
+            # The entry's directory, and where its link leads (vgpu-fix's link dir points into the shim dir).
+            real = resolve_in_root(root, entry.path)
+            dirs += [os.path.dirname(entry.path)] + ([os.path.dirname(real)] if real else [])
     except Exception:  # no or unreadable cache: the loader then ignores it too
         pass
     chosen: list[str] = []

@@ -14,7 +14,7 @@ from fixer.apply import transaction as applier
 from fixer.demo import build_seed_host, snapshot_tree
 
 LINKS = ["/opt/vgpu/lib/libcuda.so.1", "/opt/vgpu/lib/libnvidia-ml.so.1", "/usr/local/lib/ollama/libggml-cuda.so"]
-FILES = ["/etc/udev/rules.d/70-vgpu-fix.rules", "/etc/modprobe.d/vgpu-fix-blacklist-nvidia.conf",
+FILES = ["/etc/udev/rules.d/70-vgpu-fix.rules", "/opt/vgpu/lib/libcublasLt.so.12",
          "/etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf", "/etc/ld.so.conf.d/vgpu-fix.conf",
          "/opt/vgpu/lib/libcublas.so.12"]
 env_values = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=12)
