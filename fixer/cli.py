@@ -70,17 +70,14 @@ def _run(command: str, as_json: bool, root: str, profile: str | None, body: Call
         code = body()
     except FixerError as exc:
         if as_json:
-            from fixer.render import dumps, result
+            from fixer.render import dumps, failure
 
-            extra = {k: v for k, v in exc.payload.items() if k not in ("plan", "generation", "verify")}
-            doc = result(command, profile=profile, root=root, changed=False, failed=True, msg=exc.message,
-                         plan=exc.payload.get("plan"), generation=exc.payload.get("generation"),
-                         verify=exc.payload.get("verify"), errors=exc.details, exit_code=int(exc.exit_code), **extra)
-            typer.echo(dumps(doc))
+            typer.echo(dumps(failure(command, exc, profile=profile, root=root)))
         else:
-            for key in ("verify", "verify_after_rollback"):
-                if isinstance(exc.payload.get(key), dict):
-                    typer.echo(("after rollback: " if key != "verify" else "") + _verify_text(exc.payload[key]))
+            if exc.verify is not None:
+                typer.echo(_verify_text(exc.verify))
+            if exc.verify_after_rollback is not None:
+                typer.echo("after rollback: " + _verify_text(exc.verify_after_rollback))
             typer.echo(f"vgpu-fix {command}: error: {exc.message}", err=True)
             for line in exc.details:
                 typer.echo(f"  {line}", err=True)
@@ -166,8 +163,8 @@ def apply(
         outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=wait,
                              saved_plan=saved, saved_from=plan_file or "", verify=verify, probe=probe)
         msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
-        if outcome.verify is not None and not outcome.verify.get("proven"):
-            msg += "; not verified: " + "; ".join(outcome.verify.get("not_run") or ["see the verify report"])
+        if outcome.verify is not None and not outcome.verify.proven:
+            msg += "; not verified: " + "; ".join(outcome.verify.not_run or ["see the verify report"])
         doc = result("apply", profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
                      plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
                      messages=outcome.messages + outcome.post_actions)
@@ -181,7 +178,7 @@ def apply(
     _run("apply", as_json, root, profile or DEFAULT_PROFILE, body)
 
 
-def _verify_text(report: dict) -> str:
+def _verify_text(report) -> str:
     from fixer.render import verify_text
 
     return verify_text(report)

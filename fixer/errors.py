@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fixer.model.plan import Plan
+    from fixer.model.verify import VerifyReport
 
 
 class ExitCode(IntEnum):
@@ -23,11 +28,17 @@ class FixerError(Exception):
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
-    def __init__(self, message: str, *, details: list[str] | None = None, payload: dict | None = None):
+    def __init__(self, message: str, *, details: list[str] | None = None, plan: Plan | None = None,
+                 generation: int | None = None, verify: VerifyReport | None = None,
+                 verify_after_rollback: VerifyReport | None = None, facts: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.details = list(details or [])
-        self.payload = payload or {}
+        self.plan = plan  # the plan the failed run executed or refused
+        self.generation = generation  # the journal generation it wrote or was undoing
+        self.verify = verify  # verify's report, when verify decided the outcome
+        self.verify_after_rollback = verify_after_rollback
+        self.facts = dict(facts or {})  # further data for --json (e.g. the lock holder)
 
     def lines(self) -> list[str]:
         return [self.message, *self.details]

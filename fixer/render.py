@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fixer.doctor.verdict import Diagnosis
+    from fixer.errors import FixerError
+    from fixer.model.verify import VerifyReport
     from fixer.plan import Change, Plan
 
 FORMAT_VERSION = 1
@@ -96,7 +98,7 @@ def result(
     msg: str,
     plan: Plan | None = None,
     generation: int | None = None,
-    verify: dict | None = None,
+    verify: VerifyReport | None = None,
     **extra,
 ) -> dict:
     """The stable --json document (format_version 1), in Ansible's result shape."""
@@ -118,6 +120,14 @@ def result(
                    installation=plan.installation)
     doc.update(extra)
     return doc
+
+
+def failure(command: str, exc: FixerError, *, profile: str | None, root: str, changed: bool = False) -> dict:
+    """The --json document of a failed command (CLI and Ansible module alike): the error's data, its code."""
+    return result(command, profile=profile, root=root, changed=changed, failed=True, msg=exc.message, plan=exc.plan,
+                  generation=exc.generation, verify=exc.verify, errors=exc.details, exit_code=int(exc.exit_code),
+                  **({"verify_after_rollback": exc.verify_after_rollback} if exc.verify_after_rollback else {}),
+                  **exc.facts)
 
 
 def dumps(doc: dict) -> str:
@@ -153,8 +163,9 @@ def installation_line(found: dict) -> str:
 # ---------------------------------------------------------------- verify
 
 
-def verify_text(report: dict) -> str:
-    """The verify report (VerifyReport.to_dict()) for a terminal: each layer, then the verdict."""
+def verify_text(verified: VerifyReport | dict) -> str:
+    """The verify report for a terminal: each layer, then the verdict."""
+    report = verified if isinstance(verified, dict) else verified.to_dict()
     mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
     lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
     if report.get("installation"):

@@ -35,7 +35,7 @@ class RunLock:
                     holder = self._live_holder()
                     os.close(self.fd)
                     self.fd = None
-                    raise LockHeld(_held_message(holder), payload={"holder": holder}) from None
+                    raise LockHeld(_held_message(holder), facts={"holder": holder}) from None
                 time.sleep(0.05)
         previous = self._holder()
         if previous and not _alive(previous.get("pid"), previous.get("ticks")):

@@ -16,6 +16,7 @@ from fixer.facts import host, ldso
 from fixer.facts.paths import missing_parents
 from fixer.model.plan import PostAction
 from fixer.model.profile import Profile
+from fixer.model.verify import VerifyReport
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
     post_actions: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
-    verify: dict | None = None
+    verify: VerifyReport | None = None
 
 
 def touched_paths(root: str, plan: planner.Plan) -> list[str]:
@@ -157,7 +158,7 @@ def apply(
     restart: bool = True,
     lock_timeout: float = 0.0,
     check_plan: Callable[[planner.Plan], None] | None = None,
-    verify: Callable[[Profile, str], dict] | None = None,
+    verify: Callable[[Profile, str], VerifyReport] | None = None,
 ) -> Outcome:
     journal = Journal(root)
     journal.ensure()
@@ -171,7 +172,7 @@ def apply(
             check_plan(plan)
         if plan.conflicts:
             raise Conflict(f"{len(plan.conflicts)} conflict(s) block the plan", details=plan.conflicts,
-                           payload={"plan": plan})
+                           plan=plan)
         if not plan.pending:
             return Outcome("apply", plan, changed=False, messages=messages + ["host already converged"])
         paths = touched_paths(root, plan)
@@ -190,13 +191,13 @@ def apply(
             journal.audit({"event": "apply-failed", "generation": generation.number, "profile": profile.name,
                            "error": str(exc)})
             raise ApplyFailed(f"apply failed and was undone: {_describe(exc)}",
-                              payload={"generation": generation.number}) from None
+                              generation=generation.number) from None
         journal.audit({"event": "apply", "generation": generation.number, "profile": profile.name,
                        "changes": len(plan.pending)})
         outcome = Outcome("apply", plan, True, generation.number, messages, done)
         if verify is not None:
             outcome.verify = verify(profile, root)
-            if not outcome.verify.get("ok"):
+            if not outcome.verify.ok:
                 _verify_failed(journal, generation, profile, restart, outcome, verify)
         return outcome
 
@@ -206,13 +207,12 @@ def _verify_failed(journal, generation, profile, restart, outcome, verify) -> No
         restored = _restore(journal, generation, restart, status="rolled_back")
     except FixerError as exc:
         raise RollbackFailed(f"verify failed and rolling back generation {generation.number} failed: {exc.message}",
-                             payload={"verify": outcome.verify, "generation": generation.number}) from None
+                             verify=outcome.verify, generation=generation.number) from None
     journal.audit({"event": "rollback", "generation": generation.number, "reason": "verify failed"})
     after = verify(profile, journal.root)
     raise VerifyFailedRolledBack(
         f"verify failed after apply; generation {generation.number} was rolled back ({len(restored)} path(s) restored)",
-        payload={"verify": outcome.verify, "verify_after_rollback": after, "generation": generation.number,
-                 "plan": outcome.plan},
+        verify=outcome.verify, verify_after_rollback=after, generation=generation.number, plan=outcome.plan,
     )
 
 

@@ -3,62 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from fixer.facts.linker import resolve_in_root
 from fixer.facts.paths import host_path
 from fixer.model.profile import Profile
+from fixer.model.verify import Check, VerifyReport
 
 LAYERS = ("environment", "static", "load", "runner")  # the runner-engine generation's (v0.13-v0.24)
 # The layers that execute the root's files (ollama, llama-server, libggml-*.so, preloads), per generation.
 PROBES = ("load", "runner", "nvml", "discovery")
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # pass | fail | skip
-    summary: str
-    evidence: list[str] = field(default_factory=list)
-    cause: str | None = None
-    fix: str | None = None
-    details: dict = field(default_factory=dict)
-
-
-@dataclass
-class VerifyReport:
-    root: str
-    profile: str
-    unit: str
-    user: str | None
-    env: dict[str, str]
-    backend: str = ""  # the backend verify loads, as `<library folder>/<file>`
-    checks: list[Check] = field(default_factory=list)
-    not_run: list[str] = field(default_factory=list)  # probe layers deliberately not run, and why
-
-    @property
-    def proven(self) -> bool:
-        """The backend was really loaded: every check passed or skipped, and no probe was left out."""
-        return self.ok and not self.not_run
-    installation: dict | None = None  # detect.Installation.to_dict(): version, generation, how, evidence
-
-    @property
-    def ok(self) -> bool:
-        return not any(c.status == "fail" for c in self.checks) and any(c.status == "pass" for c in self.checks)
-
-    @property
-    def cause(self) -> str | None:
-        return next((c.cause for c in self.checks if c.status == "fail"), None)
-
-    @property
-    def fix(self) -> str | None:
-        return next((c.fix for c in self.checks if c.status == "fail"), None)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out.update(ok=self.ok, proven=self.proven, cause=self.cause, fix=self.fix)
-        return out
 
 
 def unit_environment(root: str, profile: Profile) -> tuple[dict[str, str], str | None]:
@@ -305,6 +259,6 @@ def _lines_of(journal_json: str, pid: str | None) -> str:
     return "\n".join(kept)
 
 
-def check_for_apply(profile: Profile, root: str, probe: bool | None = None) -> dict:
+def check_for_apply(profile: Profile, root: str, probe: bool | None = None) -> VerifyReport:
     """The report `apply` checks after its changes (and again after an automatic rollback)."""
-    return verify(root, profile, probe=probe).to_dict()
+    return verify(root, profile, probe=probe)

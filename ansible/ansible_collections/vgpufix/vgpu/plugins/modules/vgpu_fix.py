@@ -230,7 +230,7 @@ try:
     from fixer import core, profiles
     from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
     from fixer.plan import Change, Plan
-    from fixer.render import ansible_diff, dumps, result
+    from fixer.render import ansible_diff, dumps, failure, result
 except ImportError:
     FIXER_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -295,15 +295,15 @@ class Task:
             plan = core.make_plan(profile, self.root, force=p["force"])
             if plan.conflicts:
                 raise Conflict(f"{len(plan.conflicts)} conflict(s) block the plan", details=plan.conflicts,
-                               payload={"plan": plan})
+                               plan=plan)
             count = len(plan.pending)
             msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
             return self.result(changed=bool(count), msg=msg, plan=plan)
         outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"],
                              lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"])
         msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
-        if outcome.verify is not None and not outcome.verify.get("proven"):
-            msg += "; not verified: " + "; ".join(outcome.verify.get("not_run") or ["see verify"])
+        if outcome.verify is not None and not outcome.verify.proven:
+            msg += "; not verified: " + "; ".join(outcome.verify.not_run or ["see verify"])
         return self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
                            verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
 
@@ -336,13 +336,13 @@ class Task:
     def verified(self):
         profile = self.load()
         report = core.verifier(self.params["probe"])(profile, self.root)
-        if not report.get("ok"):
+        if not report.ok:
             doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load" + _cause(report),
                               verify=report)
             self.module.fail_json(**doc)
-        if not report.get("proven"):
+        if not report.proven:
             return self.result(changed=False, verify=report, msg="static checks pass; the CUDA backend is NOT proven "
-                               "to load: " + "; ".join(report.get("not_run") or []))
+                               "to load: " + "; ".join(report.not_run))
         return self.result(changed=False, msg="verified: the CUDA backend loads", verify=report)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -360,8 +360,12 @@ class Task:
         return ansible_diff(Plan(profile="", root=self.root, changes=changes))
 
     def result(self, *, changed, msg, plan=None, generation=None, verify=None, diff=None, **extra):
-        doc = result(self.command, profile=self.profile_name, root=self.root, changed=changed, failed=False,
-                     msg=msg, plan=plan, generation=generation, verify=verify, **extra)
+        return self.finish(result(self.command, profile=self.profile_name, root=self.root, changed=changed,
+                                  failed=False, msg=msg, plan=plan, generation=generation, verify=verify, **extra),
+                           diff)
+
+    def finish(self, doc, diff=None):
+        """vgpu-fix's JSON document as Ansible returns it: plain data, warnings as module warnings."""
         doc = json.loads(dumps(doc))
         doc.pop("failed")
         if diff is not None:
@@ -375,22 +379,19 @@ class Task:
         return doc
 
     def fail(self, exc):
-        payload = dict(exc.payload)
-        extra = {k: v for k, v in payload.items() if k not in ("plan", "generation", "verify")}
         # A failed rollback may leave the host half-changed: say so instead of claiming no change.
-        changed = isinstance(exc, RollbackFailed)
-        msg = exc.message + (": " + "; ".join(exc.details) if exc.details else "") + _cause(payload.get("verify"))
-        doc = self.result(changed=changed, msg=msg, plan=payload.get("plan"), generation=payload.get("generation"),
-                          verify=payload.get("verify"), errors=exc.details, exit_code=int(exc.exit_code),
-                          error=type(exc).__name__, **extra)
+        doc = self.finish(failure(self.command, exc, profile=self.profile_name, root=self.root,
+                                  changed=isinstance(exc, RollbackFailed)))
+        doc["msg"] = exc.message + (": " + "; ".join(exc.details) if exc.details else "") + _cause(exc.verify)
+        doc["error"] = type(exc).__name__
         self.module.fail_json(**doc)
 
 
 def _cause(report):
     """The verify report's cause and fix, for the one-line msg."""
-    if not isinstance(report, dict) or not report.get("cause"):
+    if report is None or not report.cause:
         return ""
-    return f"; cause: {report['cause']}" + (f"; fix: {report['fix']}" if report.get("fix") else "")
+    return f"; cause: {report.cause}" + (f"; fix: {report.fix}" if report.fix else "")
 
 
 def main():
