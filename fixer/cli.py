@@ -12,7 +12,17 @@ import typer
 # vgpu-fix uses no pydantic plugins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from fixer.errors import ExitCode, FixerError, InvalidInput, UsageError
+from fixer.errors import (
+    STEP_CODES,
+    Conflict,
+    ExitCode,
+    ExternalCommandFailed,
+    FixerError,
+    Interrupted,
+    InvalidInput,
+    RollbackFailed,
+    UsageError,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -65,24 +75,43 @@ def _emit(as_json: bool, doc: dict, text: str) -> None:
 
 
 def _run(command: str, as_json: bool, root: str, profile: str | None, body: Callable[[], int]) -> None:
-    """Run a command body; turn every FixerError into its message (or JSON) and its exit code."""
+    """Run a command body; turn every error into its message (or one JSON document) and its exit code."""
     try:
         code = body()
+    except typer.Exit:
+        raise
     except FixerError as exc:
-        if as_json:
-            from fixer.render import dumps, failure
+        _fail(command, as_json, root, profile, exc)
+    except OSError as exc:  # a host path the readers did not expect to fail: a conflict naming it
+        _fail(command, as_json, root, profile, Conflict(f"{exc.filename or root}: {exc.strerror or exc}"))
+    except Exception as exc:  # a bug: still one JSON document under --json
+        if not as_json:
+            raise
+        import traceback
 
-            typer.echo(dumps(failure(command, exc, profile=profile, root=root)))
-        else:
-            if exc.verify is not None:
-                typer.echo(_verify_text(exc.verify))
-            if exc.verify_after_rollback is not None:
-                typer.echo("after rollback: " + _verify_text(exc.verify_after_rollback))
-            typer.echo(f"vgpu-fix {command}: error: {exc.message}", err=True)
-            for line in exc.details:
-                typer.echo(f"  {line}", err=True)
-        raise typer.Exit(int(exc.exit_code)) from None
+        traceback.print_exc()
+        _fail(command, as_json, root, profile, FixerError(f"internal error (a bug): {type(exc).__name__}: {exc}"))
     raise typer.Exit(code)
+
+
+def _fail(command: str, as_json: bool, root: str, profile: str | None, exc: FixerError) -> None:
+    code = exc.exit_code
+    if isinstance(exc, ExternalCommandFailed):
+        code = STEP_CODES.get(command, code)
+    if as_json:
+        from fixer.render import dumps, failure
+
+        typer.echo(dumps(failure(command, exc, profile=profile, root=root, exit_code=code,
+                                 changed=isinstance(exc, (RollbackFailed, Interrupted)))))
+    else:
+        if exc.verify is not None:
+            typer.echo(_verify_text(exc.verify))
+        if exc.verify_after_rollback is not None:
+            typer.echo("after rollback: " + _verify_text(exc.verify_after_rollback))
+        typer.echo(f"vgpu-fix {command}: error: {exc.message}", err=True)
+        for line in exc.details:
+            typer.echo(f"  {line}", err=True)
+    raise typer.Exit(int(code)) from None
 
 
 def _show_plan(prof, real: str, as_json: bool, force: bool, out: Optional[str] = None,
@@ -217,11 +246,14 @@ def history(root: str = RootOpt, as_json: bool = JsonOpt) -> None:
 
     def body() -> int:
         from fixer.apply.journal import Journal
-        from fixer.render import dumps, history_text
+        from fixer.render import history_text, result
 
-        rows = [g.summary() for g in Journal(_root(root)).generations()]
-        typer.echo(dumps({"format_version": 1, "command": "history", "generations": rows}) if as_json
-                   else history_text(rows))
+        real = _root(root)
+        intact, damaged = Journal(real).scan()
+        rows = sorted([g.summary() for g in intact] + [d.summary() for d in damaged], key=lambda r: r["generation"])
+        msg = f"{len(rows)} generation(s)" + (f", {len(damaged)} damaged" if damaged else "")
+        doc = result("history", profile=None, root=real, changed=False, failed=False, msg=msg, generations=rows)
+        _emit(as_json, doc, history_text(rows))
         return 0
 
     _run("history", as_json, root, None, body)
@@ -233,14 +265,13 @@ def profiles_list(root: str = RootOpt, as_json: bool = JsonOpt) -> None:
 
     def body() -> int:
         from fixer import profiles
-        from fixer.render import dumps
+        from fixer.render import result
 
-        rows = profiles.list_profiles(_root(root))
-        if as_json:
-            typer.echo(dumps([{"name": n, "origin": o, "path": p} for n, o, p in rows]))
-        else:
-            for name, origin, path in rows:
-                typer.echo(f"{name:<24} {origin:<8} {path}")
+        real = _root(root)
+        rows = profiles.list_profiles(real)
+        doc = result("profiles", profile=None, root=real, changed=False, failed=False, msg=f"{len(rows)} profile(s)",
+                     profiles=[{"name": n, "origin": o, "path": p} for n, o, p in rows])
+        _emit(as_json, doc, "\n".join(f"{name:<24} {origin:<8} {path}" for name, origin, path in rows))
         return 0
 
     _run("profiles", as_json, root, None, body)
@@ -257,10 +288,14 @@ def profiles_show(
 
     def body() -> int:
         from fixer.profiles import dump_yaml
-        from fixer.render import dumps
+        from fixer.render import result
 
-        data = _load(name, _root(root), sets).model_dump(mode="json")
-        typer.echo(dumps(data) if as_json else dump_yaml(data))
+        real = _root(root)
+        loaded = _load(name, real, sets)
+        data = loaded.model_dump(mode="json")
+        doc = result("profiles", profile=loaded.name, root=real, changed=False, failed=False,
+                     msg=f"profile {loaded.name}", profile_data=data)
+        _emit(as_json, doc, dump_yaml(data))
         return 0
 
     _run("profiles", as_json, root, name, body)
@@ -329,17 +364,20 @@ def doctor(
         if log and journal:
             raise InvalidInput("give either --log FILE or --journal, not both")
         if log:
-            try:
-                with open(log, "rb") as fh:
-                    text = fh.read().decode("utf-8", errors="replace")
+            from fixer.facts.paths import MAX_READ, read_capped
+
+            try:  # the newest MAX_READ bytes of a regular file; a device or pipe that never ends is refused
+                text = read_capped(log, limit=MAX_READ, tail=True).decode("utf-8", errors="replace")
             except OSError as exc:
                 raise InvalidInput(f"--log {log}: cannot read: {exc.strerror}") from None
+            except Conflict as exc:
+                raise InvalidInput(f"--log {exc.message}") from None
         elif journal:
             unit = prof.service.unit if prof else "ollama.service"
             text = doctors.journal_text(real, unit, prof.service.scope if prof else "system")
         diagnosis = doctors.diagnose(real, text, prof)
         typer.echo(dumps(diagnosis.to_dict()) if as_json else doctor_text(diagnosis))
-        return 0
+        return int(ExitCode.OK if diagnosis.ok else ExitCode.PROBLEM_FOUND)
 
     _run("doctor", as_json, root, profile, body)
 
@@ -367,8 +405,45 @@ def demo(keep: bool = typer.Option(False, "--keep", help="Keep the throw-away ho
 
 
 def main() -> None:
+    """Run the app. SIGINT/SIGTERM outside a transaction stop at once, with a message (typer would
+    swallow a KeyboardInterrupt); usage errors and early interrupts also speak JSON under --json."""
+    import signal
+
     try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        from typer._click.exceptions import ClickException
+        from typer.exceptions import Abort
+    except ImportError:  # typer before 0.24 uses click itself
+        from click.exceptions import Abort, ClickException
+
+    def stop(signum: int, frame) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}; nothing was changed", signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    as_json = "--json" in sys.argv[1:]
+    try:
+        code = app(standalone_mode=False)
+    except FixerError as exc:  # raised before a command body ran
+        code = _outside(exc.message, exc.exit_code, as_json)
+    except Abort:
+        code = _outside("aborted", ExitCode.INTERRUPTED, as_json)
+    except ClickException as exc:
+        if as_json:
+            code = _outside(exc.format_message(), exc.exit_code, as_json)
+        else:
+            exc.show()
+            code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _outside(msg: str, code: int, as_json: bool) -> int:
+    """An exit before any command body ran (usage error, early interrupt): one line, or one JSON document."""
+    if as_json:
+        from fixer.render import dumps
+
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        typer.echo(dumps({"format_version": 1, "command": command, "profile": None, "root": None, "changed": False,
+                          "failed": True, "msg": msg, "exit_code": int(code)}))
+    else:
+        typer.echo(f"vgpu-fix: {msg}", err=True)
+    return int(code)

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 from fixer import plan as planner
-from fixer.errors import InvalidInput
+from fixer.errors import InvalidInput, LockHeld
 from fixer.facts import host
 from fixer.facts.paths import STATE_DIR, host_path
 from fixer.model.profile import Profile
@@ -46,20 +46,29 @@ def seconds(name: str, value: float | None) -> float | None:
     return number
 
 
-def _interrupted(root: str) -> list:
+def _journal_warnings(root: str) -> list[str]:
+    """Interrupted and damaged generations, for the plan's warnings; nothing where there is no state."""
     if not os.path.isdir(host_path(root, STATE_DIR)):
         return []
-    from fixer.apply.journal import Journal  # the write side loads only where vgpu-fix has state
+    from fixer.apply.journal import OPEN_STATUSES, Journal  # the write side loads only where vgpu-fix has state
+    from fixer.apply.lock import held_message, holder_of
 
-    return Journal(root).open_generations()
+    journal = Journal(root)
+    holder = holder_of(journal.lock_path)
+    if holder is not None:  # mid-change: an open generation there is that run's, not an interrupted one
+        raise LockHeld(held_message(holder) + "; plan again when it has finished", facts={"holder": holder})
+    intact, damaged = journal.scan()
+    warnings = [f"generation {g.number} was interrupted ({g.status}); "
+                "the next apply or `vgpu-fix rollback` restores its before-state"
+                for g in intact if g.status in OPEN_STATUSES]
+    return warnings + [f"generation {d.number} is damaged and cannot be used: {d.reason}" for d in damaged]
 
 
 def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
+    warnings = _journal_warnings(root)  # first: a run holding the lock makes the host a moving target
     plan = planner.build(profile, host.probe(root, profile), force=force)
     plan.installation = installation(root, profile).to_dict()
-    for generation in _interrupted(root):
-        plan.warnings.insert(0, f"generation {generation.number} was interrupted ({generation.status}); "
-                                "the next apply or `vgpu-fix rollback` restores its before-state")
+    plan.warnings[:0] = warnings
     return plan
 
 

@@ -97,6 +97,8 @@ def snapshot_tree(root: str, exclude: tuple[str, ...] = ("var/lib/vgpu-fix",)) -
                 result[rel] = ("symlink", os.readlink(real))
             elif stat.S_ISDIR(st.st_mode):
                 result[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+            elif not stat.S_ISREG(st.st_mode):  # FIFO, socket, device: never opened (a FIFO would block)
+                result[rel] = ("special", stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
             else:
                 with open(real, "rb") as fh:
                     digest = hashlib.sha256(fh.read()).hexdigest()

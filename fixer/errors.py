@@ -21,6 +21,9 @@ class ExitCode(IntEnum):
     ROLLBACK_FAILED = 7
     LOCKED = 8
     BACKEND_NOT_LOADING = 9
+    PROBLEM_FOUND = 10  # doctor: an error-severity (or outside-the-VM) finding
+    INTERRUPTED = 130  # SIGINT (128 + 2)
+    TERMINATED = 143  # SIGTERM (128 + 15)
 
 
 class FixerError(Exception):
@@ -83,9 +86,28 @@ class BackendNotLoading(FixerError):
 
 
 class ExternalCommandFailed(FixerError):
-    """An external command (ldconfig, systemctl) failed; apply restores what it changed."""
+    """An external command (ldconfig, systemctl, journalctl) failed. Its exit code is the one of the
+    step it failed in: the CLI maps it per command (`STEP_CODES`); apply and rollback wrap it first."""
 
     exit_code = ExitCode.INTERNAL
+
+
+# The exit code an ExternalCommandFailed gets in each command that can run one.
+STEP_CODES = {
+    "apply": ExitCode.CONFLICT,  # as ApplyFailed: the change was undone
+    "rollback": ExitCode.ROLLBACK_FAILED,
+    "verify": ExitCode.BACKEND_NOT_LOADING,
+    "doctor": ExitCode.INVALID_INPUT,  # journalctl could not give the log to read
+}
+
+
+class Interrupted(FixerError):
+    """SIGINT or SIGTERM stopped a run at a safe point; the message says what was finished or undone."""
+
+    def __init__(self, message: str, signum: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.signum = signum
+        self.exit_code = ExitCode(128 + signum)
 
 
 class ApplyFailed(FixerError):

@@ -15,6 +15,7 @@ LD_SO_CONF_INCLUDE = "include /etc/ld.so.conf.d/*.conf\n"
 LD_SO_CONF_D = "/etc/ld.so.conf.d"
 UDEV_RULES_D = "/etc/udev/rules.d"
 CONFIG_MODE = 0o644
+MARKER = "# Managed by vgpu-fix"
 
 
 def render_dropin(profile: Profile) -> str:
@@ -28,7 +29,7 @@ def render_dropin(profile: Profile) -> str:
         elif entries is not None and name not in unset:
             unset.append(name)
     lines = [
-        f"# Managed by vgpu-fix (profile {profile.name}). Local edits are overwritten on the next apply:",
+        f"{MARKER} (profile {profile.name}). Local edits are overwritten on the next apply:",
         "# change the profile instead, or add a drop-in that sorts before this one.",
         "[Service]",
     ]
@@ -79,8 +80,9 @@ def build(profile: Profile, host: HostState, force: bool = False) -> Plan:
             plan.forced.append(link.path)
             plan.warnings.append(f"{link.path}: target {target} does not exist (linked anyway: --force)")
         _symlink(plan, host, link.path, target, force)
-    _file(plan, host, "dropin", profile.dropin_path, file_state(render_dropin(profile)),
-          f"drop-in for {profile.service.unit}", force)
+    if _foreign_dropin(plan, host, profile.dropin_path, force):
+        _file(plan, host, "dropin", profile.dropin_path, file_state(render_dropin(profile)),
+              f"drop-in for {profile.service.unit}", force)
     if profile.ld_so_conf is not None:
         _file(plan, host, "ld_so_conf", profile.ld_so_conf_path, file_state(render_ld_so_conf(profile)),
               "ld.so.conf.d entry for the ld.so cache", force)
@@ -143,6 +145,29 @@ def _unsafe(profile: Profile, host: HostState) -> list[str]:
     return problems
 
 
+def _foreign_dropin(plan: Plan, host: HostState, path: str, force: bool) -> bool:
+    """A file at our drop-in path that vgpu-fix did not write (no marker, another owner, a mode other
+    than 0644) is somebody else's: a conflict, or with --force a journaled replacement."""
+    before = host.state(path)
+    if before.kind != "file" or _blocked(plan, path):
+        return True
+    why = []
+    if not (before.data or b"").startswith(MARKER.encode()):
+        why.append("it has no vgpu-fix marker")
+    if before.uid not in (0, host.euid) or before.gid not in (0, host.euid):
+        why.append(f"it is owned by {before.uid}:{before.gid}")
+    if before.mode != CONFIG_MODE:
+        why.append(f"its mode is {before.mode:04o}")
+    if not why:
+        return True
+    if not force:
+        plan.conflicts.append(f"{path}: exists and was not written by vgpu-fix ({', '.join(why)}); "
+                              "use --force to replace it (journaled)")
+        return False
+    plan.forced.append(path)
+    return True
+
+
 def _blocked(plan: Plan, path: str) -> bool:
     return any(c.startswith(f"{path}: ") for c in plan.conflicts)
 
@@ -192,15 +217,27 @@ def _file(plan: Plan, host: HostState, kind: str, path: str, after: PathState, w
         if _replace_or_conflict(plan, path, before, "regular file", force):
             plan.changes.append(Change(kind, path, "update", before, after, f"replace {before.describe()} (--force)"))
     elif before.data != after.data:
-        plan.changes.append(Change(kind, path, "update", before, _keep_owner(after, before), f"{what}: content differs"))
-    elif before.mode != after.mode:
-        plan.changes.append(Change(kind, path, "update", before, _keep_owner(after, before),
-                                   f"mode {before.mode:04o} must be {after.mode:04o}"))
+        _hard_links(plan, path, before)
+        plan.changes.append(Change(kind, path, "update", before, _owner(kind, after, before), f"{what}: content differs"))
+    elif before.mode != after.mode or (kind == "dropin" and (before.uid, before.gid) != (after.uid, after.gid)
+                                       and path in plan.forced):
+        plan.changes.append(Change(kind, path, "update", before, _owner(kind, after, before),
+                                   f"mode {before.mode:04o} must be {after.mode:04o}"
+                                   if before.mode != after.mode else "must be owned by root"))
     else:
         plan.changes.append(Change(kind, path, "noop", before, before, f"{what}: up to date"))
 
 
-def _keep_owner(after: PathState, before: PathState) -> PathState:
+def _hard_links(plan: Plan, path: str, before: PathState) -> None:
+    if before.links > 1:
+        plan.warnings.append(f"{path} has {before.links} hard links: apply writes a new file, so the other names "
+                             "keep the old content; rollback restores the content, not the link")
+
+
+def _owner(kind: str, after: PathState, before: PathState) -> PathState:
+    """Drop-ins are always root-owned; other managed files keep the owner they have."""
+    if kind == "dropin":
+        return after
     return PathState("file", data=after.data, mode=after.mode, uid=before.uid, gid=before.gid)
 
 
@@ -212,6 +249,9 @@ def _absent(plan: Plan, host: HostState, path: str, force: bool) -> None:
         plan.changes.append(Change("absent", path, "noop", before, before, "already absent"))
     elif before.kind == "dir":
         plan.conflicts.append(f"{path}: is a directory; vgpu-fix removes files and symlinks only")
+    elif before.kind == "other":
+        plan.conflicts.append(f"{path}: is a FIFO, socket or device node; vgpu-fix cannot journal and restore "
+                              "one exactly, so it never removes one (even with --force); remove it by hand")
     else:
         plan.changes.append(Change("absent", path, "delete", before, ABSENT, f"{before.describe()} must not exist"))
 
@@ -256,6 +296,7 @@ def _ld_so_preload(plan: Plan, host: HostState, patterns: list[str]) -> None:
     if not removed:
         plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "noop", before, before, "lists no forbidden library"))
         return
+    _hard_links(plan, LD_SO_PRELOAD, before)
     after = PathState("file", data="\n".join(kept).encode("utf-8", "surrogateescape"), mode=before.mode, uid=before.uid, gid=before.gid)
     plan.changes.append(Change("ld_so_preload", LD_SO_PRELOAD, "update", before, after,
                                "system-wide preload of " + ", ".join(_shown(r) for r in removed) + " (bricks hosts; other entries stay)"))
@@ -278,6 +319,13 @@ def _service_notes(plan: Plan, profile: Profile, host: HostState) -> None:
     if dropin is None:
         return
     predicted = with_dropin(host.unit, ours, dropin.after.text())
+    plan.warnings += predicted.problems
+    masking = [d.path for d in predicted.dropins if os.path.basename(d.path) == os.path.basename(ours) and d.path != ours]
+    if masking:
+        plan.conflicts.append(f"{ours}: masked by {masking[0]}: a drop-in of the same name in a directory systemd "
+                              "reads first replaces ours entirely; remove or rename that file, or pick another "
+                              "service.dropin")
+        return
     env = predicted.environment
     wanted = unitfile.merge_environment([(ours, unitfile.parse(dropin.after.text()))])
     managed = set(wanted.values) | {w.partition("=")[0] for w in wanted.unset}

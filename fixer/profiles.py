@@ -98,6 +98,7 @@ def read_source(path: Path, positions: bool = True) -> Source:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ProfileError(f"{where}: malformed YAML: {problem}") from None
+    _check_expansion(doc, path)
     if doc is None or doc == {}:
         raise ProfileError(f"{path}:1:1: the profile is empty; a profile needs at least a name and one setting")
     if not isinstance(doc, dict):
@@ -105,6 +106,43 @@ def read_source(path: Path, positions: bool = True) -> Source:
     where: dict[Loc, str] = {}
     data = _plain(doc, (), str(path), where) if positions else doc
     return Source(name=path.stem, path=str(path), data=data, where=where)
+
+
+MAX_EXPANDED_NODES = 100_000  # a profile is a few hundred nodes; aliases must not multiply that
+
+
+class AliasBomb(ProfileError):
+    """YAML aliases that expand without bound; both loaders must refuse it the same way."""
+
+
+def _check_expansion(doc: Any, path: Path) -> None:
+    """Refuse a document whose aliases expand to more than MAX_EXPANDED_NODES nodes (a "billion
+    laughs" bomb) or refer to themselves, before anything walks it copy by copy."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise AliasBomb(f"{path}: a YAML alias refers to a node that contains it (recursive alias)")
+        open_nodes.add(key)
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    if size(doc) > MAX_EXPANDED_NODES:
+        raise AliasBomb(f"{path}: YAML aliases expand this profile beyond {MAX_EXPANDED_NODES} nodes; "
+                           "refusing it (an alias bomb?)")
 
 
 def _plain(node: Any, loc: Loc, file: str, where: dict[Loc, str]) -> Any:
@@ -301,6 +339,8 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
 
     try:
         return Profile.model_validate(resolve(ref, root, overrides, positions=False).data)
+    except AliasBomb:
+        raise
     except (ProfileError, ValidationError):
         pass  # explain it with positions: parse again with the round-trip loader
     resolved = resolve(ref, root, overrides)

@@ -13,6 +13,15 @@ import pytest
 from fixer.demo import build_seed_host, snapshot_tree
 
 REPO = Path(__file__).resolve().parents[1]
+SEED = REPO.parent / "shared" / "seed"  # the user's investigation, beside the checkout
+
+
+def seed_file(name: str) -> str:
+    """A file of the seed investigation (../shared/seed/ from the checkout); skip only when it is absent."""
+    path = SEED / name
+    if not path.is_file():
+        pytest.skip(f"the seed is not beside this checkout ({path} is absent)")
+    return str(path)
 
 
 @pytest.fixture
@@ -67,3 +76,53 @@ def wheel(tmp_path_factory) -> Path:
     )
     assert build.returncode == 0, f"pip wheel failed (setuptools and wheel come with the test extra):\n{build.stderr}"
     return next(out.glob("vgpu_fix-*.whl"))
+
+
+# ---------------------------------------------------------------- how many tests of each tier ran
+
+TIERS = ("core", "verify", "doctor", "ansible", "reliability")  # test folders
+MARKED = ("slow", "root")  # markers
+_tiers: dict[str, list[str]] = {}
+_outcomes: dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        parts = Path(str(item.path)).relative_to(REPO).parts
+        folder = [parts[1]] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else []
+        _tiers[item.nodeid] = folder + [m for m in MARKED if item.get_closest_marker(m)]
+
+
+def pytest_runtest_logreport(report):
+    """One outcome per test: failed if any phase failed, else skipped or passed."""
+    if report.failed:
+        _outcomes[report.nodeid] = "failed"
+    elif report.skipped:
+        _outcomes.setdefault(report.nodeid, "skipped")
+    elif report.when == "call":
+        _outcomes.setdefault(report.nodeid, "passed")
+
+
+def tier_counts() -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for nodeid, outcome in _outcomes.items():
+        for tier in _tiers.get(nodeid) or ["other"]:
+            counts.setdefault(tier, {"ran": 0, "passed": 0, "failed": 0, "skipped": 0})[outcome] += 1
+    for c in counts.values():
+        c["ran"] = c["passed"] + c["failed"]
+    return {t: counts[t] for t in (*TIERS, *MARKED, "other") if t in counts}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many tests of each tier ran (with VGPU_FIX_TIER_SUMMARY=FILE also as JSON, for .ci/run)."""
+    import json
+
+    counts = tier_counts()
+    terminalreporter.write_sep("-", "tests per tier")
+    for tier, c in counts.items():
+        terminalreporter.write_line(f"{tier:<12} ran {c['ran']:>4}  (passed {c['passed']}, failed {c['failed']}, "
+                                    f"skipped {c['skipped']})")
+    target = os.environ.get("VGPU_FIX_TIER_SUMMARY")
+    if target:
+        with open(target, "w", encoding="utf-8") as fh:
+            json.dump(counts, fh, indent=1)

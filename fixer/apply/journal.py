@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 import shutil
 import time
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from fixer.apply import crashpoints, writes
 from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
 from fixer.facts.paths import STATE_DIR, PathState, host_path, parent_problem, read_state
+from fixer.model.profile import check_path
 
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
 DERIVED = ("/etc/ld.so.cache", "/etc/ld.so.cache~", "/var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache~")
@@ -31,8 +31,26 @@ def _snapshot(state: PathState, path: str) -> dict:
     return entry
 
 
+def _recorded(entry: dict) -> dict:
+    """A manifest entry as a state snapshot (without notes such as the hard-link count)."""
+    return {k: v for k, v in entry.items() if k != "links"}
+
+
 def _canonical(data: dict) -> bytes:
     return json.dumps(data, sort_keys=True, indent=1).encode()
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A generation whose manifest cannot be trusted: listed and named, never used to restore."""
+
+    number: int
+    reason: str
+    status = "damaged"
+
+    def summary(self) -> dict:
+        return {"generation": self.number, "status": self.status, "created": "", "profile": "", "user": "",
+                "changes": 0, "paths": [], "error": self.reason}
 
 
 @dataclass
@@ -98,8 +116,24 @@ class Journal:
         manifest = os.path.join(self.directory, "generations", f"{number:04d}", "manifest.json")
         return not os.path.lexists(manifest) and not os.path.lexists(manifest + ".sha256")
 
+    def scan(self) -> tuple[list[Generation], list[Damaged]]:
+        """Every generation that began, split into the intact ones and the damaged ones (with why)."""
+        intact, damaged = [], []
+        for number in self._numbers():
+            if self._abandoned(number):
+                continue
+            try:
+                intact.append(self.load(number))
+            except InvalidInput as exc:
+                damaged.append(Damaged(number, exc.message))
+        return intact, damaged
+
     def generations(self) -> list[Generation]:
-        return [self.load(n) for n in self._numbers() if not self._abandoned(n)]
+        """The intact generations; a damaged one never hides the others (see `scan`)."""
+        return self.scan()[0]
+
+    def damaged(self) -> list[Damaged]:
+        return self.scan()[1]
 
     def tidy(self) -> None:
         """Under the lock: drop abandoned generations and finish manifest saves a crash interrupted."""
@@ -108,7 +142,10 @@ class Journal:
             if self._abandoned(number):
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
-            generation = self.load(number)
+            try:
+                generation = self.load(number)
+            except InvalidInput:
+                continue  # damaged: left exactly as found for the operator to inspect
             manifest = os.path.join(directory, "manifest.json")
             if os.path.exists(manifest + ".tmp") or os.path.exists(manifest + ".sha256.tmp"):
                 self.save(generation)
@@ -161,6 +198,8 @@ class Journal:
                     self._store_blob(directory, state.data)
                     crashpoints.hit("journal:blob")
                 entries.append(_snapshot(state, path))
+                if state.kind == "file" and state.links > 1:
+                    entries[-1]["links"] = state.links  # the rename that replaces it leaves the other links behind
         except OSError as exc:
             shutil.rmtree(directory, ignore_errors=True)
             raise Conflict(f"{directory}: cannot record the journal: {exc.strerror}; nothing was changed") from None
@@ -177,6 +216,11 @@ class Journal:
             "entries": entries,
         }
         generation = Generation(number, directory, manifest)
+        try:  # a manifest this journal could not read back would wedge every later run: refuse it now
+            _check_manifest(json.loads(_canonical(manifest)))
+        except (ValueError, TypeError, KeyError) as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise InvalidInput(f"{directory}: refusing to record an unusable manifest ({exc}); nothing was changed") from None
         crashpoints.hit("journal:before-manifest")
         try:
             self.save(generation)
@@ -221,13 +265,15 @@ class Journal:
         return [e["path"] for e in after
                 if e["path"] not in DERIVED and _snapshot(read_state(self.root, e["path"]), e["path"]) != e]
 
-    def restore(self, generation: Generation) -> tuple[list[str], bool]:
-        """Put every recorded path back to its before-state, innermost first.
+    def restore(self, generation: Generation, done: list[str], notes: list[str]) -> bool:
+        """Put every recorded path back to its before-state, innermost first, appending each path
+        changed to `done` as it goes (so a failure part-way still tells what was restored) and what
+        could not be restored exactly to `notes`.
 
-        Returns the paths changed and whether a derived cache was rebuilt by someone else since the
-        apply (then the caller reruns ldconfig instead of restoring stale bytes).
+        Returns whether a derived cache was rebuilt by someone else since the apply (then the caller
+        reruns ldconfig instead of restoring stale bytes).
         """
-        changed, rebuild = [], False
+        rebuild = False
         after = {e["path"]: e for e in generation.manifest.get("after", [])}
         self.verify_blobs(generation)
         for entry in generation.entries:  # temp files an interrupted write left keep new dirs non-empty
@@ -238,13 +284,29 @@ class Journal:
             current = _snapshot(read_state(self.root, path), path) if path in DERIVED else None
             # Rebuilt by someone else since the apply (neither what apply left nor already restored
             # by an earlier, interrupted restore of this generation): rerun ldconfig instead.
-            if path in DERIVED and path in after and current != after[path] and current != entry:
+            if path in DERIVED and path in after and current != after[path] and current != _recorded(entry):
                 rebuild = True
                 continue
             if self._restore_entry(generation, entry):
-                changed.append(path)
+                done.append(path)
+                if entry.get("links", 1) > 1:
+                    notes.append(f"{path}: content, mode and owner restored as a new file; it was one of "
+                                 f"{entry['links']} hard links before the apply, and that link is not restored")
                 crashpoints.hit("restore:entry-done")
-        return changed, rebuild
+        return rebuild
+
+    def unrestored(self, generation: Generation) -> list[str]:
+        """Recorded paths (ldconfig's caches aside) that are not in their before-state now."""
+        missing = []
+        for entry in generation.entries:
+            if entry["path"] in DERIVED:
+                continue
+            try:
+                if _snapshot(read_state(self.root, entry["path"]), entry["path"]) != _recorded(entry):
+                    missing.append(entry["path"])
+            except (OSError, FixerError):
+                missing.append(entry["path"])
+        return missing
 
     def verify_blobs(self, generation: Generation) -> None:
         """Every blob the restore needs is present and intact; checked before anything is touched."""
@@ -255,8 +317,11 @@ class Journal:
     def _restore_entry(self, generation: Generation, entry: dict) -> bool:
         path, kind = entry["path"], entry["kind"]
         current = read_state(self.root, path)
-        if _snapshot(current, path) == entry:
+        if _snapshot(current, path) == _recorded(entry):
             return False
+        if kind == "other":  # vgpu-fix never touches one (the plan refuses), so this is someone else's change
+            raise RollbackFailed(f"{path}: was a FIFO, socket or device node and is now a {current.describe()}; "
+                                 "vgpu-fix cannot recreate special files")
         if kind == "absent":
             if current.kind == "dir" and os.listdir(host_path(self.root, path)):
                 return False
@@ -349,9 +414,10 @@ def _check_manifest(manifest: dict) -> None:
         raise ValueError("no status")
     for entry in manifest["entries"]:
         path = entry["path"]
-        if (not isinstance(path, str) or not path.startswith("/") or posixpath.normpath(path) != path
-                or ".." in path.split("/") or "\x00" in path or path == "/"):
-            raise ValueError(f"entry path {path!r} is not a normal absolute path")
+        try:
+            check_path(path)
+        except ValueError as exc:
+            raise ValueError(f"entry path {path!r} is not a normal absolute path ({exc})") from None
         if entry["kind"] not in KINDS:
             raise ValueError(f"entry {path}: unknown kind {entry['kind']!r}")
 

@@ -35,7 +35,7 @@ class RunLock:
                     holder = self._live_holder()
                     os.close(self.fd)
                     self.fd = None
-                    raise LockHeld(_held_message(holder), facts={"holder": holder}) from None
+                    raise LockHeld(held_message(holder), facts={"holder": holder}) from None
                 time.sleep(0.05)
         previous = self._holder()
         if previous and not _alive(previous.get("pid"), previous.get("ticks")):
@@ -77,7 +77,25 @@ class RunLock:
             self.fd = None
 
 
-def _held_message(holder: dict | None) -> str:
+def holder_of(path: str) -> dict | None:
+    """The live run holding the lock at `path`, read without taking it (a reader never blocks a run)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        raw = os.pread(fd, 8192, 0).rstrip(b" ")
+        record = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    if isinstance(record, dict) and _alive(record.get("pid"), record.get("ticks")) and record.get("pid") != os.getpid():
+        return record
+    return None
+
+
+def held_message(holder: dict | None) -> str:
     if not holder:
         return "another vgpu-fix run holds the lock"
     return f"another vgpu-fix run holds the lock: pid {holder.get('pid')}, started {holder.get('started')}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fixer.apply.journal import DERIVED, OPEN_STATUSES, Generation, Journal
+from fixer.apply.journal import DERIVED, OPEN_STATUSES, Damaged, Generation, Journal
 from fixer.errors import InvalidInput
 from fixer.facts.paths import PathState, read_state
 
@@ -27,6 +27,7 @@ class RollbackPreview:
     targets: tuple[Generation, ...]
     interrupted: tuple[Generation, ...]
     drifted: tuple[str, ...]
+    skipped: tuple[Damaged, ...] = ()  # damaged generations newer than the targets: named, never used
 
     @property
     def empty(self) -> bool:
@@ -39,7 +40,10 @@ class RollbackPreview:
 
 def preview(journal: Journal, to: int | None = None) -> RollbackPreview:
     """Select what `rollback [--to N]` undoes: the newest applied generation, or every applied one >= N."""
-    generations = journal.generations()
+    generations, damaged = journal.scan()
+    broken = next((d for d in damaged if d.number == to), None)
+    if broken is not None:
+        raise InvalidInput(broken.reason)
     known = [g.number for g in generations]
     if to is not None and to not in known:
         span = f" (this root has {known[0]}..{known[-1]})" if known else ""
@@ -47,7 +51,8 @@ def preview(journal: Journal, to: int | None = None) -> RollbackPreview:
     applied = [g for g in generations if g.status == "applied"]
     targets = [g for g in reversed(applied) if g.number >= to] if to is not None else applied[-1:]
     interrupted = [g for g in generations if g.status in OPEN_STATUSES]
-    return RollbackPreview(to, tuple(targets), tuple(interrupted), tuple(drift(journal, targets)))
+    skipped = [d for d in damaged if not targets or d.number > targets[-1].number]
+    return RollbackPreview(to, tuple(targets), tuple(interrupted), tuple(drift(journal, targets)), tuple(skipped))
 
 
 def drift(journal: Journal, targets: list[Generation]) -> list[str]:

@@ -9,9 +9,18 @@ from typing import Callable
 from fixer import plan as planner
 from fixer import system
 from fixer.apply import crashpoints, rollback_plan, writes
+from fixer.apply.interrupts import Interrupts
 from fixer.apply.journal import Generation, Journal
 from fixer.apply.lock import RunLock
-from fixer.errors import ApplyFailed, Conflict, FixerError, InvalidInput, RollbackFailed, VerifyFailedRolledBack
+from fixer.errors import (
+    ApplyFailed,
+    Conflict,
+    FixerError,
+    Interrupted,
+    InvalidInput,
+    RollbackFailed,
+    VerifyFailedRolledBack,
+)
 from fixer.facts import host, ldso
 from fixer.facts.paths import missing_parents
 from fixer.model.plan import PostAction
@@ -117,37 +126,44 @@ def recover(journal: Journal, restart: bool) -> list[str]:
     messages = []
     journal.tidy()  # finish a manifest save a crash cut short; drop generations that never began
     for generation in reversed(journal.open_generations()):
-        restored = _restore(journal, generation, restart, status="recovered")
+        restored = _restore(journal, generation, restart, status="recovered", notes=messages)
         messages.append(f"recovered interrupted generation {generation.number}: restored {len(restored)} path(s)")
     return messages
 
 
-def _restore(journal: Journal, generation: Generation, restart: bool, status: str) -> list[str]:
+def _restore(journal: Journal, generation: Generation, restart: bool, status: str, notes: list[str]) -> list[str]:
+    """Restore one generation; a failure part-way is RollbackFailed naming what was and was not restored."""
     journal.verify_blobs(generation)  # a damaged journal is refused before anything is touched
     journal.set_status(generation, "rolling_back")
     crashpoints.hit("rollback:marked")
+    done: list[str] = []
     try:
-        restored, rebuild_cache = journal.restore(generation)
-        if rebuild_cache:
+        if journal.restore(generation, done, notes):
             system.ldconfig(journal.root)
         crashpoints.hit("rollback:restored")
-    except FixerError:
-        raise
-    except OSError as exc:
-        raise RollbackFailed(
-            f"rollback of generation {generation.number} failed at {exc.filename or '?'}: {exc.strerror}; "
-            f"the host may be half-changed; rerun `vgpu-fix rollback` once the cause is fixed"
-        ) from None
-    service = generation.manifest.get("service")
-    udev = [PostAction.UDEV_RELOAD] if any(os.path.dirname(p) == planner.UDEV_RULES_D for p in restored) else []
-    if service and service["dropin"] in restored:
-        generation.manifest["post_actions"] = run_post_actions(
-            journal.root, service, udev + [PostAction.DAEMON_RELOAD, PostAction.RESTART], restart)
-    elif service and udev:
-        generation.manifest["post_actions"] = run_post_actions(journal.root, service, udev, restart)
+        service = generation.manifest.get("service")
+        udev = [PostAction.UDEV_RELOAD] if any(os.path.dirname(p) == planner.UDEV_RULES_D for p in done) else []
+        if service and service["dropin"] in done:
+            generation.manifest["post_actions"] = run_post_actions(
+                journal.root, service, udev + [PostAction.DAEMON_RELOAD, PostAction.RESTART], restart)
+        elif service and udev:
+            generation.manifest["post_actions"] = run_post_actions(journal.root, service, udev, restart)
+    except (OSError, FixerError) as exc:
+        raise _rollback_failed(journal, generation, done, exc) from None
     journal.set_status(generation, status)
     crashpoints.hit("rollback:done")
-    return restored
+    return done
+
+
+def _rollback_failed(journal: Journal, generation: Generation, done: list[str], exc: BaseException) -> RollbackFailed:
+    missing = journal.unrestored(generation)
+    details = [f"restored: {p}" for p in done] + [f"not restored: {p}" for p in missing]
+    if not missing:
+        details.append("every recorded path is back to its before-state; the step after it failed")
+    return RollbackFailed(
+        f"rollback of generation {generation.number} failed: {_describe(exc)}; the host may be half-changed; "
+        "rerun `vgpu-fix rollback` once the cause is fixed",
+        details=details, generation=generation.number, facts={"restored": done, "not_restored": missing})
 
 
 def apply(
@@ -162,11 +178,17 @@ def apply(
 ) -> Outcome:
     journal = Journal(root)
     journal.ensure()
-    with RunLock(journal.lock_path, lock_timeout) as lock:
+    with RunLock(journal.lock_path, lock_timeout) as lock, Interrupts() as stop:
         messages = []
         if lock.stale_holder:
             messages.append(f"took over a stale lock left by pid {lock.stale_holder.get('pid')}")
         messages += recover(journal, restart)
+        stop.check()  # interrupted while recovering: stop before anything new begins
+        damaged = journal.damaged()
+        if damaged:  # it may hold the only record of an interrupted run's before-state: never build over it
+            raise InvalidInput(damaged[0].reason, details=[
+                d.reason for d in damaged[1:]] + [f"inspect {d.number:04d} under {journal.directory}/generations and move "
+                                                  "it aside to apply again" for d in damaged])
         plan = planner.build(profile, host.probe(root, profile), force=force)
         if check_plan is not None:  # a saved plan: refused unless this is exactly it
             check_plan(plan)
@@ -176,38 +198,68 @@ def apply(
         if not plan.pending:
             return Outcome("apply", plan, changed=False, messages=messages + ["host already converged"])
         paths = touched_paths(root, plan)
+        stop.check()
         generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile))
         try:
             for change in plan.pending:
+                stop.check()
                 crashpoints.hit("apply:change")
                 _perform(root, change)
                 crashpoints.hit("apply:changed")
+            stop.check()
             done = run_post_actions(root, service_of(profile), plan.post_actions, restart)
             journal.record_after(generation)
             journal.set_status(generation, "applied")
             crashpoints.hit("apply:done")
+        except Interrupted as signal_:
+            notes: list[str] = []
+            restored = _restore(journal, generation, restart, status="interrupted", notes=notes)
+            journal.audit({"event": "apply-interrupted", "generation": generation.number, "signal": stop.name})
+            raise Interrupted(f"interrupted by {stop.name}: generation {generation.number} was undone "
+                              f"({len(restored)} path(s) restored); the host is as it was before this apply",
+                              signal_.signum, details=notes, generation=generation.number) from None
         except (OSError, FixerError) as exc:
-            _restore(journal, generation, restart, status="failed")
-            journal.audit({"event": "apply-failed", "generation": generation.number, "profile": profile.name,
-                           "error": str(exc)})
-            raise ApplyFailed(f"apply failed and was undone: {_describe(exc)}",
-                              generation=generation.number) from None
+            _undo_failed_apply(journal, generation, profile, restart, exc)
         journal.audit({"event": "apply", "generation": generation.number, "profile": profile.name,
                        "changes": len(plan.pending)})
         outcome = Outcome("apply", plan, True, generation.number, messages, done)
         if verify is not None:
-            outcome.verify = verify(profile, root)
+            stop.deferring = False  # verify only reads and probes: a signal stops it at once
+            try:
+                stop.check()  # a signal that came during the post-actions
+                outcome.verify = verify(profile, root)
+            except Interrupted as signal_:
+                raise Interrupted(f"interrupted by {stop.name} during verify: generation {generation.number} is "
+                                  "applied but not verified; run `vgpu-fix verify`, or `vgpu-fix rollback` to undo it",
+                                  signal_.signum, generation=generation.number) from None
+            stop.deferring = True
             if not outcome.verify.ok:
                 _verify_failed(journal, generation, profile, restart, outcome, verify)
         return outcome
 
 
-def _verify_failed(journal, generation, profile, restart, outcome, verify) -> None:
+def _undo_failed_apply(journal: Journal, generation: Generation, profile: Profile, restart: bool,
+                       exc: BaseException) -> None:
+    notes: list[str] = []
     try:
-        restored = _restore(journal, generation, restart, status="rolled_back")
+        _restore(journal, generation, restart, status="failed", notes=notes)
+    except RollbackFailed as undo:
+        raise RollbackFailed(f"apply failed ({_describe(exc)}) and undoing it failed too: {undo.message}",
+                             details=undo.details, generation=undo.generation, facts=undo.facts) from None
+    journal.audit({"event": "apply-failed", "generation": generation.number, "profile": profile.name,
+                   "error": str(exc)})
+    raise ApplyFailed(f"apply failed and was undone: {_describe(exc)}", details=notes,
+                      generation=generation.number) from None
+
+
+def _verify_failed(journal, generation, profile, restart, outcome, verify) -> None:
+    notes: list[str] = []
+    try:
+        restored = _restore(journal, generation, restart, status="rolled_back", notes=notes)
     except FixerError as exc:
         raise RollbackFailed(f"verify failed and rolling back generation {generation.number} failed: {exc.message}",
-                             verify=outcome.verify, generation=generation.number) from None
+                             details=exc.details, facts=exc.facts, verify=outcome.verify,
+                             generation=generation.number) from None
     journal.audit({"event": "rollback", "generation": generation.number, "reason": "verify failed"})
     after = verify(profile, journal.root)
     raise VerifyFailedRolledBack(
@@ -230,19 +282,31 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
     if not os.path.isdir(journal.directory):
         raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
     journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
-    with RunLock(journal.lock_path, lock_timeout):
+    with RunLock(journal.lock_path, lock_timeout), Interrupts() as stop:
         messages = recover(journal, restart)
         selected = rollback_plan.preview(journal, to)
         targets = list(selected.targets)
+        skipped = list(selected.skipped)
         if not targets:
             if messages:
                 return Outcome("rollback", None, True, messages=messages)
+            if skipped:
+                raise InvalidInput(skipped[-1].reason, details=[d.reason for d in skipped[:-1]])
             raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+        messages += [f"skipped damaged generation {d.number}: {d.reason}" for d in skipped]
         if selected.drifted and not force:
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "
                            "(use --force to roll back anyway)", details=list(selected.drifted))
         restored: list[str] = []
-        for generation in targets:
-            restored += _restore(journal, generation, restart, status="rolled_back")
+        for index, generation in enumerate(targets):
+            try:
+                stop.check()  # a generation is restored whole or not begun
+            except Interrupted as signal_:
+                left = ", ".join(str(g.number) for g in targets[index:])
+                raise Interrupted(
+                    f"interrupted by {stop.name}: rolled back {index} generation(s); generation(s) {left} "
+                    "are still applied; run `vgpu-fix rollback` to continue", signal_.signum, details=messages,
+                    generation=targets[index].number, facts={"restored": restored}) from None
+            restored += _restore(journal, generation, restart, status="rolled_back", notes=messages)
             journal.audit({"event": "rollback", "generation": generation.number, "paths": len(restored)})
         return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored)

@@ -59,6 +59,7 @@ class Diagnosis:
     host: dict | None = None
     log_seen: bool = False
     installation: dict | None = None  # fixer.ollama.detect.Installation.to_dict()
+    profile: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -68,10 +69,14 @@ class Diagnosis:
         return {
             "format_version": 1,
             "command": "doctor",
+            "profile": self.profile,
             "root": self.root,
+            "changed": False,
+            "failed": not self.ok,
+            "msg": self.verdict,
+            "exit_code": 0 if self.ok else 10,  # ExitCode.PROBLEM_FOUND
             "verdict": self.verdict,
             "suggested_profile": self.suggested_profile,
-            "failed": not self.ok,
             "findings": [f.to_dict() for f in self.findings],
             "events": self.events,
             "host": self.host,
@@ -222,6 +227,7 @@ def diagnose(root: str, log_text: str | None, profile: Profile | str | None = No
         host=_host_summary(host),
         log_seen=log is not None,
         installation=installation.to_dict() if installation else None,
+        profile=prof.name if prof else None,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from fixer.facts import systemd as unitfile
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
 from fixer.facts.nvidia import NvidiaFacts, PciDevice, nvidia, pci_devices
-from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_state
+from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_capped, read_state
 from fixer.model.profile import Profile
 
 # systemd's unit search path, highest priority first (systemd.unit(5)).
@@ -43,13 +43,22 @@ class UnitFile:
     path: str
     text: str
     settings: tuple[unitfile.Setting, ...]
+    sections: tuple[str, ...] = ()
+
+    @classmethod
+    def parsed(cls, path: str, text: str) -> "UnitFile":
+        settings, sections = unitfile.parse_file(text)
+        return cls(path, text, tuple(settings), tuple(sections))
 
     @property
     def has_service_section(self) -> bool:
-        return "[Service]" in [line.strip() for line in self.text.splitlines()]
+        return "Service" in (self.sections or unitfile.parse_file(self.text)[1])
 
     def service(self, key: str) -> list[str]:
         return [s.value for s in self.settings if s.section == "Service" and s.key == key]
+
+
+EnvFiles = tuple[list[tuple[str, list[tuple[str, str]]]], str | None]  # ((path, pairs) per file, problem)
 
 
 @dataclass
@@ -63,6 +72,8 @@ class UnitState:
     environment: unitfile.Environment
     directives: dict[str, tuple[str, list[str]]]
     dropin_paths: dict[str, str] = field(default_factory=dict)  # drop-in name -> the path that wins it
+    env_files: dict[str, EnvFiles] = field(default_factory=dict)  # EnvironmentFile= entry -> what it reads
+    problems: list[str] = field(default_factory=list)  # what would stop the service from starting
 
     @property
     def files(self) -> list[UnitFile]:
@@ -102,6 +113,7 @@ class HostState:
     missing_targets: dict[str, str] = field(default_factory=dict)  # link path -> target absent in the root
     nvidia: NvidiaFacts = field(default_factory=NvidiaFacts)
     pci: list[PciDevice] = field(default_factory=list)
+    euid: int = 0  # who vgpu-fix runs as: files it wrote without root privileges are owned by this uid
 
     def state(self, path: str) -> PathState:
         return self.paths[path]
@@ -111,20 +123,46 @@ def unit_dirs(scope: str) -> tuple[str, ...]:
     return SYSTEM_UNIT_DIRS if scope == "system" else USER_UNIT_DIRS
 
 
+def _resolved(root: str, path: str) -> str | None:
+    """The host location of `path` with symlinks followed inside the root (chroot semantics), or None."""
+    from fixer.facts.linker import resolve_in_root
+
+    inside = resolve_in_root(root, path)
+    return None if inside is None else host_path(root, inside)
+
+
 def read_unit_file(root: str, path: str) -> UnitFile | None:
     state = read_state(root, path)
-    if state.kind == "symlink":
-        real = os.path.realpath(host_path(root, path))
-        inside = root == "/" or real.startswith(os.path.realpath(root) + os.sep)
-        if not inside or not os.path.isfile(real):
+    if state.kind == "symlink":  # followed as the manager of that root would, and read with the size cap
+        real = _resolved(root, path)
+        if real is None or not os.path.isfile(real):
             return None
-        with open(real, "rb") as fh:
-            text = fh.read().decode("utf-8", errors="replace")
-        return UnitFile(path, text, tuple(unitfile.parse(text)))
+        return UnitFile.parsed(path, read_capped(real).decode("utf-8", errors="replace"))
     if state.kind != "file":
         return None
-    text = state.data.decode("utf-8", errors="replace")
-    return UnitFile(path, text, tuple(unitfile.parse(text)))
+    return UnitFile.parsed(path, state.data.decode("utf-8", errors="replace"))
+
+
+def read_environment_file(root: str, entry: str) -> EnvFiles:
+    """What one EnvironmentFile= entry gives when the service starts: `-PATH` is optional, a glob
+    matches files in order, each read inside the root with the size cap (src/core/execute.c)."""
+    import glob
+
+    optional = entry.startswith("-")
+    pattern = entry[1:] if optional else entry
+    if not pattern.startswith("/"):
+        return [], None if optional else f"EnvironmentFile={entry}: not an absolute path; the service would not start"
+    matches = sorted(glob.glob(host_path(root, pattern))) if glob.has_magic(pattern) else [host_path(root, pattern)]
+    found = []
+    for match in matches:
+        shown = "/" + os.path.relpath(match, root) if root != "/" else match
+        real = _resolved(root, shown)
+        if real is not None and os.path.isfile(real):
+            text = read_capped(real).decode("utf-8", errors="surrogateescape")
+            found.append((shown, unitfile.parse_env_file(text)))
+    if not found and not optional:
+        return [], f"EnvironmentFile={entry}: no such file; the service would fail to start"
+    return found, None
 
 
 def probe_unit(root: str, unit: str, scope: str = "system") -> UnitState:
@@ -139,7 +177,9 @@ def probe_unit(root: str, unit: str, scope: str = "system") -> UnitState:
                 if name.endswith(".conf") and name not in by_name:
                     by_name[name] = f"{dropin_dir}/{name}"
     dropins = {name: parsed for name, path in by_name.items() if (parsed := read_unit_file(root, path)) is not None}
-    return _merged(unit, scope, main, by_name, dropins)
+    entries = {v for f in [main, *dropins.values()] if f for v in f.service("EnvironmentFile") if v}
+    env_files = {entry: read_environment_file(root, entry) for entry in sorted(entries)}
+    return _merged(unit, scope, main, by_name, dropins, env_files)
 
 
 def with_dropin(state: UnitState, path: str, text: str | None) -> UnitState:
@@ -153,23 +193,32 @@ def with_dropin(state: UnitState, path: str, text: str | None) -> UnitState:
         if text is None:
             dropins.pop(name, None)
         else:
-            dropins[name] = UnitFile(path, text, tuple(unitfile.parse(text)))
-    return _merged(state.unit, state.scope, state.unit_file, by_name, dropins)
+            dropins[name] = UnitFile.parsed(path, text)
+    return _merged(state.unit, state.scope, state.unit_file, by_name, dropins, state.env_files)
 
 
 def _merged(unit: str, scope: str, main: UnitFile | None, by_name: dict[str, str],
-            dropins: dict[str, UnitFile]) -> UnitState:
+            dropins: dict[str, UnitFile], env_files: dict[str, EnvFiles] | None = None) -> UnitState:
+    """Pure: the unit's settings merged in file order; EnvironmentFile= contents (read by the probe)
+    override Environment= (systemd.exec(5)), UnsetEnvironment= still applies last."""
     ordered = [dropins[name] for name in sorted(dropins)]
     files = ([main] if main else []) + ordered
     pairs = [(f.path, list(f.settings)) for f in files if f is main or f.has_service_section]
+    environment = unitfile.merge_environment(pairs)
+    directives = unitfile.last_values(pairs)
+    env_files = env_files or {}
+    read = [env_files[e] for e in directives.get("EnvironmentFile", ("", []))[1] if e in env_files]
+    unitfile.apply_environment_files(environment, [found for files_, _ in read for found in files_])
     return UnitState(
         unit=unit,
         scope=scope,
         unit_file=main,
         dropins=ordered,
-        environment=unitfile.merge_environment(pairs),
-        directives=unitfile.last_values(pairs),
+        environment=environment,
+        directives=directives,
         dropin_paths=dict(by_name),
+        env_files=dict(env_files),
+        problems=[problem for _, problem in read if problem],
     )
 
 
@@ -211,6 +260,7 @@ def probe(root: str, profile: Profile) -> HostState:
         missing_targets=_missing_targets(root, profile),
         nvidia=nvidia(root),
         pci=pci_devices(root),
+        euid=os.geteuid(),
     )
 
 

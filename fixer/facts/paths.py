@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from fixer.errors import Conflict
@@ -32,6 +32,7 @@ class PathState:
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
+    links: int = field(default=1, compare=False)  # hard links of a file: not part of its state
 
     @property
     def sha256(self) -> str | None:
@@ -63,6 +64,8 @@ class PathState:
             out["target"] = self.target
         if self.kind == "file":
             out.update(sha256=self.sha256, size=len(self.data or b""))
+            if self.links > 1:
+                out["links"] = self.links
         if self.kind in ("file", "dir"):
             out.update(mode=f"{self.mode:04o}", uid=self.uid, gid=self.gid)
         return out
@@ -75,29 +78,50 @@ def read_state(root: str, path: str) -> PathState:
     real = host_path(root, path)
     try:
         st = os.lstat(real)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return ABSENT
-    except NotADirectoryError:
-        return ABSENT
+    except OSError as exc:  # ELOOP in a parent, ENAMETOOLONG, EACCES, EIO: the path cannot be used
+        raise Conflict(f"{path}: cannot be read: {exc.strerror}") from None
     mode = stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        return PathState("symlink", target=os.readlink(real))
-    if stat.S_ISDIR(st.st_mode):
-        return PathState("dir", mode=mode, uid=st.st_uid, gid=st.st_gid)
-    if stat.S_ISREG(st.st_mode):
-        return PathState("file", data=_read_nofollow(real), mode=mode, uid=st.st_uid, gid=st.st_gid)
+    try:
+        if stat.S_ISLNK(st.st_mode):
+            return PathState("symlink", target=os.readlink(real))
+        if stat.S_ISDIR(st.st_mode):
+            return PathState("dir", mode=mode, uid=st.st_uid, gid=st.st_gid)
+        if stat.S_ISREG(st.st_mode):
+            return PathState("file", data=_read_nofollow(real), mode=mode, uid=st.st_uid, gid=st.st_gid,
+                             links=st.st_nlink)
+    except OSError as exc:
+        raise Conflict(f"{path}: cannot be read: {exc.strerror}") from None
     return PathState("other", mode=mode, uid=st.st_uid, gid=st.st_gid)
 
 
 def _read_nofollow(real: str) -> bytes:
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    return read_capped(real, follow=False)
+
+
+def read_capped(real: str, *, follow: bool = True, limit: int = MAX_READ, tail: bool = False) -> bytes:
+    """Read a host file, never more than `limit` bytes: every host file vgpu-fix reads goes through here.
+
+    A larger file is a Conflict naming it, except with `tail` (logs), where a regular file yields its
+    last `limit` bytes; a device or FIFO that keeps producing stops at the limit either way.
+    """
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(real, flags)
     try:
+        st = os.fstat(fd)
+        if tail and stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            os.lseek(fd, st.st_size - limit, os.SEEK_SET)
+        elif stat.S_ISREG(st.st_mode):
+            pass
+        else:
+            os.set_blocking(fd, True)  # a pipe or device: read what it gives, up to the limit
         chunks, size = [], 0
-        while chunk := os.read(fd, 1 << 20):
+        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
             chunks.append(chunk)
             size += len(chunk)
-            if size > MAX_READ:
-                raise Conflict(f"{real}: larger than {MAX_READ} bytes; vgpu-fix manages small files only")
+        if size > limit:
+            raise Conflict(f"{real}: larger than {limit} bytes; vgpu-fix reads files up to {limit // (1 << 20)} MiB only")
         return b"".join(chunks)
     finally:
         os.close(fd)

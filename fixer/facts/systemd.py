@@ -13,41 +13,93 @@ class Setting:
     line: int
 
 
-def parse(text: str) -> list[Setting]:
-    """Settings in file order; continuation lines (trailing backslash) are joined like systemd does."""
+WHITESPACE = " \t\n\r"  # systemd's WHITESPACE: strip() would also eat U+2028, U+0085, \v, \f, ...
+COMMENTS = "#;"
+_EOL = "\n\r\0"
+BOM = "\ufeff"
+
+
+def lines(text: str) -> list[str]:
+    """Lines as systemd's read_line() cuts them: at \n, \r or NUL, where one \r\n (or \n\r) is a single
+    end and NUL always ends one; nothing else (not U+2028, U+0085, \v or \f) breaks a line."""
+    out: list[str] = []
+    start = i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c not in _EOL:
+            i += 1
+            continue
+        out.append(text[start:i])
+        seen = {c}
+        i += 1
+        while c != "\0" and i < n and text[i] in _EOL and text[i] not in seen and text[i] != "\0":
+            seen.add(text[i])
+            i += 1
+        start = i
+    if start < n:
+        out.append(text[start:])
+    return out
+
+
+def _strip(text: str) -> str:
+    return text.strip(WHITESPACE)
+
+
+def parse_file(text: str) -> tuple[list[Setting], list[str]]:
+    """(settings in file order, section names in order), read as systemd's config_parse() does:
+    comment lines (first non-blank character # or ;) are skipped even inside a continuation; a line
+    ending in an unescaped backslash continues onto the next, the backslash becoming a space."""
     settings: list[Setting] = []
+    sections: list[str] = []
     section = ""
-    pending: tuple[int, str] | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if pending is not None:
-            start, head = pending
-            if line.startswith(("#", ";")):
-                continue
-            if line.endswith("\\"):
-                pending = (start, head + " " + line[:-1])
-                continue
-            _add(settings, section, head + " " + line, start)
-            pending = None
+    continuation: str | None = None
+    start = 0
+    for number, raw in enumerate(lines(text), start=1):
+        head = raw.lstrip(WHITESPACE)
+        if head and head[0] in COMMENTS:
             continue
-        if not line or line.startswith(("#", ";")):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[1:]
+        if continuation is None:
+            start = number
+            joined = raw
+        else:
+            joined = continuation + raw
+        if _escaped_end(joined):
+            continuation = joined[:-1] + " "
             continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        if line.endswith("\\"):
-            pending = (number, line[:-1])
-            continue
-        _add(settings, section, line, number)
-    if pending is not None:
-        _add(settings, section, pending[1], pending[0])
-    return settings
+        continuation = None
+        section = _line(joined, section, start, settings, sections)
+    if continuation is not None:  # a continuation that reaches the end of the file is a last line
+        _line(continuation, section, start, settings, sections)
+    return settings, sections
 
 
-def _add(settings: list[Setting], section: str, line: str, number: int) -> None:
+def parse(text: str) -> list[Setting]:
+    return parse_file(text)[0]
+
+
+def _escaped_end(line: str) -> bool:
+    escaped = False
+    for c in line:
+        escaped = not escaped and c == "\\"
+    return escaped
+
+
+def _line(line: str, section: str, number: int, settings: list[Setting], sections: list[str]) -> str:
+    line = _strip(line)
+    if not line or line[0] in COMMENTS:
+        return section
+    if line[0] == "[":
+        if line.endswith("]"):
+            sections.append(line[1:-1])
+            return line[1:-1]
+        return section  # systemd refuses the whole file ("Invalid section header"); keep reading here
     key, sep, value = line.partition("=")
-    if sep:
-        settings.append(Setting(section, key.strip(), value.strip(), number))
+    if sep and section:
+        settings.append(Setting(section, _strip(key), _strip(value), number))
+    return section
 
 
 def unescape_specifiers(word: str) -> str:
@@ -170,6 +222,16 @@ def merge_environment(files: list[tuple[str, list[Setting]]]) -> Environment:
     return env
 
 
+def apply_environment_files(env: Environment, files: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    """EnvironmentFile= assignments override Environment= ones (systemd.exec(5)); UnsetEnvironment=
+    still removes them from the final environment."""
+    for path, pairs in files:
+        for name, value in pairs:
+            env.values[name] = value
+            env.origin[name] = path
+            env.history.setdefault(name, []).append((path, value))
+
+
 def last_values(files: list[tuple[str, list[Setting]]], section: str = "Service") -> dict[str, tuple[str, list[str]]]:
     """For every non-environment key: (file that last set it, values in effect; empty resets lists)."""
     merged: dict[str, tuple[str, list[str]]] = {}
@@ -180,3 +242,111 @@ def last_values(files: list[tuple[str, list[Setting]]], section: str = "Service"
             _, previous = merged.get(s.key, ("", []))
             merged[s.key] = (path, [] if not s.value else [*previous, s.value])
     return merged
+
+
+_NEWLINE = "\n\r"
+_SHELL_NEED_ESCAPE = '"\\`$'
+
+
+def parse_env_file(text: str) -> list[tuple[str, str]]:
+    """NAME=value pairs of an EnvironmentFile=, in order, as systemd's parse_env_file_internal()
+    (src/basic/env-file.c) reads them: `#`/`;` comments only where a key could start, single and
+    double quotes, backslash escapes and continuations; invalid names or values are dropped like
+    strv_env_clean() drops them."""
+    pairs: list[tuple[str, str]] = []
+    state, key, value = "pre_key", [], None
+    key_ws = value_ws = None  # where trailing whitespace of the key / an unquoted value starts
+
+    def push() -> None:
+        name = "".join(key[:key_ws] if key_ws is not None else key)
+        pairs.append((name, "".join(value or [])))  # `NAME=` alone sets the empty string
+
+    for c in text:
+        if state == "pre_key":
+            if c in COMMENTS:
+                state = "comment"
+            elif c not in WHITESPACE:
+                state, key, key_ws = "key", [c], None
+        elif state == "key":
+            if c in _NEWLINE:
+                state, key = "pre_key", []
+            elif c == "=":
+                state, value, value_ws = "pre_value", None, None
+            else:
+                key_ws = _blank_from(key_ws, c, len(key))
+                key.append(c)
+        elif state == "pre_value":
+            if c in _NEWLINE:
+                push()
+                state, key, value = "pre_key", [], None
+            elif c == "'":
+                state, value = "single", value if value is not None else []
+            elif c == '"':
+                state, value = "double", value if value is not None else []
+            elif c == "\\":
+                state, value = "value_escape", value if value is not None else []
+            elif c not in WHITESPACE:
+                state, value = "value", (value if value is not None else []) + [c]
+        elif state == "value":
+            if c in _NEWLINE:
+                if value_ws is not None:
+                    del value[value_ws:]
+                push()
+                state, key, value = "pre_key", [], None
+            elif c == "\\":
+                state, value_ws = "value_escape", None
+            else:
+                value_ws = _blank_from(value_ws, c, len(value))
+                value.append(c)
+        elif state == "value_escape":
+            state = "value"
+            if c not in _NEWLINE:
+                value.append(c)
+        elif state == "single":
+            if c == "'":
+                state = "pre_value"
+            else:
+                value.append(c)
+        elif state == "double":
+            if c == '"':
+                state = "pre_value"
+            elif c == "\\":
+                state = "double_escape"
+            else:
+                value.append(c)
+        elif state == "double_escape":
+            state = "double"
+            if c in _SHELL_NEED_ESCAPE:
+                value.append(c)
+            elif c != "\n":
+                value += ["\\", c]
+        elif state == "comment":
+            if c == "\\":
+                state = "comment_escape"
+            elif c in _NEWLINE:
+                state = "pre_key"
+        elif state == "comment_escape":
+            state = "pre_key" if c in _NEWLINE else "comment"
+    if state in ("pre_value", "value", "value_escape", "single", "double", "double_escape"):
+        if state == "value" and value_ws is not None:
+            del value[value_ws:]
+        value = value if value is not None else []
+        push()
+    return [(name, val) for name, val in pairs if _valid_assignment(name, val)]
+
+
+def _blank_from(mark: int | None, c: str, length: int) -> int | None:
+    """Where the run of trailing whitespace that `c` (appended at `length`) extends or ends begins."""
+    if c not in WHITESPACE:
+        return None
+    return length if mark is None else mark
+
+
+def _valid_assignment(name: str, value: str) -> bool:
+    """env_assignment_is_valid(): a shell-style name and a UTF-8 value (control characters are kept)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return False
+    # surrogates stand for bytes that are not UTF-8 (decoded with surrogateescape): systemd drops those
+    return not any("\udc80" <= c <= "\udcff" for c in value)

@@ -36,19 +36,35 @@ FORBIDDEN_DIRECTIVE_HINT = {
 }
 
 
+PATH_MAX = 4096  # bytes, with the terminating NUL (linux/limits.h)
+NAME_MAX = 255  # bytes per path component
+
+
 def _absolute_path(value: str) -> str:
+    """An absolute path exactly as the kernel will resolve it: no trailing slash, no `.`, `..` or
+    empty components, each component at most NAME_MAX bytes and the whole below PATH_MAX."""
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty path")
     if "\x00" in value or "\n" in value:
         raise ValueError("must not contain NUL or newline characters")
     if not value.startswith("/"):
         raise ValueError(f"must be an absolute path, got {value!r}")
-    if any(part == ".." for part in value.split("/")):
-        raise ValueError(f"must not contain '..' components: {value!r}")
-    if posixpath.normpath(value) != value.rstrip("/") and value != "/":
-        raise ValueError(f"must be in normal form ({posixpath.normpath(value)!r}), got {value!r}")
     if value == "/":
         raise ValueError("must name something below the root, not the root itself")
+    parts = value[1:].split("/")
+    if ".." in parts:
+        raise ValueError(f"must not contain '..' components: {value!r}")
+    if value.endswith("/"):
+        raise ValueError(f"must not end in '/' (the kernel would require a directory there): {value!r}")
+    if "" in parts or "." in parts:
+        raise ValueError(f"must be in normal form ({posixpath.normpath(value)!r}), got {value!r}")
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) >= PATH_MAX:
+        raise ValueError(f"is {len(encoded)} bytes long; the kernel's limit (PATH_MAX) is {PATH_MAX - 1}")
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise ValueError(f"has a component of {len(part.encode('utf-8', 'surrogateescape'))} bytes; "
+                             f"the kernel's limit (NAME_MAX) is {NAME_MAX}: {part[:40]!r}...")
     return value
 
 
@@ -108,7 +124,18 @@ def _var_name(name: str) -> str:
 def _file_name(value: str) -> str:
     if not value or "/" in value or value in (".", "..") or "\x00" in value or "\n" in value:
         raise ValueError(f"must be a plain file name, got {value!r}")
+    if len(value.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise ValueError(f"is longer than {NAME_MAX} bytes (the kernel's NAME_MAX)")
     return value
+
+
+def _visible_conf(value: str, reader: str) -> str:
+    if value.startswith("."):
+        raise ValueError(f"must not start with '.': {reader} ignores hidden files")
+    return value
+
+
+check_path = _absolute_path  # the same rule for paths read back from a journal manifest
 
 
 def _systemd_value(value: str) -> str:
@@ -229,7 +256,7 @@ class Service(Model):
     def _conf(cls, value: str) -> str:
         if not value.endswith(".conf"):
             raise ValueError("a drop-in file name must end in .conf (systemd ignores others)")
-        return value
+        return _visible_conf(value, "systemd")
 
     @field_validator("unset")
     @classmethod
@@ -285,7 +312,7 @@ class LdSoConf(Model):
     def _conf(cls, value: str) -> str:
         if not value.endswith(".conf"):
             raise ValueError("must end in .conf: /etc/ld.so.conf includes only ld.so.conf.d/*.conf")
-        return value
+        return _visible_conf(value, "ldconfig's include glob")
 
     @field_validator("entries")
     @classmethod

@@ -318,3 +318,18 @@ def test_the_module_never_executes_an_untrusted_roots_files_unless_probe_is_true
     assert report["proven"] is False
     probed = ansible.play([apply_task(state="verified", probe=True)]).result()["verify"]
     assert probed["not_run"] == [] and {c["name"] for c in probed["checks"]} >= {"load", "runner"}
+
+
+def test_a_rollback_that_fails_part_way_fails_the_task_as_changed(ansible):
+    root = ansible.host("alpha")
+    core.apply(profiles.load("h100-vgpu", root), root, verify=False)
+    lib = os.path.join(root, "usr/local/lib/ollama")
+    os.rename(lib, lib + ".moved")
+    os.symlink("ollama.moved", lib)  # every write under it is refused (never followed)
+    run = ansible.play([apply_task(state="rolled_back", force=True)])
+    assert run.rc == 2, run.output
+    result = run.result()
+    assert result["changed"] is True  # the host may be half-changed: never reported as untouched
+    assert result["exit_code"] == 7 and result["error"] == "RollbackFailed"
+    assert result["msg"].startswith("rollback of generation 1 failed: ")
+    assert "/usr/local/lib/ollama/libggml-cuda.so" in result["not_restored"]

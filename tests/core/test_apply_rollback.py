@@ -88,7 +88,9 @@ def test_manifest_records_before_states_and_is_checksummed(seed_root):
     with open(manifest, "a") as fh:
         fh.write(" ")
     with pytest.raises(InvalidInput, match="was modified"):
-        Journal(seed_root).generations()
+        Journal(seed_root).load(1)
+    intact, damaged = Journal(seed_root).scan()  # a damaged generation is named, never used, never fatal
+    assert intact == [] and [d.number for d in damaged] == [1] and "was modified" in damaged[0].reason
 
 
 def test_every_apply_and_rollback_is_audited(seed_root):

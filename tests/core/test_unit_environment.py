@@ -33,9 +33,9 @@ def test_quoting_round_trips_any_value_systemd_can_carry(value):
     assert unitfile.split_words(unitfile.quote_assignment("X", value)) == [f"X={value}"]
 
 
-def test_continuation_lines_are_joined():
+def test_continuation_lines_are_joined_raw_with_the_backslash_as_a_space():
     settings = unitfile.parse('[Service]\nEnvironment="A=1" \\\n  "B=2"\n')
-    assert [(s.key, s.value) for s in settings] == [("Environment", '"A=1"  "B=2"')]
+    assert [(s.key, s.value) for s in settings] == [("Environment", '"A=1"    "B=2"')]
 
 
 def files(*texts: str) -> list[tuple[str, list]]:

@@ -11,7 +11,8 @@ from fixer.doctor.rules.base import Finding, Fix
 from fixer.doctor.snapshot import HostFacts, gather
 from fixer.errors import InvalidInput
 from fixer.render import doctor_text
-from tests.doctor.conftest import read_log
+from tests.conftest import seed_file
+from tests.doctor.conftest import LOGS, read_log
 
 
 def ids(diagnosis) -> list[str]:
@@ -35,16 +36,11 @@ def test_seed_situation(seed_tree):
 
 
 def test_seed_situation_from_the_whole_seed_document(seed_tree):
-    import os
-
-    seed = "/work/shared/seed/000_303130775b8e87ec.txt"
-    if not os.path.exists(seed):
-        pytest.skip("seed document not present")
-    d = doctor.diagnose(str(seed_tree.root), open(seed).read())
+    d = doctor.diagnose(str(seed_tree.root), open(seed_file("000_303130775b8e87ec.txt")).read())
     assert d.findings[0].id == "backend-never-loaded" and "interposes dlopen" in d.verdict
 
 
-def test_fixed_host_with_gpu_log(tree, elf_libs):
+def _fixed_host(tree, elf_libs) -> None:
     tree.unit()
     tree.dropin("zz-vgpu-fix.conf", "[Service]\nEnvironment=\"OLLAMA_LLM_LIBRARY=cuda_v12\"\n"
                 "Environment=\"LD_LIBRARY_PATH=/opt/vgpu/lib:/usr/local/lib/ollama/cuda_v12:/usr/local/lib/ollama\"\n"
@@ -53,6 +49,10 @@ def test_fixed_host_with_gpu_log(tree, elf_libs):
     tree.ollama()
     tree.copy("/opt/vgpu/lib/libvgpu-cuda.so", elf_libs["driver_plain"])
     tree.link("/opt/vgpu/lib/libcuda.so.1", "libvgpu-cuda.so")
+
+
+def test_fixed_host_with_gpu_log(tree, elf_libs):
+    _fixed_host(tree, elf_libs)
     d = doctor.diagnose(str(tree.root), read_log("gpu_ok_journal.txt"))
     assert [f.severity for f in d.findings] == ["info"]  # keep the cuda_v12 pin
     assert d.verdict.startswith("GPU in use: NVIDIA H100") and d.suggested_profile is None and d.ok
@@ -157,3 +157,36 @@ def test_no_log_and_empty_root(tmp_path):
 def test_journal_refuses_a_foreign_root(tmp_path):
     with pytest.raises(InvalidInput):
         doctor.journal_text(str(tmp_path))
+
+
+def test_doctor_exits_10_on_a_problem_and_0_without(tree, elf_libs, seed_tree, cli):
+    seed = cli("doctor", "--root", str(seed_tree.root), "--log", str(LOGS / "seed_current.log"), "--json")
+    assert seed.returncode == 10
+    doc = json.loads(seed.stdout)
+    assert {k: doc[k] for k in ("command", "changed", "failed", "exit_code")} == {
+        "command": "doctor", "changed": False, "failed": True, "exit_code": 10}
+    assert doc["msg"] == doc["verdict"] and doc["format_version"] == 1 and "root" in doc and "profile" in doc
+
+
+def test_doctor_exits_0_when_nothing_is_wrong(tree, elf_libs, cli):
+    _fixed_host(tree, elf_libs)
+    ok = cli("doctor", "--root", str(tree.root), "--log", str(LOGS / "gpu_ok_journal.txt"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_a_log_that_never_ends_is_refused_at_the_read_cap(tmp_path, cli):
+    import time
+
+    start = time.monotonic()
+    endless = cli("doctor", "--root", str(tmp_path), "--log", "/dev/zero", "--json", timeout=30)
+    assert endless.returncode == 3 and time.monotonic() - start < 20
+    assert json.loads(endless.stdout)["msg"] == "--log /dev/zero: larger than 16777216 bytes; vgpu-fix reads files up to 16 MiB only"
+
+
+def test_a_large_log_file_is_read_from_its_newest_end(tmp_path, seed_tree, cli):
+    big = tmp_path / "big.log"
+    with open(big, "wb") as fh:
+        fh.write(b"x" * (17 * 1024 * 1024) + b"\n")
+        fh.write((LOGS / "seed_current.log").read_bytes())
+    d = cli("doctor", "--root", str(seed_tree.root), "--log", str(big), "--json")
+    assert d.returncode == 10 and json.loads(d.stdout)["findings"][0]["id"] == "backend-never-loaded"

@@ -176,13 +176,7 @@ def test_latest_session_after_restart():
 
 
 def test_whole_seed_document_takes_the_latest_day():
-    s = L.summarize(open("/work/shared/seed/000_303130775b8e87ec.txt").read()) if _seed_exists() else None
-    if s is None:
-        pytest.skip("seed document not present")
+    from tests.conftest import seed_file
+
+    s = L.summarize(open(seed_file("000_303130775b8e87ec.txt")).read())
     assert s.cpu_fallback and not s.verifying and s.initial_count == 0
-
-
-def _seed_exists() -> bool:
-    import os
-
-    return os.path.exists("/work/shared/seed/000_303130775b8e87ec.txt")

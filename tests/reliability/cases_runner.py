@@ -19,6 +19,10 @@ A case says what to feed vgpu-fix and what must come out:
       - {saved_plan: /p, edit: {dotted.key.0: value}, redigest: true}   # `plan --out /p` (a path
         outside the root, e.g. @OUTSIDE@/plan.json), then edit its JSON; with redigest the edit
         also recomputes the digest, as someone who knows the format would
+      - {mkfifo: /p} | {socket: /p} | {mknod: /p}   # special files (mknod: /dev/null's 1:3; needs root)
+      - {chown: /p, uid: 1000, gid: 1000}           # needs root
+      - {hardlink: /p, target: "@OUTSIDE@/x"}       # a second name for the file at /p
+    needs_root: true                # skipped (with the reason) where not root
     mount: readonly | readonly-etc | full | full-etc   # needs root; runs in a private mount namespace
     expect:
       exit: 3
@@ -26,6 +30,8 @@ A case says what to feed vgpu-fix and what must come out:
       env: {NAME: value}            # exit 0 cases: effective environment after apply (fixer's probe)
       analyze: true                 # exit 0 cases: systemd-analyze verify prints nothing about our drop-in
       files: {/p: "latin1 text"}    # exit 0 cases: exact bytes after apply
+      output: 'regex'               # some stdout or stderr line must match (warnings, notes)
+      owner: {/p: [0, 0, "0644"]}   # exit 0 apply cases: uid, gid and mode after apply
 
 Placeholders in strings: @OUTSIDE@ (a directory beside the root that must never change), @ROOT@,
 @LONG:N@ (N characters 'x').
@@ -99,6 +105,22 @@ def _host_step(step: dict, root: str, outside: str, run) -> None:
         result = run("plan", "--root", root, "--profile", "h100-vgpu", "--out", path)
         assert result.returncode == 4, result.output
         _edit_plan(path, step.get("edit") or {}, step.get("redigest", False))
+    elif "mkfifo" in step:
+        os.mkfifo(real(step["mkfifo"]))
+    elif "socket" in step:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(real(step["socket"]))
+        sock.close()  # the socket file stays
+    elif "mknod" in step:
+        import stat
+
+        os.mknod(real(step["mknod"]), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    elif "chown" in step:
+        os.chown(real(step["chown"]), step["uid"], step["gid"], follow_symlinks=False)
+    elif "hardlink" in step:
+        os.link(real(step["hardlink"]), _fill(step["target"], root, outside))
     else:
         raise ValueError(f"unknown host step {step}")
 
@@ -247,8 +269,8 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
     if command == "apply":
         # a saved plan carries its own profile: --profile beside --plan is a usage error
         argv = ["apply", "--root", root, *(() if "--plan" in args else profile_args), "--no-verify", *args]
-    elif command == "plan":
-        argv = ["plan", "--root", root, *profile_args, *args]
+    elif command in ("plan", "verify"):
+        argv = [command, "--root", root, *profile_args, *args]
     else:
         argv = [command, "--root", root, *args]
     result = run(*argv)
@@ -274,6 +296,7 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
         unit = probe_unit(root, "ollama.service")
         seen["env"] = unit.environment.effective()
         seen["files"] = {p: _read_latin1(os.path.join(root, p.lstrip("/"))) for p in expect.get("files") or {}}
+        seen["owner"] = {p: _owner(os.path.join(root, p.lstrip("/"))) for p in expect.get("owner") or {}}
         if expect.get("analyze"):
             seen["analyze"] = _analyze(root)
         back = run("rollback", "--root", root)
@@ -287,6 +310,11 @@ def _safe_statuses(root: str) -> list[str] | str:
         return generation_statuses(root)
     except Exception as exc:  # noqa: BLE001 - a tampered journal stays tampered
         return f"unreadable: {type(exc).__name__}"
+
+
+def _owner(path: str) -> list:
+    st = os.lstat(path)
+    return [st.st_uid, st.st_gid, f"{st.st_mode & 0o7777:04o}"]
 
 
 def _read_latin1(path: str) -> str | None:

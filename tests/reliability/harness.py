@@ -155,7 +155,10 @@ def temp_files(root: str) -> list[str]:
 
 def generation_statuses(root: str) -> list[str]:
     journal = Journal(root)
-    return [g.status for g in journal.generations()] if os.path.isdir(journal.directory) else []
+    if not os.path.isdir(journal.directory):
+        return []
+    intact, damaged = journal.scan()  # damaged ones listed as "damaged", in order
+    return [g.status for g in sorted(intact + damaged, key=lambda g: g.number)]
 
 
 def list_steps(run, command: str, root: str, args: tuple[str, ...] = ()) -> tuple[list[str], Run]:

@@ -28,6 +28,26 @@ def usable() -> str | None:
     return None
 
 
+def require() -> None:
+    """Skip this tier only where it cannot run by design (not root); as root it must run, so a
+    missing tool is a failure, never a silent skip."""
+    import pytest
+
+    why = usable()
+    if why == "needs root":
+        pytest.skip("needs root (mount namespaces)")
+    if why:
+        pytest.fail(f"running as root, but the namespace tier cannot run: {why}")
+
+
+def early_failure(script: str, proc: subprocess.CompletedProcess, *logs: str) -> None:
+    """A namespace script that stopped before its first result: a test failure with what it said."""
+    import pytest
+
+    said = "".join(open(log).read()[-800:] for log in logs if os.path.exists(log))
+    pytest.fail(f"{script} failed early (exit {proc.returncode}): {proc.stderr[-1500:]} {said}")
+
+
 def cgroups(name: str) -> list[str]:
     return [os.path.join(h, name) for h in HIERARCHIES if os.path.isdir(os.path.join(h, name))]
 

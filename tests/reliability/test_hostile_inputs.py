@@ -24,9 +24,12 @@ def can_mount() -> bool:
 def test_hostile_input(path, tmp_path):
     case = load_case(path)
     expect = case["expect"]
+    if case.get("needs_root") and os.geteuid() != 0:
+        pytest.skip("needs root (chown, mknod)")
     if case.get("mount"):
-        if not can_mount():
-            pytest.skip("needs root and unshare for a private mount namespace")
+        if os.geteuid() != 0:
+            pytest.skip("needs root for a private mount namespace")
+        assert can_mount(), "running as root, but unshare is missing: the mount cases must run"
         seen = observe_in_namespace(path, str(tmp_path))
     else:
         seen = observe(case, str(tmp_path))
@@ -38,6 +41,8 @@ def test_hostile_input(path, tmp_path):
     if "error" in expect:
         lines = seen["stderr"].splitlines()
         assert any(re.search(expect["error"], line) for line in lines), seen["stderr"]
+    if "output" in expect:
+        assert any(re.search(expect["output"], line) for line in output.splitlines()), output
     if expect["exit"] != 0:
         assert seen["tree_unchanged"], f"changed: {seen['tree_diff']}"
         expected_generations = seen["generations_before"]
@@ -51,9 +56,14 @@ def test_hostile_input(path, tmp_path):
         assert seen["env"].get(name) == value.replace("@LONG:30000@", "x" * 30000), name
     for name, data in (expect.get("files") or {}).items():
         assert seen["files"][name] == data, name
+    for name, owner in (expect.get("owner") or {}).items():
+        assert seen["owner"][name] == owner, name
     if expect.get("analyze"):
         assert seen["analyze"]["our_warnings"] == [], seen["analyze"]["output"]
-    assert seen["rollback_rc"] == 0 and seen["rollback_restored"]
+    if case.get("command", "apply") == "apply":
+        assert seen["rollback_rc"] == 0 and seen["rollback_restored"]
+    else:  # a read-only command that succeeded changed nothing either
+        assert seen["tree_unchanged"], f"changed: {seen['tree_diff']}"
 
 
 def test_there_are_at_least_forty_cases():

@@ -54,9 +54,7 @@ def _assert_manager_matches_probe(phase: dict) -> None:
 
 @pytest.fixture
 def namespace_run(tmp_path):
-    why = namespace.usable()
-    if why:
-        pytest.skip(why)
+    namespace.require()
     out = tmp_path / "out"
     out.mkdir()
     profile = tmp_path / "user-scope.yaml"
@@ -67,8 +65,7 @@ def namespace_run(tmp_path):
     watched = {p: os.path.lexists(p) for p in WATCHED}
     proc, name = namespace.run("ns_systemd.sh", REPO, str(profile), str(out), str(work))
     if proc.returncode != 0 and not (out / "before.show").exists():
-        manager_log = (out / "manager.log").read_text() if (out / "manager.log").exists() else ""
-        pytest.skip(f"systemd --user cannot run here: {proc.stderr[-500:]} {manager_log[-500:]}")
+        namespace.early_failure("ns_systemd.sh", proc, str(out / "manager.log"))
     assert proc.returncode == 0, proc.stderr
     yield str(out), name, mounts_before, watched, str(work)
 

@@ -43,6 +43,8 @@ def _namespaces_work() -> bool:
 
 @pytest.fixture(scope="session")
 def namespaces() -> None:
-    """Skip unless private mount namespaces can be made here (root + unshare)."""
+    """Skip where not root; as root, private mount namespaces must work (a failure, not a skip)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for private mount namespaces")
     if not _namespaces_work():
-        pytest.skip("needs root and a working `unshare --mount`")
+        pytest.fail("running as root, but `unshare --mount` does not work here")

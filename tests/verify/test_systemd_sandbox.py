@@ -29,9 +29,7 @@ WATCHED = ("/etc/systemd/user/ollama.service", "/var/lib/vgpu-fix", "/opt/vgpu",
 
 @pytest.fixture(scope="module")
 def scenario(native, tmp_path_factory):
-    why = namespace.usable()
-    if why:
-        pytest.skip(why)
+    namespace.require()
     tmp = tmp_path_factory.mktemp("sandbox")
     out, work = tmp / "out", tmp / "ns"
     out.mkdir()
@@ -42,8 +40,7 @@ def scenario(native, tmp_path_factory):
     proc, name = namespace.run("ns_sandbox.sh", REPO, str(tmp / "profile.yaml"), str(out), str(work),
                                str(tmp / "native.json"), timeout=180)
     if (out / "skip").exists() or (proc.returncode != 0 and not (out / "restricted.rc").exists()):
-        reason = (out / "skip").read_text() if (out / "skip").exists() else proc.stderr[-800:]
-        pytest.skip(f"systemd --user with systemd-run --wait cannot run here: {reason}")
+        namespace.early_failure("ns_sandbox.sh", proc, str(out / "skip"), str(out / "manager.log"))
     assert proc.returncode == 0 and (out / "finished").exists(), proc.stderr[-3000:]
     return {"out": out, "name": name, "mounts": mounts_before, "watched": watched, "work": work}
 
