@@ -1,52 +1,15 @@
-"""What a doctor rule produces (a Finding with its Fix) and what it reads (the Context)."""
+"""What a doctor rule reads (the Context) and how rules register; what they produce is model.finding."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Callable
+
+from fixer.model.finding import SEVERITY_ORDER, Finding, Fix, Severity  # noqa: F401  (the rules' vocabulary)
 
 if TYPE_CHECKING:
     from fixer.doctor.snapshot import HostFacts
     from fixer.ollama.logs import LogSummary
-
-Severity = Literal["error", "warning", "info", "external"]
-SEVERITY_ORDER = {"external": 0, "error": 1, "warning": 2, "info": 3}
-
-
-@dataclass(frozen=True)
-class Fix:
-    """How to fix a finding: the profile setting that does it, or None when no profile can."""
-
-    text: str
-    setting: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"setting": self.setting, "text": self.text}
-
-
-@dataclass(frozen=True)
-class Finding:
-    id: str
-    severity: Severity
-    summary: str
-    evidence: tuple[str, ...]
-    explanation: str
-    fix: Fix
-
-    @property
-    def fixable(self) -> bool:
-        return self.fix.setting is not None
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "severity": self.severity,
-            "summary": self.summary,
-            "evidence": list(self.evidence),
-            "explanation": self.explanation,
-            "fix": self.fix.to_dict(),
-        }
-
 
 @dataclass
 class Context:
