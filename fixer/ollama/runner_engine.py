@@ -38,6 +38,15 @@ def resolve(root: str, spec, env: Mapping[str, str], lookup=()) -> Resolution:
                            env, lookup)
 
 
+def runner_env(env: Mapping[str, str], spec) -> dict[str, str]:
+    """The environment `ollama serve` gives a runner for spec.library: the service's environment,
+    LD_LIBRARY_PATH prefixed with Ollama's two dirs, OLLAMA_LIBRARY_PATH overwritten with them."""
+    out = {"PATH": sandbox.DEFAULT_PATH, **env}
+    out["LD_LIBRARY_PATH"] = ":".join(runner_library_path(spec.ollama_lib, spec.library, env))
+    out["OLLAMA_LIBRARY_PATH"] = f"{spec.ollama_lib}:{spec.ollama_lib}/{spec.library}"
+    return out
+
+
 @dataclass
 class RunnerDevice:
     id: str
@@ -190,7 +199,7 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     binary = spec.ollama_bin
     if resolve_in_root(root, binary) is None or not os.access(host_path(root, resolve_in_root(root, binary)), os.X_OK):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
-    full_env = sandbox.runner_env(env, spec)
+    full_env = runner_env(env, spec)
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)
     cwd = os.path.dirname(binary)
     while True:

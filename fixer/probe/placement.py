@@ -19,7 +19,6 @@ from typing import Mapping
 from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
 from fixer.facts.linker import resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
-from fixer.ollama.layout import runner_library_path
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Never bound over: the probe's own interpreter and the host's C library live here.
@@ -68,15 +67,6 @@ SYSTEMD_RUN_LINES = re.compile(r"^(Running as unit: |Finished with result: |Main
                                r"Service runtime: |CPU time consumed: |Memory peak: |IP traffic |IO bytes )")
 
 
-def runner_env(env: Mapping[str, str], spec) -> dict[str, str]:
-    """The environment `ollama serve` gives a runner for spec.library: the service's environment,
-    LD_LIBRARY_PATH prefixed with Ollama's two dirs, OLLAMA_LIBRARY_PATH overwritten with them."""
-    out = {"PATH": DEFAULT_PATH, **env}
-    out["LD_LIBRARY_PATH"] = ":".join(runner_library_path(spec.ollama_lib, spec.library, env))
-    out["OLLAMA_LIBRARY_PATH"] = f"{spec.ollama_lib}:{spec.ollama_lib}/{spec.library}"
-    return out
-
-
 @dataclass
 class Placement:
     """How the root's files reach the probe, and what of the real situation that honours."""
@@ -122,7 +112,7 @@ def _is_system(path: str) -> bool:
 
 def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), mode: str | None = None,
           unit=None) -> Placement:
-    """Decide how to show `root` to a probe with runner environment `env` (see runner_env). With the
+    """Decide how to show `root` to a probe with the environment `env` Ollama gives the probed program. With the
     unit (host.UnitState) on a live root whose manager runs, the probe runs as a transient unit of it."""
     root = os.fspath(root)
     if mode in (None, "systemd") and unit is not None and root in ("/", ""):

@@ -7,6 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
+from fixer.ollama import runner_engine
 from fixer.ollama.layout import GGML_BASE, ggml_base_name
 from fixer.probe import placement as sandbox
 
@@ -103,9 +104,9 @@ def run_load_probe(root: str, env: Mapping[str, str], spec, user: str | None = N
     that manager with the unit's User= and sandbox; as root, a non-/ root is shown through a private
     mount namespace; `mode="translated"` forces the degraded path-translation mode (also the fallback
     when no namespace can be made). `child_env`: the probe's whole environment, when the generation's
-    (fixer.ollama.llama_server.server_env) differs from the runner engine's (sandbox.runner_env)."""
+    (fixer.ollama.llama_server.server_env) differs from the runner engine's (runner_engine.runner_env)."""
     timeout = timeout if timeout is not None else spec.timeout
-    full_env = dict(child_env) if child_env is not None else sandbox.runner_env(env, spec)
+    full_env = dict(child_env) if child_env is not None else runner_engine.runner_env(env, spec)
     placement = sandbox.place(root, full_env, spec, mode=mode, unit=unit)
     base = ggml_base_name(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}")
     result, error = _run(placement, full_env, spec, user, timeout, base)
