@@ -42,7 +42,7 @@ def runner_env(env: Mapping[str, str], spec) -> dict[str, str]:
     """The environment `ollama serve` gives a runner for spec.library: the service's environment,
     LD_LIBRARY_PATH prefixed with Ollama's two dirs, OLLAMA_LIBRARY_PATH overwritten with them."""
     out = {"PATH": sandbox.DEFAULT_PATH, **env}
-    out["LD_LIBRARY_PATH"] = ":".join(runner_library_path(spec.ollama_lib, spec.library, env))
+    out["LD_LIBRARY_PATH"] = ":".join(layout.runner_library_path(spec.ollama_lib, spec.library, env))
     out["OLLAMA_LIBRARY_PATH"] = f"{spec.ollama_lib}:{spec.ollama_lib}/{spec.library}"
     return out
 
