@@ -9,7 +9,8 @@ shift 4
 source "$(dirname "$0")/ns_manager.sh"
 ns_overlays
 ns_cgroup
-cp -a "$TREE/." /
+# Existing directories keep their metadata: "/" itself is not an overlay (cp -a would give it TREE's mode).
+tar -C "$TREE" -cf - . | tar -C / -xf - --no-overwrite-dir
 ns_manager
 [ -S "$XDG_RUNTIME_DIR/systemd/private" ] || { echo "systemd --user did not start" >&2; exit 3; }
 for unit in "$@"; do
