@@ -80,9 +80,12 @@ def test_ten_simultaneous_applies_one_changes_the_host_the_others_are_refused_na
     late = [r for r in results if r["rc"] == 0 and not r["doc"]["changed"]]  # came after the winner finished
     assert len(refused) + len(late) == RUNS - 1, results
     assert refused, "no run met the held lock"
+    # The holder named is a run that really held the lock then: the winner, or (when the refused run
+    # came after the winner finished) a late run that took the lock to find the host converged.
+    holders = {winners[0]["pid"]} | {r["pid"] for r in late}
     for run in refused:
-        assert f"pid {winners[0]['pid']}" in run["doc"]["msg"], run["doc"]["msg"]
-        assert run["doc"]["holder"]["pid"] == winners[0]["pid"]
+        assert run["doc"]["holder"]["pid"] in holders, run["doc"]["msg"]
+        assert f"pid {run['doc']['holder']['pid']}" in run["doc"]["msg"], run["doc"]["msg"]
         assert run["seconds"] < 10
     assert_consistent(root, applied)
 
