@@ -43,11 +43,10 @@ class Installation:
 def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = layout.DEFAULT_LIB) -> Installation:
     """The installation under `root`: the version embedded in `ollama_bin` decides the generation when it
     can be read; otherwise the layout of `ollama_lib` does; otherwise the newest known generation."""
-    from fixer.ollama.llama_server import find_llama_server
 
     root = os.fspath(root)
     evidence: list[str] = []
-    server = find_llama_server(root, ollama_bin, ollama_lib)
+    server = layout.find_llama_server(root, ollama_bin, ollama_lib)
     variants = _cuda_variants(root, ollama_lib)
     evidence.append(f"llama-server: {server}" if server else "no llama-server where Ollama looks for one")
     evidence.append(f"CUDA variant folders: {', '.join(variants) or 'none'}")
@@ -105,11 +104,15 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
 
 
 def _versions_with_header(path: str) -> set[str]:
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.relocation import RelocationSection
-
     with open(path, "rb") as stream:
         data = stream.read()
+        if not data.startswith(b"\x7fELF"):
+            raise ValueError("not an ELF file")
+        if not VERSION_TEXT.search(data):
+            return set()  # nothing to look up: pyelftools (~20 ms to import) is not needed
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.relocation import RelocationSection
+
         stream.seek(0)
         elf = ELFFile(stream)
         loads = [(s["p_vaddr"], s["p_offset"], s["p_filesz"]) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]

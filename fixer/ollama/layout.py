@@ -45,6 +45,22 @@ def guess_lib(root: str, binary: str | None) -> str:
     return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
 
 
+def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None:
+    """FindLlamaServer on Linux (llm/llama_binary.go:61-157, same blob v0.30.0...v0.33.0-rc2): lib/ollama
+    first, then exeDir/../lib/ollama, then the build/dist layouts next to the binary. Not the binary's
+    own folder (darwin only, :92-94)."""
+    exe = resolve_in_root(root, ollama_bin, strict=False) or ollama_bin
+    exe_dir = os.path.dirname(exe)
+    dirs = [ollama_lib, os.path.normpath(f"{exe_dir}/../lib/ollama"), f"{exe_dir}/build/lib/ollama",
+            f"{exe_dir}/dist/linux-amd64/lib/ollama", f"{exe_dir}/dist/linux_amd64/lib/ollama"]
+    for folder in dict.fromkeys(dirs):
+        candidate = f"{folder}/llama-server"
+        inside = resolve_in_root(root, candidate)
+        if inside is not None and os.path.isfile(host_path(root, inside)):
+            return candidate
+    return None
+
+
 def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -> list[str]:
     """LD_LIBRARY_PATH as the v0.13–v0.24 runner gets it: lib/ollama and the variant dir, then the service's."""
     return [ollama_lib, f"{ollama_lib}/{library}"] + split_path_list(env.get("LD_LIBRARY_PATH"))

@@ -19,6 +19,7 @@ from typing import Mapping
 from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
 from fixer.ollama import layout
+from fixer.ollama.layout import find_llama_server  # noqa: F401  (part of this generation's contract)
 from fixer.probe import placement as sandbox
 
 # v0.32.15 discover/llama_server.go:178-180, :185-187, :192-194
@@ -37,22 +38,6 @@ LEGACY_JIT_MINOR, LEGACY_JIT_DRIVER = 8, 570
 GATE_SINCE = (0, 30, 11)  # the 550 rule; v0.30.0-v0.30.10 only the compute<7/570 rule
 STARTUP_TIMEOUT = 30.0  # v0.32.15 discover/runner.go:89 (first pass per folder)
 FILTERS = ("zero-memory", "compute-capability", "driver-gate", "integrated-gpu", "second-pass")
-
-
-def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None:
-    """FindLlamaServer on Linux (llm/llama_binary.go:61-157, same blob v0.30.0...v0.33.0-rc2): lib/ollama
-    first, then exeDir/../lib/ollama, then the build/dist layouts next to the binary. Not the binary's
-    own folder (darwin only, :92-94)."""
-    exe = resolve_in_root(root, ollama_bin, strict=False) or ollama_bin
-    exe_dir = os.path.dirname(exe)
-    dirs = [ollama_lib, os.path.normpath(f"{exe_dir}/../lib/ollama"), f"{exe_dir}/build/lib/ollama",
-            f"{exe_dir}/dist/linux-amd64/lib/ollama", f"{exe_dir}/dist/linux_amd64/lib/ollama"]
-    for folder in dict.fromkeys(dirs):
-        candidate = f"{folder}/llama-server"
-        inside = resolve_in_root(root, candidate)
-        if inside is not None and os.path.isfile(host_path(root, inside)):
-            return candidate
-    return None
 
 
 def backend_file(root: str, folder: str) -> str | None:
