@@ -61,7 +61,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict())
     generation = generations.by_name(installation.generation)
-    checks = CHECKS if generation.name == "runner-engine" else _llama_server_checks(installation)
+    checks = CHECKS_BY_GENERATION[generation.name](installation)
     refusal = probe_refusal(root, probe)
     for layer in layers or generation.layers:
         if layer in PROBES and refusal:
@@ -200,6 +200,8 @@ def _has_ggml(root: str, spec, folder: str) -> bool:
 
 
 CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}
+# Each generation in fixer.ollama.generations -> its layers (name -> check), bound to the installation found.
+CHECKS_BY_GENERATION = {"runner-engine": lambda installation: CHECKS, "llama-server": _llama_server_checks}
 
 
 def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None) -> Check:
