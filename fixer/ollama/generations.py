@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Adding a generation: write fixer/ollama/<module>.py (its verify layers), then add one line below.
+# Adding a generation: write fixer/ollama/<module>.py (its contract and probes) and its verify layers
+# (fixer/verify/<module>_layers.py), then add one line below and one in verify.layers.CHECKS_BY_GENERATION.
 
 
 @dataclass(frozen=True)
