@@ -1,4 +1,5 @@
-# Set-up and entry points; every target creates the virtual environment it needs.
+# Set-up and entry points; every target creates the virtual environment it needs: `demo` only the
+# runtime dependencies, `test` also the test extra (pytest, ansible-core, the CUDA runtime wheel).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,13 +12,17 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 $(BIN)/vgpu-fix: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	$(BIN)/python -m compileall -q fixer  # byte-code even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
-venv: $(BIN)/vgpu-fix
+$(VENV)/.test-extra: $(BIN)/vgpu-fix
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
 
-demo: venv
+venv: $(VENV)/.test-extra
+
+demo: $(BIN)/vgpu-fix
 	$(BIN)/vgpu-fix demo
 
 # Exits at once when $(LLAMA_SERVER_DIR)/BUILD-INFO matches the pinned source and flags.
@@ -27,7 +32,7 @@ llama-server: venv
 test: venv llama-server
 	VGPU_FIX_LLAMA_SERVER=$(abspath $(LLAMA_SERVER_DIR)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: venv
+bench: $(BIN)/vgpu-fix
 	$(BIN)/python scripts/bench_startup.py
 
 clean:

@@ -17,6 +17,8 @@ from fixer.model.profile import Profile
 if TYPE_CHECKING:
     from fixer.apply.rollback_plan import Restore, RollbackPreview
     from fixer.apply.transaction import Outcome
+    from fixer.model.verify import VerifyReport
+    from fixer.progress import Progress
 
 PLAN_FORMAT = 2
 
@@ -64,10 +66,11 @@ def _journal_warnings(root: str) -> list[str]:
     return warnings + [f"generation {d.number} is damaged and cannot be used: {d.reason}" for d in damaged]
 
 
-def make_plan(profile: Profile, root: str, force: bool = False) -> planner.Plan:
+def make_plan(profile: Profile, root: str, force: bool = False, source: str = "") -> planner.Plan:
     warnings = _journal_warnings(root)  # first: a run holding the lock makes the host a moving target
     plan = planner.build(profile, host.probe(root, profile), force=force)
     plan.installation = installation(root, profile).to_dict()
+    plan.source = source
     plan.warnings[:0] = warnings
     return plan
 
@@ -145,7 +148,7 @@ def check_saved(plan: planner.Plan, saved: dict, path: str = "the saved plan") -
 
 def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
           saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True,
-          probe: bool | None = None) -> Outcome:
+          probe: bool | None = None, progress: Progress | None = None) -> Outcome:
     """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
     With `saved_plan` (from load_plan), apply exactly that plan: it is checked before vgpu-fix creates
     any state, and again under the lock."""
@@ -157,16 +160,17 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
             check_saved(plan, saved_plan, saved_from)
 
         check(planner.build(profile, host.probe(root, profile), force=force))
-    checker = verifier(probe) if verify else None
+    checker = verifier(probe, progress) if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
-                             check_plan=check, verify=checker)
+                             check_plan=check, verify=checker, progress=progress)
 
 
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
-             lock_timeout: float = 0.0) -> Outcome:
+             lock_timeout: float = 0.0, progress: Progress | None = None) -> Outcome:
     from fixer.apply import transaction
 
-    return transaction.rollback(root, to=to, force=force, restart=restart, lock_timeout=lock_timeout)
+    return transaction.rollback(root, to=to, force=force, restart=restart, lock_timeout=lock_timeout,
+                                progress=progress)
 
 
 def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview, list[Restore]] | None:
@@ -183,11 +187,153 @@ def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview,
     return selected, rollback_plan.restores(journal, selected)
 
 
-def verifier(probe: bool | None = None):
+def verifier(probe: bool | None = None, progress: Progress | None = None):
     """The check apply runs after its changes (and `state: verified` runs alone): (profile, root) -> report.
-    `probe`: execute the root's files (default: only on the live root /; see layers.probe_refusal)."""
+    `probe`: execute the root's files (default: only on the live root /; see layers.probe_refusal);
+    `progress`: shows the probes on a terminal."""
     from functools import partial
 
     from fixer.verify import layers
 
-    return partial(layers.check_for_apply, probe=probe)
+    return partial(layers.check_for_apply, probe=probe, progress=progress)
+
+
+def rollback_dry_run(root: str, to: int | None = None) -> planner.Plan:
+    """`rollback --dry-run` (and the question on the live root): the rollback as a plan, one change per
+    path with its final state — `delete` for a path the apply created, which the rollback removes."""
+    found = rollback_preview(root, to)
+    if found is None or found[0].empty:
+        raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+    selected, restores = found
+    final: dict[str, Restore] = {}
+    for restore in restores:  # restore order: a path's last restore (its oldest generation) is what stays
+        final[restore.path] = restore
+    changes = []
+    for r in final.values():
+        if r.recorded.kind == "absent":
+            action, reason = "delete", f"created by generation {r.generation}: rollback removes it"
+        else:
+            action = "create" if r.current.kind == "absent" else "update"
+            reason = f"restore the state before generation {r.generation}"
+        changes.append(planner.Change("rollback", r.path, action, r.current, r.recorded, reason))
+    generations = (*selected.interrupted, *selected.targets)
+    preview = planner.Plan(profile=", ".join(sorted({g.manifest["profile"] for g in generations})), root=root,
+                           changes=changes)
+    preview.notes = [f"would roll back generation {g.number} ({g.status}, {g.manifest['created']})" for g in generations]
+    preview.conflicts = [f"{d}: changed since that apply (--force discards the edit)" for d in selected.drifted]
+    return preview
+
+
+def generation_detail(root: str, number: int) -> dict:
+    """`history show N`: what generation N changed, with which profile, and what verify said."""
+    from fixer.apply.journal import Journal
+
+    journal = Journal(root)
+    if number not in [g.number for g in journal.generations()]:
+        raise InvalidInput(f"no generation {number} under {journal.directory}")
+    m = journal.load(number).manifest
+    return {"generation": number, "status": m["status"], "created": m["created"], "user": m["user"],
+            "profile": m["profile"], "changes": m.get("changes", []), "paths": [e["path"] for e in m["entries"]],
+            "post_actions": m.get("post_actions", []), "verify": m.get("verify")}
+
+
+LAST_VERIFY = "last-verify.json"
+
+
+def record_verify(root: str, report: VerifyReport) -> str | None:
+    """Keep the verdict of a `verify` run for `status` (where vgpu-fix has state); a line when it could not."""
+    if not os.path.isdir(host_path(root, STATE_DIR)):
+        return None
+    from fixer.apply.journal import Journal
+    from fixer.apply.transaction import verify_summary
+
+    journal = Journal(root)
+    try:
+        journal.write_record(LAST_VERIFY, verify_summary(report))
+        journal.audit({"event": "verify", **verify_summary(report)})
+    except OSError as exc:
+        return f"could not record the verdict in {journal.directory}: {exc.strerror}"
+    return None
+
+
+def last_verify(root: str) -> dict | None:
+    """The newest recorded verify verdict: a `verify` run's or the one an apply made after its changes."""
+    if not os.path.isdir(host_path(root, STATE_DIR)):
+        return None
+    from fixer.apply.journal import Journal
+
+    journal = Journal(root)
+    found = []
+    standalone = journal.read_record(LAST_VERIFY)
+    if standalone:
+        found.append({**standalone, "source": "verify"})
+    for generation in journal.generations():
+        if generation.manifest.get("verify"):
+            found.append({**generation.manifest["verify"], "source": f"apply (generation {generation.number})"})
+    return max(found, key=lambda v: v.get("time") or "", default=None)
+
+
+def status(root: str, profile: Profile) -> dict:
+    """`vgpu-fix status`: one read-only summary of a host for people, Ansible facts and Prometheus."""
+    from fixer import watch
+
+    plan = make_plan(profile, root)
+    applied = None
+    if os.path.isdir(host_path(root, STATE_DIR)):
+        from fixer.apply.journal import Journal
+
+        newest = [g for g in Journal(root).generations() if g.status == "applied"][-1:]
+        if newest:
+            m = newest[0].manifest
+            applied = {"generation": newest[0].number, "profile": m["profile"], "created": m["created"]}
+    return {
+        "ollama": plan.installation,
+        "applied": applied,
+        "drift": {"pending": len(plan.pending), "conflicts": len(plan.conflicts),
+                  "paths": [c.path for c in plan.pending]},
+        "last_verify": last_verify(root),
+        "watch": watch.state(root, profile),
+    }
+
+
+def prometheus_text(doc: dict) -> str:
+    """The node-exporter textfile for a `status` document."""
+
+    def label(value: object) -> str:
+        return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    labels = f'profile="{label(doc["profile"])}",root="{label(doc["root"])}"'
+    out = []
+
+    def metric(name: str, help_text: str, value: float, extra: str = "") -> None:
+        out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{{{labels}{extra}}} {value:g}"])
+
+    verify = doc["last_verify"]
+    if verify is not None:
+        metric("vgpu_fix_verify_ok", "1 when the last verify proved the GPU backend loads, else 0",
+               1 if verify["ok"] else 0, f',backend="{label(verify.get("backend"))}"')
+    metric("vgpu_fix_drift", "changes the profile has pending on this host (0: converged)", doc["drift"]["pending"])
+    metric("vgpu_fix_generation", "newest applied vgpu-fix generation (0: none)",
+           (doc["applied"] or {}).get("generation") or 0)
+    metric("vgpu_fix_watch_enabled", "1 when the upgrade watch is installed and enabled", int(
+        bool(doc["watch"]["installed"] and doc["watch"]["enabled"])))
+    return "\n".join(out) + "\n"
+
+
+def write_textfile(path: str, text: str) -> None:
+    """Replace `path` atomically (temp file in its directory, fsync, rename) so a scrape never sees half."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".vgpu-fix.", suffix=".prom.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temp, 0o644)
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     LOCKED = 8
     BACKEND_NOT_LOADING = 9
     PROBLEM_FOUND = 10  # doctor: an error-severity (or outside-the-VM) finding
+    NOT_CONFIRMED = 11  # a change to the live root was not confirmed (declined, or no terminal and no --yes)
     INTERRUPTED = 130  # SIGINT (128 + 2)
     TERMINATED = 143  # SIGTERM (128 + 15)
 
@@ -114,3 +115,9 @@ class ApplyFailed(FixerError):
     """A write or post-action failed mid-apply; every change made so far was restored."""
 
     exit_code = ExitCode.CONFLICT
+
+
+class NotConfirmed(FixerError):
+    """A change to the live root was not confirmed (declined, or no terminal and no --yes); nothing changed."""
+
+    exit_code = ExitCode.NOT_CONFIRMED

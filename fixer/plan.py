@@ -8,7 +8,7 @@ from fixer.facts import systemd as unitfile
 from fixer.facts.host import HostState, with_dropin
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, preload_line
 from fixer.facts.paths import ABSENT, PathState
-from fixer.model.plan import Change, Plan, PostAction  # noqa: F401  (Change and Plan: this module's results)
+from fixer.model.plan import Change, ChangeKind, Plan, PostAction  # noqa: F401  (Change and Plan: this module's results)
 from fixer.model.profile import Profile
 
 LD_SO_CONF_INCLUDE = "include /etc/ld.so.conf.d/*.conf\n"
@@ -97,6 +97,7 @@ def build(profile: Profile, host: HostState, force: bool = False) -> Plan:
         else:
             _absent(plan, host, managed.path, force)
     _ld_so_preload(plan, host, profile.ld_so_preload.remove)
+    _watch(plan, host, profile, force)
     _service_notes(plan, profile, host)
     plan.post_actions = _post_actions(plan, profile, host)
     plan.fingerprints = fingerprints(host, plan)
@@ -136,6 +137,22 @@ def _capabilities(plan: Plan, profile: Profile, host: HostState) -> None:
             f"{profile.dropin_path}: CapabilityBoundingSet={' '.join(values)} would narrow the bounding set of "
             f"{profile.service.unit}, which runs as root (it would lose DAC_OVERRIDE, CHOWN, NET_BIND_SERVICE, ...); "
             "remove it from the profile")
+
+
+def _watch(plan: Plan, host: HostState, profile: Profile, force: bool) -> None:
+    """The upgrade watch's units, enablement link and profile copy: present, absent, or left alone."""
+    enabled = profile.watch.enabled
+    if enabled is None:
+        return
+    from fixer import watch
+
+    for kind, path, wanted in watch.planned(profile):
+        if kind == "link":
+            _symlink(plan, host, path, wanted if enabled else None, force)
+        elif enabled:
+            _file(plan, host, ChangeKind.WATCH, path, file_state(wanted), "upgrade watch", force)
+        else:
+            _absent(plan, host, path, force)
 
 
 def _unsafe(profile: Profile, host: HostState) -> list[str]:
@@ -358,6 +375,8 @@ def _post_actions(plan: Plan, profile: Profile, host: HostState) -> list[str]:
     if not pending:
         return []
     ld_dirs = set(host.ld_dirs) | set(profile.ld_so_conf.entries if profile.ld_so_conf else [])
+    watch_files = set(profile.watch_files.values()) if profile.watch.enabled is not None else set()
+    watched = [c for c in pending if c.path in watch_files]
     actions = []
     if any(c.kind == "ld_so_conf" or os.path.dirname(c.path) in ld_dirs | {LD_SO_CONF_D} for c in pending):
         actions.append(PostAction.LDCONFIG)
@@ -367,9 +386,12 @@ def _post_actions(plan: Plan, profile: Profile, host: HostState) -> list[str]:
             # Exactly the devices the rule matches, so verify (as the service user) sees the new permissions.
             actions += [f"{PostAction.UDEV_TRIGGER} {d.syspath}" for d in host.pci
                         if d.vendor == profile.udev.vendor and d.device == profile.udev.device]
-    if any(c.kind == "dropin" for c in pending):
+    if any(c.kind == "dropin" for c in pending) or watched:
         actions.append(PostAction.DAEMON_RELOAD)
-    actions.append(PostAction.RESTART)
+    if watched:
+        actions.append(PostAction.START_WATCH if profile.watch.enabled else PostAction.STOP_WATCH)
+    if len(watched) < len(pending):  # the watch alone does not need Ollama restarted
+        actions.append(PostAction.RESTART)
     return actions
 
 

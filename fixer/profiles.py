@@ -60,6 +60,9 @@ def list_profiles(root: str) -> list[tuple[str, str, str]]:
 def locate(ref: str, root: str) -> Path:
     if "/" in ref or ref.endswith((".yaml", ".yml")):
         path = Path(ref)
+        if path.is_dir():
+            inside = ", ".join(sorted(p.name for p in path.glob("*.y*ml"))[:5]) or "it holds no .yaml file"
+            raise ProfileError(f"profile {ref} is a directory, not a profile file; give one YAML file in it ({inside})")
         if not path.is_file():
             raise ProfileError(f"profile file {ref} does not exist")
         return path
@@ -73,15 +76,30 @@ def locate(ref: str, root: str) -> Path:
     raise ProfileError(f"no profile named {ref!r} (known: {known})")
 
 
-def read_source(path: Path, positions: bool = True) -> Source:
-    """Parse one profile file; with `positions`, record the position of every key (slower loader)."""
+def shadowing(ref: str, root: str) -> str:
+    """A sentence naming the site profile that `ref` finds when it hides a shipped profile of that name."""
+    if not NAME.match(ref) or ref == STDIN:
+        return ""
+    site = Path(host_path(root, SITE_DIR)) / f"{ref}.yaml"
+    if site.is_file() and (SHIPPED_DIR / f"{ref}.yaml").is_file():
+        return f"site profile {site}, which shadows the shipped profile {ref}"
+    return ""
+
+
+STDIN = "-"
+
+
+def read_source(path: Path, positions: bool = True, raw: bytes | None = None, name: str | None = None) -> Source:
+    """Parse one profile file (or `raw` bytes read elsewhere: stdin, an Ansible task); with
+    `positions`, record the position of every key (slower loader)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileError(f"{path}: {len(raw)} bytes; a profile may have at most {MAX_PROFILE_BYTES}")
     try:
@@ -105,7 +123,7 @@ def read_source(path: Path, positions: bool = True) -> Source:
         raise ProfileError(f"{path}:1:1: a profile must be a mapping, not {type(doc).__name__}")
     where: dict[Loc, str] = {}
     data = _plain(doc, (), str(path), where) if positions else doc
-    return Source(name=path.stem, path=str(path), data=data, where=where)
+    return Source(name=name or path.stem, path=str(path), data=data, where=where)
 
 
 MAX_EXPANDED_NODES = 100_000  # a profile is a few hundred nodes; aliases must not multiply that
@@ -186,10 +204,12 @@ def _key_position(node: Any, key: Any) -> tuple[int, int] | None:
         return None
 
 
-def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, positions: bool = True) -> Resolved:
-    """Load `ref` and its `extends` chain, deep-merge (child wins), substitute variables."""
+def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, positions: bool = True,
+            text: bytes | None = None) -> Resolved:
+    """Load `ref` (or the profile document `text`, labelled `ref`) and its `extends` chain, deep-merge
+    (child wins), substitute variables."""
     chain: list[Source] = []
-    path = locate(ref, root)
+    path = Path(ref) if text is not None else locate(ref, root)
     seen: list[str] = []
     while True:
         real = str(path.resolve())
@@ -199,14 +219,15 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
         if len(seen) >= MAX_EXTENDS:
             raise ProfileError(f"{path}: `extends` chain longer than {MAX_EXTENDS}")
         seen.append(real)
-        source = read_source(path, positions)
+        given = text if not chain else None
+        source = read_source(path, positions, raw=given, name=_label_name(ref) if given is not None else None)
         chain.append(source)
         parent = source.data.get("extends")
         if parent is None:
             break
         if not isinstance(parent, str) or not parent:
             raise ProfileError(f"{source.where.get(('extends',), source.path)}: extends must be a profile name")
-        here = Path(source.path).parent
+        here = Path.cwd() if given is not None else Path(source.path).parent
         if ("/" in parent or parent.endswith((".yaml", ".yml"))) and not parent.startswith("/"):
             parent = str(here / parent)
         elif (here / f"{parent}.yaml").is_file():
@@ -331,19 +352,25 @@ def _where(where: dict[Loc, str], loc: Loc, origin: str) -> str:
     return f"{where.get(probe, origin)}: {dotted}"
 
 
-def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
-    """The validated Profile for `ref`; every problem reported with its file, line and key path."""
+def _label_name(label: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "", Path(label).stem)
+    return stem if NAME.match(stem) else "profile"
+
+
+def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None, text: bytes | None = None):
+    """The validated Profile for `ref`, or for the document `text` (stdin, an Ansible task's
+    `profile_content`) labelled `ref`; every problem reported with its file, line and key path."""
     from pydantic import ValidationError
 
     from fixer.model.profile import Profile
 
     try:
-        return Profile.model_validate(resolve(ref, root, overrides, positions=False).data)
+        return Profile.model_validate(resolve(ref, root, overrides, positions=False, text=text).data)
     except AliasBomb:
         raise
     except (ProfileError, ValidationError):
         pass  # explain it with positions: parse again with the round-trip loader
-    resolved = resolve(ref, root, overrides)
+    resolved = resolve(ref, root, overrides, text=text)
     try:
         return Profile.model_validate(resolved.data)
     except ValidationError as exc:
@@ -352,11 +379,30 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None):
             message = err["msg"].removeprefix("Value error, ")
             loc = tuple(err["loc"]) or _loc_named_in(message)
             if err["type"] == "extra_forbidden":
-                message = f"unknown key {loc[-1]!r}"
+                message = f"unknown key {loc[-1]!r}" + _did_you_mean(loc)
             lines.append(f"{_where(resolved.where, loc, resolved.path)}: {message}")
         raise ProfileError(
             f"profile {resolved.name} is invalid ({len(lines)} error(s))", details=lines
         ) from None
+
+
+def _did_you_mean(loc: Loc) -> str:
+    """`; did you mean `environment`?` for a misspelt key: a close name at its level, else the same name
+    one level down (`environment` at the top means `service.environment`)."""
+    import difflib
+
+    from fixer.model.profile import model_at
+
+    here = model_at(loc[:-1])
+    names = list(here.model_fields) if here else []
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.75)
+    if close:
+        return f"; did you mean `{close[0]}`?"
+    for name in names:
+        below = model_at(loc[:-1] + (name,))
+        if below is not None and str(loc[-1]) in below.model_fields:
+            return f"; did you mean `{name}.{loc[-1]}`?"
+    return ""
 
 
 def _loc_named_in(message: str) -> Loc:

@@ -60,6 +60,8 @@ def plan_text(plan: Plan, paint: Painter, show_noops: bool = True) -> str:
     out = [paint(f"Plan for profile {plan.profile} on root {plan.root}", "head")]
     if plan.installation:
         out.append(installation_line(plan.installation))
+    if plan.source:
+        out.append(paint(f"profile from {plan.source}", "warn"))
     for change in plan.changes:
         if change.action == "noop" and not show_noops:
             continue
@@ -117,7 +119,7 @@ def result(
     }
     if plan is not None:
         doc.update(conflicts=plan.conflicts, warnings=plan.warnings, notes=plan.notes, post_actions=plan.post_actions,
-                   installation=plan.installation)
+                   installation=plan.installation, source=plan.source)
     doc.update(extra)
     return doc
 
@@ -221,7 +223,7 @@ def doctor_text(diagnosis: Diagnosis) -> str:
     if diagnosis.events:
         lines.append(f"log: {_log_line(diagnosis.events)}")
     elif not diagnosis.log_seen:
-        lines.append("log: none given (use --log FILE or --journal)")
+        lines.append("log: none given (use --log FILE; on the live root the journal is read by default)")
     lines.append("")
     for f in diagnosis.findings:
         lines.append(f"[{_LABEL[f.severity]}] {f.id}: {f.summary}")
@@ -235,3 +237,55 @@ def doctor_text(diagnosis: Diagnosis) -> str:
         lines += ["no findings", ""]
     lines.append(f"verdict: {diagnosis.verdict}")
     return "\n".join(lines) + "\n"
+
+
+def generation_text(detail: dict, paint: Painter) -> str:
+    """`history show N`: the generation's header, each change with its reason, and its verify verdict."""
+    out = [paint(f"generation {detail['generation']}: {detail['status']}, profile {detail['profile']}, "
+                 f"{detail['created']} by {detail['user']}", "head")]
+    for change in detail["changes"]:
+        sign = SYMBOL.get(change["action"], "~")
+        out.append(paint(f"{sign} {change['kind']:<13} {change['path']}", sign) + f"  ({change['reason']})")
+    created = [p for p in detail["paths"] if p not in {c["path"] for c in detail["changes"]}]
+    if created:
+        out.append("also recorded (parents, ldconfig outputs): " + ", ".join(created))
+    verify = detail.get("verify")
+    if verify is None:
+        out.append("verify: not run (--no-verify, or nothing changed)")
+    else:
+        verdict = "PASS" if verify["ok"] else f"FAIL: {verify.get('cause')}"
+        out.append(f"verify at {verify['time']}: {verify.get('backend')} {verdict}")
+    return "\n".join(out)
+
+
+def watch_text(state: dict) -> str:
+    installed = "installed" if state["installed"] else "not installed"
+    enabled = "enabled" if state["enabled"] else "disabled"
+    lines = [f"watch {state['unit']}: {installed}, {enabled}" + (f", {state['active']}" if state["active"] else "")]
+    lines.append("watches: " + ", ".join(state["watched"]))
+    lines.append(f"on failure or drift: {'re-apply the profile' if state['reapply'] else 'report only'}")
+    lines.append(_verify_line(state.get("last_verify")))
+    return "\n".join(lines)
+
+
+def _verify_line(verify: dict | None) -> str:
+    if verify is None:
+        return "last verify: none recorded"
+    verdict = "PASS" if verify["ok"] else f"FAIL ({verify.get('cause')})"
+    return f"last verify: {verify['time']} {verify.get('backend')} {verdict} [{verify.get('source', 'verify')}]"
+
+
+def status_text(doc: dict) -> str:
+    """`vgpu-fix status` for people."""
+    ollama, applied, drift = doc["ollama"], doc["applied"], doc["drift"]
+    lines = [f"host {doc['root']}, profile {doc['profile']}", installation_line(ollama).strip(),
+             "applied: " + (f"generation {applied['generation']} ({applied['profile']}, {applied['created']})"
+                            if applied else "nothing applied by vgpu-fix"),
+             "drift: " + (f"{drift['pending']} change(s) pending: " + ", ".join(drift["paths"][:5])
+                          + (" …" if len(drift["paths"]) > 5 else "") if drift["pending"] else "none (converged)")
+             + (f"; {drift['conflicts']} conflict(s)" if drift["conflicts"] else ""),
+             _verify_line(doc["last_verify"])]
+    w = doc["watch"]
+    lines.append(f"watch: {w['unit']} " + ("enabled" if w["installed"] and w["enabled"] else "not enabled")
+                 + (f", {w['active']}" if w["active"] else ""))
+    return "\n".join(lines)

@@ -265,7 +265,7 @@ class Journal:
         return [e["path"] for e in after
                 if e["path"] not in DERIVED and _snapshot(read_state(self.root, e["path"]), e["path"]) != e]
 
-    def restore(self, generation: Generation, done: list[str], notes: list[str]) -> bool:
+    def restore(self, generation: Generation, done: list[str], notes: list[str], step=None) -> bool:
         """Put every recorded path back to its before-state, innermost first, appending each path
         changed to `done` as it goes (so a failure part-way still tells what was restored) and what
         could not be restored exactly to `notes`.
@@ -293,6 +293,8 @@ class Journal:
                     notes.append(f"{path}: content, mode and owner restored as a new file; it was one of "
                                  f"{entry['links']} hard links before the apply, and that link is not restored")
                 crashpoints.hit("restore:entry-done")
+            if step is not None:
+                step(path)
         return rebuild
 
     def unrestored(self, generation: Generation) -> list[str]:
@@ -379,6 +381,20 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def write_record(self, name: str, doc: dict) -> None:
+        """Replace state file `name` (e.g. last-verify.json) atomically: temp file, fsync, rename."""
+        path = os.path.join(self.directory, name)
+        _write_synced(path + ".tmp", json.dumps(doc, sort_keys=True, indent=1).encode())
+        os.rename(path + ".tmp", path)
+        writes.fsync_dir(self.directory)
+
+    def read_record(self, name: str) -> dict | None:
+        raw = _read_if(os.path.join(self.directory, name))
+        try:
+            return json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
 
     def audit_lines(self) -> list[dict]:
         path = os.path.join(self.directory, "audit.log")

@@ -27,6 +27,7 @@ from fixer.model.plan import PostAction
 from fixer.model.profile import Profile
 from fixer.model.verify import VerifyReport
 
+from fixer.progress import Progress
 
 @dataclass
 class Outcome:
@@ -39,6 +40,7 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
     post_actions: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # restored paths that did not exist before the apply
     verify: VerifyReport | None = None
 
 
@@ -100,6 +102,11 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
         elif action == PostAction.RESTART:
             system.systemctl(scope, "restart", unit)
             done.append(f"restart: {unit} restarted")
+        elif action in (PostAction.START_WATCH, PostAction.STOP_WATCH):
+            watch = f"{service['watch']}.path"
+            starting = action == PostAction.START_WATCH
+            system.systemctl(scope, "restart" if starting else "stop", watch)
+            done.append(f"{action}: {watch} " + ("started" if starting else "stopped"))
     return done
 
 
@@ -118,36 +125,58 @@ def _udev(root: str, action: str, triggers: list[str]) -> list[str]:
 
 
 def service_of(profile: Profile) -> dict:
-    return {"unit": profile.service.unit, "scope": profile.service.scope, "dropin": profile.dropin_path}
+    watching = profile.watch.enabled is not None
+    return {"unit": profile.service.unit, "scope": profile.service.scope, "dropin": profile.dropin_path,
+            "watch": profile.watch.unit if watching else None,
+            "watch_files": [profile.watch_files["path"], *(p for r, p in profile.watch_files.items() if r != "path")]
+            if watching else []}
 
 
-def recover(journal: Journal, restart: bool) -> list[str]:
+def _after_restore(root: str, service: dict, restored: list[str]) -> list[str]:
+    """The post-actions a restore needs: the drop-in back means reload and restart; the watch units
+    back (or gone) mean reload and start (or stop) the watch."""
+    actions = [PostAction.UDEV_RELOAD] if any(os.path.dirname(p) == planner.UDEV_RULES_D for p in restored) else []
+    if service["dropin"] in restored:
+        actions += [PostAction.DAEMON_RELOAD, PostAction.RESTART]
+    watch_files = service.get("watch_files") or []
+    if set(watch_files) & set(restored):
+        from fixer.facts.paths import read_state
+
+        if PostAction.DAEMON_RELOAD not in actions:
+            actions.append(PostAction.DAEMON_RELOAD)
+        back = read_state(root, watch_files[0]).kind != "absent"  # the .path unit comes first
+        at = actions.index(PostAction.DAEMON_RELOAD) + 1
+        actions.insert(at, PostAction.START_WATCH if back else PostAction.STOP_WATCH)
+    return actions
+
+
+def recover(journal: Journal, restart: bool, progress: Progress | None = None) -> list[str]:
     """Finish interrupted runs by restoring their before-state; returns messages."""
     messages = []
     journal.tidy()  # finish a manifest save a crash cut short; drop generations that never began
     for generation in reversed(journal.open_generations()):
-        restored = _restore(journal, generation, restart, status="recovered", notes=messages)
+        restored = _restore(journal, generation, restart, status="recovered", notes=messages, progress=progress)
         messages.append(f"recovered interrupted generation {generation.number}: restored {len(restored)} path(s)")
     return messages
 
 
-def _restore(journal: Journal, generation: Generation, restart: bool, status: str, notes: list[str]) -> list[str]:
+def _restore(journal: Journal, generation: Generation, restart: bool, status: str, notes: list[str],
+             progress: Progress | None = None) -> list[str]:
     """Restore one generation; a failure part-way is RollbackFailed naming what was and was not restored."""
     journal.verify_blobs(generation)  # a damaged journal is refused before anything is touched
     journal.set_status(generation, "rolling_back")
     crashpoints.hit("rollback:marked")
     done: list[str] = []
     try:
-        if journal.restore(generation, done, notes):
+        with (progress or Progress()).task(f"restoring generation {generation.number}", len(generation.entries)) as step:
+            rebuild = journal.restore(generation, done, notes, step)
+        if rebuild:
             system.ldconfig(journal.root)
         crashpoints.hit("rollback:restored")
         service = generation.manifest.get("service")
-        udev = [PostAction.UDEV_RELOAD] if any(os.path.dirname(p) == planner.UDEV_RULES_D for p in done) else []
-        if service and service["dropin"] in done:
-            generation.manifest["post_actions"] = run_post_actions(
-                journal.root, service, udev + [PostAction.DAEMON_RELOAD, PostAction.RESTART], restart)
-        elif service and udev:
-            generation.manifest["post_actions"] = run_post_actions(journal.root, service, udev, restart)
+        actions = _after_restore(journal.root, service, done) if service else []
+        if actions:
+            generation.manifest["post_actions"] = run_post_actions(journal.root, service, actions, restart)
     except (OSError, FixerError) as exc:
         raise _rollback_failed(journal, generation, done, exc) from None
     journal.set_status(generation, status)
@@ -175,6 +204,7 @@ def apply(
     lock_timeout: float = 0.0,
     check_plan: Callable[[planner.Plan], None] | None = None,
     verify: Callable[[Profile, str], VerifyReport] | None = None,
+    progress: Progress | None = None,
 ) -> Outcome:
     journal = Journal(root)
     journal.ensure()
@@ -182,7 +212,7 @@ def apply(
         messages = []
         if lock.stale_holder:
             messages.append(f"took over a stale lock left by pid {lock.stale_holder.get('pid')}")
-        messages += recover(journal, restart)
+        messages += recover(journal, restart, progress)
         stop.check()  # interrupted while recovering: stop before anything new begins
         damaged = journal.damaged()
         if damaged:  # it may hold the only record of an interrupted run's before-state: never build over it
@@ -201,11 +231,13 @@ def apply(
         stop.check()
         generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile))
         try:
-            for change in plan.pending:
-                stop.check()
-                crashpoints.hit("apply:change")
-                _perform(root, change)
-                crashpoints.hit("apply:changed")
+            with (progress or Progress()).task(f"applying {len(plan.pending)} change(s)", len(plan.pending)) as step:
+                for change in plan.pending:
+                    stop.check()
+                    crashpoints.hit("apply:change")
+                    _perform(root, change)
+                    crashpoints.hit("apply:changed")
+                    step(change.path)
             stop.check()
             done = run_post_actions(root, service_of(profile), plan.post_actions, restart)
             journal.record_after(generation)
@@ -233,9 +265,18 @@ def apply(
                                   "applied but not verified; run `vgpu-fix verify`, or `vgpu-fix rollback` to undo it",
                                   signal_.signum, generation=generation.number) from None
             stop.deferring = True
+            journal.set_status(generation, generation.status, verify=verify_summary(outcome.verify))
             if not outcome.verify.ok:
                 _verify_failed(journal, generation, profile, restart, outcome, verify)
         return outcome
+
+
+def verify_summary(report: VerifyReport) -> dict:
+    """What the journal keeps of a verify report: when, the verdict, the backend and the cause."""
+    import time
+
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ok": report.ok, "backend": report.backend,
+            "cause": report.cause, "profile": report.profile}
 
 
 def _undo_failed_apply(journal: Journal, generation: Generation, profile: Profile, restart: bool,
@@ -277,13 +318,13 @@ def _describe(exc: BaseException) -> str:
 
 
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
-             lock_timeout: float = 0.0) -> Outcome:
+             lock_timeout: float = 0.0, progress: Progress | None = None) -> Outcome:
     journal = Journal(root)
     if not os.path.isdir(journal.directory):
         raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
     journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
     with RunLock(journal.lock_path, lock_timeout), Interrupts() as stop:
-        messages = recover(journal, restart)
+        messages = recover(journal, restart, progress)
         selected = rollback_plan.preview(journal, to)
         targets = list(selected.targets)
         skipped = list(selected.skipped)
@@ -298,6 +339,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "
                            "(use --force to roll back anyway)", details=list(selected.drifted))
         restored: list[str] = []
+        absent_before: set[str] = set()
         for index, generation in enumerate(targets):
             try:
                 stop.check()  # a generation is restored whole or not begun
@@ -307,6 +349,8 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
                     f"interrupted by {stop.name}: rolled back {index} generation(s); generation(s) {left} "
                     "are still applied; run `vgpu-fix rollback` to continue", signal_.signum, details=messages,
                     generation=targets[index].number, facts={"restored": restored}) from None
-            restored += _restore(journal, generation, restart, status="rolled_back", notes=messages)
+            restored += _restore(journal, generation, restart, status="rolled_back", notes=messages, progress=progress)
+            absent_before |= {e["path"] for e in generation.entries if e["kind"] == "absent"}
             journal.audit({"event": "rollback", "generation": generation.number, "paths": len(restored)})
-        return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored)
+        removed = [p for p in restored if p in absent_before]
+        return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored, removed=removed)

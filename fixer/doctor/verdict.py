@@ -156,7 +156,7 @@ def verdict(findings: list[Finding], log: LogSummary | None, profile: str | None
     if warnings:
         return f"No blocking problem found; {len(warnings)} warning(s), first: {warnings[0].summary}{tail}."
     if log is None:
-        return "No problem found in the host configuration (give Ollama's log with --log or --journal to check what it did)."
+        return "No problem found in the host configuration (give Ollama's log with --log FILE, or run on the live root, where the journal is read, to check what it did)."
     return "No problem found."
 
 

@@ -28,6 +28,7 @@ class ChangeKind(Word):
     FILE = "file"
     ABSENT = "absent"
     ROLLBACK = "rollback"  # a preview of what a rollback restores
+    WATCH = "watch"  # the upgrade watch's units and profile copy
 
 
 class Action(Word):
@@ -44,6 +45,8 @@ class PostAction(Word):
     UDEV_RELOAD = "udev-reload"
     UDEV_TRIGGER = "udev-trigger"  # written "udev-trigger SYSPATH": one device the rule matches
     DAEMON_RELOAD = "daemon-reload"
+    START_WATCH = "start-watch"  # (re)start the upgrade watch's .path unit
+    STOP_WATCH = "stop-watch"
     RESTART = "restart"
 
 
@@ -91,6 +94,7 @@ class Plan:
     fingerprints: dict[str, str] = field(default_factory=dict)
     forced: list[str] = field(default_factory=list)
     installation: dict | None = None  # the Ollama found under the root (fixer.ollama.detect), set by core
+    source: str = ""  # where the profile came from, when worth saying (a site profile shadowing a shipped one)
 
     @property
     def pending(self) -> list[Change]:
@@ -111,4 +115,5 @@ class Plan:
             "post_actions": [str(a) for a in self.post_actions],
             "fingerprints": self.fingerprints,
             "installation": self.installation,
+            "source": self.source,
         }

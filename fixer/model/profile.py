@@ -402,6 +402,24 @@ class Requires(Model):
     nvidia_driver: Literal["absent", "present", "any"] = "any"
 
 
+class Watch(Model):
+    """Upgrade survival: a systemd .path unit that re-verifies the host when Ollama's files change.
+    `enabled: null` leaves any watch units alone; true installs and starts them; false removes them."""
+
+    enabled: bool | None = None
+    paths: list[AbsPath] = Field(default_factory=list)  # watched besides Ollama's binary, lib dir and the shim dirs
+    settle: float = Field(default=5.0, ge=0, le=600)  # seconds without further change before checking
+    reapply: bool = False  # after a failed verify or drift, apply the profile again (journaled)
+    unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$")] = "vgpu-fix-watch"
+    command: list[SystemdValue] | None = None  # how the service runs vgpu-fix (default: this Python, -m fixer)
+
+    @field_validator("paths")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        _no_duplicates(value)
+        return value
+
+
 class Profile(Model):
     """Desired state of one host kind. `preload: null` leaves LD_PRELOAD alone; `[]` unsets it."""
 
@@ -419,6 +437,7 @@ class Profile(Model):
     udev: Udev | None = None
     ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
     verify: Verify = Field(default_factory=Verify)
+    watch: Watch = Field(default_factory=Watch)
 
     @field_validator("preload", "library_path")
     @classmethod
@@ -458,12 +477,26 @@ class Profile(Model):
             found.append(("udev.file", self.udev.path))
         found += [(f"symlinks[{i}]", s.path) for i, s in enumerate(self.symlinks)]
         found += [(f"files[{i}]", f.path) for i, f in enumerate(self.files)]
+        if self.watch.enabled is not None:
+            found += [(f"watch ({role})", path) for role, path in self.watch_files.items()]
         return found
 
     @property
+    def unit_dir(self) -> str:
+        return "/etc/systemd/system" if self.service.scope == "system" else "/etc/systemd/user"
+
+    @property
+    def watch_files(self) -> dict[str, str]:
+        """The paths the `watch` section manages, by role: the two units, their enablement link, and
+        the resolved profile the service checks against."""
+        unit, base = self.watch.unit, self.unit_dir
+        target = "paths.target" if self.service.scope == "system" else "default.target"
+        return {"path": f"{base}/{unit}.path", "service": f"{base}/{unit}.service",
+                "wants": f"{base}/{target}.wants/{unit}.path", "profile": f"/etc/vgpu-fix/{unit}.profile.json"}
+
+    @property
     def dropin_path(self) -> str:
-        base = "/etc/systemd/system" if self.service.scope == "system" else "/etc/systemd/user"
-        return f"{base}/{self.service.unit}.d/{self.service.dropin}"
+        return f"{self.unit_dir}/{self.service.unit}.d/{self.service.dropin}"
 
     @property
     def ld_so_conf_path(self) -> str | None:
@@ -476,3 +509,28 @@ def _no_duplicates(values: list[str]) -> None:
         if value in seen:
             raise ValueError(f"lists {value!r} twice")
         seen.add(value)
+
+
+def model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the keys at key path `loc` of a profile (None past a leaf)."""
+    import types
+    import typing
+
+    def unwrap(node):
+        while typing.get_origin(node) in (typing.Union, types.UnionType, typing.Annotated):
+            node = next(a for a in typing.get_args(node) if a is not type(None))
+        return node
+
+    node = Profile
+    for part in loc:
+        node = unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if part not in node.model_fields:
+                return None
+            node = node.model_fields[part].annotation
+        elif typing.get_origin(node) in (list, dict):
+            node = typing.get_args(node)[-1]
+        else:
+            return None
+    node = unwrap(node)
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None

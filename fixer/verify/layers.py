@@ -43,7 +43,7 @@ def probe_refusal(root: str, probe: bool | None) -> str | None:
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
            layers: tuple[str, ...] | None = None, timeout: float | None = None,
-           probe: bool | None = None) -> VerifyReport:
+           probe: bool | None = None, progress=None) -> VerifyReport:
     """Run the checks in `layers` (default: those of the installed Ollama generation, see
     ollama.detect) in order. `env`/`user` default to what the root's unit gives; then, on a live root
     whose service manager runs, the probes run as transient units of that manager with the unit's
@@ -63,17 +63,23 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     generation = generations.by_name(installation.generation)
     checks = CHECKS_BY_GENERATION[generation.name](installation)
     refusal = probe_refusal(root, probe)
-    for layer in layers or generation.layers:
-        if layer in PROBES and refusal:
-            report.not_run.append(f"{layer}: {refusal}")
-            report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
-            continue
-        check = checks[layer](root, spec, dict(env), user, timeout, unit)
-        if layer == "environment" and chosen:
-            check.evidence.insert(0, chosen)
-        if layer == "static":
-            check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
-        report.checks.append(check)
+    from fixer.progress import Progress
+
+    chosen_layers = layers or generation.layers
+    with (progress or Progress()).task(f"verify {report.backend}", len(chosen_layers)) as step:
+        for layer in chosen_layers:
+            if layer in PROBES and refusal:
+                report.not_run.append(f"{layer}: {refusal}")
+                report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
+                step(f"{layer}: not run")
+                continue
+            check = checks[layer](root, spec, dict(env), user, timeout, unit)
+            if layer == "environment" and chosen:
+                check.evidence.insert(0, chosen)
+            if layer == "static":
+                check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
+            report.checks.append(check)
+            step(f"{layer}: {check.status}")
     return report
 
 
@@ -228,8 +234,8 @@ def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None
             if any(str(c.get("library", "")).lower() == "cuda" for c in compute):
                 return Check("service", "pass", f"{unit} reports library=CUDA", evidence)
             return Check("service", "fail", f"{unit} fell back to the CPU", evidence,
-                         "Ollama's discovery found no usable GPU (see `vgpu-fix doctor --journal`)",
-                         "run `vgpu-fix doctor --journal` for the cause and the profile setting that fixes it")
+                         "Ollama's discovery found no usable GPU (see `vgpu-fix doctor`)",
+                         "run `vgpu-fix doctor` for the cause and the profile setting that fixes it")
         if echo:
             echo(f"  waiting for {unit}'s \"inference compute\" line ({int(deadline - time.monotonic())} s left)")
         time.sleep(2)
@@ -261,6 +267,6 @@ def _lines_of(journal_json: str, pid: str | None) -> str:
     return "\n".join(kept)
 
 
-def check_for_apply(profile: Profile, root: str, probe: bool | None = None) -> VerifyReport:
+def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None) -> VerifyReport:
     """The report `apply` checks after its changes (and again after an automatic rollback)."""
-    return verify(root, profile, probe=probe)
+    return verify(root, profile, probe=probe, progress=progress)

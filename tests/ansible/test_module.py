@@ -280,7 +280,7 @@ def test_a_target_python_without_vgpu_fix_fails_saying_how_to_install_it(ansible
     msg = run.result()["msg"]
     assert "Failed to import the required Python library (vgpu-fix)" in msg
     assert f"{bare}/bin/python -m pip install vgpu_fix-<version>-py3-none-any.whl" in msg
-    assert "vgpufix.vgpu.vgpu_fix role" in msg
+    assert "vgpufix.vgpu.deploy role" in msg
 
 
 def test_a_failed_verify_fails_the_task_and_reports_the_rollback(ansible):

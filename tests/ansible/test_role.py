@@ -1,4 +1,4 @@
-"""The vgpufix.vgpu.vgpu_fix role: install vgpu-fix from a wheel into a virtualenv, apply, restart once.
+"""The vgpufix.vgpu.deploy role: install vgpu-fix from a wheel into a virtualenv, apply, restart once.
 
 Offline: the wheel is built from this checkout with `pip wheel --no-deps --no-build-isolation`, and
 pip installs it with `--no-index --no-deps`; the dependencies (typer, pydantic, ...) come from the
@@ -19,7 +19,7 @@ from fixer.demo import snapshot_tree
 pytestmark = pytest.mark.slow
 
 HIDDEN = ("fixer", "vgpu_fix", "__editable__.vgpu_fix", "__editable___vgpu_fix")
-HANDLER = "RUNNING HANDLER [vgpufix.vgpu.vgpu_fix : Restart ollama]"
+HANDLER = "RUNNING HANDLER [vgpufix.vgpu.deploy : Restart ollama]"
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_the_role_installs_the_wheel_applies_and_restarts_only_when_something_ch
         "vgpu_fix_vars": {"cuda_library": "cuda_v12"},
         "vgpu_fix_verify": False,
     }
-    roles = [{"role": "vgpufix.vgpu.vgpu_fix", "vars": role_vars}]
+    roles = [{"role": "vgpufix.vgpu.deploy", "vars": role_vars}]
 
     first = ansible.play([], play_vars={}, roles=roles)
     assert first.rc == 0, first.output
@@ -87,7 +87,7 @@ def test_the_role_never_installs_by_name_from_an_index_unless_asked_and_says_wha
     root = ansible.host("alpha")
     before = snapshot_tree(root)
     role_vars = {k: str(wheel) if v == "WHEEL" else v for k, v in role_vars.items()}
-    roles = [{"role": "vgpufix.vgpu.vgpu_fix",
+    roles = [{"role": "vgpufix.vgpu.deploy",
               "vars": {"vgpu_fix_virtualenv": str(virtualenv), "vgpu_fix_root": "{{ vgpu_root }}", **role_vars}}]
     run = ansible.play([], play_vars={}, roles=roles)
     assert run.rc == 2, run.output
@@ -109,8 +109,23 @@ def test_an_index_install_is_an_explicit_opt_in_with_a_package_spec(ansible, whe
         "vgpu_fix_vars": {"cuda_library": "cuda_v12"},
         "vgpu_fix_verify": False,
     }
-    run = ansible.play([], play_vars={}, roles=[{"role": "vgpufix.vgpu.vgpu_fix", "vars": role_vars}])
+    run = ansible.play([], play_vars={}, roles=[{"role": "vgpufix.vgpu.deploy", "vars": role_vars}])
     assert run.rc == 0, run.output
     result = run.result(name="vgpu_fix_result")
     assert result["vgpu_fix_path"].startswith(str(virtualenv))
     assert result["changed"] is True and root
+
+
+def test_the_role_ships_a_profile_from_the_controller_and_gathers_the_status_fact(ansible, tmp_path):
+    root = ansible.host("alpha")
+    source = tmp_path / "lab.yaml"
+    source.write_text("name: lab\nextends: h100-vgpu\nservice:\n  environment:\n    OLLAMA_LOAD_TIMEOUT: 9m\n")
+    role_vars = {"vgpu_fix_install": False, "vgpu_fix_profile_src": str(source), "vgpu_fix_root": "{{ vgpu_root }}",
+                 "vgpu_fix_verify": False, "vgpu_fix_gather": True, "vgpu_fix_restart": False}
+    run = ansible.play([{"name": "fact", "ansible.builtin.set_fact": {"seen": "{{ vgpu_fix }}"}, "register": "fact"}],
+                       roles=[{"role": "vgpufix.vgpu.deploy", "vars": role_vars}])
+    assert run.rc == 0, run.output
+    assert run.result(name="vgpu_fix_result")["profile"] == "lab"
+    assert "OLLAMA_LOAD_TIMEOUT=9m" in open(f"{root}/etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf").read()
+    seen = run.result(name="fact")["ansible_facts"]["seen"]
+    assert seen["profile"] == "lab" and seen["applied"]["generation"] == 1 and seen["drift"]["pending"] == 0

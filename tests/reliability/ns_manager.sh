@@ -67,3 +67,16 @@ ns_stop() {
   wait "$MANAGER" 2>/dev/null || true
   if [ -n "${JOURNALD:-}" ]; then kill -TERM "$JOURNALD" 2>/dev/null || true; wait "$JOURNALD" 2>/dev/null || true; fi
 }
+
+ns_standin_unit() {  # a user-scope ollama.service whose "ollama serve" stays up; LINE: logged first, if given
+  mkdir -p /etc/systemd/user/ollama.service.d /usr/local/bin
+  { echo '#!/bin/sh'; [ -n "${1:-}" ] && printf "echo '%s'\n" "$1"; echo 'exec sleep 3600'; } > /usr/local/bin/ollama-standin
+  chmod 0755 /usr/local/bin/ollama-standin
+  cat > /etc/systemd/user/ollama.service <<'UNIT'
+[Unit]
+Description=Ollama stand-in
+[Service]
+ExecStart=/usr/local/bin/ollama-standin serve
+Environment="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+UNIT
+}

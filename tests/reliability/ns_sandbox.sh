@@ -56,7 +56,7 @@ profile = load(sys.argv[1], "/")
 env, user = unit_environment("/", profile)
 print(json.dumps(run_load_probe("/", env, profile.verify, user=user, timeout=15).to_dict()))
 PY
-step apply apply --root / --profile "$PROFILE" --json
+step apply apply --root / --profile "$PROFILE" --json --yes
 step fixed verify --root / --profile "$PROFILE" --service --json --timeout 15
 
 # A shim that hangs in cuInit, then one that crashes there: the transient unit's RuntimeMaxSec= and

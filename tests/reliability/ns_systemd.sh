@@ -14,18 +14,7 @@ ns_cgroup
 # The unit under test: a stand-in ollama that just stays up, and the seed's hand-made override.conf.
 mkdir -p /etc/systemd/user/ollama.service.d /opt/vgpu/lib /usr/local/lib/ollama/cuda_v12
 for f in libvgpu-cuda.so libvgpu-cudart.so libvgpu-nvml.so; do echo placeholder > "/opt/vgpu/lib/$f"; done
-cat > /usr/local/bin/ollama-standin <<'SH'
-#!/bin/sh
-exec sleep 3600
-SH
-chmod 0755 /usr/local/bin/ollama-standin
-cat > /etc/systemd/user/ollama.service <<'UNIT'
-[Unit]
-Description=Ollama stand-in
-[Service]
-ExecStart=/usr/local/bin/ollama-standin serve
-Environment="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-UNIT
+ns_standin_unit
 cat > /etc/systemd/user/ollama.service.d/override.conf <<'CONF'
 [Service]
 Environment="OLLAMA_LLM_LIBRARY=cpu"
@@ -58,10 +47,10 @@ json.dump({"values": u.environment.values, "unset": sorted(u.environment.unset),
 
 snapshot before
 set +e
-(cd "$REPO" && PYTHONPATH=$REPO $PY -m fixer apply --root / --profile "$PROFILE" --no-verify) > "$OUT/apply.out" 2>&1
+(cd "$REPO" && PYTHONPATH=$REPO $PY -m fixer apply --root / --profile "$PROFILE" --no-verify --yes) > "$OUT/apply.out" 2>&1
 echo $? > "$OUT/apply.rc"
 snapshot applied
-(cd "$REPO" && PYTHONPATH=$REPO $PY -m fixer rollback --root /) > "$OUT/rollback.out" 2>&1
+(cd "$REPO" && PYTHONPATH=$REPO $PY -m fixer rollback --root / --yes) > "$OUT/rollback.out" 2>&1
 echo $? > "$OUT/rollback.rc"
 set -e
 snapshot rolled_back

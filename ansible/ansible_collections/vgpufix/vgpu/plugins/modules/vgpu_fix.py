@@ -23,26 +23,14 @@ description:
     C(ld.so.conf.d) entry, headed by the path.
   - Runs vgpu-fix's Python API on the target, so the target's Python (the one Ansible uses, see
     C(ansible_python_interpreter)) must have vgpu-fix installed (the wheel you ship; the
-    C(vgpufix.vgpu.vgpu_fix) role does it, and installs from a package index only when asked to).
+    C(vgpufix.vgpu.deploy) role does it, and installs from a package index only when asked to).
 author:
   - vgpu-fix contributors
 requirements:
   - vgpu-fix (the C(fixer) package) in the target's Python
+extends_documentation_fragment:
+  - vgpufix.vgpu.profile
 options:
-  profile:
-    description:
-      - Profile name (a shipped profile, or one in C(ROOT/etc/vgpu-fix/profiles/)) or the absolute
-        path of a profile YAML file on the target.
-    type: str
-    default: h100-vgpu
-  vars:
-    description:
-      - Profile variables, as C(vgpu-fix --set NAME=VALUE) would set them (for example C(shim_dir),
-        C(cuda_library)). Every name must be a variable the profile declares.
-      - Values are passed as strings; booleans become C(true)/C(false).
-    type: dict
-    default: {}
-    aliases: [variables]
   state:
     description:
       - V(applied) makes the host match the profile.
@@ -130,6 +118,12 @@ EXAMPLES = r"""
     profile: /etc/vgpu-fix/profiles/lab.yaml
     verify: false
 
+- name: Ship the site's profile with the play (validated on the target before anything is written)
+  vgpufix.vgpu.vgpu_fix:
+    profile_content: "{{ lookup('ansible.builtin.file', 'profiles/lab.yaml') }}"
+    vars:
+      shim_dir: /srv/vgpu/lib
+
 - name: Prove the backend loads (changes nothing)
   vgpufix.vgpu.vgpu_fix:
     profile: h100-vgpu
@@ -156,7 +150,10 @@ msg:
   type: str
   sample: applied generation 1
 generation:
-  description: The journal generation written (applied) or rolled back; null when nothing changed.
+  description:
+    - The journal generation written (applied) or rolled back (see C(vgpu-fix history show N)).
+    - Null (V(None)) when the task changed nothing, under C(--check) for O(state=applied), and for
+      O(state=verified); test it with C(is not none) before using it as a number.
   returned: always
   type: int
   sample: 1
@@ -224,10 +221,15 @@ import sys
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vgpufix.vgpu.plugins.module_utils.profile_input import (
+    MUTUALLY_EXCLUSIVE,
+    PROFILE_OPTIONS,
+    load_profile,
+)
 
 try:
     import fixer
-    from fixer import core, profiles
+    from fixer import core
     from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
     from fixer.plan import Change, Plan
     from fixer.render import ansible_diff, dumps, failure, result
@@ -238,13 +240,12 @@ else:
 
 INSTALL_HINT = (
     "install the vgpu-fix wheel you ship into that Python (`{python} -m pip install "
-    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.vgpu_fix role (vgpu_fix_wheel), "
+    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.deploy role (vgpu_fix_wheel), "
     "or point ansible_python_interpreter at a Python that has it"
 )
 
 ARGUMENT_SPEC = dict(
-    profile=dict(type="str", default="h100-vgpu"),
-    vars=dict(type="dict", default={}, aliases=["variables"]),
+    **PROFILE_OPTIONS,
     state=dict(type="str", default="applied", choices=["applied", "rolled_back", "verified"]),
     root=dict(type="path", default="/"),
     restart=dict(type="bool", default=True),
@@ -254,18 +255,6 @@ ARGUMENT_SPEC = dict(
     rollback_to=dict(type="int"),
     lock_timeout=dict(type="float", default=0.0),
 )
-
-
-def _text(name, value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        raise InvalidInput(f"vars.{name}: a profile variable takes a single value, not a {type(value).__name__}")
-    return str(value)
-
-
 
 
 class Task:
@@ -348,8 +337,7 @@ class Task:
     # -- helpers --------------------------------------------------------------------------------
 
     def load(self):
-        overrides = {str(k): _text(k, v) for k, v in (self.params["vars"] or {}).items()}
-        profile = profiles.load(self.params["profile"], self.root, overrides)
+        profile = load_profile(self.params, self.root)
         self.profile_name = profile.name
         return profile
 
@@ -395,7 +383,7 @@ def _cause(report):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     if FIXER_IMPORT_ERROR:
         module.fail_json(
             msg=missing_required_lib("vgpu-fix") + "; " + INSTALL_HINT.format(python=sys.executable or "python3"),
