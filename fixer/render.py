@@ -58,10 +58,10 @@ def ansible_diff(plan: Plan | None) -> list[dict]:
 
 def plan_text(plan: Plan, paint: Painter, show_noops: bool = True) -> str:
     out = [paint(f"Plan for profile {plan.profile} on root {plan.root}", "head")]
-    if plan.installation:
-        out.append(installation_line(plan.installation))
     if plan.source:
         out.append(paint(f"profile from {plan.source}", "warn"))
+    if plan.installation:
+        out.append(installation_line(plan.installation))
     for change in plan.changes:
         if change.action == "noop" and not show_noops:
             continue

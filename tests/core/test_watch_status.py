@@ -1,7 +1,6 @@
 """Upgrade survival and the fleet view, off the live root: the `watch` section's units are planned,
 journaled and rolled back like every managed path and pass systemd-analyze; `watch check` settles,
-verifies and reports drift; `status` summarises a host (JSON, text, Prometheus textfile); the Ollama
-version is read from the binary without running it."""
+verifies and reports drift; `status` summarises a host (JSON, text, Prometheus textfile)."""
 
 from __future__ import annotations
 
@@ -45,13 +44,14 @@ def test_the_watch_section_plans_two_units_their_enablement_and_the_profile_copy
     path_unit = planned[f"/{UNIT_DIR}/vgpu-fix-watch.path"].after.text()
     assert [line for line in path_unit.splitlines() if line.startswith("PathChanged=")] == [
         "PathChanged=/usr/local/bin/ollama", "PathChanged=/usr/local/lib/ollama",
-        "PathChanged=/usr/local/lib/ollama/cuda_v12", "PathChanged=/opt/vgpu/lib"]
+        "PathChanged=/usr/local/lib/ollama/cuda_v12", "PathChanged=/opt/vgpu/lib",
+        "PathChanged=/usr/local/lib/vgpu-fix"]  # the dirs the profile links shims into
     service = planned[f"/{UNIT_DIR}/vgpu-fix-watch.service"].after.text()
     assert ('ExecStart="/usr/local/bin/vgpu-fix" "watch" "check" "--root" "/" "--profile" '
             '"/etc/vgpu-fix/vgpu-fix-watch.profile.json"') in service and "Type=oneshot" in service
     assert planned[f"/{UNIT_DIR}/paths.target.wants/vgpu-fix-watch.path"].after.target == f"/{UNIT_DIR}/vgpu-fix-watch.path"
     assert "/etc/vgpu-fix/vgpu-fix-watch.profile.json" in planned
-    assert plan.post_actions == ["ldconfig", "daemon-reload", "start-watch", "restart"]
+    assert plan.post_actions == ["ldconfig", "udev-reload", "daemon-reload", "start-watch", "restart"]
 
 
 def test_the_profile_copy_loads_back_to_the_same_profile(seed_root, profile_file, tmp_path):
