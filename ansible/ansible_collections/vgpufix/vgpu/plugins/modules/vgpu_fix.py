@@ -64,7 +64,7 @@ options:
     description:
       - Let verification execute the root's own files (C(ollama), C(libggml-*.so), preloads) to prove
         the backend loads, as C(vgpu-fix --probe/--no-probe).
-      - Unset, probes run on the live root C(/) only. Any other O(root) is untrusted data: its files
+      - Unset, probes run on the live root C(/) only. Any other O(root) is untrusted data; its files
         run only with V(true), and then only as an unprivileged user (the unit's C(User=) if it
         exists here, else C(nobody)) in new user, PID, network and mount namespaces, read-only.
       - Without probes, RV(verify.proven) is false and RV(msg) says the backend was not verified.
