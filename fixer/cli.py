@@ -547,7 +547,7 @@ def status(
 
     def body() -> int:
         from fixer import core
-        from fixer.render import dumps, result, status_text
+        from fixer.render import result, status_text
 
         real = _root(root)
         prof = _load(profile, real, sets)

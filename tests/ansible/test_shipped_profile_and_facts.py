@@ -63,7 +63,7 @@ def test_the_facts_module_reports_status_and_a_fleet_report_reads_it(ansible, tm
         assert facts["ollama"]["generation"] == "runner-engine" and facts["watch"]["installed"] is False
         assert run.result(host, "report")["ansible_facts"]["report"] == (
             f"{host}: generation 1, drift 0, ollama runner-engine")
-        assert f"vgpu_fix_generation{{profile=\"h100-vgpu\"" in (tmp_path / f"{host}.prom").read_text()
+        assert "vgpu_fix_generation{profile=\"h100-vgpu\"" in (tmp_path / f"{host}.prom").read_text()
 
 
 def test_the_facts_module_changes_nothing(ansible):

@@ -16,7 +16,7 @@ from tests.conftest import have
 from tests.core.test_apply_rollback import SYSTEMD_STUBS
 
 UNIT_DIR = "etc/systemd/system"
-WATCH = f"""name: watched
+WATCH = """name: watched
 extends: h100-vgpu
 watch:
   enabled: true

@@ -8,7 +8,6 @@ binary is touched, the check's failure lands in the journal and in `systemctl --
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 

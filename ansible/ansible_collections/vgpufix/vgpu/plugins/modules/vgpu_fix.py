@@ -230,7 +230,7 @@ from ansible_collections.vgpufix.vgpu.plugins.module_utils.profile_input import 
 try:
     import fixer
     from fixer import core
-    from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
+    from fixer.errors import Conflict, FixerError, RollbackFailed
     from fixer.plan import Change, Plan
     from fixer.render import ansible_diff, dumps, failure, result
 except ImportError:
