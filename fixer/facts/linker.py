@@ -187,6 +187,9 @@ class Resolution:
                  f"LD_PRELOAD = {':'.join(self.preload) or '(none)'}", f"ld.so.cache: {self.cache}"]
         for obj in self.objects:
             line = f"{obj.name} => {obj.path} [{obj.origin}{' ' + obj.via if obj.via else ''}]"
+            found = next((c.path for c in obj.candidates if c.status == "wins"), obj.path)
+            if found != obj.path:
+                line += f" (found as {found})"  # a link: obj.path is the file that really loads
             if obj.shadowed:
                 line += f" shadows {', '.join(obj.shadowed)}"
             lines.append(line)

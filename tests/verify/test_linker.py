@@ -133,6 +133,14 @@ def test_where_libcuda_comes_from(make_host, native, setup, origin, group):
     assert (cuda.path, cuda.origin, cuda.group) == (SHIM, origin, group)
 
 
+def test_evidence_names_the_file_a_linked_soname_resolves_to(make_host, native):
+    root = make_host()
+    res = resolve_backend(str(root), Verify(), libpath(root, native))
+    line = next(e for e in res.evidence if e.startswith("libcuda.so.1 => "))
+    assert line.startswith(f"libcuda.so.1 => {SHIM} [LD_LIBRARY_PATH")  # the file that really loads
+    assert line.endswith(f"(found as {layout.SHIM_DIR}/libcuda.so.1)")  # through the profile's link
+
+
 def test_runner_search_order_puts_ollama_dirs_first(make_host, native):
     root = make_host()
     res = resolve_backend(str(root), Verify(), {"LD_LIBRARY_PATH": "/opt/vgpu/lib:/usr/lib/extra"})
