@@ -384,11 +384,16 @@ def history_show(
 
     def body() -> int:
         from fixer import core
-        from fixer.render import Painter, dumps, generation_text
+        from fixer.render import Painter, dumps, generation_text, result
 
-        detail = core.generation_detail(_root(root), number)
-        typer.echo(dumps({"format_version": 1, "command": "history", **detail}) if as_json
-                   else generation_text(detail, Painter()))
+        real = _root(root)
+        detail = core.generation_detail(real, number)
+        if as_json:
+            doc = result("history", profile=detail["profile"], root=real, changed=False, failed=False,
+                         msg=f"generation {number}: {detail['status']}", generation=number, verify=detail["verify"])
+            typer.echo(dumps({**doc, **detail}))
+        else:
+            typer.echo(generation_text(detail, Painter()))
         return 0
 
     _run("history", as_json, root, None, body)
