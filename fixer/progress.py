@@ -24,8 +24,8 @@ class TerminalProgress(Progress):
     @contextmanager
     def task(self, label: str, total: int | None = None) -> Iterator[Step]:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, SpinnerColumn, TextColumn, \
-            TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
 
         columns = [SpinnerColumn(), TextColumn("{task.description}")]
         if total is not None:

@@ -12,28 +12,12 @@ from dataclasses import dataclass
 from fixer.apply import crashpoints, writes
 from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
 from fixer.facts.paths import STATE_DIR, PathState, host_path, parent_problem, read_state
+from fixer.model.manifest import KINDS, ManifestEntry
 from fixer.model.profile import check_path
 
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
 DERIVED = ("/etc/ld.so.cache", "/etc/ld.so.cache~", "/var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache~")
 OPEN_STATUSES = ("pending", "rolling_back")
-KINDS = ("absent", "file", "symlink", "dir", "other")
-
-
-def _snapshot(state: PathState, path: str) -> dict:
-    entry = {"path": path, "kind": state.kind}
-    if state.kind == "symlink":
-        entry["target"] = state.target
-    if state.kind in ("file", "dir", "other"):
-        entry.update(mode=state.mode, uid=state.uid, gid=state.gid)
-    if state.kind == "file":
-        entry["sha256"] = state.sha256
-    return entry
-
-
-def _recorded(entry: dict) -> dict:
-    """A manifest entry as a state snapshot (without notes such as the hard-link count)."""
-    return {k: v for k, v in entry.items() if k != "links"}
 
 
 def _canonical(data: dict) -> bytes:
@@ -64,8 +48,14 @@ class Generation:
         return self.manifest["status"]
 
     @property
-    def entries(self) -> list[dict]:
-        return self.manifest["entries"]
+    def entries(self) -> list[ManifestEntry]:
+        """Each recorded path's before-state, in the order apply touched them."""
+        return [ManifestEntry.from_dict(e) for e in self.manifest["entries"]]
+
+    @property
+    def after(self) -> list[ManifestEntry]:
+        """What the apply left at each path (empty until it finished)."""
+        return [ManifestEntry.from_dict(e) for e in self.manifest.get("after") or []]
 
     def summary(self) -> dict:
         m = self.manifest
@@ -197,9 +187,9 @@ class Journal:
                 if state.kind == "file":
                     self._store_blob(directory, state.data)
                     crashpoints.hit("journal:blob")
-                entries.append(_snapshot(state, path))
-                if state.kind == "file" and state.links > 1:
-                    entries[-1]["links"] = state.links  # the rename that replaces it leaves the other links behind
+                # A file's other hard links: the rename that replaces it leaves them behind (noted, not restored).
+                links = state.links if state.kind == "file" and state.links > 1 else None
+                entries.append(ManifestEntry.of(state, path, links).to_dict())
         except OSError as exc:
             shutil.rmtree(directory, ignore_errors=True)
             raise Conflict(f"{directory}: cannot record the journal: {exc.strerror}; nothing was changed") from None
@@ -255,15 +245,13 @@ class Journal:
         self.save(generation)
 
     def record_after(self, generation: Generation) -> None:
-        generation.manifest["after"] = [_snapshot(read_state(self.root, e["path"]), e["path"]) for e in generation.entries]
+        generation.manifest["after"] = [ManifestEntry.of(read_state(self.root, e.path), e.path).to_dict()
+                                        for e in generation.entries]
 
     def drifted(self, generation: Generation) -> list[str]:
         """Paths whose state differs from what the generation left behind."""
-        after = generation.manifest.get("after")
-        if not after:
-            return []
-        return [e["path"] for e in after
-                if e["path"] not in DERIVED and _snapshot(read_state(self.root, e["path"]), e["path"]) != e]
+        return [e.path for e in generation.after
+                if e.path not in DERIVED and ManifestEntry.of(read_state(self.root, e.path), e.path) != e]
 
     def restore(self, generation: Generation, done: list[str], notes: list[str], step=None) -> bool:
         """Put every recorded path back to its before-state, innermost first, appending each path
@@ -274,24 +262,24 @@ class Journal:
         reruns ldconfig instead of restoring stale bytes).
         """
         rebuild = False
-        after = {e["path"]: e for e in generation.manifest.get("after", [])}
+        after = {e.path: e for e in generation.after}
         self.verify_blobs(generation)
         for entry in generation.entries:  # temp files an interrupted write left keep new dirs non-empty
-            writes.discard_temps(self.root, entry["path"])
+            writes.discard_temps(self.root, entry.path)
         for entry in reversed(generation.entries):
             crashpoints.hit("restore:entry")
-            path = entry["path"]
-            current = _snapshot(read_state(self.root, path), path) if path in DERIVED else None
+            path = entry.path
+            current = ManifestEntry.of(read_state(self.root, path), path) if path in DERIVED else None
             # Rebuilt by someone else since the apply (neither what apply left nor already restored
             # by an earlier, interrupted restore of this generation): rerun ldconfig instead.
-            if path in DERIVED and path in after and current != after[path] and current != _recorded(entry):
+            if path in DERIVED and path in after and current != after[path] and current != entry.state():
                 rebuild = True
                 continue
             if self._restore_entry(generation, entry):
                 done.append(path)
-                if entry.get("links", 1) > 1:
+                if entry.links:
                     notes.append(f"{path}: content, mode and owner restored as a new file; it was one of "
-                                 f"{entry['links']} hard links before the apply, and that link is not restored")
+                                 f"{entry.links} hard links before the apply, and that link is not restored")
                 crashpoints.hit("restore:entry-done")
             if step is not None:
                 step(path)
@@ -301,25 +289,25 @@ class Journal:
         """Recorded paths (ldconfig's caches aside) that are not in their before-state now."""
         missing = []
         for entry in generation.entries:
-            if entry["path"] in DERIVED:
+            if entry.path in DERIVED:
                 continue
             try:
-                if _snapshot(read_state(self.root, entry["path"]), entry["path"]) != _recorded(entry):
-                    missing.append(entry["path"])
+                if ManifestEntry.of(read_state(self.root, entry.path), entry.path) != entry.state():
+                    missing.append(entry.path)
             except (OSError, FixerError):
-                missing.append(entry["path"])
+                missing.append(entry.path)
         return missing
 
     def verify_blobs(self, generation: Generation) -> None:
         """Every blob the restore needs is present and intact; checked before anything is touched."""
         for entry in generation.entries:
-            if entry["kind"] == "file":
-                self._blob(generation, entry["sha256"])
+            if entry.kind == "file":
+                self._blob(generation, entry.sha256)
 
-    def _restore_entry(self, generation: Generation, entry: dict) -> bool:
-        path, kind = entry["path"], entry["kind"]
+    def _restore_entry(self, generation: Generation, entry: ManifestEntry) -> bool:
+        path, kind = entry.path, entry.kind
         current = read_state(self.root, path)
-        if _snapshot(current, path) == _recorded(entry):
+        if ManifestEntry.of(current, path) == entry.state():
             return False
         if kind == "other":  # vgpu-fix never touches one (the plan refuses), so this is someone else's change
             raise RollbackFailed(f"{path}: was a FIFO, socket or device node and is now a {current.describe()}; "
@@ -329,36 +317,36 @@ class Journal:
                 return False
             writes.remove(self.root, path)
         elif kind == "file":
-            data = self._blob(generation, entry["sha256"])
+            data = self._blob(generation, entry.sha256)
             if current.kind == "dir":
                 raise RollbackFailed(f"{path}: a directory now stands where a file must be restored")
-            writes.write_file(self.root, path, data, entry["mode"], entry["uid"], entry["gid"])
+            writes.write_file(self.root, path, data, entry.mode, entry.uid, entry.gid)
         elif kind == "symlink":
             if current.kind == "dir":
                 raise RollbackFailed(f"{path}: a directory now stands where a symlink must be restored")
-            writes.write_symlink(self.root, path, entry["target"])
+            writes.write_symlink(self.root, path, entry.target)
         elif kind == "dir":
             if current.kind == "absent":
-                writes.make_dir(self.root, path, entry["mode"])
+                writes.make_dir(self.root, path, entry.mode)
             elif current.kind != "dir":
                 writes.remove(self.root, path)
-                writes.make_dir(self.root, path, entry["mode"])
-            writes.chmod_dir(self.root, path, entry["mode"])
+                writes.make_dir(self.root, path, entry.mode)
+            writes.chmod_dir(self.root, path, entry.mode)
         return True
 
-    def recorded_state(self, generation: Generation, entry: dict) -> PathState:
+    def recorded_state(self, generation: Generation, entry: ManifestEntry) -> PathState:
         """The before-state one manifest entry records, as a PathState (a missing blob reads as empty)."""
-        kind = entry["kind"]
+        kind = entry.kind
         if kind == "symlink":
-            return PathState("symlink", target=entry["target"])
+            return PathState("symlink", target=entry.target)
         if kind == "file":
             try:
-                data = self._blob(generation, entry["sha256"])
+                data = self._blob(generation, entry.sha256)
             except FixerError:
                 data = b""
-            return PathState("file", data=data, mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+            return PathState("file", data=data, mode=entry.mode, uid=entry.uid, gid=entry.gid)
         if kind == "dir":
-            return PathState("dir", mode=entry["mode"], uid=entry["uid"], gid=entry["gid"])
+            return PathState("dir", mode=entry.mode, uid=entry.uid, gid=entry.gid)
         return PathState(kind)
 
     def _blob(self, generation: Generation, sha: str) -> bytes:

@@ -64,7 +64,7 @@ def drift(journal: Journal, targets: list[Generation]) -> list[str]:
     newer: set[str] = set()
     for generation in targets:
         drifted += [f"{p} (generation {generation.number})" for p in journal.drifted(generation) if p not in newer]
-        newer.update(e["path"] for e in generation.entries)
+        newer.update(e.path for e in generation.entries)
     return drifted
 
 
@@ -73,10 +73,10 @@ def restores(journal: Journal, preview: RollbackPreview) -> list[Restore]:
     found: list[Restore] = []
     for generation in (*preview.interrupted, *preview.targets):
         for entry in reversed(generation.entries):
-            if entry["path"] in DERIVED:
+            if entry.path in DERIVED:
                 continue
-            current = read_state(journal.root, entry["path"])
+            current = read_state(journal.root, entry.path)
             recorded = journal.recorded_state(generation, entry)
             if current != recorded:
-                found.append(Restore(generation.number, entry["path"], current, recorded))
+                found.append(Restore(generation.number, entry.path, current, recorded))
     return found

@@ -26,8 +26,8 @@ from fixer.facts.paths import missing_parents
 from fixer.model.plan import PostAction
 from fixer.model.profile import Profile
 from fixer.model.verify import VerifyReport
-
 from fixer.progress import Progress
+
 
 @dataclass
 class Outcome:
@@ -350,7 +350,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
                     "are still applied; run `vgpu-fix rollback` to continue", signal_.signum, details=messages,
                     generation=targets[index].number, facts={"restored": restored}) from None
             restored += _restore(journal, generation, restart, status="rolled_back", notes=messages, progress=progress)
-            absent_before |= {e["path"] for e in generation.entries if e["kind"] == "absent"}
+            absent_before |= {e.path for e in generation.entries if e.kind == "absent"}
             journal.audit({"event": "rollback", "generation": generation.number, "paths": len(restored)})
         removed = [p for p in restored if p in absent_before]
         return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored, removed=removed)

@@ -79,11 +79,11 @@ def test_rollback_with_nothing_applied_is_an_input_error(seed_root):
 def test_manifest_records_before_states_and_is_checksummed(seed_root):
     applier.apply(load(seed_root), seed_root)
     generation = Journal(seed_root).generations()[0]
-    entries = {e["path"]: e for e in generation.entries}
-    assert entries["/usr/local/lib/ollama/libggml-cuda.so"] == {
+    entries = {e.path: e for e in generation.entries}
+    assert entries["/usr/local/lib/ollama/libggml-cuda.so"].to_dict() == {
         "path": "/usr/local/lib/ollama/libggml-cuda.so", "kind": "symlink", "target": "cuda_v12/libggml-cuda.so"}
-    assert entries["/" + DROPIN]["kind"] == "absent"
-    assert entries["/etc/ld.so.preload"]["kind"] == "file" and entries["/etc/ld.so.preload"]["sha256"]
+    assert entries["/" + DROPIN].kind == "absent"
+    assert entries["/etc/ld.so.preload"].kind == "file" and entries["/etc/ld.so.preload"].sha256
     manifest = os.path.join(generation.directory, "manifest.json")
     with open(manifest, "a") as fh:
         fh.write(" ")

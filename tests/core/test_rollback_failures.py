@@ -86,8 +86,8 @@ def test_rollback_says_a_hard_link_is_not_restored(seed_root, tmp_path, cli):
     planned = cli("plan", "--root", seed_root)
     assert "/etc/ld.so.preload has 2 hard links: apply writes a new file" in planned.stdout
     assert cli("apply", "--root", seed_root, "--no-verify").returncode == 0
-    entry = next(e for e in Journal(seed_root).generations()[0].entries if e["path"] == "/etc/ld.so.preload")
-    assert entry["links"] == 2
+    entry = next(e for e in Journal(seed_root).generations()[0].entries if e.path == "/etc/ld.so.preload")
+    assert entry.links == 2
     back = cli("rollback", "--root", seed_root)
     assert back.returncode == 0
     assert ("/etc/ld.so.preload: content, mode and owner restored as a new file; it was one of 2 hard links "
