@@ -126,3 +126,21 @@ def pytest_terminal_summary(terminalreporter):
     if target:
         with open(target, "w", encoding="utf-8") as fh:
             json.dump(counts, fh, indent=1)
+
+
+# ---------------------------------------------------------------- the machine's own / is never changed
+
+# The namespace tiers run as root with only /etc, /usr/local, /opt, /var and /run made throw-away; the
+# machine's "/" itself is shared. A test that changed its mode (a `cp -a TREE/. /` once made it 0700, and
+# every probe running as another user then failed far from the cause) fails the whole run here.
+_ROOT_BEFORE = os.stat("/")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    now = os.stat("/")
+    before = (_ROOT_BEFORE.st_mode, _ROOT_BEFORE.st_uid, _ROOT_BEFORE.st_gid)
+    if (now.st_mode, now.st_uid, now.st_gid) != before:
+        os.chmod("/", _ROOT_BEFORE.st_mode & 0o7777)
+        sys.stderr.write(f"\nERROR: a test changed the mode or owner of the machine's / "
+                         f"({oct(before[0])} -> {oct(now.st_mode)}); restored\n")
+        session.exitstatus = 1
