@@ -77,7 +77,6 @@ ansible_facts:
 """
 
 import json
-import os
 import sys
 import traceback
 
@@ -105,8 +104,8 @@ def main():
     if FIXER_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("vgpu-fix") + f" (in {sys.executable})", exception=FIXER_IMPORT_ERROR)
     root = module.params["root"]
-    root = root if root == "/" else os.path.realpath(root)
     try:
+        root = core.resolve_root(root, name="root")
         profile = load_profile(module.params, root)
         summary = core.status(root, profile)
         doc = json.loads(dumps(result("status", profile=profile.name, root=root, changed=False, failed=False,
