@@ -13,16 +13,15 @@ import typer
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from fixer.errors import (
-    STEP_CODES,
     Conflict,
     ExitCode,
-    ExternalCommandFailed,
     FixerError,
     Interrupted,
     InvalidInput,
     NotConfirmed,
     RollbackFailed,
     UsageError,
+    exit_code_of,
 )
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -139,13 +138,11 @@ def _run(command: str, as_json: bool, root: str, profile: str | None, body: Call
 
 
 def _fail(command: str, as_json: bool, root: str, profile: str | None, exc: FixerError) -> None:
-    code = exc.exit_code
-    if isinstance(exc, ExternalCommandFailed):
-        code = STEP_CODES.get(command, code)
+    code = exit_code_of(command, exc)
     if as_json:
         from fixer.render import dumps, failure
 
-        typer.echo(dumps(failure(command, exc, profile=profile, root=root, exit_code=code,
+        typer.echo(dumps(failure(command, exc, profile=profile, root=root,
                                  changed=isinstance(exc, (RollbackFailed, Interrupted)))))
     elif exc.exit_code == ExitCode.VERIFY_FAILED_ROLLED_BACK and root != "/" and exc.verify is not None:
         typer.echo(f"vgpu-fix {command}: error: {_unproven(exc, root)}", err=True)

@@ -88,7 +88,7 @@ class BackendNotLoading(FixerError):
 
 class ExternalCommandFailed(FixerError):
     """An external command (ldconfig, systemctl, journalctl) failed. Its exit code is the one of the
-    step it failed in: the CLI maps it per command (`STEP_CODES`); apply and rollback wrap it first."""
+    step it failed in (`exit_code_of`); apply and rollback wrap it first."""
 
     exit_code = ExitCode.INTERNAL
 
@@ -100,6 +100,13 @@ STEP_CODES = {
     "verify": ExitCode.BACKEND_NOT_LOADING,
     "doctor": ExitCode.INVALID_INPUT,  # journalctl could not give the log to read
 }
+
+
+def exit_code_of(command: str, exc: FixerError) -> int:
+    """The exit code `command` ends with on `exc` (for every face: the CLI's status, the JSON `exit_code`)."""
+    if isinstance(exc, ExternalCommandFailed):
+        return int(STEP_CODES.get(command, exc.exit_code))
+    return int(exc.exit_code)
 
 
 class Interrupted(FixerError):

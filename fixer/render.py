@@ -124,12 +124,12 @@ def result(
     return doc
 
 
-def failure(command: str, exc: FixerError, *, profile: str | None, root: str, changed: bool = False,
-            exit_code: int | None = None) -> dict:
+def failure(command: str, exc: FixerError, *, profile: str | None, root: str, changed: bool = False) -> dict:
     """The --json document of a failed command (CLI and Ansible module alike): the error's data, its code."""
-    code = int(exc.exit_code if exit_code is None else exit_code)
+    from fixer.errors import exit_code_of
+
     return result(command, profile=profile, root=root, changed=changed, failed=True, msg=exc.message, plan=exc.plan,
-                  generation=exc.generation, verify=exc.verify, errors=exc.details, exit_code=code,
+                  generation=exc.generation, verify=exc.verify, errors=exc.details, exit_code=exit_code_of(command, exc),
                   **({"verify_after_rollback": exc.verify_after_rollback} if exc.verify_after_rollback else {}),
                   **exc.facts)
 
