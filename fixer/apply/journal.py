@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from fixer.apply import crashpoints, writes
 from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
-from fixer.facts.paths import STATE_DIR, PathState, host_path, parent_problem, read_state
+from fixer.facts.paths import STATE_DIR, PathState, check_path, host_path, parent_problem, read_state
 from fixer.model.manifest import KINDS, ManifestEntry
-from fixer.model.profile import check_path
 
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
 DERIVED = ("/etc/ld.so.cache", "/etc/ld.so.cache~", "/var/cache/ldconfig/aux-cache", "/var/cache/ldconfig/aux-cache~")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,6 +21,38 @@ def host_path(root: str, path: str) -> str:
     if not root:
         raise ValueError("an empty root names no directory")
     return path if root == "/" else root.rstrip("/") + "/" + path.lstrip("/")
+
+
+PATH_MAX = 4096  # bytes, with the terminating NUL (linux/limits.h)
+NAME_MAX = 255  # bytes per path component
+
+
+def check_path(value: str) -> str:
+    """An absolute path exactly as the kernel will resolve it (profile paths and journal entries alike): no trailing slash, no `.`, `..` or
+    empty components, each component at most NAME_MAX bytes and the whole below PATH_MAX."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty path")
+    if "\x00" in value or "\n" in value:
+        raise ValueError("must not contain NUL or newline characters")
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    if value == "/":
+        raise ValueError("must name something below the root, not the root itself")
+    parts = value[1:].split("/")
+    if ".." in parts:
+        raise ValueError(f"must not contain '..' components: {value!r}")
+    if value.endswith("/"):
+        raise ValueError(f"must not end in '/' (the kernel would require a directory there): {value!r}")
+    if "" in parts or "." in parts:
+        raise ValueError(f"must be in normal form ({posixpath.normpath(value)!r}), got {value!r}")
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) >= PATH_MAX:
+        raise ValueError(f"is {len(encoded)} bytes long; the kernel's limit (PATH_MAX) is {PATH_MAX - 1}")
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise ValueError(f"has a component of {len(part.encode('utf-8', 'surrogateescape'))} bytes; "
+                             f"the kernel's limit (NAME_MAX) is {NAME_MAX}: {part[:40]!r}...")
+    return value
 
 
 @dataclass(frozen=True)

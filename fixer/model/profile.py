@@ -6,6 +6,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from fixer.facts.paths import NAME_MAX
+from fixer.facts.paths import check_path as _absolute_path
 from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD, STATE_DIR
 from fixer.ollama import defaults as ollama
 
@@ -34,38 +36,6 @@ FORBIDDEN_DIRECTIVE_HINT = {
     "EnvironmentFile": "use `service.environment`",
     "ExecStart": "a wrapper ExecStart makes Ollama fall back to the CPU; leave the command line alone",
 }
-
-
-PATH_MAX = 4096  # bytes, with the terminating NUL (linux/limits.h)
-NAME_MAX = 255  # bytes per path component
-
-
-def _absolute_path(value: str) -> str:
-    """An absolute path exactly as the kernel will resolve it: no trailing slash, no `.`, `..` or
-    empty components, each component at most NAME_MAX bytes and the whole below PATH_MAX."""
-    if not isinstance(value, str) or not value:
-        raise ValueError("must be a non-empty path")
-    if "\x00" in value or "\n" in value:
-        raise ValueError("must not contain NUL or newline characters")
-    if not value.startswith("/"):
-        raise ValueError(f"must be an absolute path, got {value!r}")
-    if value == "/":
-        raise ValueError("must name something below the root, not the root itself")
-    parts = value[1:].split("/")
-    if ".." in parts:
-        raise ValueError(f"must not contain '..' components: {value!r}")
-    if value.endswith("/"):
-        raise ValueError(f"must not end in '/' (the kernel would require a directory there): {value!r}")
-    if "" in parts or "." in parts:
-        raise ValueError(f"must be in normal form ({posixpath.normpath(value)!r}), got {value!r}")
-    encoded = value.encode("utf-8", "surrogateescape")
-    if len(encoded) >= PATH_MAX:
-        raise ValueError(f"is {len(encoded)} bytes long; the kernel's limit (PATH_MAX) is {PATH_MAX - 1}")
-    for part in parts:
-        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            raise ValueError(f"has a component of {len(part.encode('utf-8', 'surrogateescape'))} bytes; "
-                             f"the kernel's limit (NAME_MAX) is {NAME_MAX}: {part[:40]!r}...")
-    return value
 
 
 VarType = Literal["string", "path", "hex_id", "identifier", "soname", "duration", "integer", "boolean", "enum",
@@ -135,7 +105,6 @@ def _visible_conf(value: str, reader: str) -> str:
     return value
 
 
-check_path = _absolute_path  # the same rule for paths read back from a journal manifest
 
 
 def _systemd_value(value: str) -> str:
