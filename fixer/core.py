@@ -8,15 +8,14 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from fixer import plan as planner
 from fixer.errors import InvalidInput, LockHeld
-from fixer.facts import host
 from fixer.facts.paths import STATE_DIR, host_path
-from fixer.model.profile import Profile
+from fixer.model.plan import Change, Plan
 
 if TYPE_CHECKING:
     from fixer.apply.rollback_plan import Restore, RollbackPreview
     from fixer.apply.transaction import Outcome
+    from fixer.model.profile import Profile
     from fixer.model.verify import VerifyReport
     from fixer.progress import Progress
 
@@ -66,13 +65,21 @@ def _journal_warnings(root: str) -> list[str]:
     return warnings + [f"generation {d.number} is damaged and cannot be used: {d.reason}" for d in damaged]
 
 
-def make_plan(profile: Profile, root: str, force: bool = False, source: str = "") -> planner.Plan:
+def make_plan(profile: Profile, root: str, force: bool = False, source: str = "") -> Plan:
     warnings = _journal_warnings(root)  # first: a run holding the lock makes the host a moving target
-    plan = planner.build(profile, host.probe(root, profile), force=force)
+    plan = _planned(profile, root, force)
     plan.installation = installation(root, profile).to_dict()
     plan.source = source
     plan.warnings[:0] = warnings
     return plan
+
+
+def _planned(profile: Profile, root: str, force: bool) -> Plan:
+    """The pure planner over a fresh snapshot of the root (loaded only by the commands that plan)."""
+    from fixer import plan as planner
+    from fixer.facts import host
+
+    return planner.build(profile, host.probe(root, profile), force=force)
 
 
 def plan_digest(profile_data: dict, plan: dict) -> str:
@@ -88,7 +95,7 @@ def installation(root: str, profile: Profile):
     return detect.detect(root, profile.verify.ollama_bin, profile.verify.ollama_lib)
 
 
-def save_plan(plan: planner.Plan, profile: Profile, path: str) -> str:
+def save_plan(plan: Plan, profile: Profile, path: str) -> str:
     """Write the plan for `apply --plan`: atomically (temp file + rename in the target's directory; a
     symlink at `path` is replaced, never followed), mode 0600. Returns the plan's digest."""
     from fixer.apply import writes
@@ -118,6 +125,8 @@ def load_plan(path: str) -> tuple[Profile, dict]:
         if document.get("digest") != plan_digest(profile_data, planned):
             raise InvalidInput(f"{path}: the saved plan was edited after it was made (its digest does not "
                                "match its content); make it again with `vgpu-fix plan --out`")
+        from fixer.model.profile import Profile
+
         return Profile.model_validate(profile_data), planned
     except InvalidInput:
         raise
@@ -125,7 +134,7 @@ def load_plan(path: str) -> tuple[Profile, dict]:
         raise InvalidInput(f"{path}: not a usable saved plan ({exc})") from None
 
 
-def check_saved(plan: planner.Plan, saved: dict, path: str = "the saved plan") -> None:
+def check_saved(plan: Plan, saved: dict, path: str = "the saved plan") -> None:
     """Refuse a saved plan unless `plan` (re-derived now from the profile recorded in it) is exactly
     what it shows: a changed host is a conflict (exit 5), different changes an edited plan (exit 3)."""
     from fixer.errors import Conflict
@@ -156,10 +165,10 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
 
     check = None
     if saved_plan is not None:
-        def check(plan: planner.Plan) -> None:
+        def check(plan: Plan) -> None:
             check_saved(plan, saved_plan, saved_from)
 
-        check(planner.build(profile, host.probe(root, profile), force=force))
+        check(_planned(profile, root, force))
     checker = verifier(probe, progress) if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
                              check_plan=check, verify=checker, progress=progress)
@@ -198,7 +207,7 @@ def verifier(probe: bool | None = None, progress: Progress | None = None):
     return partial(layers.check_for_apply, probe=probe, progress=progress)
 
 
-def rollback_dry_run(root: str, to: int | None = None) -> planner.Plan:
+def rollback_dry_run(root: str, to: int | None = None) -> Plan:
     """`rollback --dry-run` (and the question on the live root): the rollback as a plan, one change per
     path with its final state — `delete` for a path the apply created, which the rollback removes."""
     found = rollback_preview(root, to)
@@ -215,9 +224,9 @@ def rollback_dry_run(root: str, to: int | None = None) -> planner.Plan:
         else:
             action = "create" if r.current.kind == "absent" else "update"
             reason = f"restore the state before generation {r.generation}"
-        changes.append(planner.Change("rollback", r.path, action, r.current, r.recorded, reason))
+        changes.append(Change("rollback", r.path, action, r.current, r.recorded, reason))
     generations = (*selected.interrupted, *selected.targets)
-    preview = planner.Plan(profile=", ".join(sorted({g.manifest["profile"] for g in generations})), root=root,
+    preview = Plan(profile=", ".join(sorted({g.manifest["profile"] for g in generations})), root=root,
                            changes=changes)
     preview.notes = [f"would roll back generation {g.number} ({g.status}, {g.manifest['created']})" for g in generations]
     preview.conflicts = [f"{d}: changed since that apply (--force discards the edit)" for d in selected.drifted]
