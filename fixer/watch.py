@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from fixer.facts.systemd import quote_word
 from fixer.model.profile import Profile
 
 CHECK_TIMEOUT = "15min"
@@ -26,11 +27,6 @@ def watched_paths(profile: Profile) -> list[str]:
 def command(profile: Profile) -> list[str]:
     # The interpreter running this vgpu-fix: the service then runs the same installation.
     return list(profile.watch.command or [sys.executable, "-m", "fixer"])
-
-
-def _word(word: str) -> str:
-    """One ExecStart= word, double-quoted as systemd reads it back (`\\`, `"` escaped, `%`, `$` doubled)."""
-    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
 
 
 def _header(profile: Profile) -> str:
@@ -52,7 +48,7 @@ def render_service_unit(profile: Profile) -> str:
     lines = [_header(profile).rstrip("\n"), "[Unit]",
              "Description=vgpu-fix: verify Ollama's GPU backend after a change of its files", "", "[Service]",
              "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}", f"TimeoutStartSec={CHECK_TIMEOUT}",
-             "ExecStart=" + " ".join(_word(w) for w in argv)]
+             "ExecStart=" + " ".join(quote_word(w, exec_line=True) for w in argv)]
     return "\n".join(lines) + "\n"
 
 

@@ -151,10 +151,16 @@ def _escape(c: str) -> str:
     return _ESCAPES.get(c, c)
 
 
+def quote_word(word: str, exec_line: bool = False) -> str:
+    """One double-quoted word as systemd reads it back: `\\` and `"` escaped, `%` doubled (specifiers);
+    on an ExecStart= line also `$` doubled (variable expansion)."""
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (escaped.replace("$", "$$") if exec_line else escaped) + '"'
+
+
 def quote_assignment(name: str, value: str) -> str:
-    """`"NAME=value"` with `\\`, `"` escaped and `%` doubled, as systemd reads it back."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return f'"{name}={escaped}"'
+    """`"NAME=value"` for Environment= (NAME is a validated variable name: nothing in it to escape)."""
+    return quote_word(f"{name}={value}")
 
 
 def escape_directive(value: str) -> str:
