@@ -201,7 +201,8 @@ def _progress(as_json: bool):
 
 
 def _show_plan(prof, real: str, as_json: bool, force: bool, out: Optional[str] = None,
-               saved: Optional[dict] = None, plan_file: Optional[str] = None, source: str = "") -> int:
+               saved: Optional[dict] = None, plan_file: Optional[str] = None, source: str = "",
+               command: str = "plan", extra: Optional[dict] = None, preface: str = "") -> int:
     """Plan `prof` on `real` and print it (exit 0/4/5); with `saved`, preview that saved plan as
     `apply --plan` would check it; with `out`, save it."""
     from fixer import core
@@ -218,9 +219,9 @@ def _show_plan(prof, real: str, as_json: bool, force: bool, out: Optional[str] =
     code = ExitCode.CONFLICT if the_plan.conflicts else ExitCode.DRIFT if the_plan.pending else ExitCode.OK
     msg = {ExitCode.OK: "converged", ExitCode.DRIFT: f"{len(the_plan.pending)} change(s) pending",
            ExitCode.CONFLICT: f"{len(the_plan.conflicts)} conflict(s)"}[code]
-    doc = result("plan", profile=prof.name, root=real, changed=bool(the_plan.pending),
-                 failed=code == ExitCode.CONFLICT, msg=msg, plan=the_plan)
-    _emit(as_json, doc, plan_text(the_plan, Painter()) + said)
+    doc = result(command, profile=prof.name, root=real, changed=bool(the_plan.pending),
+                 failed=code == ExitCode.CONFLICT, msg=msg, plan=the_plan, **(extra or {}))
+    _emit(as_json, doc, preface + plan_text(the_plan, Painter()) + said)
     return int(code)
 
 
@@ -306,7 +307,7 @@ def apply(
 
 def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_from: str, force: bool,
                    restart: bool, verify: bool, probe, lock_timeout: float, yes: bool, as_json: bool,
-                   proof: dict | None = None) -> int:
+                   proof: dict | None = None, extra: dict | None = None, preface: str = "") -> int:
     """Apply `prof` to `real`: on the live root show the plan and ask first (or --yes); then apply
     exactly what was shown, with progress on a terminal, and render the outcome."""
     from fixer import core
@@ -314,6 +315,8 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
 
     proof = proof or {}
     asked = False
+    if preface and not as_json:
+        typer.echo(preface)
     if real == "/" and not yes:
         shown = core.make_plan(prof, real, force=force, source=source)
         if saved is not None:
@@ -333,13 +336,64 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
     unproven = report is not None and not report.ok
     doc = result(command, profile=prof.name, root=real, changed=outcome.changed, failed=unproven, msg=msg,
                  plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
-                 messages=outcome.messages + outcome.post_actions)
+                 messages=outcome.messages + outcome.post_actions, **(extra or {}))
     lines = [plan_text(outcome.plan, Painter(), show_noops=False)] if outcome.changed and not asked else []
     lines += outcome.messages + outcome.post_actions + [msg]
     if outcome.verify is not None:
         lines.append(_verify_text(outcome.verify))
     _emit(as_json, doc, "\n".join(lines))
     return int(ExitCode.NOT_PROVEN if unproven else ExitCode.OK)
+
+
+@app.command()
+def fix(
+    root: str = RootOpt,
+    sets: Optional[List[str]] = typer.Option(None, "--set", metavar="NAME=VALUE",
+                                             help="Override a chosen variable (repeatable); the operator's value wins."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Stop after the evidence, the choices and the plan."),
+    probe: Optional[bool] = ProbeOpt,
+    force: bool = ForceOpt,
+    restart: bool = RestartOpt,
+    service_check: bool = ServiceCheckOpt,
+    service_timeout: Optional[float] = ServiceTimeoutOpt,
+    level: Optional[str] = LevelOpt,
+    lock_timeout: float = LockTimeoutOpt,
+    yes: bool = YesOpt,
+) -> None:
+    """Choose the profile and its variables from the host's own evidence, then apply and prove it.
+
+    Reads what doctor and verify read (the Ollama install, a real NVIDIA driver, which files export the
+    CUDA driver, runtime and NVML entry points, the versions they report, the CUDA folders shipped, the
+    para-virtual device's PCI ids, the unit's settings), shows each choice with the evidence line it came
+    from, then the plan; asks on the live root unless --yes; applies like `apply` (journaled, verified,
+    rolled back on failure; on the live root the restarted service decides). Exit 13 (nothing changed)
+    when no shipped profile can fix the host, naming why; otherwise `apply`'s codes (`plan`'s with --dry-run)."""
+
+    def body() -> int:
+        from fixer import core, profiles
+        from fixer.render import fix_text, result
+
+        real = _root(root)
+        wait = _seconds("--lock-timeout", lock_timeout)
+        found, decision = core.fix_choice(real, probe, overrides=profiles.parse_overrides(sets or []))
+        extra = {"evidence": found.to_dict(), "choices": decision.to_dict()}
+        preface = fix_text(extra["evidence"], extra["choices"])
+        if decision.profile is None:
+            doc = result("fix", profile=None, root=real, changed=False, failed=True,
+                         msg="no shipped profile can fix this host: " + "; ".join(decision.cannot_fix), **extra)
+            _emit(as_json, {**doc, "exit_code": int(ExitCode.CANNOT_FIX)}, preface)
+            return int(ExitCode.CANNOT_FIX)
+        prof = core.fix_profile(real, decision)
+        if dry_run:
+            return _show_plan(prof, real, as_json, force, command="fix", extra=extra, preface=preface + "\n")
+        proof = {"service_check": service_check, "level": _level(level),
+                 "service_timeout": _seconds("--service-timeout", service_timeout)}
+        return _apply_profile("fix", prof, real, "", saved=None, saved_from="", force=force, restart=restart,
+                              verify=True, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json, proof=proof,
+                              extra=extra, preface=preface)
+
+    _run("fix", as_json, root, None, body)
 
 
 def _verify_text(report) -> str:

@@ -182,6 +182,31 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
                              check_plan=check, verify=checker, progress=progress)
 
 
+def fix_choice(root: str, probe: bool | None = None, log_text: str | None = None, timeout: float = 20.0,
+               overrides: dict[str, str] | None = None):
+    """`vgpu-fix fix`'s read-only half: (the evidence, the profile and variables chosen from it, or why
+    none can fix the host). The shims run to report their versions only where verify would run the root's
+    files: the live root, or a copy with `probe`."""
+    from fixer import profiles
+    from fixer.fix import choose, evidence
+
+    found = evidence.gather(root, probe=probe if probe is not None else root == "/", log_text=log_text,
+                            journal=root == "/" and log_text is None, timeout=timeout)
+    limits = {name: tuple(profiles.load(name, root).cannot_fix)
+              for name in (choose.SHIM, choose.PRELOAD, choose.CUDA13, choose.PASSTHROUGH)}
+    return found, choose.with_overrides(choose.choose(found, limits), overrides or {})
+
+
+def fix_profile(root: str, decision) -> Profile:
+    """The chosen profile with its chosen variables (the operator's --set values among them), for the unit's scope."""
+    from fixer import profiles
+
+    profile = profiles.load(decision.profile, root, decision.variables)
+    if decision.scope != profile.service.scope:
+        profile = profile.model_copy(update={"service": profile.service.model_copy(update={"scope": decision.scope})})
+    return profile
+
+
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
              lock_timeout: float = 0.0, progress: Progress | None = None, service_check: bool = True,
              service_timeout: float | None = None) -> Outcome:

@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     PROBLEM_FOUND = 10  # doctor: an error-severity (or outside-the-VM) finding
     NOT_CONFIRMED = 11  # a change to the live root was not confirmed (declined, or no terminal and no --yes)
     NOT_PROVEN = 12  # verify ran, nothing failed, but the proof level asked was not reached
+    CANNOT_FIX = 13  # fix: no shipped profile can fix this host (it says why); nothing changed
     INTERRUPTED = 130  # SIGINT (128 + 2)
     TERMINATED = 143  # SIGTERM (128 + 15)
 
@@ -107,6 +108,7 @@ class ExternalCommandFailed(FixerError):
 # The exit code an ExternalCommandFailed gets in each command that can run one.
 STEP_CODES = {
     "apply": ExitCode.CONFLICT,  # as ApplyFailed: the change was undone
+    "fix": ExitCode.CONFLICT,
     "rollback": ExitCode.ROLLBACK_FAILED,
     "verify": ExitCode.BACKEND_NOT_LOADING,
     "doctor": ExitCode.INVALID_INPUT,  # journalctl could not give the log to read

@@ -327,3 +327,16 @@ def status_text(doc: dict) -> str:
     lines.append(f"watch: {w['unit']} " + ("enabled" if w["installed"] and w["enabled"] else "not enabled")
                  + (f", {w['active']}" if w["active"] else ""))
     return "\n".join(lines)
+
+
+def fix_text(evidence: dict, decision: dict) -> str:
+    """`fix`: the evidence lines, then each choice with the line it came from (or why nothing can fix)."""
+    out = ["Evidence:"] + [f"  [{e['id']}] {e['line']}" for e in evidence["lines"]]
+    if decision["profile"] is None:
+        out += ["No shipped profile can fix this host; nothing was changed:"] + [f"  {w}" for w in decision["cannot_fix"]]
+        return "\n".join(out)
+    out.append(f"Chosen ({decision['scope']} unit):")
+    for choice in decision["choices"]:
+        out.append(f"  {choice['name']} = {choice['value']}")
+        out.append(f"      from [{choice['evidence']}] {choice['line']}")
+    return "\n".join(out)

@@ -37,6 +37,7 @@ STAGE1: dict[str, Lib] = {
     "cuda-shim-wrong-soname": _shim(soname="libvgpu-cuda.so"),
     "cuda-shim-no-memcreate": _shim("OMIT_MEMCREATE"),
     "cuda-shim-dlopen": _shim("INTERPOSE_DLOPEN"),
+    "cuda-shim-open": _shim("INTERPOSE_OPEN"),
     "cuda-shim-hang": _shim("HANG_INIT"),
     "cuda-shim-segv": _shim("SEGV_INIT"),
     "cuda-shim-ctx-segv": _shim("SEGV_CTX"),
@@ -48,6 +49,9 @@ STAGE1: dict[str, Lib] = {
                      extra=("-ldl",)),
     "cudart-shim": Lib("cudart.c", "libvgpu-cudart.so", "libcudart.so.12", ("CUDA_MAJOR=12", "SHIM_STUBS"),
                        "libcudart.so.12", extra=("-ldl",)),
+    # A CUDA-13-only vendor stack: its runtime shim answers as libcudart.so.13.
+    "cudart-shim-13": Lib("cudart.c", "libvgpu-cudart.so", "libcudart.so.13", ("CUDA_MAJOR=13", "SHIM_STUBS"),
+                          "libcudart.so.13", extra=("-ldl",)),
     "cudart-13": Lib("cudart.c", "libcudart.so.13", "libcudart.so.13", ("CUDA_MAJOR=13",), "libcudart.so.13",
                      extra=("-ldl",)),
     "cublas-12": Lib("cublas.c", "libcublas.so.12", "libcublas.so.12", (), "libcublas.so.12"),

@@ -102,3 +102,20 @@ void *dlopen(const char *file, int flags) {
     return real_dlopen(file, flags);
 }
 #endif
+
+#ifdef INTERPOSE_OPEN
+/* A runtime interposer that leaves dlopen alone: it wraps open(2), which only a preload can do
+   (a library dlopened RTLD_LOCAL never interposes libc for the process). */
+#include <fcntl.h>
+#include <stdarg.h>
+int open(const char *path, int flags, ...) {
+    static int (*real_open)(const char *, int, ...);
+    va_list ap;
+    int mode;
+    if (!real_open) real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
+    va_start(ap, flags);
+    mode = va_arg(ap, int);
+    va_end(ap);
+    return real_open(path, flags, mode);
+}
+#endif

@@ -1,0 +1,153 @@
+"""Pure: evidence -> the shipped profile and every variable, each citing the evidence line it came from;
+or why no shipped profile can fix the host."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from fixer.fix.evidence import Evidence
+
+SHIM, PRELOAD, CUDA13, PASSTHROUGH = "h100-vgpu", "h100-vgpu-preload", "h100-vgpu-cuda13", "passthrough-gpu"
+CUDA13_DRIVER = 13000  # cuDriverGetVersion of a CUDA 13 driver
+GATE_DRIVER = 550  # Ollama v0.30.11+ drops cuda_v12 devices below it (fixer.ollama.llama_server.driver_gate)
+GATE_SINCE = (0, 30, 11)
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str  # "profile" or a variable of it
+    value: str
+    because: str  # id of the evidence line
+    line: str  # that line
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "value": self.value, "evidence": self.because, "line": self.line}
+
+
+@dataclass
+class Decision:
+    profile: str | None = None
+    choices: list[Choice] = field(default_factory=list)
+    cannot_fix: list[str] = field(default_factory=list)  # why no shipped profile can fix the host
+    scope: str = "system"
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return {c.name: c.value for c in self.choices if c.name != "profile"}
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile, "variables": self.variables, "scope": self.scope,
+                "choices": [c.to_dict() for c in self.choices], "cannot_fix": list(self.cannot_fix)}
+
+
+def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
+    """The profile and variables for the host `ev` describes. `limits`: each shipped profile's
+    `cannot_fix` list, quoted where that profile is the one that cannot help."""
+    decision = Decision(scope=ev.scope)
+
+    def pick(name: str, value: str, because: str) -> None:
+        decision.choices.append(Choice(name, value, because, ev.lines.get(because, "")))
+
+    def refuse(why: str, because: str, profile: str | None = None, limit: int | None = None) -> Decision:
+        decision.cannot_fix.append(f"{why} [{because}: {ev.lines.get(because, '')}]")
+        if profile is not None and limit is not None and len(limits.get(profile, ())) > limit:
+            decision.cannot_fix.append(f"{profile} cannot fix: {limits[profile][limit]}")
+        decision.choices.clear()
+        return decision
+
+    for finding in ev.external:
+        refuse(f"outside the guest: {finding['summary']}", f"external:{finding['id']}")
+    if decision.cannot_fix:
+        return decision
+    if not ev.folders:
+        return refuse("Ollama ships no CUDA backend here (no cuda_v* folder with a ggml backend): a CPU-only "
+                      "install or none at all", "folders")
+    pick("ollama_bin", ev.ollama_bin, "installation")
+    pick("ollama_lib", ev.ollama_lib, "installation")
+    if ev.nvidia_present:
+        decision.profile = PASSTHROUGH
+        pick("profile", PASSTHROUGH, "nvidia")
+        folder = _passthrough_folder(ev)
+        pick("cuda_library", folder, "choice")
+        return decision
+    driver = ev.shim_for("driver")
+    if driver is None:
+        return refuse("no NVIDIA driver, and no file in the shim directories exports the CUDA driver API: "
+                      "there is nothing for a profile to link libcuda.so.1 to", "shim:driver", PASSTHROUGH, 0)
+    if ev.pci_readable and not ev.gpus:
+        return refuse("no para-virtual NVIDIA device on this guest's PCI bus", "pci", SHIM, 2)
+    shim_dir = os.path.dirname(driver.path)
+    major = _cuda_major(ev, shim_dir)
+    if isinstance(major, str):
+        return refuse(major, "versions", CUDA13, 3)
+    number, because = major
+    profile = PRELOAD if (driver.interposes and not driver.hooks_loader) else (CUDA13 if number == "13" else SHIM)
+    decision.profile = profile
+    pick("profile", profile, {PRELOAD: "interposes", CUDA13: because}.get(profile, "shim:driver"))
+    pick("shim_dir", shim_dir, "shim:driver")
+    pick("cuda_shim", os.path.basename(driver.path), "shim:driver")
+    runtime = ev.shim_for("runtime", shim_dir)
+    if runtime is not None:
+        pick("cudart_shim", os.path.basename(runtime.path), "shim:runtime")
+    nvml = ev.shim_for("nvml", shim_dir)
+    if nvml is not None:
+        pick("nvml_shim", os.path.basename(nvml.path), "shim:nvml")
+    pick("nvml_link", _nvml_link(ev, nvml is not None, number), "versions" if nvml is not None else "shim:nvml")
+    pick("cuda_major", number, because)
+    pick("cuda_library", f"cuda_v{number}", because)
+    if ev.gpus:
+        pick("pci_vendor", ev.gpus[0]["vendor"], "pci")
+        pick("pci_device", ev.gpus[0]["device"], "pci")
+    if ev.group:
+        pick("ollama_group", ev.group, "group")
+    return decision
+
+
+def with_overrides(decision: Decision, overrides: Mapping[str, str]) -> Decision:
+    """The decision with the operator's --set values in place of what was chosen (they win)."""
+    kept = [c for c in decision.choices if c.name not in overrides]
+    given = [Choice(name, value, "operator", f"--set {name}={value}") for name, value in overrides.items()]
+    return Decision(decision.profile, kept + given, list(decision.cannot_fix), decision.scope)
+
+
+def _passthrough_folder(ev: Evidence) -> str:
+    """The folder unpinned Ollama picks for the real driver (the `choice` line names it)."""
+    line = ev.lines.get("choice", "")
+    for folder in ("cuda_v13", "cuda_v12"):
+        if f"use {folder}" in line:
+            return folder
+    return "auto"
+
+
+def _cuda_major(ev: Evidence, shim_dir: str) -> tuple[str, str] | str:
+    """("12" or "13", the evidence id), or why neither CUDA folder can run on this shim."""
+    reported = ev.driver_version if ev.driver_version is not None else (
+        ev.logged_driver * 1000 if ev.logged_driver else None)
+    runtime = ev.shim_for("runtime", shim_dir)
+    runtime_13 = runtime is not None and runtime.runtime_major == "13"
+    has12, has13 = "cuda_v12" in ev.folders, "cuda_v13" in ev.folders
+    wants13 = runtime_13 or not has12
+    if wants13 and has13:
+        if reported is not None and reported < CUDA13_DRIVER:
+            return (f"the shim needs cuda_v13 (CUDA 13 runtime shim or no cuda_v12 shipped) but its driver reports "
+                    f"{reported}: Ollama's cuda_v13 runtime refuses a 12.x driver")
+        return ("13", "shim:runtime" if runtime_13 else "folders")
+    if has12:
+        return ("12", "folders")
+    return "no CUDA folder that this shim's driver can run is shipped"
+
+
+def _nvml_link(ev: Evidence, have_nvml: bool, cuda_major: str) -> str:
+    """absent where Ollama's cuda_v12 driver gate would read the NVML shim's answer as a driver below 550."""
+    if not have_nvml:
+        return "absent"
+    from fixer.ollama.generations import parse_version
+
+    version = parse_version(ev.installation.get("version"))
+    gated = ev.installation.get("generation") == "llama-server" and (version is None or version >= GATE_SINCE)
+    head = (ev.nvml_version or "").split(".", 1)[0]
+    if gated and cuda_major == "12" and head.isdigit() and int(head) < GATE_DRIVER:
+        return "absent"
+    return "present"

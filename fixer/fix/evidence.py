@@ -1,0 +1,273 @@
+"""What `fix` decides from, read from a root with doctor's and verify's readers: one line per fact."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import asdict, dataclass, field
+
+from fixer.facts.paths import host_path
+
+UNIT = "ollama.service"
+# Exported entry points that make a file a driver, runtime or NVML library (whatever its name).
+ENTRY_POINTS = {
+    "driver": ("cuInit", "cuDriverGetVersion"),
+    "runtime": ("cudaGetDeviceCount",),
+    "nvml": ("nvmlInit_v2",),  # nvmlSystemGetDriverVersion is optional: without it Ollama reads driver 0
+}
+LOADER_HOOKS = frozenset({"dlopen", "dlmopen", "dlsym", "dlvsym", "dlclose"})
+VENDOR_DIRS = ("/opt/*/lib", "/opt/*/lib64", "/opt/*/*/lib", "/opt/*/*/lib64")
+NVIDIA_VENDOR = "0x10de"
+MAX_FILES_PER_DIR = 256
+
+
+@dataclass(frozen=True)
+class Shim:
+    """A file in a shim directory that exports CUDA driver, runtime or NVML entry points."""
+
+    path: str
+    soname: str | None
+    roles: tuple[str, ...]
+    interposes: tuple[str, ...]  # libc entry points it defines (fixer.facts.elf.INTERPOSABLE)
+
+    @property
+    def runtime_major(self) -> str | None:
+        """The CUDA major of a runtime library, from its SONAME (libcudart.so.13 -> "13")."""
+        name = self.soname or ""
+        return name.rsplit(".", 1)[-1] if name.startswith("libcudart.so.") else None
+
+    @property
+    def hooks_loader(self) -> bool:
+        return bool(LOADER_HOOKS & set(self.interposes))
+
+
+@dataclass
+class Evidence:
+    """Every fact `fix` chooses from; `lines` holds the sentence each choice cites, by id."""
+
+    root: str
+    unit: str = UNIT
+    scope: str = "system"
+    unit_file: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    group: str | None = None
+    installation: dict = field(default_factory=dict)
+    ollama_bin: str = ""
+    ollama_lib: str = ""
+    folders: list[str] = field(default_factory=list)  # CUDA library folders holding a backend
+    nvidia_present: bool = False
+    nvidia_version: str | None = None
+    gpus: list[dict] = field(default_factory=list)  # NVIDIA-vendor display devices not bound to a driver
+    pci_readable: bool = False
+    shims: list[Shim] = field(default_factory=list)
+    driver_version: int | None = None  # what the driver shim's cuDriverGetVersion answered
+    nvml_version: str | None = None  # what the NVML shim's nvmlSystemGetDriverVersion answered
+    logged_driver: int | None = None  # the driver major the service logged ("inference compute" driver=)
+    external: list[dict] = field(default_factory=list)  # doctor's findings outside the guest
+    lines: dict[str, str] = field(default_factory=dict)
+
+    def shim_for(self, role: str, directory: str | None = None) -> Shim | None:
+        """The first file exporting `role`'s entry points (in `directory` when given); a driver shim
+        whose SONAME is libcuda.so.1 first."""
+        found = [s for s in self.shims if role in s.roles and (directory is None or os.path.dirname(s.path) == directory)]
+        found.sort(key=lambda s: (role == "driver" and s.soname != "libcuda.so.1", role == "driver" and "runtime" in s.roles, s.path))
+        return found[0] if found else None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["shims"] = [{**asdict(s), "roles": list(s.roles), "interposes": list(s.interposes)} for s in self.shims]
+        out["lines"] = [{"id": k, "line": v} for k, v in self.lines.items()]
+        return out
+
+
+def gather(root: str, *, probe: bool = False, log_text: str | None = None, journal: bool = False,
+           timeout: float = 20.0) -> Evidence:
+    """Read the evidence under `root` (never writes). With `probe`, the driver and NVML shims found are
+    asked for their versions the way verify's native probe asks (the root's files run, sandboxed);
+    `log_text` or, with `journal`, the unit's journal (live root) is read the way doctor reads it."""
+    from fixer.doctor.snapshot import exec_argv, gather as host_facts
+    from fixer.facts.host import probe_unit
+    from fixer.ollama import detect, layout
+
+    ev = Evidence(root)
+    ev.scope = "system" if probe_unit(root, UNIT, "system").unit_file or not probe_unit(root, UNIT, "user").unit_file \
+        else "user"
+    unit = probe_unit(root, UNIT, ev.scope)
+    ev.unit_file = unit.unit_file.path if unit.unit_file else None
+    ev.env = unit.environment.effective()
+    group = unit.directives.get("Group")
+    ev.group = (group[1][-1] if group and group[1] else None) or (unit.user if unit.user != "root" else None)
+    argv = exec_argv(unit.exec_start)
+    ev.ollama_bin = argv[0] if argv and argv[0].startswith("/") else layout.OLLAMA_BIN
+    ev.ollama_lib = layout.guess_lib(root, ev.ollama_bin)
+    origin = {k: v for k, v in unit.environment.origin.items() if k in ev.env}
+    sets = ", ".join(f"{k}={ev.env[k]} ({origin.get(k, '?')})" for k in sorted(ev.env)
+                     if k.startswith(("LD_", "OLLAMA_LLM", "CUDA_")))
+    ev.lines["unit"] = (f"{UNIT} ({ev.scope} scope): {ev.unit_file or 'no unit file'}; "
+                        f"ExecStart={unit.exec_start or '(none)'}; {'sets ' + sets if sets else 'sets no loader or library variable'}")
+    ev.lines["group"] = (f"{UNIT} runs as group {ev.group} (Group=/User=)" if ev.group
+                         else f"{UNIT} names no Group= or User=: the profile's group")
+    found = detect.detect(root, ev.ollama_bin, ev.ollama_lib)
+    ev.installation = found.to_dict()
+    ev.lines["installation"] = f"{found.describe()}: binary {ev.ollama_bin}, install tree {ev.ollama_lib}"
+    ev.folders = [f for f in layout.library_folders(root, ev.ollama_lib) if f.startswith("cuda")]
+    ev.lines["folders"] = f"CUDA folders shipped in {ev.ollama_lib}: {', '.join(ev.folders) or 'none'}"
+
+    facts = host_facts(root, UNIT, ev.ollama_lib)
+    nvidia = facts.nvidia
+    ev.nvidia_present, ev.nvidia_version = bool(nvidia and nvidia.present), nvidia.version if nvidia else None
+    ev.lines["nvidia"] = ("a real NVIDIA driver: " + "; ".join(nvidia.evidence)) if ev.nvidia_present else \
+        "no NVIDIA kernel driver bound and no driver package's libcuda.so.<version> installed"
+    _gather_pci(ev)
+    _gather_shims(ev, facts)
+    if log_text is None and journal:
+        log_text = _journal(ev)
+    _gather_log(ev, facts, log_text)
+    if probe and not ev.nvidia_present:
+        _read_versions(ev, timeout)
+    elif "versions" not in ev.lines:
+        ev.lines["versions"] = ("the driver's own version stands (no shim asked)" if ev.nvidia_present else
+                                "the shims' versions were not read: their files run only with --probe on a copy of a host")
+    ev.lines["choice"] = _ollama_choice(ev)
+    return ev
+
+
+def _gather_pci(ev: Evidence) -> None:
+    from fixer.facts.nvidia import pci_devices
+
+    ev.pci_readable = os.path.isdir(host_path(ev.root, "/sys/bus/pci/devices"))
+    for dev in pci_devices(ev.root):
+        if dev.vendor == NVIDIA_VENDOR and dev.cls.startswith("0x03") and not dev.nvidia_driver:
+            ev.gpus.append({"address": dev.address, "vendor": dev.vendor, "device": dev.device, "class": dev.cls,
+                            "driver": dev.driver})
+    ev.lines["pci"] = ("para-virtual NVIDIA devices without a kernel driver: " + ", ".join(
+        f"{g['address']} {g['vendor']}:{g['device']} class {g['class']}" for g in ev.gpus)) if ev.gpus else (
+        "no NVIDIA-vendor display device without a kernel driver on the PCI bus" if ev.pci_readable
+        else "no /sys/bus/pci/devices in the root: PCI ids not readable")
+
+
+def _shim_dirs(ev: Evidence, facts) -> list[str]:
+    """Where shims live: the unit's library path and preloads, /etc/ld.so.preload, ld.so.conf's own
+    directories, vendor trees under /opt, and the folder of every shim-named file doctor saw; never
+    Ollama's tree or the loader's trusted directories (a real driver package lives there)."""
+    from fixer.facts.ldso import TRUSTED_DIRS
+
+    from fixer.facts.ldso import split_preload
+    from fixer.facts.linker import split_path_list
+
+    preloads = [*split_preload(ev.env.get("LD_PRELOAD", "")), *facts.preload, *facts.ld_so_preload]
+    dirs = [*split_path_list(ev.env.get("LD_LIBRARY_PATH")), *facts.library_path,
+            *(os.path.dirname(p) for p in preloads if "/" in p),
+            *facts.ld_cache_dirs, *(os.path.dirname(p) for p in facts.shim_paths() if "/" in p)]
+    for pattern in VENDOR_DIRS:
+        dirs += ["/" + os.path.relpath(m, ev.root) if ev.root != "/" else m
+                 for m in sorted(glob.glob(host_path(ev.root, pattern)))]
+    lib = ev.ollama_lib.rstrip("/")
+    return [d for d in dict.fromkeys(os.path.normpath(d) for d in dirs if d.startswith("/"))
+            if d not in TRUSTED_DIRS and d != lib and not d.startswith(lib + "/")]
+
+
+def _gather_shims(ev: Evidence, facts) -> None:
+    from fixer.facts.elf import ElfError, read_elf
+    from fixer.facts.linker import resolve_in_root
+
+    for directory in _shim_dirs(ev, facts):
+        inside = resolve_in_root(ev.root, directory)
+        if inside is None or not os.path.isdir(host_path(ev.root, inside)):
+            continue
+        try:
+            names = sorted(os.listdir(host_path(ev.root, inside)))[:MAX_FILES_PER_DIR]
+        except OSError:
+            continue
+        for name in names:
+            real = host_path(ev.root, f"{inside}/{name}")
+            if ".so" not in name or os.path.islink(real) or not os.path.isfile(real):
+                continue  # links are what profiles make; the files they point at are the shims
+            try:
+                info = read_elf(real, symbols=True)
+            except ElfError:
+                continue
+            exported = {d.name for d in info.defined}
+            roles = tuple(r for r, names_ in ENTRY_POINTS.items() if set(names_) <= exported)
+            if roles:
+                ev.shims.append(Shim(f"{directory}/{name}", info.soname, roles, tuple(info.interposes)))
+    for role, names_ in ENTRY_POINTS.items():
+        shims = [s for s in ev.shims if role in s.roles]
+        ev.lines[f"shim:{role}"] = ("; ".join(
+            f"{s.path} exports {', '.join(names_)} (SONAME {s.soname or 'none'})" for s in shims) if shims
+            else f"no file in the shim directories exports {', '.join(names_)}")
+    driver = ev.shim_for("driver")
+    if driver is not None:
+        ev.lines["interposes"] = (f"{driver.path} defines libc's {', '.join(driver.interposes)}" if driver.interposes
+                                  else f"{driver.path} defines no libc loader or file entry point")
+
+
+def _gather_log(ev: Evidence, facts, log_text: str | None) -> None:
+    """doctor's rules over the same host facts and the service's log: the findings outside the guest,
+    and the driver the service logged."""
+    from fixer.doctor.rules.base import Context
+    from fixer.doctor.verdict import reported_driver_major, run_rules
+    from fixer.ollama.logs import summarize
+
+    log = summarize(log_text) if log_text else None
+    ev.logged_driver = reported_driver_major(log)
+    if log is not None:
+        ev.lines["log"] = (f"the service logged a GPU with driver {ev.logged_driver}" if ev.logged_driver
+                           else "the service's log names no GPU driver")
+    for finding in run_rules(Context(host=facts, log=log)):
+        if finding.severity == "external":
+            ev.external.append({"id": finding.id, "summary": finding.summary, "evidence": list(finding.evidence)})
+            ev.lines[f"external:{finding.id}"] = f"doctor: {finding.summary} ({'; '.join(finding.evidence)})"
+
+
+def _journal(ev: Evidence) -> str | None:
+    from fixer.doctor.verdict import journal_text
+    from fixer.errors import FixerError
+
+    try:
+        return journal_text(ev.root, ev.unit, ev.scope)
+    except FixerError as exc:
+        ev.lines["log"] = f"the journal of {ev.unit} could not be read ({exc.message}): judged from host state only"
+        return None
+
+
+def _read_versions(ev: Evidence, timeout: float) -> None:
+    """The driver shim's cuDriverGetVersion and the NVML shim's nvmlSystemGetDriverVersion, read by verify's
+    native probe with both preloaded (a dlopen by SONAME then finds the preloaded object)."""
+    from fixer.model.profile import Verify
+    from fixer.ollama.layout import BACKEND, CUDA_LIB
+    from fixer.ollama.llama_server import read_native
+
+    driver = ev.shim_for("driver")
+    if driver is None:
+        ev.lines["versions"] = "no driver shim to ask for its version"
+        return
+    nvml = ev.shim_for("nvml", os.path.dirname(driver.path))
+    preload = [driver.path] + ([nvml.path] if nvml else [])
+    spec = Verify(ollama_lib=ev.ollama_lib, library=CUDA_LIB, backend=BACKEND)
+    reading = read_native(ev.root, {"LD_PRELOAD": ":".join(preload)}, spec, None, timeout)
+    cuda, nvml_said = reading.cuda or {}, reading.nvml or {}
+    if isinstance(cuda.get("driver_version"), int):
+        ev.driver_version = cuda["driver_version"]
+    if nvml_said.get("ok"):
+        ev.nvml_version = str(nvml_said.get("driver_version"))
+    said = [f"{driver.path}: cuInit {cuda.get('cuInit', '?')}, cuDriverGetVersion = {ev.driver_version}"
+            if ev.driver_version is not None else f"{driver.path}: {reading.error or cuda.get('error') or 'cuInit failed'}"]
+    if nvml is not None:
+        said.append(f"{nvml.path}: nvmlSystemGetDriverVersion = {ev.nvml_version!r}" if ev.nvml_version is not None
+                    else f"{nvml.path}: {nvml_said.get('error') or 'NVML not readable'}")
+    ev.lines["versions"] = f"native probe ({reading.mode}): " + "; ".join(said)
+
+
+def _ollama_choice(ev: Evidence) -> str:
+    """Which CUDA folder Ollama will use: the pinned one, else the newest one the driver can run."""
+    pinned = ev.env.get("OLLAMA_LLM_LIBRARY")
+    if pinned:
+        return f"Ollama will use {pinned if pinned in ev.folders else 'no CUDA folder'}: OLLAMA_LLM_LIBRARY={pinned}"
+    if ev.nvidia_present:
+        from fixer.facts.nvidia import chosen_library
+
+        return f"unpinned, Ollama will use {chosen_library(ev.root, ev.ollama_lib)} for NVIDIA driver {ev.nvidia_version}"
+    newest = "cuda_v13" if "cuda_v13" in ev.folders and (ev.driver_version or 0) >= 13000 else \
+        ("cuda_v12" if "cuda_v12" in ev.folders else (ev.folders or ["no CUDA folder"])[-1])
+    return f"unpinned, Ollama will use {newest} (driver {ev.driver_version or 'not read'}; folders {', '.join(ev.folders) or 'none'})"
