@@ -10,55 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from fixer.demo import SEED_UNIT, snapshot_tree
+from fixer.demo import snapshot_tree
 from tests.native import layout
-
-VENDOR_DIR = "/opt/acme/lib64"  # neither /opt/vgpu nor vgpu in any name: shims are found by their symbols
-PCI = "/sys/bus/pci/devices"
-
-
-def _pci(root: Path, address: str, vendor: str, device: str, cls: str = "0x030200", driver: str | None = None) -> None:
-    base = root / PCI.lstrip("/") / address
-    base.mkdir(parents=True, exist_ok=True)
-    for name, value in (("vendor", vendor), ("device", device), ("class", cls)):
-        (base / name).write_text(value + "\n")
-    if driver:
-        folder = root / "sys/bus/pci/drivers" / driver
-        folder.mkdir(parents=True, exist_ok=True)
-        (base / "driver").symlink_to(f"../../../bus/pci/drivers/{driver}")
-
-
-def _vendor_shims(root: Path, native: dict, shim: str, nvml: str, cudart: str) -> None:
-    """The vendor's shims under names of its own, in a directory of its own (the v0.30 layout's go away)."""
-    for name in ("libvgpu-cuda.so", "libvgpu-cudart.so", "libvgpu-nvml.so"):
-        (root / layout.SHIM_DIR.lstrip("/") / name).unlink()
-    layout.place(root, f"{VENDOR_DIR}/libacme-drv.so", native[shim])
-    layout.place(root, f"{VENDOR_DIR}/libacme-rt.so", native[cudart])
-    layout.place(root, f"{VENDOR_DIR}/libacme-mgmt.so", native[nvml])
-
-
-def host(root: Path, native: dict, kind: str) -> Path:
-    """A host of `kind` before any fix: v0.32.15 layout, the stock unit, the device on the PCI bus."""
-    options = {"below-gate": {"nvml": "nvml-shim-12.9"}}.get(kind, {})
-    layout.lay_out_v030(root, native, **options)
-    (root / "etc/systemd/system").mkdir(parents=True, exist_ok=True)
-    (root / "etc/systemd/system/ollama.service").write_text(SEED_UNIT)
-    shim = {"preload": "cuda-shim-open", "cuda13-only": "cuda-shim-13000"}.get(kind, "cuda-shim")
-    cudart = "cudart-shim-13" if kind == "cuda13-only" else "cudart-shim"
-    _vendor_shims(root, native, shim, options.get("nvml", "nvml-shim"), cudart)
-    if kind == "passthrough":
-        _pci(root, "0000:00:05.0", "0x10de", "0x2330", driver="nvidia")
-        (root / "sys/module/nvidia").mkdir(parents=True)
-        (root / "sys/module/nvidia/version").write_text("580.65.06\n")
-    elif kind == "nothing":
-        _pci(root, "0000:00:02.0", "0x1af4", "0x1050", cls="0x030000")  # virtio-gpu only: no para-virtual H100
-    else:
-        _pci(root, "0000:00:05.0", "0x10de", "0x2331")
-    return root
-
+from tests.native.host_kinds import GUEST_DEVICE, VENDOR_DIR, host
 
 SHIM_VARS = {"shim_dir": VENDOR_DIR, "cuda_shim": "libacme-drv.so", "cudart_shim": "libacme-rt.so",
-             "nvml_shim": "libacme-mgmt.so", "pci_vendor": "0x10de", "pci_device": "0x2331", "ollama_group": "ollama",
+             "nvml_shim": "libacme-mgmt.so", "pci_vendor": GUEST_DEVICE[1], "pci_device": GUEST_DEVICE[2], "ollama_group": "ollama",
              "ollama_bin": layout.OLLAMA_BIN, "ollama_lib": layout.OLLAMA_LIB}
 # kind -> (profile, variables, the evidence id each named choice must cite)
 CASES = {
@@ -71,7 +28,7 @@ CASES = {
                     {"profile": "shim:runtime", "cuda_major": "shim:runtime"}),
     "below-gate": ("h100-vgpu", {**SHIM_VARS, "nvml_link": "absent", "cuda_major": "12"},
                    {"nvml_link": "versions"}),
-    "passthrough": ("passthrough-gpu", {"cuda_library": "cuda_v13", "ollama_lib": layout.OLLAMA_LIB},
+    "passthrough": ("passthrough-gpu", {"cuda_library": "cuda_v12", "ollama_lib": layout.OLLAMA_LIB},
                     {"profile": "nvidia", "cuda_library": "choice"}),
 }
 # kind -> what an evidence line must say
@@ -81,7 +38,7 @@ EVIDENCE = {
     "preload": {"interposes": "defines libc's open"},
     "cuda13-only": {"versions": "cuDriverGetVersion = 13000", "shim:runtime": "SONAME libcudart.so.13"},
     "below-gate": {"versions": "nvmlSystemGetDriverVersion = '12.9.00'"},
-    "passthrough": {"nvidia": "580.65.06", "choice": "cuda_v13"},
+    "passthrough": {"nvidia": "550.90.07", "choice": "use cuda_v12 for NVIDIA driver 550.90.07"},
 }
 
 
