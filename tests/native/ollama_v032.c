@@ -2,9 +2,12 @@
    the Go module proxy). What vgpu-fix reads or runs of it: the version string that `-X
    version.Version=` embeds (a Go string header: pointer, length, over bytes that run on into the next
    string, as in a stripped Go binary), and `ollama runner --ollama-engine`, which v0.30+ rejects
-   (v0.32.15 runner/runner.go:20; cobra prints `Error: <text>` and exits 1, main.go:12). */
+   (v0.32.15 runner/runner.go:20; cobra prints `Error: <text>` and exits 1, main.go:12). `ollama serve`
+   runs the program STANDIN_SERVE names (the namespace tier's logger of Ollama's real discovery lines). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef VERSION
 #define VERSION "0.32.15"
@@ -23,6 +26,11 @@ int main(int argc, char **argv) {
                (int)Version.n, Version.p);
         return 0;
     }
-    fprintf(stderr, "Error: stand-in ollama: only `runner` and `-v`\n");
+    if (argc > 1 && strcmp(argv[1], "serve") == 0 && getenv("STANDIN_SERVE")) {
+        execv(getenv("STANDIN_SERVE"), argv);
+        perror("stand-in ollama: STANDIN_SERVE");
+        return 127;
+    }
+    fprintf(stderr, "Error: stand-in ollama: only `runner`, `-v` and (with STANDIN_SERVE) `serve`\n");
     return 1;
 }

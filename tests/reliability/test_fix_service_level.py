@@ -1,0 +1,57 @@
+"""`vgpu-fix fix` on the live root of each fixable host kind ends at the `service` level: in a private
+mount+pid namespace with journald and a real `systemd --user` (ns_fix.sh, on ns_manager.sh), the host
+of tests/native/host_kinds.py runs a stand-in ollama.service that logs v0.32.15's real "inference
+compute" lines (tests/reliability/standin_lines): the CPU line until its environment lets the loader
+find the CUDA driver library, the GPU line after. fix chooses, applies, restarts the unit, and the
+restarted process's own line decides."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.native.build import build_native
+from tests.native.host_kinds import FIXABLE
+from tests.reliability import namespace
+from tests.reliability.harness import REPO
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+PROFILES = {"library-path": "h100-vgpu", "preload": "h100-vgpu-preload", "cuda13-only": "h100-vgpu-cuda13",
+            "below-gate": "h100-vgpu", "passthrough": "passthrough-gpu"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The gcc-built fakes, indexed by key in a file the namespace script hands to host_kinds."""
+    native = build_native(tmp_path_factory.mktemp("native"))
+    path = tmp_path_factory.mktemp("native-index") / "native.json"
+    path.write_text(json.dumps({k: str(v) for k, v in native.items()}))
+    return path
+
+
+@pytest.mark.parametrize("kind", FIXABLE)
+def test_fix_ends_at_the_service_level(tmp_path, built, kind):
+    namespace.require()
+    out, work = tmp_path / "out", tmp_path / "ns"
+    out.mkdir()
+    work.mkdir()
+    proc, _ = namespace.run("ns_fix.sh", REPO, str(built), os.environ.get("VGPU_FIX_LLAMA_SERVER", ""), kind,
+                            str(out), str(work), timeout=300)
+    if not (out / "finished").exists():
+        namespace.early_failure("ns_fix.sh", proc, str(out / "manager.log"), str(out / "fix.err"))
+    doc = json.loads((out / "fix.json").read_text())
+    rc = int((out / "fix.rc").read_text())
+    assert rc == 0, (doc["msg"], (out / "fix.err").read_text()[-2000:])
+    assert doc["profile"] == PROFILES[kind] and doc["choices"]["scope"] == "user"
+    assert doc["proof"]["asked"] == "service" and doc["proof"]["reached"] == "service"
+    assert doc["proof"]["outcome"] == "passed"
+    service = next(c for c in doc["verify"]["checks"] if c["name"] == "service")
+    assert service["status"] == "pass" and "library=CUDA" in service["summary"], service
+    lines = {e["id"]: e["line"] for e in doc["evidence"]["lines"]}
+    before = "logged a GPU with driver 13" if kind == "passthrough" else "log names no GPU driver"  # its CPU line
+    assert before in lines["log"]  # what the service logged before the fix (a bound driver: the GPU already)
+    if os.environ.get("VGPU_FIX_LLAMA_SERVER"):  # the real llama-server in lib/ollama: verify's model agrees
+        assert doc["verify"]["overruled"] == [], [(c["name"], c["summary"]) for c in doc["verify"]["checks"]]
+    assert doc["generation"] == 1 and "zz-vgpu-fix.conf" in (out / "dropins").read_text()
