@@ -92,6 +92,12 @@ class BackendNotLoading(FixerError):
     exit_code = ExitCode.BACKEND_NOT_LOADING
 
 
+class CannotFix(FixerError):
+    """`fix`: no shipped profile can fix this host (the details say why); nothing was changed."""
+
+    exit_code = ExitCode.CANNOT_FIX
+
+
 class NotProven(FixerError):
     """The proof level asked cannot be (or was not) reached: nothing failed, nothing was proven."""
 

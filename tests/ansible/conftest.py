@@ -72,11 +72,12 @@ class Ansible:
         }
         self.env.pop("ANSIBLE_CONFIG", None)
 
-    def host(self, name: str, **hostvars) -> str:
-        """A host alias on the local connection whose vgpu-fix root is a fresh seed host."""
+    def host(self, name: str, build=None, **hostvars) -> str:
+        """A host alias on the local connection whose vgpu-fix root is a fresh seed host (or what
+        `build(root)` lays out)."""
         root = self.tmp / f"root-{name}"
         root.mkdir()
-        build_seed_host(str(root))
+        (build or build_seed_host)(str(root))
         self.hosts[name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                             "vgpu_root": str(root), **hostvars}
         return str(root)

@@ -14,6 +14,9 @@ options:
       - Profile name (a shipped profile, or one in C(ROOT/etc/vgpu-fix/profiles/)) or the absolute
         path of a profile YAML file on the target.
       - V(h100-vgpu) when neither O(profile) nor O(profile_content) is given.
+      - V(auto) chooses the shipped profile and its variables from the target's own evidence, as
+        C(vgpu-fix fix) does (RV(evidence), RV(choices)); O(vars) override the chosen values. Where no
+        shipped profile can fix the target the task fails, naming why, and changes nothing.
     type: str
   profile_content:
     description:

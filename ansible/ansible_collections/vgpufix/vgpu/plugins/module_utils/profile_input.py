@@ -27,11 +27,16 @@ def _text(name, value):
     return str(value)
 
 
+def overrides(params):
+    """O(vars) as `--set` values."""
+    return {str(k): _text(k, v) for k, v in (params["vars"] or {}).items()}
+
+
 def load_profile(params, root):
     """The validated profile: shipped content (checked before anything is written), or a name or path."""
     from fixer import profiles
 
-    overrides = {str(k): _text(k, v) for k, v in (params["vars"] or {}).items()}
+    overrides_ = overrides(params)
     if params.get("profile_content"):
-        return profiles.load(PROFILE_LABEL, root, overrides, text=params["profile_content"].encode())
-    return profiles.load(params.get("profile") or DEFAULT_PROFILE, root, overrides)
+        return profiles.load(PROFILE_LABEL, root, overrides_, text=params["profile_content"].encode())
+    return profiles.load(params.get("profile") or DEFAULT_PROFILE, root, overrides_)

@@ -248,6 +248,23 @@ errors:
   returned: on failure
   type: list
   elements: str
+evidence:
+  description:
+    - With O(profile=auto), what the choice was made from, as C(vgpu-fix fix --json) reports it;
+      C(lines) holds one C({id, line}) per fact (the Ollama installation, a real NVIDIA driver, each file
+      exporting the CUDA driver, runtime or NVML entry points, the versions they report, the CUDA folders,
+      the PCI ids, the unit's settings, doctor's findings outside the guest).
+  returned: when O(profile=auto)
+  type: dict
+choices:
+  description:
+    - With O(profile=auto), the profile and variables chosen (C(profile), C(variables), C(scope)), each
+      choice with the id and text of the evidence line it came from (C(choices)), and C(cannot_fix), the
+      reasons no shipped profile can fix the target (empty when one was chosen).
+  returned: when O(profile=auto)
+  type: dict
+  sample: {profile: h100-vgpu, variables: {shim_dir: /opt/vgpu/lib, nvml_link: absent}, scope: system, cannot_fix: [],
+           choices: [{name: shim_dir, value: /opt/vgpu/lib, evidence: "shim:driver", line: "/opt/vgpu/lib/libvgpu-cuda.so exports cuInit, cuDriverGetVersion (SONAME libcuda.so.1)"}]}
 vgpu_fix_version:
   description: Version of vgpu-fix that ran on the target.
   returned: always
@@ -268,12 +285,13 @@ from ansible_collections.vgpufix.vgpu.plugins.module_utils.profile_input import 
     MUTUALLY_EXCLUSIVE,
     PROFILE_OPTIONS,
     load_profile,
+    overrides,
 )
 
 try:
     import fixer
     from fixer import core
-    from fixer.errors import Conflict, FixerError, RollbackFailed
+    from fixer.errors import CannotFix, Conflict, FixerError, RollbackFailed
     from fixer.plan import Change, Plan
     from fixer.model.proof import Level
     from fixer.render import ansible_diff, dumps, failure, proof_line, result
@@ -282,6 +300,7 @@ except ImportError:
 else:
     FIXER_IMPORT_ERROR = None
 
+AUTO = "auto"  # profile: auto chooses the profile as `vgpu-fix fix` does
 INSTALL_HINT = (
     "install the vgpu-fix wheel you ship into that Python (`{python} -m pip install "
     "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.deploy role (vgpu_fix_wheel), "
@@ -316,6 +335,7 @@ class Task:
         self.module = module
         self.params = module.params
         self.profile_name = None
+        self.chosen = {}  # profile: auto: the evidence and the choices, returned with every result
         self.command = {"applied": "apply", "rolled_back": "rollback", "verified": "verify"}[self.params["state"]]
         if module.check_mode and self.command == "apply":
             self.command = "plan"
@@ -395,9 +415,20 @@ class Task:
     # -- helpers --------------------------------------------------------------------------------
 
     def load(self):
-        profile = load_profile(self.params, self.root)
+        if self.params.get("profile") == AUTO:
+            profile = self.choose()
+        else:
+            profile = load_profile(self.params, self.root)
         self.profile_name = profile.name
         return profile
+
+    def choose(self):
+        """profile: auto, as `vgpu-fix fix` chooses: from the target's evidence, O(vars) winning."""
+        found, decision = core.fix_choice(self.root, self.params["probe"], overrides=overrides(self.params))
+        self.chosen = {"evidence": found.to_dict(), "choices": decision.to_dict()}
+        if decision.profile is None:
+            raise CannotFix("no shipped profile can fix this host; nothing was changed", details=decision.cannot_fix)
+        return core.fix_profile(self.root, decision)
 
     def rollback_diff(self, restores):
         """Before/after of each path a rollback would restore, in the same shape as an apply's diff."""
@@ -407,8 +438,8 @@ class Task:
 
     def result(self, *, changed, msg, plan=None, generation=None, verify=None, diff=None, **extra):
         return self.finish(result(self.command, profile=self.profile_name, root=self.root, changed=changed,
-                                  failed=False, msg=msg, plan=plan, generation=generation, verify=verify, **extra),
-                           diff)
+                                  failed=False, msg=msg, plan=plan, generation=generation, verify=verify,
+                                  **self.chosen, **extra), diff)
 
     def finish(self, doc, diff=None):
         """vgpu-fix's JSON document as Ansible returns it: plain data, warnings as module warnings."""
@@ -434,7 +465,7 @@ class Task:
                                   changed=isinstance(exc, RollbackFailed)))
         doc["msg"] = exc.message + (": " + "; ".join(exc.details) if exc.details else "") + _cause(exc.verify)
         doc["error"] = type(exc).__name__
-        self.module.fail_json(**doc)
+        self.module.fail_json(**doc, **self.chosen)
 
 
 def _cause(report):
