@@ -355,6 +355,7 @@ def fix(
     probe: Optional[bool] = ProbeOpt,
     force: bool = ForceOpt,
     restart: bool = RestartOpt,
+    verify: bool = VerifyOpt,
     service_check: bool = ServiceCheckOpt,
     service_timeout: Optional[float] = ServiceTimeoutOpt,
     level: Optional[str] = LevelOpt,
@@ -390,7 +391,7 @@ def fix(
         proof = {"service_check": service_check, "level": _level(level),
                  "service_timeout": _seconds("--service-timeout", service_timeout)}
         return _apply_profile("fix", prof, real, "", saved=None, saved_from="", force=force, restart=restart,
-                              verify=True, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json, proof=proof,
+                              verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json, proof=proof,
                               extra=extra, preface=preface)
 
     _run("fix", as_json, root, None, body)

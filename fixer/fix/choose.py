@@ -85,7 +85,7 @@ def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
     number, because = major
     profile = PRELOAD if (driver.interposes and not driver.hooks_loader) else (CUDA13 if number == "13" else SHIM)
     decision.profile = profile
-    pick("profile", profile, {PRELOAD: "interposes", CUDA13: because}.get(profile, "shim:driver"))
+    pick("profile", profile, because if profile == CUDA13 else "interposes" if driver.interposes else "shim:driver")
     pick("shim_dir", shim_dir, "shim:driver")
     pick("cuda_shim", os.path.basename(driver.path), "shim:driver")
     runtime = ev.shim_for("runtime", shim_dir)

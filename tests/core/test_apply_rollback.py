@@ -240,6 +240,10 @@ def test_demo_runs_end_to_end(cli):
     result = cli("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "byte-for-byte as before" in result.stdout
+    assert "Ollama 0.32.15, llama-server generation (from the binary)" in result.stdout  # as people run it today
+    assert result.stdout.rstrip().splitlines()[-1].startswith("Next on a real host: `sudo vgpu-fix fix`")
+    assert "  profile = h100-vgpu\n      from [interposes] /opt/vgpu/lib/libvgpu-cuda.so defines libc's dlopen" in result.stdout
+    assert "applied generation 2: 9 change(s) with profile h100-vgpu" in result.stdout
 
 
 def test_root_must_exist(cli, tmp_path):
