@@ -392,9 +392,13 @@ def fix(
             return _show_plan(prof, real, as_json, force, command="fix", extra=extra, preface=preface + "\n")
         proof = {"service_check": service_check, "level": _level(level),
                  "service_timeout": _seconds("--service-timeout", service_timeout)}
-        return _apply_profile("fix", prof, real, "", saved=None, saved_from="", force=force, restart=restart,
-                              verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json, proof=proof,
-                              extra=extra, preface=preface)
+        try:
+            return _apply_profile("fix", prof, real, "", saved=None, saved_from="", force=force, restart=restart,
+                                  verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json, proof=proof,
+                                  extra=extra, preface=preface)
+        except FixerError as exc:  # a refusal or a rollback still shows what was chosen, and from what
+            exc.facts.update(extra)
+            raise
 
     _run("fix", as_json, root, None, body)
 

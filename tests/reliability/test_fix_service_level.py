@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,18 +32,22 @@ def built(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("kind", FIXABLE)
-def test_fix_ends_at_the_service_level(tmp_path, built, kind):
+def run_fix(tmp_path: Path, built: Path, kind: str, mode: str = "auto") -> tuple[int, dict, Path]:
+    """ns_fix.sh for one host kind: (fix's exit code, its JSON document, the folder of everything it kept)."""
     namespace.require()
     out, work = tmp_path / "out", tmp_path / "ns"
     out.mkdir()
     work.mkdir()
     proc, _ = namespace.run("ns_fix.sh", REPO, str(built), os.environ.get("VGPU_FIX_LLAMA_SERVER", ""), kind,
-                            str(out), str(work), timeout=300)
+                            str(out), str(work), mode, timeout=300)
     if not (out / "finished").exists():
         namespace.early_failure("ns_fix.sh", proc, str(out / "manager.log"), str(out / "fix.err"))
-    doc = json.loads((out / "fix.json").read_text())
-    rc = int((out / "fix.rc").read_text())
+    return int((out / "fix.rc").read_text()), json.loads((out / "fix.json").read_text()), out
+
+
+@pytest.mark.parametrize("kind", FIXABLE)
+def test_fix_ends_at_the_service_level(tmp_path, built, kind):
+    rc, doc, out = run_fix(tmp_path, built, kind)
     assert rc == 0, (doc["msg"], (out / "fix.err").read_text()[-2000:])
     assert doc["profile"] == PROFILES[kind] and doc["choices"]["scope"] == "user"
     assert doc["proof"]["asked"] == "service" and doc["proof"]["reached"] == "service"
@@ -55,3 +60,17 @@ def test_fix_ends_at_the_service_level(tmp_path, built, kind):
     if os.environ.get("VGPU_FIX_LLAMA_SERVER"):  # the real llama-server in lib/ollama: verify's model agrees
         assert doc["verify"]["overruled"] == [], [(c["name"], c["summary"]) for c in doc["verify"]["checks"]]
     assert doc["generation"] == 1 and "zz-vgpu-fix.conf" in (out / "dropins").read_text()
+    # Asked first: without --yes and without a terminal it refused, changing nothing.
+    assert int((out / "unconfirmed.rc").read_text()) == 11
+    assert "zz-vgpu-fix.conf" not in (out / "unconfirmed.dropins").read_text()
+
+
+def test_a_restarted_service_still_on_the_cpu_rolls_fix_back_with_doctors_reading(tmp_path, built):
+    """The choice is right by every file the model reads, but the restarted service logs the CPU line."""
+    rc, doc, out = run_fix(tmp_path, built, "library-path", mode="cpu")
+    assert rc == 6 and doc["exit_code"] == 6 and "rolled back" in doc["msg"], doc["msg"]
+    assert doc["choices"]["profile"] == "h100-vgpu" and doc["evidence"]["lines"]  # what was chosen, and from what
+    service = next(c for c in doc["verify"]["checks"] if c["name"] == "service")
+    assert service["status"] == "fail" and "fell back to the CPU" in service["summary"]
+    assert any(line.startswith("doctor: ") for line in service["evidence"])
+    assert "zz-vgpu-fix.conf" not in (out / "dropins").read_text()

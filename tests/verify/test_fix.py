@@ -13,6 +13,7 @@ import pytest
 from fixer.demo import snapshot_tree
 from tests.native import layout
 from tests.native.host_kinds import GUEST_DEVICE, VENDOR_DIR, host
+from tests.verify.test_llama_server_real import llama_server  # noqa: F401  (the real llama-server fixture)
 
 SHIM_VARS = {"shim_dir": VENDOR_DIR, "cuda_shim": "libacme-drv.so", "cudart_shim": "libacme-rt.so",
              "nvml_shim": "libacme-mgmt.so", "pci_vendor": GUEST_DEVICE[1], "pci_device": GUEST_DEVICE[2], "ollama_group": "ollama",
@@ -120,3 +121,25 @@ def test_text_output_shows_each_choice_with_its_evidence_then_the_plan(tmp_path,
     out = cli("fix", "--root", str(root), "--probe", "--dry-run").stdout
     assert out.index("Evidence:") < out.index("Chosen (system unit):") < out.index("Plan for profile h100-vgpu")
     assert f"  shim_dir = {VENDOR_DIR}\n      from [shim:driver]" in out
+
+
+def test_on_a_copy_fix_applies_and_proves_at_the_modeled_level(tmp_path, native, cli, llama_server):
+    """Where the default profile rolls back on Ollama's driver gate, fix's nvml_link=absent passes: the copy's
+    real llama-server lists the device (its files run sandboxed, --probe); the level reached is stated."""
+    root = host(tmp_path, native, "below-gate", llama_server)
+    proc = cli("fix", "--root", str(root), "--probe", "--json", timeout=300)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0, doc["msg"]
+    assert doc["generation"] == 1 and doc["choices"]["variables"]["nvml_link"] == "absent"
+    assert doc["proof"]["asked"] == "modeled" and doc["proof"]["reached"] == "modeled" and "modeled" in doc["msg"]
+    assert not (root / VENDOR_DIR.lstrip("/") / "libnvidia-ml.so.1").exists()
+
+
+def test_on_a_copy_without_probe_fix_is_refused_up_front_like_apply(tmp_path, native, cli):
+    root = host(tmp_path, native, "library-path")
+    before = snapshot_tree(str(root))
+    proc = cli("fix", "--root", str(root), "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 12 and "Add --probe" in doc["msg"]
+    assert doc["choices"]["profile"] == "h100-vgpu"  # what it would have applied, and why
+    assert snapshot_tree(str(root)) == before
