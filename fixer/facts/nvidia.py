@@ -86,6 +86,11 @@ def pci_devices(root: str) -> list[PciDevice]:
     return out
 
 
+def pci_bus_readable(root: str) -> bool:
+    """Whether the root shows a PCI bus at all (an image or a copy often has no /sys)."""
+    return os.path.isdir(host_path(root, PCI_DEVICES))
+
+
 def nvidia(root: str) -> NvidiaFacts:
     bound: dict[str, str] = {}
     for dev in pci_devices(root):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import asdict, dataclass, field
-
-from fixer.facts.paths import host_path
 
 UNIT = "ollama.service"
 # Exported entry points that make a file a driver, runtime or NVML library (whatever its name).
@@ -133,9 +130,9 @@ def gather(root: str, *, probe: bool = False, log_text: str | None = None, journ
 
 
 def _gather_pci(ev: Evidence) -> None:
-    from fixer.facts.nvidia import pci_devices
+    from fixer.facts.nvidia import pci_bus_readable, pci_devices
 
-    ev.pci_readable = os.path.isdir(host_path(ev.root, "/sys/bus/pci/devices"))
+    ev.pci_readable = pci_bus_readable(ev.root)
     for dev in pci_devices(ev.root):
         if dev.vendor == NVIDIA_VENDOR and dev.cls.startswith("0x03") and not dev.nvidia_driver:
             ev.gpus.append({"address": dev.address, "vendor": dev.vendor, "device": dev.device, "class": dev.cls,
@@ -151,6 +148,7 @@ def _shim_dirs(ev: Evidence, facts) -> list[str]:
     directories, vendor trees under /opt, and the folder of every shim-named file doctor saw; never
     Ollama's tree or the loader's trusted directories (a real driver package lives there)."""
     from fixer.facts.ldso import TRUSTED_DIRS
+    from fixer.facts.libraries import directories
 
     from fixer.facts.ldso import split_preload
     from fixer.facts.linker import split_path_list
@@ -160,37 +158,21 @@ def _shim_dirs(ev: Evidence, facts) -> list[str]:
             *(os.path.dirname(p) for p in preloads if "/" in p),
             *facts.ld_cache_dirs, *(os.path.dirname(p) for p in facts.shim_paths() if "/" in p)]
     for pattern in VENDOR_DIRS:
-        dirs += ["/" + os.path.relpath(m, ev.root) if ev.root != "/" else m
-                 for m in sorted(glob.glob(host_path(ev.root, pattern)))]
+        dirs += directories(ev.root, pattern)
     lib = ev.ollama_lib.rstrip("/")
     return [d for d in dict.fromkeys(os.path.normpath(d) for d in dirs if d.startswith("/"))
             if d not in TRUSTED_DIRS and d != lib and not d.startswith(lib + "/")]
 
 
 def _gather_shims(ev: Evidence, facts) -> None:
-    from fixer.facts.elf import ElfError, read_elf
-    from fixer.facts.linker import resolve_in_root
+    from fixer.facts.libraries import shared_objects
 
     for directory in _shim_dirs(ev, facts):
-        inside = resolve_in_root(ev.root, directory)
-        if inside is None or not os.path.isdir(host_path(ev.root, inside)):
-            continue
-        try:
-            names = sorted(os.listdir(host_path(ev.root, inside)))[:MAX_FILES_PER_DIR]
-        except OSError:
-            continue
-        for name in names:
-            real = host_path(ev.root, f"{inside}/{name}")
-            if ".so" not in name or os.path.islink(real) or not os.path.isfile(real):
-                continue  # links are what profiles make; the files they point at are the shims
-            try:
-                info = read_elf(real, symbols=True)
-            except ElfError:
-                continue
+        for path, info in shared_objects(ev.root, directory, MAX_FILES_PER_DIR):
             exported = {d.name for d in info.defined}
             roles = tuple(r for r, names_ in ENTRY_POINTS.items() if set(names_) <= exported)
             if roles:
-                ev.shims.append(Shim(f"{directory}/{name}", info.soname, roles, tuple(info.interposes)))
+                ev.shims.append(Shim(path, info.soname, roles, tuple(info.interposes)))
     for role, names_ in ENTRY_POINTS.items():
         shims = [s for s in ev.shims if role in s.roles]
         ev.lines[f"shim:{role}"] = ("; ".join(
