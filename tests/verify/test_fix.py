@@ -143,3 +143,13 @@ def test_on_a_copy_without_probe_fix_is_refused_up_front_like_apply(tmp_path, na
     assert proc.returncode == 12 and "Add --probe" in doc["msg"]
     assert doc["choices"]["profile"] == "h100-vgpu"  # what it would have applied, and why
     assert snapshot_tree(str(root)) == before
+
+
+@pytest.mark.parametrize("kind", ["library-path", "preload", "cuda13-only", "below-gate", "passthrough"])
+def test_fix_is_idempotent_its_own_changes_do_not_change_the_choice(tmp_path, native, cli, kind):
+    root = host(tmp_path, native, kind)
+    first = json.loads(cli("fix", "--root", str(root), "--probe", "--no-verify", "--json").stdout)
+    assert first["generation"] == 1, first["msg"]
+    code, again = _fix(cli, root)
+    assert code == 0 and again["msg"] == "converged"
+    assert again["choices"]["variables"] == first["choices"]["variables"]
