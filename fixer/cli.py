@@ -360,6 +360,7 @@ def fix(
     verify: bool = VerifyOpt,
     service_check: bool = ServiceCheckOpt,
     service_timeout: Optional[float] = ServiceTimeoutOpt,
+    model: Optional[str] = ModelOpt,
     level: Optional[str] = LevelOpt,
     lock_timeout: float = LockTimeoutOpt,
     yes: bool = YesOpt,
@@ -390,7 +391,7 @@ def fix(
         prof = core.fix_profile(real, decision)
         if dry_run:
             return _show_plan(prof, real, as_json, force, command="fix", extra=extra, preface=preface + "\n")
-        proof = {"service_check": service_check, "level": _level(level),
+        proof = {"service_check": service_check, "model": model, "level": _level(level),
                  "service_timeout": _seconds("--service-timeout", service_timeout)}
         try:
             return _apply_profile("fix", prof, real, "", saved=None, saved_from="", force=force, restart=restart,

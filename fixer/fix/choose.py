@@ -64,13 +64,11 @@ def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
     if not ev.folders:
         return refuse("Ollama ships no CUDA backend here (no cuda_v* folder with a ggml backend): a CPU-only "
                       "install or none at all", "folders")
-    pick("ollama_bin", ev.ollama_bin, "installation")
-    pick("ollama_lib", ev.ollama_lib, "installation")
     if ev.nvidia_present:
         decision.profile = PASSTHROUGH
         pick("profile", PASSTHROUGH, "nvidia")
-        folder = _passthrough_folder(ev)
-        pick("cuda_library", folder, "choice")
+        _install_tree(pick, ev)
+        pick("cuda_library", ev.unpinned_folder or "auto", "choice")  # the profile unpins: Ollama's own pick
         return decision
     driver = ev.shim_for("driver")
     if driver is None:
@@ -79,13 +77,13 @@ def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
     if ev.pci_readable and not ev.gpus:
         return refuse("no para-virtual NVIDIA device on this guest's PCI bus", "pci", SHIM, 2)
     shim_dir = os.path.dirname(driver.path)
-    major = _cuda_major(ev, shim_dir)
-    if isinstance(major, str):
-        return refuse(major, "versions", CUDA13, 3)
-    number, because = major
+    number, because, why = _cuda_major(ev, shim_dir)
+    if number is None:
+        return refuse(why, because, CUDA13, 3)
     profile = PRELOAD if (driver.interposes and not driver.hooks_loader) else (CUDA13 if number == "13" else SHIM)
     decision.profile = profile
     pick("profile", profile, because if profile == CUDA13 else "interposes" if driver.interposes else "shim:driver")
+    _install_tree(pick, ev)
     pick("shim_dir", shim_dir, "shim:driver")
     pick("cuda_shim", os.path.basename(driver.path), "shim:driver")
     runtime = ev.shim_for("runtime", shim_dir)
@@ -112,31 +110,33 @@ def with_overrides(decision: Decision, overrides: Mapping[str, str]) -> Decision
     return Decision(decision.profile, kept + given, list(decision.cannot_fix), decision.scope)
 
 
-def _passthrough_folder(ev: Evidence) -> str:
-    """The folder unpinned Ollama picks for the real driver (the `choice` line names it)."""
-    line = ev.lines.get("choice", "")
-    for folder in ("cuda_v13", "cuda_v12"):
-        if f"use {folder}" in line:
-            return folder
-    return "auto"
+def _install_tree(pick, ev: Evidence) -> None:
+    pick("ollama_bin", ev.ollama_bin, "installation")
+    pick("ollama_lib", ev.ollama_lib, "installation")
 
 
-def _cuda_major(ev: Evidence, shim_dir: str) -> tuple[str, str] | str:
-    """("12" or "13", the evidence id), or why neither CUDA folder can run on this shim."""
+def _cuda_major(ev: Evidence, shim_dir: str) -> tuple[str | None, str, str]:
+    """("12" or "13", the id of the evidence line that decides it, ""), or (None, that id, why no CUDA
+    folder shipped can run on this shim). cuda_v12 wherever the driver can run it (its cubins cover
+    compute 9.0; cuda_v13 is PTX only); cuda_v13 for a CUDA-13-only shim (a CUDA 13 runtime shim and a
+    driver that does not say 12.x) or where it is the only folder shipped."""
+    read = "versions" if ev.driver_version is not None else "log"
     reported = ev.driver_version if ev.driver_version is not None else (
         ev.logged_driver * 1000 if ev.logged_driver else None)
     runtime = ev.shim_for("runtime", shim_dir)
     runtime_13 = runtime is not None and runtime.runtime_major == "13"
     has12, has13 = "cuda_v12" in ev.folders, "cuda_v13" in ev.folders
-    wants13 = runtime_13 or not has12
-    if wants13 and has13:
-        if reported is not None and reported < CUDA13_DRIVER:
-            return (f"the shim needs cuda_v13 (CUDA 13 runtime shim or no cuda_v12 shipped) but its driver reports "
-                    f"{reported}: Ollama's cuda_v13 runtime refuses a 12.x driver")
-        return ("13", "shim:runtime" if runtime_13 else "folders")
+    below13 = reported is not None and reported < CUDA13_DRIVER
+    if has13 and runtime_13 and not below13:
+        return "13", "shim:runtime", ""
     if has12:
-        return ("12", "folders")
-    return "no CUDA folder that this shim's driver can run is shipped"
+        return "12", read if below13 else "folders", ""
+    if has13 and not below13:
+        return "13", "folders", ""
+    if has13:
+        return None, read, (f"only cuda_v13 is shipped and the shim's driver reports {reported}: Ollama's cuda_v13 "
+                            "runtime refuses a 12.x driver")
+    return None, "folders", "no CUDA folder that this shim's driver can run is shipped"
 
 
 def _nvml_link(ev: Evidence, have_nvml: bool, cuda_major: str) -> str:

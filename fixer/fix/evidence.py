@@ -52,6 +52,7 @@ class Evidence:
     ollama_bin: str = ""
     ollama_lib: str = ""
     folders: list[str] = field(default_factory=list)  # CUDA library folders holding a backend
+    unpinned_folder: str = ""  # the folder Ollama picks without OLLAMA_LLM_LIBRARY ("" when none)
     nvidia_present: bool = False
     nvidia_version: str | None = None
     gpus: list[dict] = field(default_factory=list)  # NVIDIA-vendor display devices not bound to a driver
@@ -242,14 +243,19 @@ def _read_versions(ev: Evidence, timeout: float) -> None:
 
 
 def _ollama_choice(ev: Evidence) -> str:
-    """Which CUDA folder Ollama will use: the pinned one, else the newest one the driver can run."""
-    pinned = ev.env.get("OLLAMA_LLM_LIBRARY")
-    if pinned:
-        return f"Ollama will use {pinned if pinned in ev.folders else 'no CUDA folder'}: OLLAMA_LLM_LIBRARY={pinned}"
+    """Which CUDA folder Ollama will use: the pinned one; unpinned, the newest one the driver can run."""
     if ev.nvidia_present:
         from fixer.facts.nvidia import chosen_library
 
-        return f"unpinned, Ollama will use {chosen_library(ev.root, ev.ollama_lib)} for NVIDIA driver {ev.nvidia_version}"
-    newest = "cuda_v13" if "cuda_v13" in ev.folders and (ev.driver_version or 0) >= 13000 else \
-        ("cuda_v12" if "cuda_v12" in ev.folders else (ev.folders or ["no CUDA folder"])[-1])
-    return f"unpinned, Ollama will use {newest} (driver {ev.driver_version or 'not read'}; folders {', '.join(ev.folders) or 'none'})"
+        ev.unpinned_folder = chosen_library(ev.root, ev.ollama_lib)
+        why = f"NVIDIA driver {ev.nvidia_version}"
+    else:
+        ev.unpinned_folder = "cuda_v13" if "cuda_v13" in ev.folders and (ev.driver_version or 0) >= 13000 else \
+            ("cuda_v12" if "cuda_v12" in ev.folders else (ev.folders or [""])[-1])
+        why = f"driver {ev.driver_version or 'not read'}"
+    unpinned = f"unpinned, Ollama would use {ev.unpinned_folder or 'no CUDA folder'} ({why}; folders " \
+               f"{', '.join(ev.folders) or 'none'})"
+    pinned = ev.env.get("OLLAMA_LLM_LIBRARY")
+    if pinned:
+        return f"OLLAMA_LLM_LIBRARY={pinned}: Ollama uses {pinned if pinned in ev.folders else 'no CUDA folder'}; {unpinned}"
+    return unpinned

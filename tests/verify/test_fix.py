@@ -6,6 +6,7 @@ with gcc-built shims whose exported symbols, SONAMEs and reported versions are r
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ SHIM_VARS = {"shim_dir": VENDOR_DIR, "cuda_shim": "libacme-drv.so", "cudart_shim
 CASES = {
     "library-path": ("h100-vgpu", {**SHIM_VARS, "nvml_link": "present", "cuda_major": "12", "cuda_library": "cuda_v12"},
                      {"profile": "shim:driver", "shim_dir": "shim:driver", "nvml_shim": "shim:nvml",
-                      "pci_device": "pci", "cuda_library": "folders"}),
+                      "pci_device": "pci", "cuda_library": "versions"}),
     "preload": ("h100-vgpu-preload", {**SHIM_VARS, "nvml_link": "present", "cuda_major": "12"},
                 {"profile": "interposes"}),
     "cuda13-only": ("h100-vgpu-cuda13", {**SHIM_VARS, "cuda_major": "13", "cuda_library": "cuda_v13"},
@@ -39,7 +40,7 @@ EVIDENCE = {
     "preload": {"interposes": "defines libc's open"},
     "cuda13-only": {"versions": "cuDriverGetVersion = 13000", "shim:runtime": "SONAME libcudart.so.13"},
     "below-gate": {"versions": "nvmlSystemGetDriverVersion = '12.9.00'"},
-    "passthrough": {"nvidia": "550.90.07", "choice": "use cuda_v12 for NVIDIA driver 550.90.07"},
+    "passthrough": {"nvidia": "550.90.07", "choice": "Ollama would use cuda_v12 (NVIDIA driver 550.90.07"},
 }
 
 
@@ -153,3 +154,24 @@ def test_fix_is_idempotent_its_own_changes_do_not_change_the_choice(tmp_path, na
     code, again = _fix(cli, root)
     assert code == 0 and again["msg"] == "converged"
     assert again["choices"]["variables"] == first["choices"]["variables"]
+
+
+def test_a_cuda_13_runtime_shim_whose_driver_reports_12_runs_cuda_v12(tmp_path, native, cli):
+    """Ollama's own cudart 12 talks to the driver shim; the vendor's runtime shim is not what loads."""
+    root = host(tmp_path, native, "cuda13-only")
+    layout.place(root, f"{VENDOR_DIR}/libacme-drv.so", native["cuda-shim"])  # cuDriverGetVersion: 12040
+    code, doc = _fix(cli, root)
+    chosen = {c["name"]: c for c in doc["choices"]["choices"]}
+    assert (doc["profile"], chosen["cuda_major"]["value"], chosen["cuda_major"]["evidence"]) == ("h100-vgpu", "12", "versions")
+
+
+def test_only_cuda_v13_shipped_and_a_12_x_driver_cannot_be_fixed(tmp_path, native, cli):
+    root = host(tmp_path, native, "cuda13-only")
+    layout.place(root, f"{VENDOR_DIR}/libacme-drv.so", native["cuda-shim"])
+    shutil.rmtree(root / layout.OLLAMA_LIB.lstrip("/") / "cuda_v12")
+    code, doc = _fix(cli, root)
+    assert code == 13 and doc["choices"]["profile"] is None
+    why = doc["choices"]["cannot_fix"]
+    assert "only cuda_v13 is shipped and the shim's driver reports 12040" in why[0] and "[versions: native probe" in why[0]
+    assert why[1] == ("h100-vgpu-cuda13 cannot fix: a shim that reports a 12.x driver: the real cudart 13 refuses it "
+                      "(error 35); use h100-vgpu")
