@@ -125,7 +125,8 @@ def gather(root: str, *, probe: bool = False, log_text: str | None = None, journ
         _read_versions(ev, timeout)
     elif "versions" not in ev.lines:
         ev.lines["versions"] = ("the driver's own version stands (no shim asked)" if ev.nvidia_present else
-                                "the shims' versions were not read: their files run only with --probe on a copy of a host")
+                                "the shims' versions were not read: " + ("--no-probe" if root == "/" else
+                                                                          "a copy's files run only with --probe"))
     ev.lines["choice"] = _ollama_choice(ev)
     return ev
 
