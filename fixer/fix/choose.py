@@ -50,10 +50,13 @@ def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
     def pick(name: str, value: str, because: str) -> None:
         decision.choices.append(Choice(name, value, because, ev.lines.get(because, "")))
 
-    def refuse(why: str, because: str, profile: str | None = None, limit: int | None = None) -> Decision:
+    def refuse(why: str, because: str, profile: str | None = None, about: str = "") -> Decision:
+        """Why nothing can fix the host, citing its evidence line and the entry of `profile`'s own
+        `cannot_fix` list that mentions `about`."""
         decision.cannot_fix.append(f"{why} [{because}: {ev.lines.get(because, '')}]")
-        if profile is not None and limit is not None and len(limits.get(profile, ())) > limit:
-            decision.cannot_fix.append(f"{profile} cannot fix: {limits[profile][limit]}")
+        quoted = next((entry for entry in limits.get(profile or "", ()) if about and about in entry), None)
+        if quoted is not None:
+            decision.cannot_fix.append(f"{profile} cannot fix: {quoted}")
         decision.choices.clear()
         return decision
 
@@ -73,13 +76,13 @@ def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
     driver = ev.shim_for("driver")
     if driver is None:
         return refuse("no NVIDIA driver, and no file in the shim directories exports the CUDA driver API: "
-                      "there is nothing for a profile to link libcuda.so.1 to", "shim:driver", PASSTHROUGH, 0)
+                      "there is nothing for a profile to link libcuda.so.1 to", "shim:driver", PASSTHROUGH, "NVIDIA driver")
     if ev.pci_readable and not ev.gpus:
-        return refuse("no para-virtual NVIDIA device on this guest's PCI bus", "pci", SHIM, 2)
+        return refuse("no para-virtual NVIDIA device on this guest's PCI bus", "pci", SHIM, "para-virtual")
     shim_dir = os.path.dirname(driver.path)
     number, because, why = _cuda_major(ev, shim_dir)
     if number is None:
-        return refuse(why, because, CUDA13, 3)
+        return refuse(why, because, CUDA13, "12.x driver")
     profile = PRELOAD if (driver.interposes and not driver.hooks_loader) else (CUDA13 if number == "13" else SHIM)
     decision.profile = profile
     pick("profile", profile, because if profile == CUDA13 else "interposes" if driver.interposes else "shim:driver")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fixer.demo import snapshot_tree
+from tests import hosts
 from tests.native import layout
 from tests.native.host_kinds import GUEST_DEVICE, VENDOR_DIR, host
 from tests.verify.test_llama_server_real import llama_server  # noqa: F401  (the real llama-server fixture)
@@ -175,3 +176,14 @@ def test_only_cuda_v13_shipped_and_a_12_x_driver_cannot_be_fixed(tmp_path, nativ
     assert "only cuda_v13 is shipped and the shim's driver reports 12040" in why[0] and "[versions: native probe" in why[0]
     assert why[1] == ("h100-vgpu-cuda13 cannot fix: a shim that reports a 12.x driver: the real cudart 13 refuses it "
                       "(error 35); use h100-vgpu")
+
+
+def test_a_guest_whose_para_virtual_device_is_not_nvidias_cannot_be_fixed(tmp_path, native, cli):
+    """A GPU-class device of another vendor is on the bus (doctor sees a GPU), but no NVIDIA device."""
+    root = host(tmp_path, native, "nothing")
+    hosts.pci_device(str(root), "0000:00:06.0", "0x1002", "0x74a1", "0x030200")  # an AMD device
+    code, doc = _fix(cli, root)
+    assert code == 13 and doc["choices"]["cannot_fix"] == [
+        "no para-virtual NVIDIA device on this guest's PCI bus [pci: no NVIDIA-vendor display device without a "
+        "kernel driver on the PCI bus]",
+        "h100-vgpu cannot fix: a missing para-virtual PCI device or a stopped host-side mediator (outside the guest)"]
