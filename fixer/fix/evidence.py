@@ -83,38 +83,15 @@ def gather(root: str, *, probe: bool = False, log_text: str | None = None, journ
     """Read the evidence under `root` (never writes). With `probe`, the driver and NVML shims found are
     asked for their versions the way verify's native probe asks (the root's files run, sandboxed);
     `log_text` or, with `journal`, the unit's journal (live root) is read the way doctor reads it."""
-    from fixer.doctor.snapshot import exec_argv, gather as host_facts
-    from fixer.facts.host import probe_unit
-    from fixer.ollama import detect, layout
+    from fixer.doctor.snapshot import gather as host_facts
 
     ev = Evidence(root)
-    ev.scope = "system" if probe_unit(root, UNIT, "system").unit_file or not probe_unit(root, UNIT, "user").unit_file \
-        else "user"
-    unit = probe_unit(root, UNIT, ev.scope)
-    ev.unit_file = unit.unit_file.path if unit.unit_file else None
-    ev.env = unit.environment.effective()
-    group = unit.directives.get("Group")
-    ev.group = (group[1][-1] if group and group[1] else None) or (unit.user if unit.user != "root" else None)
-    argv = exec_argv(unit.exec_start)
-    ev.ollama_bin = argv[0] if argv and argv[0].startswith("/") else layout.OLLAMA_BIN
-    ev.ollama_lib = layout.guess_lib(root, ev.ollama_bin)
-    origin = {k: v for k, v in unit.environment.origin.items() if k in ev.env}
-    sets = ", ".join(f"{k}={ev.env[k]} ({origin.get(k, '?')})" for k in sorted(ev.env)
-                     if k.startswith(("LD_", "OLLAMA_LLM", "CUDA_")))
-    ev.lines["unit"] = (f"{UNIT} ({ev.scope} scope): {ev.unit_file or 'no unit file'}; "
-                        f"ExecStart={unit.exec_start or '(none)'}; {'sets ' + sets if sets else 'sets no loader or library variable'}")
-    ev.lines["group"] = (f"{UNIT} runs as group {ev.group} (Group=/User=)" if ev.group
-                         else f"{UNIT} names no Group= or User=: the profile's group")
-    found = detect.detect(root, ev.ollama_bin, ev.ollama_lib)
-    ev.installation = found.to_dict()
-    ev.lines["installation"] = f"{found.describe()}: binary {ev.ollama_bin}, install tree {ev.ollama_lib}"
-    ev.folders = [f for f in layout.library_folders(root, ev.ollama_lib) if f.startswith("cuda")]
-    ev.lines["folders"] = f"CUDA folders shipped in {ev.ollama_lib}: {', '.join(ev.folders) or 'none'}"
-
+    _gather_unit(ev)
+    _gather_install(ev)
     facts = host_facts(root, UNIT, ev.ollama_lib)
-    nvidia = facts.nvidia
-    ev.nvidia_present, ev.nvidia_version = bool(nvidia and nvidia.present), nvidia.version if nvidia else None
-    ev.lines["nvidia"] = ("a real NVIDIA driver: " + "; ".join(nvidia.evidence)) if ev.nvidia_present else \
+    ev.nvidia_present = bool(facts.nvidia and facts.nvidia.present)
+    ev.nvidia_version = facts.nvidia.version if facts.nvidia else None
+    ev.lines["nvidia"] = ("a real NVIDIA driver: " + "; ".join(facts.nvidia.evidence)) if ev.nvidia_present else \
         "no NVIDIA kernel driver bound and no driver package's libcuda.so.<version> installed"
     _gather_pci(ev)
     _gather_shims(ev, facts)
@@ -123,12 +100,48 @@ def gather(root: str, *, probe: bool = False, log_text: str | None = None, journ
     _gather_log(ev, facts, log_text)
     if probe and not ev.nvidia_present:
         _read_versions(ev, timeout)
-    elif "versions" not in ev.lines:
+    else:
         ev.lines["versions"] = ("the driver's own version stands (no shim asked)" if ev.nvidia_present else
                                 "the shims' versions were not read: " + ("--no-probe" if root == "/" else
                                                                           "a copy's files run only with --probe"))
     ev.lines["choice"] = _ollama_choice(ev)
     return ev
+
+
+def _gather_unit(ev: Evidence) -> None:
+    """The unit as systemd merges it (system scope, else a user unit), its program and settings."""
+    from fixer.doctor.snapshot import exec_argv
+    from fixer.facts.host import probe_unit
+    from fixer.ollama import layout
+
+    unit = probe_unit(ev.root, UNIT, "system")
+    if unit.unit_file is None and (user := probe_unit(ev.root, UNIT, "user")).unit_file is not None:
+        ev.scope, unit = "user", user
+    ev.unit_file = unit.unit_file.path if unit.unit_file else None
+    ev.env = unit.environment.effective()
+    group = unit.directives.get("Group")
+    ev.group = (group[1][-1] if group and group[1] else None) or (unit.user if unit.user != "root" else None)
+    argv = exec_argv(unit.exec_start)
+    ev.ollama_bin = argv[0] if argv and argv[0].startswith("/") else layout.OLLAMA_BIN
+    origin = {k: v for k, v in unit.environment.origin.items() if k in ev.env}
+    sets = ", ".join(f"{k}={ev.env[k]} ({origin.get(k, '?')})" for k in sorted(ev.env)
+                     if k.startswith(("LD_", "OLLAMA_LLM", "CUDA_")))
+    ev.lines["unit"] = (f"{UNIT} ({ev.scope} scope): {ev.unit_file or 'no unit file'}; "
+                        f"ExecStart={unit.exec_start or '(none)'}; {'sets ' + sets if sets else 'sets no loader or library variable'}")
+    ev.lines["group"] = (f"{UNIT} runs as group {ev.group} (Group=/User=)" if ev.group
+                         else f"{UNIT} names no Group= or User=: the profile's group")
+
+
+def _gather_install(ev: Evidence) -> None:
+    """The Ollama the unit runs: its version and generation, its install tree, the CUDA folders shipped."""
+    from fixer.ollama import detect, layout
+
+    ev.ollama_lib = layout.guess_lib(ev.root, ev.ollama_bin)
+    found = detect.detect(ev.root, ev.ollama_bin, ev.ollama_lib)
+    ev.installation = found.to_dict()
+    ev.lines["installation"] = f"{found.describe()}: binary {ev.ollama_bin}, install tree {ev.ollama_lib}"
+    ev.folders = [f for f in layout.library_folders(ev.root, ev.ollama_lib) if f.startswith("cuda")]
+    ev.lines["folders"] = f"CUDA folders shipped in {ev.ollama_lib}: {', '.join(ev.folders) or 'none'}"
 
 
 def _gather_pci(ev: Evidence) -> None:
