@@ -357,11 +357,12 @@ def history(ctx: typer.Context, root: str = RootOpt, as_json: bool = JsonOpt) ->
         return
 
     def body() -> int:
-        from fixer.apply.journal import Journal
+        from fixer.core import journal_of
         from fixer.render import history_text, result
 
         real = _root(root)
-        intact, damaged = Journal(real).scan()
+        journal = journal_of(real)
+        intact, damaged = journal.scan() if journal is not None else ([], [])
         rows = sorted([g.summary() for g in intact] + [d.summary() for d in damaged], key=lambda r: r["generation"])
         msg = f"{len(rows)} generation(s)" + (f", {len(damaged)} damaged" if damaged else "")
         doc = result("history", profile=None, root=real, changed=False, failed=False, msg=msg, generations=rows)

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 from fixer.errors import InvalidInput, LockHeld
-from fixer.facts.paths import STATE_DIR, host_path
+from fixer.facts.paths import STATE_DIR, host_path, parent_problem
 from fixer.model.plan import Change, Plan
 
 if TYPE_CHECKING:
@@ -47,14 +47,25 @@ def seconds(name: str, value: float | None) -> float | None:
     return number
 
 
-def _journal_warnings(root: str) -> list[str]:
-    """Interrupted and damaged generations, for the plan's warnings; nothing where there is no state."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
-        return []
-    from fixer.apply.journal import OPEN_STATUSES, Journal  # the write side loads only where vgpu-fix has state
-    from fixer.apply.lock import held_message, holder_of
+def journal_of(root: str):
+    """The journal of `root`, or None where vgpu-fix has no state there. One rule for every command: a
+    symlink at or above the state dir is a Conflict (Journal.present), never read through."""
+    if not os.path.lexists(host_path(root, STATE_DIR)) and parent_problem(root, STATE_DIR) is None:
+        return None  # the common case without state: the journal's module is not even imported
+    from fixer.apply.journal import Journal
 
     journal = Journal(root)
+    return journal if journal.present() else None
+
+
+def _journal_warnings(root: str) -> list[str]:
+    """Interrupted and damaged generations, for the plan's warnings; nothing where there is no state."""
+    journal = journal_of(root)
+    if journal is None:
+        return []
+    from fixer.apply.journal import OPEN_STATUSES  # the write side loads only where vgpu-fix has state
+    from fixer.apply.lock import held_message, holder_of
+
     holder = holder_of(journal.lock_path)
     if holder is not None:  # mid-change: an open generation there is that run's, not an interrupted one
         raise LockHeld(held_message(holder) + "; plan again when it has finished", facts={"holder": holder})
@@ -184,12 +195,11 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
 
 def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview, list[Restore]] | None:
     """What `rollback [--to N]` would undo and restore, read-only; None where vgpu-fix has no state."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    journal = journal_of(root)
+    if journal is None:
         return None
     from fixer.apply import rollback_plan
-    from fixer.apply.journal import Journal
 
-    journal = Journal(root)
     if not journal.generations():
         return None
     selected = rollback_plan.preview(journal, to)
@@ -235,9 +245,9 @@ def rollback_dry_run(root: str, to: int | None = None) -> Plan:
 
 def generation_detail(root: str, number: int) -> dict:
     """`history show N`: what generation N changed, with which profile, and what verify said."""
-    from fixer.apply.journal import Journal
-
-    journal = Journal(root)
+    journal = journal_of(root)
+    if journal is None:
+        raise InvalidInput(f"no generation {number}: vgpu-fix has no state under {host_path(root, STATE_DIR)}")
     if number not in [g.number for g in journal.generations()]:
         raise InvalidInput(f"no generation {number} under {journal.directory}")
     m = journal.load(number).manifest
@@ -251,12 +261,16 @@ LAST_VERIFY = "last-verify.json"
 
 def record_verify(root: str, report: VerifyReport) -> str | None:
     """Keep the verdict of a `verify` run for `status` (where vgpu-fix has state); a line when it could not."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    from fixer.errors import Conflict
+
+    try:
+        journal = journal_of(root)
+    except Conflict as exc:
+        return f"could not record the verdict: {exc.message}"
+    if journal is None:
         return None
-    from fixer.apply.journal import Journal
     from fixer.apply.transaction import verify_summary
 
-    journal = Journal(root)
     try:
         journal.write_record(LAST_VERIFY, verify_summary(report))
         journal.audit({"event": "verify", **verify_summary(report)})
@@ -267,11 +281,9 @@ def record_verify(root: str, report: VerifyReport) -> str | None:
 
 def last_verify(root: str) -> dict | None:
     """The newest recorded verify verdict: a `verify` run's or the one an apply made after its changes."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    journal = journal_of(root)
+    if journal is None:
         return None
-    from fixer.apply.journal import Journal
-
-    journal = Journal(root)
     found = []
     standalone = journal.read_record(LAST_VERIFY)
     if standalone:
@@ -288,10 +300,9 @@ def status(root: str, profile: Profile) -> dict:
 
     plan = make_plan(profile, root)
     applied = None
-    if os.path.isdir(host_path(root, STATE_DIR)):
-        from fixer.apply.journal import Journal
-
-        newest = [g for g in Journal(root).generations() if g.status == "applied"][-1:]
+    journal = journal_of(root)
+    if journal is not None:
+        newest = [g for g in journal.generations() if g.status == "applied"][-1:]
         if newest:
             m = newest[0].manifest
             applied = {"generation": newest[0].number, "profile": m["profile"], "created": m["created"]}

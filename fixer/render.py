@@ -160,6 +160,8 @@ def history_text(rows: list[dict]) -> str:
 
 def installation_line(found: dict) -> str:
     """One line naming the Ollama under the root (fixer.ollama.detect.Installation.to_dict())."""
+    if found["how"] == "nothing":
+        return f"  no Ollama found: {found['note']}"
     return (f"  Ollama {found['version'] or '(version unknown)'}: {found['generation']} generation "
             f"(from the {found['how']})" + (f"; {found['note']}" if found.get("note") else ""))
 
