@@ -83,15 +83,26 @@ def _seconds(name: str, value: Optional[float]) -> Optional[float]:
     return seconds(name, value)
 
 
-def _load(profile: str, root: str, sets: Optional[List[str]]):
+def _load(profile: str, root: str, sets: Optional[List[str]], say_source: bool = True):
+    """The validated profile; a site profile of the root that shadows a shipped one is said on stderr
+    (`say_source`: unless the command prints the plan, whose header says it)."""
     from fixer import profiles
 
     text = None
     if profile == profiles.STDIN:
         if sys.stdin.isatty():
             raise InvalidInput("--profile -: reads the profile from stdin, which is a terminal; pipe a profile in")
-        text = sys.stdin.buffer.read()
-    return profiles.load(profile, root, profiles.parse_overrides(sets or []), text=text)
+        from fixer.facts.reading import read_stdin
+
+        try:
+            text = read_stdin("--profile -", profiles.MAX_PROFILE_BYTES)
+        except OSError as exc:
+            raise InvalidInput(f"--profile - (stdin): {exc.strerror}") from None
+    loaded = profiles.load(profile, root, profiles.parse_overrides(sets or []), text=text)
+    source = profiles.shadowing(profile, root) if say_source else ""
+    if source:
+        typer.echo(f"note: profile from {source}", err=True)
+    return loaded
 
 
 def _confirm(root: str, yes: bool, shown: str, question: str, verb: str) -> bool:
@@ -211,7 +222,8 @@ def plan(
 
     def body() -> int:
         real = _root(root)
-        return _show_plan(_load(profile, real, sets), real, as_json, force, out, source=_source(profile, real))
+        return _show_plan(_load(profile, real, sets, say_source=False), real, as_json, force, out,
+                          source=_source(profile, real))
 
     _run("plan", as_json, root, profile, body)
 
@@ -256,7 +268,7 @@ def apply(
         if plan_file:
             prof, saved = core.load_plan(plan_file)
         else:
-            prof = _load(profile or DEFAULT_PROFILE, real, sets)
+            prof = _load(profile or DEFAULT_PROFILE, real, sets, say_source=not dry_run)
         source = _source(profile or DEFAULT_PROFILE, real) if not plan_file else ""
         if dry_run:
             return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file, source=source)
@@ -512,14 +524,12 @@ def doctor(
         if log and journal:
             raise InvalidInput("give either --log FILE or --journal, not both")
         if log:
-            from fixer.facts.paths import MAX_READ, read_capped
+            from fixer.facts.reading import read_file
 
-            try:  # the newest MAX_READ bytes of a regular file; a device or pipe that never ends is refused
-                text = read_capped(log, limit=MAX_READ, tail=True).decode("utf-8", errors="replace")
+            try:  # the newest MAX_READ bytes of a regular file, or a pipe up to the cap; a device is refused
+                text = read_file(log, tail=True, pipes=True).decode("utf-8", errors="replace")
             except OSError as exc:
-                raise InvalidInput(f"--log {log}: cannot read: {exc.strerror}") from None
-            except Conflict as exc:
-                raise InvalidInput(f"--log {exc.message}") from None
+                raise InvalidInput(f"--log {log}: {exc.strerror}") from None
         elif journal or (journal is None and real == "/"):
             unit = prof.service.unit if prof else "ollama.service"
             try:
@@ -558,10 +568,7 @@ def status(
         doc = result("status", profile=prof.name, root=real, changed=False, failed=False,
                      msg=_status_msg(summary), **summary)
         if prometheus:
-            try:
-                core.write_textfile(prometheus, core.prometheus_text(doc))
-            except OSError as exc:
-                raise InvalidInput(f"--prometheus {prometheus}: cannot write: {exc.strerror}") from None
+            core.write_textfile(prometheus, core.prometheus_text(doc))
         _emit(as_json, doc, status_text(doc))
         return 0
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 from typing import TYPE_CHECKING
 
 from fixer.errors import InvalidInput, LockHeld
@@ -106,30 +107,51 @@ def installation(root: str, profile: Profile):
     return detect.detect(root, profile.verify.ollama_bin, profile.verify.ollama_lib)
 
 
-def save_plan(plan: Plan, profile: Profile, path: str) -> str:
-    """Write the plan for `apply --plan`: atomically (temp file + rename in the target's directory; a
-    symlink at `path` is replaced, never followed), mode 0600. Returns the plan's digest."""
+def write_output(option: str, path: str, data: bytes, mode: int) -> None:
+    """Replace the operator's output file `path` (--out, --prometheus) atomically: temp file and rename
+    in its directory. Only a regular file or nothing may stand there: a device node, FIFO, socket,
+    symlink (/dev/stdout) or directory is refused in one line, never replaced."""
     from fixer.apply import writes
     from fixer.errors import FixerError
+    from fixer.facts.reading import kind_of
 
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        found = os.lstat(path).st_mode
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise InvalidInput(f"{option} {path}: cannot write: {exc.strerror}") from None
+    if found is not None and not stat.S_ISREG(found):
+        raise InvalidInput(f"{option} {path}: is {kind_of(found)}; vgpu-fix writes only a new file or replaces "
+                           "a regular one")
+    try:
+        writes.write_file(os.path.realpath(directory), "/" + name, data, mode)
+    except (OSError, FixerError) as exc:
+        why = exc.message if isinstance(exc, FixerError) else exc.strerror
+        raise InvalidInput(f"{option} {path}: cannot write: {why}") from None
+
+
+def save_plan(plan: Plan, profile: Profile, path: str) -> str:
+    """Write the plan for `apply --plan` (write_output, mode 0600). Returns the plan's digest."""
     profile_data, planned = profile.model_dump(mode="json"), plan.to_dict()
     digest = plan_digest(profile_data, planned)
     # key order is meaningful: environment and directives
     document = {"format": PLAN_FORMAT, "digest": digest, "profile_data": profile_data, "plan": planned}
-    directory, name = os.path.split(os.path.abspath(path))
-    try:
-        writes.write_file(os.path.realpath(directory), "/" + name, json.dumps(document, indent=1).encode(), 0o600)
-    except (OSError, FixerError) as exc:
-        why = exc.message if isinstance(exc, FixerError) else exc.strerror
-        raise InvalidInput(f"--out {path}: cannot write the plan: {why}") from None
+    write_output("--out", path, json.dumps(document, indent=1).encode(), 0o600)
     return digest
 
 
 def load_plan(path: str) -> tuple[Profile, dict]:
     """(the profile recorded in the plan, the plan as reviewed); refused when edited since it was saved."""
+    from fixer.facts.reading import read_file
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
+        raw = read_file(path, pipes=True)  # capped; a device is refused, never read
+    except OSError as exc:
+        raise InvalidInput(f"--plan {path}: cannot read: {exc.strerror}") from None
+    try:
+        document = json.loads(raw)
         if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
             raise ValueError(f"not format {PLAN_FORMAT}; make it again with `vgpu-fix plan --out`")
         profile_data, planned = document["profile_data"], document["plan"]
@@ -341,19 +363,5 @@ def prometheus_text(doc: dict) -> str:
 
 
 def write_textfile(path: str, text: str) -> None:
-    """Replace `path` atomically (temp file in its directory, fsync, rename) so a scrape never sees half."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".vgpu-fix.", suffix=".prom.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temp, 0o644)
-        os.rename(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    """Replace `path` atomically (write_output, mode 0644) so a scrape never sees half a file."""
+    write_output("--prometheus", path, text.encode(), 0o644)
