@@ -251,7 +251,9 @@ def rollback_dry_run(root: str, to: int | None = None) -> Plan:
         final[restore.path] = restore
     changes = []
     for r in final.values():
-        if r.recorded.kind == "absent":
+        if r.rebuilt:
+            action, reason = "update", f"changed since generation {r.generation}: rollback reruns ldconfig to rebuild it"
+        elif r.recorded.kind == "absent":
             action, reason = "delete", f"created by generation {r.generation}: rollback removes it"
         else:
             action = "create" if r.current.kind == "absent" else "update"

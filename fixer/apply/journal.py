@@ -267,17 +267,13 @@ class Journal:
         reruns ldconfig instead of restoring stale bytes).
         """
         rebuild = False
-        after = {e.path: e for e in generation.after}
         self.verify_blobs(generation)
         for entry in generation.entries:  # temp files an interrupted write left keep new dirs non-empty
             writes.discard_temps(self.root, entry.path)
         for entry in reversed(generation.entries):
             crashpoints.hit("restore:entry")
             path = entry.path
-            current = ManifestEntry.of(read_state(self.root, path), path) if path in DERIVED else None
-            # Rebuilt by someone else since the apply (neither what apply left nor already restored
-            # by an earlier, interrupted restore of this generation): rerun ldconfig instead.
-            if path in DERIVED and path in after and current != after[path] and current != entry.state():
+            if self.rebuilt_since(generation, entry):
                 rebuild = True
                 continue
             if self._restore_entry(generation, entry):
@@ -289,6 +285,16 @@ class Journal:
             if step is not None:
                 step(path)
         return rebuild
+
+    def rebuilt_since(self, generation: Generation, entry: ManifestEntry) -> bool:
+        """Whether ldconfig's cache at `entry` was rebuilt by someone else since the apply (neither what
+        the apply left nor already restored by an earlier, interrupted restore): then the rollback reruns
+        ldconfig instead of restoring stale bytes."""
+        if entry.path not in DERIVED:
+            return False
+        after = {e.path: e for e in generation.after}
+        current = ManifestEntry.of(read_state(self.root, entry.path), entry.path)
+        return entry.path in after and current != after[entry.path] and current != entry.state()
 
     def unrestored(self, generation: Generation) -> list[str]:
         """Recorded paths (ldconfig's caches aside) that are not in their before-state now."""
