@@ -51,6 +51,10 @@ ProbeOpt = typer.Option(
     None, "--probe/--no-probe",
     help="Execute the root's files (ollama, libggml-*.so, preloads) to prove the backend loads. Default: on for "
          "the live root /, off for any other root (untrusted: then only as an unprivileged user in namespaces).")
+ProbeUserOpt = typer.Option(
+    "nobody", "--probe-user", metavar="ACCOUNT",
+    help="Off the live root, the local account --probe runs the root's files as (never root). The unit's "
+         "User= in an image names an account of this machine: it is reported, never adopted.")
 LockTimeoutOpt = typer.Option(0.0, "--lock-timeout", metavar="SECONDS",
                               help="Seconds to wait for another run's lock (default: fail at once).")
 YesOpt = typer.Option(False, "--yes", "-y", help="Change the live root without asking (needed without a terminal).")
@@ -249,6 +253,7 @@ def apply(
     restart: bool = RestartOpt,
     verify: bool = VerifyOpt,
     probe: Optional[bool] = ProbeOpt,
+    probe_user: str = ProbeUserOpt,
     lock_timeout: float = LockTimeoutOpt,
     yes: bool = YesOpt,
 ) -> None:
@@ -273,13 +278,15 @@ def apply(
         if dry_run:
             return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file, source=source)
         return _apply_profile("apply", prof, real, source, saved=saved, saved_from=plan_file or "", force=force,
-                              restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json)
+                              restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json,
+                              probe_user=probe_user)
 
     _run("apply", as_json, root, profile or DEFAULT_PROFILE, body)
 
 
 def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_from: str, force: bool,
-                   restart: bool, verify: bool, probe, lock_timeout: float, yes: bool, as_json: bool) -> int:
+                   restart: bool, verify: bool, probe, lock_timeout: float, yes: bool, as_json: bool,
+                   probe_user: str | None = None) -> int:
     """Apply `prof` to `real`: on the live root show the plan and ask first (or --yes); then apply
     exactly what was shown, with progress on a terminal, and render the outcome."""
     from fixer import core
@@ -297,7 +304,7 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
                 saved, saved_from = shown.to_dict(), "the plan shown"
     progress = _progress(as_json)
     outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout, saved_plan=saved,
-                         saved_from=saved_from, verify=verify, probe=probe, progress=progress)
+                         saved_from=saved_from, verify=verify, probe=probe, progress=progress, probe_user=probe_user)
     msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
     if outcome.verify is not None and not outcome.verify.proven:
         msg += "; not verified: " + "; ".join(outcome.verify.not_run or ["see the verify report"])
@@ -464,6 +471,7 @@ def verify_cmd(
     model: Optional[str] = typer.Option(
         None, "--model", metavar="NAME", help="With --service: load this model through Ollama's API and require size_vram > 0 in /api/ps."),
     probe: Optional[bool] = ProbeOpt,
+    probe_user: str = ProbeUserOpt,
 ) -> None:
     """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
 
@@ -478,7 +486,7 @@ def verify_cmd(
             raise InvalidInput("--model loads the model in the running service: give --service too")
         prof = _load(profile, real, sets)
         progress = _progress(as_json)
-        report = verifier.verify(real, prof, timeout=wait, probe=probe, progress=progress)
+        report = verifier.verify(real, prof, timeout=wait, probe=probe, progress=progress, probe_user=probe_user)
         if service:
             from fixer.verify.model_load import check_after_service
 
@@ -603,6 +611,7 @@ def _watch_switch(enabled: bool, doc: str):
         as_json: bool = JsonOpt,
         verify: bool = VerifyOpt,
         probe: Optional[bool] = ProbeOpt,
+        probe_user: str = ProbeUserOpt,
         lock_timeout: float = LockTimeoutOpt,
         yes: bool = YesOpt,
     ) -> None:
@@ -612,7 +621,7 @@ def _watch_switch(enabled: bool, doc: str):
             prof = _with_watch(_load(profile, real, sets), enabled)
             return _apply_profile(command, prof, real, _source(profile, real), saved=None, saved_from="", force=False,
                                   restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
-                                  as_json=as_json)
+                                  as_json=as_json, probe_user=probe_user)
 
         _run(command, as_json, root, profile, body)
 

@@ -190,7 +190,7 @@ def check_saved(plan: Plan, saved: dict, path: str = "the saved plan") -> None:
 
 def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
           saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True,
-          probe: bool | None = None, progress: Progress | None = None) -> Outcome:
+          probe: bool | None = None, progress: Progress | None = None, probe_user: str | None = None) -> Outcome:
     """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
     With `saved_plan` (from load_plan), apply exactly that plan: it is checked before vgpu-fix creates
     any state, and again under the lock."""
@@ -202,7 +202,14 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
             check_saved(plan, saved_plan, saved_from)
 
         check(_planned(profile, root, force))
-    checker = verifier(probe, progress) if verify else None
+    if verify and root != "/":  # a bad --probe-user is refused before anything changes, not after
+        from fixer.verify.layers import probe_refusal
+
+        if probe_refusal(root, probe) is None:
+            from fixer.probe.placement import probe_account
+
+            probe_account(probe_user)
+    checker = verifier(probe, progress, probe_user) if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
                              check_plan=check, verify=checker, progress=progress)
 
@@ -228,15 +235,16 @@ def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview,
     return selected, rollback_plan.restores(journal, selected)
 
 
-def verifier(probe: bool | None = None, progress: Progress | None = None):
+def verifier(probe: bool | None = None, progress: Progress | None = None, probe_user: str | None = None):
     """The check apply runs after its changes (and `state: verified` runs alone): (profile, root) -> report.
     `probe`: execute the root's files (default: only on the live root /; see layers.probe_refusal);
-    `progress`: shows the probes on a terminal."""
+    `probe_user`: the account they run as off the live root (default nobody); `progress`: shows the
+    probes on a terminal."""
     from functools import partial
 
     from fixer.verify import layers
 
-    return partial(layers.check_for_apply, probe=probe, progress=progress)
+    return partial(layers.check_for_apply, probe=probe, progress=progress, probe_user=probe_user)
 
 
 def rollback_dry_run(root: str, to: int | None = None) -> Plan:

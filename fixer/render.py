@@ -173,7 +173,10 @@ def verify_text(verified: VerifyReport | dict) -> str:
     """The verify report for a terminal: each layer, then the verdict."""
     report = verified if isinstance(verified, dict) else verified.to_dict()
     mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
-    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
+    who = f"user {report['user'] or 'root'}"
+    if report.get("probe_user"):  # an image: its User= is only reported
+        who = f"the image's User={report['user'] or '(unset)'}, not adopted; probes as {report['probe_user']}"
+    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, {who}):"]
     if report.get("installation"):
         lines.append(installation_line(report["installation"]))
     for check in report["checks"]:

@@ -32,6 +32,9 @@ class VerifyReport:
     not_run: list[str] = field(default_factory=list)  # probe layers deliberately not run, and why
 
     installation: dict | None = None  # detect.Installation.to_dict(): version, generation, how, evidence
+    # Off the live root: the local account the probes ran (or would run) as, chosen by the operator
+    # (--probe-user); `user` then is only what the image's unit names.
+    probe_user: str | None = None
 
     @property
     def proven(self) -> bool:

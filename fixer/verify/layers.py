@@ -43,12 +43,13 @@ def probe_refusal(root: str, probe: bool | None) -> str | None:
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
            layers: tuple[str, ...] | None = None, timeout: float | None = None,
-           probe: bool | None = None, progress=None) -> VerifyReport:
+           probe: bool | None = None, progress=None, probe_user: str | None = None) -> VerifyReport:
     """Run the checks in `layers` (default: those of the installed Ollama generation, see
     ollama.detect) in order. `env`/`user` default to what the root's unit gives; then, on a live root
     whose service manager runs, the probes run as transient units of that manager with the unit's
     User=, environment and sandbox settings (see sandbox.systemd_placement). Off the live root the
-    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal)."""
+    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal), and as the
+    operator's `probe_user` (default nobody): the unit's User= is reported, never adopted."""
     from fixer.ollama import detect, generations
 
     root = os.fspath(root)
@@ -63,6 +64,13 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     generation = generations.by_name(installation.generation)
     checks = CHECKS_BY_GENERATION[generation.name](installation)
     refusal = probe_refusal(root, probe)
+    runs_as = user
+    if root != "/":  # an image's User= names an account of *this* machine: reported, never adopted
+        from fixer.probe.placement import PROBE_USER, probe_account
+
+        runs_as = report.probe_user = probe_user or PROBE_USER
+        if refusal is None:
+            probe_account(runs_as)  # refused (exit 3) before any probe starts
     from fixer.progress import Progress
 
     chosen_layers = layers or generation.layers
@@ -73,7 +81,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
                 report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
                 step(f"{layer}: not run")
                 continue
-            check = checks[layer](root, spec, dict(env), user, timeout, unit)
+            check = checks[layer](root, spec, dict(env), runs_as, timeout, unit)
             if layer == "environment" and chosen:
                 check.evidence.insert(0, chosen)
             if layer == "static":
@@ -267,6 +275,7 @@ def _lines_of(journal_json: str, pid: str | None) -> str:
     return "\n".join(kept)
 
 
-def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None) -> VerifyReport:
+def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None,
+                    probe_user: str | None = None) -> VerifyReport:
     """The report `apply` checks after its changes (and again after an automatic rollback)."""
-    return verify(root, profile, probe=probe, progress=progress)
+    return verify(root, profile, probe=probe, progress=progress, probe_user=probe_user)

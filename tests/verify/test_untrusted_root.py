@@ -74,14 +74,46 @@ def test_with_opt_in_the_image_runs_as_nobody_and_cannot_write_outside(namespace
     assert not os.path.exists(outside)
     load = {c["name"]: c for c in json.loads(result.stdout)["verify"]["checks"]}["load"]
     assert load["details"]["mode"] == "isolated"
-    assert "not honoured: User=no-such-user-here does not exist on this machine; ran as nobody" in load["evidence"]
+    report = json.loads(result.stdout)["verify"]
+    assert report["user"] == "no-such-user-here" and report["probe_user"] == "nobody"
+
+
+@pytest.mark.root
+def test_the_images_user_names_a_local_account_that_is_reported_never_adopted(namespaces, image, outside, cli):
+    unit = os.path.join(image, "etc/systemd/system/ollama.service")
+    with open(unit) as fh:
+        text = fh.read().replace("User=no-such-user-here", "User=daemon")  # uid 1 here: a real local account
+    with open(unit, "w") as fh:
+        fh.write(text)
+    result = cli("verify", "--root", image, "--profile", "h100-vgpu", "--probe", "--json")
+    output = result.stdout + result.stderr
+    assert "planted: uid=65534 " in output and "planted: uid=1 " not in output, output
+    report = json.loads(result.stdout)["verify"]
+    assert report["user"] == "daemon" and report["probe_user"] == "nobody"
+    text = cli("verify", "--root", image, "--profile", "h100-vgpu", "--probe").stdout
+    assert "the image's User=daemon, not adopted; probes as nobody" in text.splitlines()[0]
+    chosen = cli("verify", "--root", image, "--profile", "h100-vgpu", "--probe", "--probe-user", "daemon")
+    assert "planted: uid=1 " in chosen.stdout + chosen.stderr  # the operator's choice, not the image's
+
+
+@pytest.mark.parametrize("account, said", [("root", "is root (uid 0)"), ("no-such-account-here", "no such account")])
+def test_a_probe_user_that_is_root_or_missing_is_refused_before_anything_runs(image, outside, cli, account, said):
+    for argv in (("verify",), ("apply", "--no-restart", "--force")):
+        result = cli(*argv, "--root", image, "--profile", "h100-vgpu", "--probe", "--probe-user", account)
+        assert result.returncode == 3, result.stdout + result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"vgpu-fix {argv[0]}: error: --probe-user {account}: {said}")
+        assert "planted:" not in result.stdout + result.stderr and not os.path.exists(outside)
+    assert not os.path.exists(os.path.join(image, "var/lib/vgpu-fix"))  # apply changed nothing
 
 
 def test_a_probe_of_an_untrusted_root_is_never_started_without_an_unprivileged_user():
+    from fixer.errors import InvalidInput
     from fixer.probe import placement as sandbox
 
     placement = sandbox.Placement("/some/image", "isolated", untrusted=True)
     with pytest.raises(ValueError, match="never runs without an unprivileged user"):
         sandbox.start(placement, ["/usr/local/bin/ollama"], {}, user=None)
-    assert sandbox.resolve_user("root", untrusted=True)[0]["uid"] != 0
+    with pytest.raises(InvalidInput, match="is root"):
+        sandbox.resolve_user("root", untrusted=True)
     assert sandbox.resolve_user(None, untrusted=True)[0]["uid"] != 0

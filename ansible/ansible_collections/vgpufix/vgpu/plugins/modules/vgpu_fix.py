@@ -65,10 +65,17 @@ options:
       - Let verification execute the root's own files (C(ollama), C(libggml-*.so), preloads) to prove
         the backend loads, as C(vgpu-fix --probe/--no-probe).
       - Unset, probes run on the live root C(/) only. Any other O(root) is untrusted data; its files
-        run only with V(true), and then only as an unprivileged user (the unit's C(User=) if it
-        exists here, else C(nobody)) in new user, PID, network and mount namespaces, read-only.
+        run only with V(true), and then only as O(probe_user) in new user, PID, network and mount
+        namespaces, read-only.
       - Without probes, RV(verify.proven) is false and RV(msg) says the backend was not verified.
     type: bool
+  probe_user:
+    description:
+      - For a O(root) other than C(/), the local account the probes run the root's files as, as
+        C(vgpu-fix --probe-user). Never root. The C(User=) the image's unit names is reported, never
+        adopted (it names an account of this machine that the image must not choose).
+    type: str
+    default: nobody
   force:
     description:
       - With O(state=applied), replace paths of the wrong type (a file where a symlink belongs),
@@ -251,6 +258,7 @@ ARGUMENT_SPEC = dict(
     restart=dict(type="bool", default=True),
     verify=dict(type="bool", default=True),
     probe=dict(type="bool"),
+    probe_user=dict(type="str", default="nobody"),
     force=dict(type="bool", default=False),
     rollback_to=dict(type="int"),
     lock_timeout=dict(type="float", default=0.0),
@@ -289,7 +297,8 @@ class Task:
             msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
             return self.result(changed=bool(count), msg=msg, plan=plan)
         outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"],
-                             lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"])
+                             lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"],
+                             probe_user=p["probe_user"])
         msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
         if outcome.verify is not None and not outcome.verify.proven:
             msg += "; not verified: " + "; ".join(outcome.verify.not_run or ["see verify"])
@@ -324,7 +333,7 @@ class Task:
 
     def verified(self):
         profile = self.load()
-        report = core.verifier(self.params["probe"])(profile, self.root)
+        report = core.verifier(self.params["probe"], probe_user=self.params["probe_user"])(profile, self.root)
         if not report.ok:
             doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load" + _cause(report),
                               verify=report)
