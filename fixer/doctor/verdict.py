@@ -139,7 +139,9 @@ def verdict(findings: list[Finding], log: LogSummary | None, profile: str | None
         return (f"Outside this host's reach: {external[0].summary}. No profile can fix this from inside the guest "
                 "(and installing the NVIDIA driver would not help).")
     errors = [f for f in findings if f.severity == "error"]
-    tail = f" — run `vgpu-fix plan --profile {profile}`" if profile else ""
+    setting = errors[0].fix.setting or "" if errors else ""
+    override = f" --set {setting[5:]}" if setting.startswith("vars.") and "=" in setting else ""
+    tail = f" — run `vgpu-fix plan --profile {profile}{override}`" if profile else ""
     unfixable = [f for f in errors if not f.fixable]
     if unfixable and profile:
         tail += f" (it cannot fix: {'; '.join(f.summary for f in unfixable[:2])})"

@@ -99,8 +99,14 @@ def test_generation_from_a_message_only_one_generation_logs():
 
 def test_the_nvml_gate_is_named_from_its_log_line_alone():
     line = next(x for x in read_log("v0.32.15_nvml_driver_too_old.log").splitlines() if "driver too old" in x)
-    (found,) = diagnose("/nonexistent-root", line, probe_host=False).findings
+    diagnosis = diagnose("/nonexistent-root", line, probe_host=False)
+    found = diagnosis.findings[0]
     assert (found.id, found.severity) == ("nvidia-driver-gate", "error") and "NVML driver gate" in found.summary
+    # v0.32.15 native_probe_linux.go:392-417 + cuda_compat.go:37-41: no NVML -> a warning, the GPU kept;
+    # so the profile setting that unlinks the NVML shim is the fix, in the finding and the verdict alike
+    assert found.fix.setting == "vars.nvml_link=absent" and "--set nvml_link=absent" in found.fix.text
+    assert "run `vgpu-fix plan --profile h100-vgpu --set nvml_link=absent`" in diagnosis.verdict
+    assert "cannot fix" not in diagnosis.verdict
 
 
 def test_runner_engine_rules_are_not_applied_to_a_llama_server_log():
