@@ -214,7 +214,8 @@ def diagnose(root: str, log_text: str | None, profile: Profile | str | None = No
     installation = _installation(root, prof, host)
     if log is not None and installation is not None and log.generation is None:
         log.generation, log.generation_evidence = installation.generation, f"installed: {installation.describe()}"
-    ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf")
+    ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf",
+                  generation=installation.generation if installation is not None and installation.how in ("binary", "layout") else None)
     findings = run_rules(ctx)
     suggested = suggest_profile(findings, host, _available_profiles(root), prof.name if prof else None, log)
     limits = prof if prof is not None else _suggested_profile(suggested, root)
