@@ -248,7 +248,10 @@ def discard_temps(root: str, path: str) -> list[str]:
 
 
 def _discard(dfd: int, tmp: str) -> None:
+    """Remove a temp file, best effort: where it could not be made (a read-only or full filesystem) the
+    unlink fails too, and that must not replace the error that says why; a temp left over is removed by
+    the next run (discard_temps)."""
     try:
         os.unlink(tmp, dir_fd=dfd)
-    except FileNotFoundError:
+    except OSError:
         pass

@@ -53,8 +53,11 @@ def open_typed(path: str, flags: int, mode: int = 0o600, *, pipes: bool = False,
             raise Refused(path, f"is a symlink; vgpu-fix does not {verb} through it")
         allowed = "a regular file or a pipe" if pipes else "a regular file"
         raise Refused(path, f"is {kind_of(before)}, not {allowed}; vgpu-fix does not {verb} it")
+    # The operator's own FIFO waits for its writer in the open (SIGINT and SIGTERM end that wait); a
+    # root's FIFO is refused above, and a swap to one after the check cannot block (O_NONBLOCK).
+    waits = pipes and before is not None and stat.S_ISFIFO(before)
     try:
-        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+        fd = os.open(path, flags | os.O_CLOEXEC | (0 if waits else os.O_NONBLOCK), mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
             raise Refused(path, f"is a symlink; vgpu-fix does not {verb} through it") from None
