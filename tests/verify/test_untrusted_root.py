@@ -117,3 +117,19 @@ def test_a_probe_of_an_untrusted_root_is_never_started_without_an_unprivileged_u
     with pytest.raises(InvalidInput, match="is root"):
         sandbox.resolve_user("root", untrusted=True)
     assert sandbox.resolve_user(None, untrusted=True)[0]["uid"] != 0
+
+
+def test_what_a_probe_printed_reaches_reports_capped_and_printable():
+    """A root's program chooses its output: escapes, bidi overrides and floods must not reach a terminal,
+    a JSON consumer or the journal as they were printed."""
+    from fixer.model.verify import MAX_ITEMS, MAX_TEXT, Check, VerifyReport
+
+    hostile = Check("load", "fail", "\x1b]0;owned\x07title", evidence=["\x1b[2J" + "x" * (3 * MAX_TEXT)] * (2 * MAX_ITEMS),
+                    cause="\u202eexe.txt", details={"stderr": "a\rb\x00c"})
+    report = VerifyReport("/image", "p", "ollama.service", None, {}, checks=[hostile])
+    check = report.to_dict()["checks"][0]
+    assert check["summary"] == "\\x1b]0;owned\\x07title"
+    assert len(check["evidence"]) == MAX_ITEMS + 1 and check["evidence"][-1] == f"… ({MAX_ITEMS} more)"
+    assert check["evidence"][0].startswith("\\x1b[2Jxxx") and check["evidence"][0].endswith("more characters)")
+    assert len(check["evidence"][0]) < MAX_TEXT + 40
+    assert check["details"] == {"stderr": "a\\x0db\\x00c"} and report.to_dict()["cause"] == "\\u202eexe.txt"
