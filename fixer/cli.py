@@ -563,7 +563,9 @@ def verify_cmd(
 def doctor(
     root: str = RootOpt,
     log: Optional[str] = typer.Option(None, "--log", metavar="FILE",
-                                      help="Ollama log: journal text, `journalctl -o json`, or Ollama's own."),
+                                      help="Ollama log: journalctl (short, -o cat, -o json), Ollama's own lines, docker logs "
+                                           "[--timestamps], docker compose logs, kubectl logs [--timestamps] [--prefix]; "
+                                           "a file or a pipe."),
     journal: Optional[bool] = typer.Option(
         None, "--journal/--no-journal",
         help="Read the unit's journal (default on the live root when no --log is given)."),
