@@ -24,6 +24,7 @@ A case says what to feed vgpu-fix and what must come out:
       - {tamper: blob-fifo | manifest-zero | audit-fifo | last-verify-fifo}  # state files that are not files
       - {chown: /p, uid: 1000, gid: 1000}           # needs root
       - {hardlink: /p, target: "@OUTSIDE@/x"}       # a second name for the file at /p
+      - {hold_lock: true}           # another process holds the run lock for the whole run
     profile_ref: /dev/zero          # instead of `profile`: the --profile argument itself (filled)
     stdin: /dev/zero                # what the command reads as its standard input
     signal: {after: 2, name: SIGTERM}   # sent while the command runs (a wait must end with 128+N)
@@ -144,8 +145,24 @@ def _host_step(step: dict, root: str, outside: str, run) -> None:
         os.chown(real(step["chown"]), step["uid"], step["gid"], follow_symlinks=False)
     elif "hardlink" in step:
         os.link(real(step["hardlink"]), _fill(step["target"], root, outside))
+    elif "hold_lock" in step:
+        HOLDERS.append(_hold_lock(os.path.join(root, "var/lib/vgpu-fix/lock")))
     else:
         raise ValueError(f"unknown host step {step}")
+
+
+HOLDERS: list[subprocess.Popen] = []  # lock holders of the case being observed; killed when it ends
+
+
+def _hold_lock(path: str) -> subprocess.Popen:
+    """A process that takes the run lock (flock, as a run does) and keeps it until it is killed."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    code = ("import fcntl, os, sys, time\n"
+            f"fd = os.open({path!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(300)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
 
 
 def _tamper(root: str, how: str) -> None:
@@ -294,6 +311,16 @@ def _fill_up(directory: str) -> None:
 
 def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
     """Set up the case, run the command once, and report what happened (JSON-able)."""
+    try:
+        return _observe(case, workdir, runner)
+    finally:
+        while HOLDERS:
+            holder = HOLDERS.pop()
+            holder.kill()
+            holder.wait()
+
+
+def _observe(case: dict, workdir: str, runner: str) -> dict:
     run = RUNNERS[runner]
     root = os.path.join(workdir, "root")
     outside = os.path.join(workdir, "outside")
