@@ -37,22 +37,19 @@ def _size(limit: int) -> str:
 
 
 def open_typed(path: str, flags: int, mode: int = 0o600, *, pipes: bool = False, verb: str = "read") -> int:
-    """A descriptor of the regular file at `path` (or, with `pipes`, of a pipe), opened with `flags` plus
-    O_NONBLOCK, so that neither a FIFO nor a device can block the open; anything else is Refused, naming
-    what it is. The one opener of files vgpu-fix reads, and of the state files it writes.
+    """A descriptor of the regular file at `path` (or, with `pipes`, of a pipe), opened with `flags`;
+    anything else is Refused, naming what it is. The one opener of files vgpu-fix reads, and of the
+    state files it writes.
 
-    A device is refused before it is opened (opening some, a watchdog or a tape, acts); fstat after the
-    open catches a swap in between."""
+    A device is refused before it is opened (opening some, a watchdog or a tape, acts); the open adds
+    O_NONBLOCK, so a FIFO swapped in after that check cannot block it, and fstat catches the swap."""
     follow = not flags & os.O_NOFOLLOW
     try:
         before = os.stat(path, follow_symlinks=follow).st_mode
     except (FileNotFoundError, NotADirectoryError):
         before = None  # absent: the open below says so, or creates it
-    if before is not None and not stat.S_ISREG(before) and not (pipes and stat.S_ISFIFO(before)):
-        if stat.S_ISLNK(before):
-            raise Refused(path, f"is a symlink; vgpu-fix does not {verb} through it")
-        allowed = "a regular file or a pipe" if pipes else "a regular file"
-        raise Refused(path, f"is {kind_of(before)}, not {allowed}; vgpu-fix does not {verb} it")
+    if before is not None:
+        _check_kind(path, before, pipes, verb)
     # The operator's own FIFO waits for its writer in the open (SIGINT and SIGTERM end that wait); a
     # root's FIFO is refused above, and a swap to one after the check cannot block (O_NONBLOCK).
     waits = pipes and before is not None and stat.S_ISFIFO(before)
@@ -70,16 +67,23 @@ def open_typed(path: str, flags: int, mode: int = 0o600, *, pipes: bool = False,
         raise
     try:
         found = os.fstat(fd).st_mode
-        if stat.S_ISREG(found):
-            return fd
-        if pipes and stat.S_ISFIFO(found):
-            os.set_blocking(fd, True)  # the operator's own pipe: wait for its writer (SIGINT still stops it)
-            return fd
-        allowed = "a regular file or a pipe" if pipes else "a regular file"
-        raise Refused(path, f"is {kind_of(found)}, not {allowed}; vgpu-fix does not {verb} it")
+        _check_kind(path, found, pipes, verb)
+        if stat.S_ISFIFO(found):
+            os.set_blocking(fd, True)  # the operator's own pipe: read as it comes (SIGINT still stops it)
+        return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _check_kind(path: str, mode: int, pipes: bool, verb: str) -> None:
+    """Refused unless `mode` is a regular file's (or, with `pipes`, a FIFO's)."""
+    if stat.S_ISREG(mode) or pipes and stat.S_ISFIFO(mode):
+        return
+    if stat.S_ISLNK(mode):
+        raise Refused(path, f"is a symlink; vgpu-fix does not {verb} through it")
+    allowed = "a regular file or a pipe" if pipes else "a regular file"
+    raise Refused(path, f"is {kind_of(mode)}, not {allowed}; vgpu-fix does not {verb} it")
 
 
 def open_regular(path: str, *, follow: bool = True, pipes: bool = False) -> int:
