@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 from fixer.errors import InvalidInput, LockHeld
-from fixer.facts.paths import STATE_DIR, host_path
+from fixer.facts.paths import STATE_DIR, is_dir
 from fixer.model.plan import Change, Plan
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def seconds(name: str, value: float | None) -> float | None:
 
 def _journal_warnings(root: str) -> list[str]:
     """Interrupted and damaged generations, for the plan's warnings; nothing where there is no state."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    if not is_dir(root, STATE_DIR):
         return []
     from fixer.apply.journal import OPEN_STATUSES, Journal  # the write side loads only where vgpu-fix has state
     from fixer.apply.lock import held_message, holder_of
@@ -184,7 +184,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
 
 def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview, list[Restore]] | None:
     """What `rollback [--to N]` would undo and restore, read-only; None where vgpu-fix has no state."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    if not is_dir(root, STATE_DIR):
         return None
     from fixer.apply import rollback_plan
     from fixer.apply.journal import Journal
@@ -251,7 +251,7 @@ LAST_VERIFY = "last-verify.json"
 
 def record_verify(root: str, report: VerifyReport) -> str | None:
     """Keep the verdict of a `verify` run for `status` (where vgpu-fix has state); a line when it could not."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    if not is_dir(root, STATE_DIR):
         return None
     from fixer.apply.journal import Journal
     from fixer.apply.transaction import verify_summary
@@ -267,7 +267,7 @@ def record_verify(root: str, report: VerifyReport) -> str | None:
 
 def last_verify(root: str) -> dict | None:
     """The newest recorded verify verdict: a `verify` run's or the one an apply made after its changes."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    if not is_dir(root, STATE_DIR):
         return None
     from fixer.apply.journal import Journal
 
@@ -288,7 +288,7 @@ def status(root: str, profile: Profile) -> dict:
 
     plan = make_plan(profile, root)
     applied = None
-    if os.path.isdir(host_path(root, STATE_DIR)):
+    if is_dir(root, STATE_DIR):
         from fixer.apply.journal import Journal
 
         newest = [g for g in Journal(root).generations() if g.status == "applied"][-1:]

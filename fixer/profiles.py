@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fixer.errors import ProfileError
-from fixer.facts.paths import host_path
+from fixer.facts import paths
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_profiles"
 if not SHIPPED_DIR.is_dir():  # editable install: profiles/ sits beside the package
@@ -43,17 +44,19 @@ class Resolved:
     chain: list[str]
 
 
-def search_dirs(root: str) -> list[tuple[str, Path]]:
-    return [("shipped", SHIPPED_DIR), ("site", Path(host_path(root, SITE_DIR)))]
+def _site_profiles(root: str) -> dict[str, Path]:
+    """The root's site profiles by name, each where the root's symlinks (resolved inside it) lead."""
+    found = {}
+    for path in paths.matching(root, SITE_DIR, "*.yaml"):
+        if paths.is_file(root, path):
+            found[posixpath.basename(path)[:-len(".yaml")]] = Path(paths.real_path(root, path) or path)
+    return found
 
 
 def list_profiles(root: str) -> list[tuple[str, str, str]]:
     """(name, origin, file) for every profile found by name; site profiles shadow shipped ones."""
-    found: dict[str, tuple[str, str, str]] = {}
-    for origin, directory in search_dirs(root):
-        if directory.is_dir():
-            for file in sorted(directory.glob("*.yaml")):
-                found[file.stem] = (file.stem, origin, str(file))
+    found = {file.stem: (file.stem, "shipped", str(file)) for file in sorted(SHIPPED_DIR.glob("*.yaml"))}
+    found.update({name: (name, "site", str(file)) for name, file in _site_profiles(root).items()})
     return sorted(found.values())
 
 
@@ -68,10 +71,11 @@ def locate(ref: str, root: str) -> Path:
         return path
     if not NAME.match(ref):
         raise ProfileError(f"{ref!r} is not a profile name or path")
-    for _, directory in reversed(search_dirs(root)):
-        candidate = directory / f"{ref}.yaml"
-        if candidate.is_file():
-            return candidate
+    site = _site_profiles(root)
+    if ref in site:
+        return site[ref]
+    if (SHIPPED_DIR / f"{ref}.yaml").is_file():
+        return SHIPPED_DIR / f"{ref}.yaml"
     known = ", ".join(name for name, _, _ in list_profiles(root)) or "none"
     raise ProfileError(f"no profile named {ref!r} (known: {known})")
 
@@ -80,8 +84,8 @@ def shadowing(ref: str, root: str) -> str:
     """A sentence naming the site profile that `ref` finds when it hides a shipped profile of that name."""
     if not NAME.match(ref) or ref == STDIN:
         return ""
-    site = Path(host_path(root, SITE_DIR)) / f"{ref}.yaml"
-    if site.is_file() and (SHIPPED_DIR / f"{ref}.yaml").is_file():
+    site = _site_profiles(root).get(ref)
+    if site is not None and (SHIPPED_DIR / f"{ref}.yaml").is_file():
         return f"site profile {site}, which shadows the shipped profile {ref}"
     return ""
 

@@ -79,6 +79,23 @@ class LdCache:
         return (plain or matches or [None])[0]
 
 
+def root_cache(root: str) -> LdCache:
+    """The root's /etc/ld.so.cache, symlinks resolved inside the root and read with the size cap."""
+    from fixer.errors import Conflict
+    from fixer.facts.paths import read_file
+
+    try:
+        data = read_file(root, LD_SO_CACHE)
+    except OSError as err:
+        raise LdCacheError(f"{LD_SO_CACHE}: {err.strerror or err}") from None
+    except Conflict as err:
+        raise LdCacheError(str(err)) from None
+    try:
+        return parse_cache(data)
+    except LdCacheError as err:
+        raise LdCacheError(f"{LD_SO_CACHE}: {err}") from None
+
+
 def read_cache(path: str | os.PathLike) -> LdCache:
     path = os.fspath(path)
     try:

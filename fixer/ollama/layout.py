@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from fixer.facts import paths
 from fixer.facts.elf import ElfError, read_elf
 from fixer.facts.linker import resolve_in_root, split_path_list
-from fixer.facts.paths import host_path
 from fixer.ollama.defaults import BACKEND, CUDA_LIB, DEFAULT_LIB, OLLAMA_BIN  # noqa: F401  (re-exported)
 
 # Where install.sh and distribution packages put lib/ollama, after the one beside the binary.
@@ -42,7 +42,7 @@ def guess_lib(root: str, binary: str | None) -> str:
         real = resolve_in_root(root, binary, strict=False) or binary
         candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
     candidates += list(LIB_CANDIDATES)
-    return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
+    return next((c for c in candidates if paths.is_dir(root, c)), DEFAULT_LIB)
 
 
 def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None:
@@ -55,8 +55,7 @@ def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None
             f"{exe_dir}/dist/linux-amd64/lib/ollama", f"{exe_dir}/dist/linux_amd64/lib/ollama"]
     for folder in dict.fromkeys(dirs):
         candidate = f"{folder}/llama-server"
-        inside = resolve_in_root(root, candidate)
-        if inside is not None and os.path.isfile(host_path(root, inside)):
+        if paths.is_file(root, candidate):
             return candidate
     return None
 
@@ -69,10 +68,10 @@ def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -
 def ggml_base_name(root: str, backend: str) -> str:
     """The libggml-base name that `backend` (an absolute path inside `root`) NEEDs: the one ld.so looks
     for when the backend is dlopened, so the one the runner's libggml-base must answer to."""
-    real = resolve_in_root(root, backend)
+    real = paths.real_path(root, backend)
     if real is not None:
         try:
-            needed = read_elf(host_path(root, real), symbols=False).needed
+            needed = read_elf(real, symbols=False).needed
         except (ElfError, OSError):
             needed = []
         for name in needed:

@@ -6,7 +6,6 @@ and Ollama's filters applied in Ollama's order; the NVIDIA driver gate read thro
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -16,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
+from fixer.facts import paths
 from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root, split_path_list
-from fixer.facts.paths import host_path
 from fixer.ollama import layout
 from fixer.ollama.layout import find_llama_server  # noqa: F401  (part of this generation's contract)
 from fixer.probe import placement as sandbox
@@ -42,10 +41,7 @@ FILTERS = ("zero-memory", "compute-capability", "driver-gate", "integrated-gpu",
 
 def backend_file(root: str, folder: str) -> str | None:
     """GGML_BACKEND_PATH for a GPU folder (v0.32.15 llm/llama_server.go:524-559)."""
-    inside = resolve_in_root(root, folder)
-    if inside is None:
-        return None
-    names = sorted({os.path.basename(p) for g in BACKEND_GLOBS for p in glob.glob(host_path(root, f"{inside}/{g}"))})
+    names = sorted({os.path.basename(p) for g in BACKEND_GLOBS for p in paths.matching(root, folder, g)})
     return next((f"{folder}/{n}" for n in names if not n.startswith(NOT_BACKEND)), None)
 
 
@@ -79,8 +75,7 @@ def cuda_runtime(root: str, dirs: list[str]) -> tuple[int, int] | None:
     for folder in dirs:
         match = CUDA_DIR.match(os.path.basename(folder))
         found = [(int(match.group(1)), 0)] if match else []
-        inside = resolve_in_root(root, folder)
-        for name in os.listdir(host_path(root, inside)) if inside and os.path.isdir(host_path(root, inside)) else []:
+        for name in paths.names(root, folder):
             m = CUDART_FILE.match(name)
             if m:
                 found.append((int(m.group(1)), int(m.group(2) or 0)))

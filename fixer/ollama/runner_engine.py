@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root
-from fixer.facts.paths import host_path
+from fixer.facts import paths
+from fixer.facts.linker import LoadRequest, Resolution, resolve_backend
 from fixer.ollama import layout
 from fixer.probe import placement as sandbox
 
@@ -197,7 +197,7 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     root = os.fspath(root)
     timeout = timeout if timeout is not None else spec.timeout
     binary = spec.ollama_bin
-    if resolve_in_root(root, binary) is None or not os.access(host_path(root, resolve_in_root(root, binary)), os.X_OK):
+    if not paths.is_executable(root, binary):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
     full_env = runner_env(env, spec)
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)

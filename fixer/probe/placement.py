@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Mapping
 
 from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
+from fixer.facts import paths
 from fixer.facts.linker import resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
 
@@ -137,9 +138,9 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     dirs = [spec.ollama_lib] + split_path_list(env.get("LD_LIBRARY_PATH")) + [
         os.path.dirname(p) for p in split_preload(env.get("LD_PRELOAD")) if "/" in p]
     try:
-        from fixer.facts.ldso import read_cache
+        from fixer.facts.ldso import root_cache
 
-        for entry in read_cache(host_path(root, LD_SO_CACHE)).entries:
+        for entry in root_cache(root).entries:
             # The entry's directory, and where its link leads (vgpu-fix's link dir points into the shim dir).
             real = resolve_in_root(root, entry.path)
             dirs += [os.path.dirname(entry.path)] + ([os.path.dirname(real)] if real else [])
@@ -153,23 +154,20 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
             chosen = [c for c in chosen if not c.startswith(folder + "/")] + [folder]
     empty = None
     for folder in sorted(chosen, key=lambda d: d.count("/")):
-        inside = resolve_in_root(root, folder)
-        if inside is not None and os.path.isdir(host_path(root, inside)):
-            placement.mounts.append({"source": host_path(root, inside), "target": folder, "kind": "dir"})
-        elif os.path.isdir(folder):
+        if paths.is_dir(root, folder):
+            placement.mounts.append({"source": paths.real_path(root, folder), "target": folder, "kind": "dir"})
+        elif os.path.isdir(folder):  # the live host's own folder, hidden behind an empty one
             empty = empty or "@empty"
             placement.mounts.append({"source": empty, "target": folder, "kind": "dir"})
     for path in files:
-        inside = resolve_in_root(root, path)
-        if inside is not None:
-            placement.mounts.append({"source": host_path(root, inside), "target": path, "kind": "file"})
-    cache = host_path(root, LD_SO_CACHE)
-    placement.mounts.append({"source": cache if os.path.isfile(cache) else "/dev/null",
-                             "target": "/etc/ld.so.cache", "kind": "file"})
-    preload = host_path(root, LD_SO_PRELOAD)
-    if os.path.isfile(preload) or os.path.exists("/etc/ld.so.preload"):
-        placement.mounts.append({"source": preload if os.path.isfile(preload) else "/dev/null",
-                                 "target": "/etc/ld.so.preload", "kind": "file"})
+        real = paths.real_path(root, path)
+        if real is not None:
+            placement.mounts.append({"source": real, "target": path, "kind": "file"})
+    cache = paths.real_path(root, LD_SO_CACHE) if paths.is_file(root, LD_SO_CACHE) else None
+    placement.mounts.append({"source": cache or "/dev/null", "target": "/etc/ld.so.cache", "kind": "file"})
+    preload = paths.real_path(root, LD_SO_PRELOAD) if paths.is_file(root, LD_SO_PRELOAD) else None
+    if preload or os.path.exists("/etc/ld.so.preload"):  # the live host's own: hidden unless the root has one
+        placement.mounts.append({"source": preload or "/dev/null", "target": "/etc/ld.so.preload", "kind": "file"})
     placement.for_real = [f"{m['target']} (from the root)" for m in placement.mounts if m["source"] != "@empty"]
     placement.for_real.append(f"in a private mount namespace ({mode})" if not untrusted else
                               "as an unprivileged user in new user, PID, network and mount namespaces, "

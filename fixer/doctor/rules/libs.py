@@ -50,7 +50,7 @@ def toplevel_ggml_cuda(ctx: Context) -> list[Finding]:
 
 def _outside(host: HostFacts, path: str) -> bool:
     real = host.realpaths.get(path, path)
-    return not (real == host.ollama_lib or real.startswith(host.ollama_lib + "/"))
+    return not any(real == lib or real.startswith(lib + "/") for lib in (host.ollama_lib, host.lib_real))
 
 
 @rule
