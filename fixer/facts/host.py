@@ -89,6 +89,12 @@ class UnitState:
         entry = self.directives.get("User")
         return entry[1][-1] if entry and entry[1] else None
 
+    @property
+    def working_directory(self) -> str:
+        """WorkingDirectory= (systemd.exec(5)): "/" for a service that sets none (or `~`, a home this
+        does not resolve); a leading `-` only makes a missing directory non-fatal."""
+        return working_directory(self.directives.get("WorkingDirectory", ("", []))[1])
+
     def to_dict(self) -> dict:
         return {
             "unit": self.unit,
@@ -163,6 +169,12 @@ def read_environment_file(root: str, entry: str) -> EnvFiles:
     if not found and not optional:
         return [], f"EnvironmentFile={entry}: no such file; the service would fail to start"
     return found, None
+
+
+def working_directory(values: list[str]) -> str:
+    """The service's working directory from its WorkingDirectory= values, the last one winning."""
+    value = (values[-1] if values else "").lstrip("-")
+    return value if value.startswith("/") else "/"
 
 
 def probe_unit(root: str, unit: str, scope: str = "system") -> UnitState:

@@ -39,13 +39,14 @@ class Installation:
                 + (f"; {self.note}" if self.note else ""))
 
 
-def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = layout.DEFAULT_LIB) -> Installation:
+def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = layout.DEFAULT_LIB,
+           working_dir: str = "/") -> Installation:
     """The installation under `root`: the version embedded in `ollama_bin` decides the generation when it
     can be read; otherwise the layout of `ollama_lib` does; otherwise the newest known generation."""
 
     root = os.fspath(root)
     evidence: list[str] = []
-    server = layout.find_llama_server(root, ollama_bin, ollama_lib)
+    server = layout.find_llama_server(root, ollama_bin, ollama_lib, working_dir)
     variants = _cuda_variants(root, ollama_lib)
     evidence.append(f"llama-server: {server}" if server else "no llama-server where Ollama looks for one")
     evidence.append(f"CUDA variant folders: {', '.join(variants) or 'none'}")

@@ -45,19 +45,50 @@ def guess_lib(root: str, binary: str | None) -> str:
     return next((c for c in candidates if paths.is_dir(root, c)), DEFAULT_LIB)
 
 
-def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None:
-    """FindLlamaServer on Linux (llm/llama_binary.go:61-157, same blob v0.30.0...v0.33.0-rc2): lib/ollama
-    first, then exeDir/../lib/ollama, then the build/dist layouts next to the binary. Not the binary's
-    own folder (darwin only, :92-94)."""
+def find_llama_server(root: str, ollama_bin: str, ollama_lib: str, working_dir: str = "/") -> str | None:
+    """FindLlamaCppBinary("llama-server") on Linux (v0.32.15 llm/llama_binary.go:22-39, :61-157; the same
+    blob v0.30.0...v0.33.0-rc2): the first candidate that exists (os.Stat, :52-55), in this order:
+    lib/ollama; exeDir/../lib/ollama; exeDir/build/lib/ollama and exeDir/dist/linux-ARCH|linux_ARCH/lib/ollama;
+    the same three under the service's working directory; then exeDir/build/llama-server-*/bin and
+    workingDir/build/llama-server-*/bin, cuda/rocm/darwin builds first (:136-155, :166-173). exeDir is the
+    binary's real path (:23-28); ARCH is GOARCH, read from the binary's ELF machine. Not exeDir itself
+    (darwin only, :92-94)."""
     exe = resolve_in_root(root, ollama_bin, strict=False) or ollama_bin
     exe_dir = os.path.dirname(exe)
-    dirs = [ollama_lib, os.path.normpath(f"{exe_dir}/../lib/ollama"), f"{exe_dir}/build/lib/ollama",
-            f"{exe_dir}/dist/linux-amd64/lib/ollama", f"{exe_dir}/dist/linux_amd64/lib/ollama"]
-    for folder in dict.fromkeys(dirs):
+    arch = _goarch(root, exe)
+
+    def local(base: str) -> list[str]:
+        return [f"{base}/build/lib/ollama", f"{base}/dist/linux-{arch}/lib/ollama", f"{base}/dist/linux_{arch}/lib/ollama"]
+
+    def build_outputs(base: str) -> list[str]:
+        found = [p for p in paths.matching(root, f"{base.rstrip('/')}/build", "llama-server-*")]
+        ranked = sorted(found, key=lambda p: (not any(k in p for k in BUILD_FIRST), p))
+        return [f"{p}/bin" for p in ranked]
+
+    dirs = [ollama_lib, f"{exe_dir}/../lib/ollama", *local(exe_dir), *local(working_dir),
+            *build_outputs(exe_dir), *build_outputs(working_dir)]
+    for folder in dict.fromkeys(os.path.normpath(d) for d in dirs):
         candidate = f"{folder}/llama-server"
-        if paths.is_file(root, candidate):
+        if resolve_in_root(root, candidate) is not None:
             return candidate
     return None
+
+
+# v0.32.15 llm/llama_binary.go:166-173: build outputs whose names hold these sort first.
+BUILD_FIRST = ("llama-server-darwin", "llama-server-cuda", "llama-server-rocm")
+GOARCH = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm", "EM_PPC64": "ppc64le",
+          "EM_S390": "s390x", "EM_RISCV": "riscv64", "EM_LOONGARCH": "loong64"}
+
+
+def _goarch(root: str, exe: str) -> str:
+    """GOARCH of the ollama binary (its ELF machine); amd64 when it cannot be read."""
+    from fixer.facts.elf import read_header
+
+    real = paths.real_path(root, exe)
+    try:
+        return GOARCH.get(read_header(real).machine, "amd64") if real else "amd64"
+    except (ElfError, OSError):
+        return "amd64"
 
 
 def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -> list[str]:

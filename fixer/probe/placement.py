@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
 from fixer.facts import paths
+from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
 from fixer.facts.linker import resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
+from fixer.probe.capture import Capture, json_objects
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Never bound over: the probe's own interpreter and the host's C library live here.
@@ -343,14 +344,7 @@ class Completed:
             return {"event": "launch-error", "step": "systemd-run", "error": self.stderr.strip()[-300:]}
         if self.returncode != LAUNCH_FAILED:
             return None
-        for line in self.stdout.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "launch-error":
-                return event
-        return None
+        return next((e for e in json_objects(self.stdout) if e.get("event") == "launch-error"), None)
 
 
 def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user: dict | None = None,
@@ -537,15 +531,18 @@ def finish(launched: Launched, timeout: float) -> Completed:
     """Wait up to `timeout` s; on expiry kill the process group. Always reaps and cleans up. A
     transient unit has its own RuntimeMaxSec=: give its manager a moment to report the timeout."""
     timed_out = False
+    captures = [Capture(s) if s is not None else None for s in (launched.process.stdout, launched.process.stderr)]
     try:
-        out, err = launched.process.communicate(timeout=timeout + (10 if launched.unit else 0))
+        launched.process.wait(timeout=timeout + (10 if launched.unit else 0))
     except subprocess.TimeoutExpired:
         timed_out = True
-        stop(launched)
-        out, err = launched.process.communicate()
     finally:
         stop(launched)
         cleanup(launched)
+    for capture in captures:
+        if capture is not None:
+            capture.join()
+    out, err = (c.text if c is not None else "" for c in captures)
     returncode, err, said = outcome(launched, err or "")
     timed_out = timed_out or bool(said and said.get("result") == "timeout")
     return Completed(None if timed_out else returncode, out or "", err, timed_out,
