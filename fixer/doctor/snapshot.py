@@ -18,6 +18,8 @@ from fixer.ollama import layout, runner_engine
 from fixer.ollama.layout import BACKEND, CUDA_LIB, DEFAULT_LIB
 
 SHIM_MARKERS = ("vgpu",)
+# Files only an NVIDIA vGPU (GRID) guest driver installs: its licensing daemon and its configuration.
+VGPU_GUEST_FILES = ("/etc/nvidia/gridd.conf", "/usr/bin/nvidia-gridd", "/etc/nvidia/ClientConfigToken")
 # The loader's default directories (every architecture's): listed to find shims, not to resolve names.
 
 
@@ -92,6 +94,15 @@ class HostFacts:
         """Subfolders Ollama turns into library dirs: those holding a `*ggml-*` file."""
         return sorted(d for d, names in self.lib_dirs.items() if any("ggml-" in n for n in names))
 
+    def scanned_cuda_dirs(self) -> list[str]:
+        """The CUDA folders Ollama scans: the pinned one alone (a pin naming no folder: none), unpinned every
+        one (v0.32.15 discover/runner.go:100; v0.24.0 discover/runner.go:97; mlx_* pins are exempt)."""
+        cuda = [d for d in self.ggml_dirs() if d.startswith("cuda")]
+        pinned = self.env.get("OLLAMA_LLM_LIBRARY")
+        if pinned and not pinned.startswith("mlx_"):
+            return [pinned] if pinned in cuda else []
+        return cuda
+
     def cuda_dir(self) -> str:
         """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""
         pinned = self.env.get("OLLAMA_LLM_LIBRARY")
@@ -148,7 +159,7 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     for directory in dict.fromkeys(search):
         if (listing := _listing(root, directory)) is not None:
             facts.listings[directory] = {n: e for n, e in listing.items() if _interesting(n)}
-    for path in [*facts.preload, *facts.ld_so_preload]:
+    for path in [*facts.preload, *facts.ld_so_preload, *VGPU_GUEST_FILES]:
         facts.exists[path] = _exists(root, path)
     _gather_elf(facts)
     facts.runner = _gather_runner(facts)

@@ -210,9 +210,7 @@ def cudart_replaced(ctx: Context) -> list[Finding]:
     if host is None or not host.lib_present:
         return []
     out = []
-    for sub in host.ggml_dirs():
-        if not sub.startswith("cuda"):
-            continue
+    for sub in host.scanned_cuda_dirs():
         soname = "libcudart.so.13" if sub.endswith("13") else "libcudart.so.12"
         path = f"{host.ollama_lib}/{sub}/{soname}"
         entry = host.lib_dirs[sub].get(soname)
