@@ -406,7 +406,7 @@ def runner_crashes(ctx: Context) -> list[Finding]:
             evidence,
             "A model runner that dies or never answers takes its model with it; on shim hosts the first load "
             "through the shim can exceed the default 5 min load timeout, and crashes in the shim show up here.",
-            "Raise OLLAMA_LOAD_TIMEOUT (the profile sets 15m) and check the shim's own log for the crash.",
+            "Raise OLLAMA_LOAD_TIMEOUT (service.environment; h100-vgpu's load_timeout) and check the shim's own log for the crash.",
             "service.environment.OLLAMA_LOAD_TIMEOUT",
         )
     ]
