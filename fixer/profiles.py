@@ -252,7 +252,7 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
     data["name"] = chain[0].data.get("name", chain[0].name)
     if "name" not in chain[0].data:
         where[("name",)] = chain[0].path
-    data = substitute(data, where, overrides or {}, chain[0].path)
+    data = substitute(data, where, overrides or {}, chain[0].path, root)
     return Resolved(chain[0].name, chain[0].path, data, where, [s.name for s in chain])
 
 
@@ -265,8 +265,10 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
-def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str) -> dict:
-    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type."""
+def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str,
+               root: str | None = None) -> dict:
+    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type;
+    with `root`, a variable whose value is `auto` takes the value fixer.ollama.host_defaults decides there."""
     variables = data.get("vars") or {}
     if not isinstance(variables, dict):
         raise ProfileError(f"{where.get(('vars',), origin)}: vars must be a mapping of name: value")
@@ -319,11 +321,23 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
         problem = None if name in overrides else _type_problem(declaration, values.get(name, ""))
         if problem:
             errors.append(f"{_where(where, ('vars', name), origin)}: value {values.get(name, '')!r} {problem}")
+    if root is not None and not errors:
+        _host_defaults(root, declared, values)
     result = walk({k: v for k, v in data.items() if k != "vars"}, ())
     if errors:
         raise ProfileError(f"{origin}: {len(errors)} error(s) in variables", details=sorted(set(errors)))
     result["vars"] = {name: {**declared[name], "value": values[name]} for name in declared}
     return result
+
+
+def _host_defaults(root: str, declared: dict[str, dict], values: dict[str, str]) -> None:
+    """Replace each `auto` value that fixer.ollama.host_defaults knows how to decide; the variable's `auto` says why."""
+    from fixer.ollama.host_defaults import RESOLVERS
+
+    for name, resolver in RESOLVERS.items():
+        if values.get(name) == "auto":
+            values[name], why = resolver(root, values)
+            declared[name] = {**declared[name], "auto": f"{values[name]}: {why}"}
 
 
 def _scalar(value: Any) -> str:
