@@ -348,7 +348,7 @@ def test_10_fix_passthrough_removes_what_the_shim_profiles_installed(seed_root):
     ('Environment="OLLAMA_FLASH_ATTENTION=false"', "flash_attention"),
     ('Environment="OLLAMA_CONTEXT_LENGTH=8192"', "context_length"),
     ('Environment="GGML_CUDA_DISABLE_GRAPHS=1"', "disable_cuda_graphs"),
-    ('Environment="OLLAMA_LOAD_TIMEOUT=2h"', "load_timeout"),
+    ('Environment="OLLAMA_LOAD_TIMEOUT=15m"', "load_timeout"),
 ])
 def test_11_each_setting_has_a_variable_with_its_reason(seed_root, line, var):
     plan = make_plan(seed_root)
