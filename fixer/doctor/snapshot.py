@@ -95,13 +95,8 @@ class HostFacts:
         return sorted(d for d, names in self.lib_dirs.items() if any("ggml-" in n for n in names))
 
     def scanned_cuda_dirs(self) -> list[str]:
-        """The CUDA folders Ollama scans: the pinned one alone (a pin naming no folder: none), unpinned every
-        one (v0.32.15 discover/runner.go:100; v0.24.0 discover/runner.go:97; mlx_* pins are exempt)."""
-        cuda = [d for d in self.ggml_dirs() if d.startswith("cuda")]
-        pinned = self.env.get("OLLAMA_LLM_LIBRARY")
-        if pinned and not pinned.startswith("mlx_"):
-            return [pinned] if pinned in cuda else []
-        return cuda
+        """The CUDA folders Ollama scans (fixer.ollama.layout.scanned): the pinned one, or every one unpinned."""
+        return [d for d in layout.scanned(self.ggml_dirs(), self.env) if d.startswith("cuda")]
 
     def cuda_dir(self) -> str:
         """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""

@@ -14,7 +14,6 @@ from fixer.facts.elf import ElfError, ElfInfo, Header, read_elf, read_header
 from fixer.facts.ldso import (
     DEFAULT_DIRS,
     FALLBACK_DIRS,
-    LD_SO_CACHE,
     LOADER_FLAGS,
     LdCache,
     LdCacheError,

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
