@@ -116,6 +116,7 @@ def result(
         "diff": ansible_diff(plan),
         "generation": generation,
         "verify": verify,
+        "proof": proof_summary(verify),
     }
     if plan is not None:
         doc.update(conflicts=plan.conflicts, warnings=plan.warnings, notes=plan.notes, post_actions=plan.post_actions,
@@ -151,11 +152,29 @@ def _jsonable(value: object) -> object:
 def history_text(rows: list[dict]) -> str:
     if not rows:
         return "no generations yet"
-    lines = [f"{'gen':>4}  {'status':<12} {'created':<25} {'profile':<20} {'user':<10} changes"]
+    lines = [f"{'gen':>4}  {'status':<12} {'created':<25} {'profile':<20} {'user':<10} {'changes':>7}  verify"]
     for r in rows:
         lines.append(f"{r['generation']:>4}  {r['status']:<12} {r['created']:<25} {r['profile']:<20} "
-                     f"{r['user']:<10} {r['changes']}")
+                     f"{r['user']:<10} {r['changes']:>7}  {_proof_cell(r.get('proof'))}")
     return "\n".join(lines)
+
+
+def _proof_cell(proof: dict | None) -> str:
+    if proof is None:
+        return "not run"
+    if proof.get("outcome") is None:
+        return "level unknown (recorded before proof levels)"
+    return f"{proof['outcome']}, reached {proof.get('reached') or 'none'} of {proof.get('asked')}"
+
+
+def proof_summary(verify: VerifyReport | dict | None) -> dict | None:
+    """The proof part of a verify verdict, for every result: the level asked and reached, the outcome,
+    and each level not reached with why and what reaches it. None where verify did not run."""
+    if verify is None:
+        return None
+    doc = verify if isinstance(verify, dict) else verify.to_dict()
+    return {"asked": doc.get("asked"), "reached": doc.get("reached"), "outcome": doc.get("outcome"),
+            "not_reached": doc.get("not_reached", [])}
 
 
 def installation_line(found: dict) -> str:
