@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from fixer.facts import systemd as unitfile
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
 from fixer.facts.nvidia import NvidiaFacts, PciDevice, nvidia, pci_devices
-from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_capped, read_state
+from fixer.facts.paths import PathState, glob_in, host_path, list_dir, parent_problem, read_capped, read_state
 from fixer.model.profile import Profile
 
 # systemd's unit search path, highest priority first (systemd.unit(5)).
@@ -158,10 +158,9 @@ def read_environment_file(root: str, entry: str) -> EnvFiles:
     pattern = entry[1:] if optional else entry
     if not pattern.startswith("/"):
         return [], None if optional else f"EnvironmentFile={entry}: not an absolute path; the service would not start"
-    matches = sorted(glob.glob(host_path(root, pattern))) if glob.has_magic(pattern) else [host_path(root, pattern)]
+    matches = glob_in(root, pattern) if glob.has_magic(pattern) else [pattern]
     found = []
-    for match in matches:
-        shown = "/" + os.path.relpath(match, root) if root != "/" else match
+    for shown in matches:
         real = _resolved(root, shown)
         if real is not None and os.path.isfile(real):
             text = read_capped(real).decode("utf-8", errors="surrogateescape")

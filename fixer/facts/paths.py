@@ -110,7 +110,8 @@ ABSENT = PathState("absent")
 
 
 def read_state(root: str, path: str) -> PathState:
-    real = host_path(root, path)
+    """The state of `path` itself (a final symlink is not followed); its parents resolve inside the root."""
+    real = own_path(root, path)
     try:
         st = os.lstat(real)
     except (FileNotFoundError, NotADirectoryError):
@@ -242,13 +243,16 @@ def real_path(root: str, path: str) -> str | None:
     return None if inside is None else host_path(root, inside)
 
 
+def own_path(root: str, path: str) -> str:
+    """Where `path` itself is on this machine: its parents resolved inside the root, its last component
+    as written (a final symlink stays a symlink). A missing parent leaves the rest as written."""
+    parent = resolve_in_root(root, posixpath.dirname(path) or "/", strict=False) or "/"
+    return host_path(root, posixpath.join(parent, posixpath.basename(path)))
+
+
 def stat_in(root: str, path: str, follow: bool = True) -> os.stat_result | None:
     """The status of `path` (with `follow=False`, of a final symlink itself); parents resolve inside the root."""
-    if follow:
-        real = real_path(root, path)
-    else:
-        parent = resolve_in_root(root, posixpath.dirname(path) or "/")
-        real = None if parent is None else host_path(root, posixpath.join(parent, posixpath.basename(path)))
+    real = real_path(root, path) if follow else own_path(root, path)
     try:
         return None if real is None else os.lstat(real)
     except OSError:
@@ -273,13 +277,9 @@ def is_executable(root: str, path: str) -> bool:
 
 def link_target(root: str, path: str) -> str | None:
     """The text of symlink `path` (parents resolved inside the root), or None when it is no symlink."""
-    st = stat_in(root, path, follow=False)
-    if st is None or not stat.S_ISLNK(st.st_mode):
-        return None
-    parent = resolve_in_root(root, posixpath.dirname(path) or "/")
     try:
-        return os.readlink(host_path(root, posixpath.join(parent or "/", posixpath.basename(path))))
-    except OSError:
+        return os.readlink(own_path(root, path))
+    except OSError:  # absent, or no symlink
         return None
 
 
@@ -297,6 +297,22 @@ def matching(root: str, folder: str, pattern: str) -> list[str]:
     import fnmatch
 
     return [f"{folder.rstrip('/')}/{n}" for n in names(root, folder) if fnmatch.fnmatchcase(n, pattern)]
+
+
+def glob_in(root: str, pattern: str) -> list[str]:
+    """Absolute paths inside the root matching the shell `pattern` (magic in any component), sorted; every
+    directory on the way resolves inside the root. What glob(3) gives a process chrooted there."""
+    import fnmatch
+    import glob as globbing
+
+    found = ["/"]
+    for part in [p for p in pattern.split("/") if p]:
+        if globbing.has_magic(part):
+            found = [f"{d.rstrip('/')}/{n}" for d in found for n in names(root, d)
+                     if fnmatch.fnmatchcase(n, part) and (part.startswith(".") or not n.startswith("."))]
+        else:
+            found = [f"{d.rstrip('/')}/{part}" for d in found]
+    return sorted(f for f in found if f != "/" and stat_in(root, f, follow=False) is not None)
 
 
 def entries(root: str, path: str) -> dict[str, tuple[os.stat_result, str | None]] | None:

@@ -64,3 +64,38 @@ def test_doctor_finds_the_same_causes_as_with_the_tree_in_place(moved_root, tmp_
     linked = diagnose(moved_root, None)
     assert [f.id for f in linked.findings] == [f.id for f in in_place.findings]
     assert linked.findings, "the seed host is broken: doctor must find its causes"
+
+
+def _decoy_link(tmp_path, root: str, path: str, inside: dict[str, str], outside: dict[str, str]) -> None:
+    """`path` of the root becomes an absolute link to a directory that exists both inside the root (files
+    `inside`) and on this machine (files `outside`): only the first may ever be read."""
+    target = str(tmp_path / "operator-side" / path.strip("/").replace("/", "-"))
+    for base, files in ((root + target, inside), (target, outside)):
+        os.makedirs(base, exist_ok=True)
+        for name, text in files.items():
+            with open(os.path.join(base, name), "w") as fh:
+                fh.write(text)
+    real = os.path.join(root, path.lstrip("/"))
+    if os.path.isdir(real):
+        shutil.rmtree(real)
+    os.symlink(target, real)
+
+
+def test_ld_so_conf_includes_resolve_inside_the_root(tmp_path):
+    from fixer.facts.ldso import ld_so_conf_dirs
+
+    root = _moved_host(tmp_path, "/opt/ollama")
+    with open(os.path.join(root, "etc/ld.so.conf"), "w") as fh:
+        fh.write("include /etc/ld.so.conf.d/*.conf\n")
+    _decoy_link(tmp_path, root, "/etc/ld.so.conf.d", {"vgpu.conf": "/opt/vgpu/lib\n"},
+                {"operator.conf": "/operators/own/lib\n"})
+    assert ld_so_conf_dirs(root) == ["/opt/vgpu/lib"]
+
+
+def test_a_paths_state_is_read_through_parents_inside_the_root(tmp_path):
+    from fixer.facts.paths import read_state
+
+    root = _moved_host(tmp_path, "/opt/ollama")
+    _decoy_link(tmp_path, root, "/etc/nvidia", {"gridd.conf": "inside\n"}, {"gridd.conf": "operator's\n"})
+    assert read_state(root, "/etc/nvidia/gridd.conf").data == b"inside\n"
+    assert read_state(root, f"{LIB}/cuda_v12/libcudart.so.12").kind == "file"
