@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from fixer.facts import systemd as unitfile
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
 from fixer.facts.nvidia import NvidiaFacts, PciDevice, nvidia, pci_devices
-from fixer.facts.paths import PathState, glob_in, host_path, list_dir, parent_problem, read_capped, read_state
+from fixer.facts.paths import (PathState, glob_in, list_dir, parent_problem, read_capped, read_state,
+                               real_path)
 from fixer.model.profile import Profile
 
 # systemd's unit search path, highest priority first (systemd.unit(5)).
@@ -129,18 +130,10 @@ def unit_dirs(scope: str) -> tuple[str, ...]:
     return SYSTEM_UNIT_DIRS if scope == "system" else USER_UNIT_DIRS
 
 
-def _resolved(root: str, path: str) -> str | None:
-    """The host location of `path` with symlinks followed inside the root (chroot semantics), or None."""
-    from fixer.facts.linker import resolve_in_root
-
-    inside = resolve_in_root(root, path)
-    return None if inside is None else host_path(root, inside)
-
-
 def read_unit_file(root: str, path: str) -> UnitFile | None:
     state = read_state(root, path)
     if state.kind == "symlink":  # followed as the manager of that root would, and read with the size cap
-        real = _resolved(root, path)
+        real = real_path(root, path)
         if real is None or not os.path.isfile(real):
             return None
         return UnitFile.parsed(path, read_capped(real).decode("utf-8", errors="replace"))
@@ -161,7 +154,7 @@ def read_environment_file(root: str, entry: str) -> EnvFiles:
     matches = glob_in(root, pattern) if glob.has_magic(pattern) else [pattern]
     found = []
     for shown in matches:
-        real = _resolved(root, shown)
+        real = real_path(root, shown)
         if real is not None and os.path.isfile(real):
             text = read_capped(real).decode("utf-8", errors="surrogateescape")
             found.append((shown, unitfile.parse_env_file(text)))
