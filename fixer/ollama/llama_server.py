@@ -450,8 +450,16 @@ def read_native(root: str, env: Mapping[str, str], spec, user: str | None, timeo
 
 
 def gate_fix(reading: NativeReading) -> str:
-    """What makes the gate keep the device, decided from what NVML said."""
+    """What makes the gate keep the device, decided from what NVML said: a CUDA-style version (a shim) or a
+    real driver branch below the floor (on a vGPU guest the host's vGPU manager decides that branch)."""
     path = (reading.nvml or {}).get("path") or "libnvidia-ml.so.1"
+    before = f"v0.{GATE_SINCE[1]}.{GATE_SINCE[2] - 1}"
+    if reading.driver_major >= 100:  # a driver branch (R535, R550, ...), not a CUDA version
+        return (f"NVML ({path}) reports the NVIDIA driver {(reading.nvml or {}).get('driver_version')!r}, below "
+                f"the gate's {COMPRESSED_FATBIN_DRIVER}: a driver of that branch or newer, or an Ollama release "
+                f"before the gate ({before} or older; it arrived in v0.{GATE_SINCE[1]}.{GATE_SINCE[2]}, "
+                "discover/cuda_compat.go:14,60-68). On an NVIDIA vGPU guest the branch is the host's vGPU "
+                "manager's: no fix from inside the guest but the older release")
     return (f"the NVML the service loads ({path}) reports {(reading.nvml or {}).get('driver_version')!r}, which "
             f"Ollama reads as driver {reading.driver_major}: remove the libnvidia-ml.so.1 link the service finds "
             "(h100-vgpu: `--set nvml_link=absent`); without NVML Ollama only warns and keeps the GPU. "
