@@ -539,7 +539,7 @@ def _classify(result: DiscoveryResult, cuda: list[Device], timeout: float) -> No
         return
     if not cuda:
         listing = result.runs[1] if len(result.runs) > 1 else None
-        failed = next((f for f in map(lambda r: run_failure(r, timeout), result.runs[:2]) if f), None)
+        failed = next(filter(None, (run_failure(r, timeout) for r in result.runs[:2])), None)
         if failed is None and listing is not None and listing.returncode:
             failed = f"llama-server --list-devices exited with status {listing.returncode}"
         tail = " | ".join((listing.output if listing else "").strip().splitlines()[-3:])
