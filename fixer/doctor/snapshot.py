@@ -94,9 +94,12 @@ class HostFacts:
         """Subfolders Ollama turns into library dirs: those holding a `*ggml-*` file."""
         return sorted(d for d, names in self.lib_dirs.items() if any("ggml-" in n for n in names))
 
+    def scanned_dirs(self) -> list[str]:
+        """The library folders Ollama scans (fixer.ollama.layout.scanned): the pinned one, or every one unpinned."""
+        return layout.scanned(self.ggml_dirs(), self.env)
+
     def scanned_cuda_dirs(self) -> list[str]:
-        """The CUDA folders Ollama scans (fixer.ollama.layout.scanned): the pinned one, or every one unpinned."""
-        return [d for d in layout.scanned(self.ggml_dirs(), self.env) if d.startswith("cuda")]
+        return [d for d in self.scanned_dirs() if d.startswith("cuda")]
 
     def cuda_dir(self) -> str:
         """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""

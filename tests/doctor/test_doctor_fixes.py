@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from fixer.demo import build_seed_host
 from fixer.doctor.verdict import diagnose
 
@@ -83,3 +85,13 @@ def test_the_550_gate_on_a_vgpu_guest_names_the_options_that_exist(tmp_path):
 def test_the_550_gate_on_bare_metal_also_names_the_release_before_it(tmp_path):
     gate = next(f for f in diagnose(_seed(tmp_path), GATE_LOG).findings if f.id == "nvidia-driver-gate")
     assert gate.fix.text.startswith("Upgrade the NVIDIA driver to 550 or newer") and "v0.30.10" in gate.fix.text
+
+
+@pytest.mark.parametrize("folder,judged", [("cuda_v12", True), ("cuda_v13", False)])
+def test_a_hand_made_file_counts_only_in_a_folder_ollama_scans(tmp_path, folder, judged):
+    """Pinned to cuda_v12 (runner.go:100), a shim dropped into cuda_v13 never reaches a runner."""
+    root = _seed(tmp_path)
+    Path(root, f"usr/local/lib/ollama/{folder}/libvgpu-cuda.so").write_bytes(b"")
+    found = diagnose(root, None)
+    modified = [f for f in found.findings if f.id == "lib-ollama-modified"]
+    assert any(folder in e for f in modified for e in f.evidence) == judged
