@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from fixer.facts.linker import resolve_in_root
-from fixer.facts.paths import host_path
+from fixer.facts import paths
+from fixer.facts.paths import resolve_in_root
 from fixer.model.profile import Profile
 from fixer.model.proof import Level
 from fixer.model.verify import Check, VerifyReport
@@ -59,7 +59,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec, chosen = _chosen(root, profile.verify)
-    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
+    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib, (unit or _unit(root, profile)).working_directory)
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict(),
                           unmodeled=generations.unmodeled(installation.version))
@@ -124,13 +124,13 @@ def _chosen(root: str, spec):
 def cache_additions(root: str, profile: Profile) -> list[str]:
     """Every soname the profile's ld.so.conf.d entry adds to the root's ld.so cache (host-wide, for every
     program), read from the real cache."""
-    from fixer.facts.ldso import LD_SO_CACHE, LdCacheError, read_cache
+    from fixer.facts.ldso import LdCacheError, root_cache
 
     if profile.ld_so_conf is None or not profile.ld_so_conf.entries:
         return []
     where = f"ld.so cache entries from {profile.ld_so_conf_path}"
     try:
-        cache = read_cache(host_path(root, LD_SO_CACHE))
+        cache = root_cache(root)
     except (OSError, LdCacheError) as exc:
         return [f"{where}: cache not readable ({getattr(exc, 'strerror', None) or exc})"]
     dirs = {d.rstrip("/") for d in profile.ld_so_conf.entries}
@@ -150,8 +150,8 @@ def preload_replacements(details: dict) -> list[str]:
 
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
-    folders = sorted(n for n in _listdir(root, spec.ollama_lib)
-                     if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
+    folders = sorted(n for n in paths.names(root, spec.ollama_lib)
+                     if paths.is_dir(root, f"{spec.ollama_lib}/{n}") and _has_ggml(root, spec, n))
     requested = env.get("OLLAMA_LLM_LIBRARY")
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
                 f"OLLAMA_LLM_LIBRARY={requested if requested is not None else '(unset)'}"]
@@ -208,16 +208,8 @@ def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
                  result.fix, result.to_dict())
 
 
-def _listdir(root: str, path: str) -> list[str]:
-    inside = resolve_in_root(root, path)
-    try:
-        return os.listdir(host_path(root, inside)) if inside else []
-    except OSError:
-        return []
-
-
 def _has_ggml(root: str, spec, folder: str) -> bool:
-    return any("ggml-" in n for n in _listdir(root, f"{spec.ollama_lib}/{folder}"))
+    return any("ggml-" in n for n in paths.names(root, f"{spec.ollama_lib}/{folder}"))
 
 
 CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}
