@@ -324,7 +324,8 @@ def apply(
 
 def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_from: str, force: bool,
                    restart: bool, verify: bool, probe, lock_timeout: float, yes: bool, as_json: bool,
-                   proof: dict | None = None, extra: dict | None = None, preface: str = "") -> int:
+                   proof: dict | None = None, extra: dict | None = None, preface: str = "",
+                   chosen: dict | None = None) -> int:
     """Apply `prof` to `real`: on the live root show the plan and ask first (or --yes); then apply
     exactly what was shown, with progress on a terminal, and render the outcome."""
     from fixer import core
@@ -345,7 +346,8 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
                 saved, saved_from = shown.to_dict(), "the plan shown"
     progress = _progress(as_json)
     outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout, saved_plan=saved,
-                         saved_from=saved_from, verify=verify, probe=probe, progress=progress, **proof)
+                         saved_from=saved_from, verify=verify, probe=probe, progress=progress, chosen=chosen,
+                         **proof)
     msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
     report = outcome.verify
     if report is not None:
@@ -372,6 +374,7 @@ def fix(
     as_json: bool = JsonOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Stop after the evidence, the choices and the plan."),
     probe: Optional[bool] = ProbeOpt,
+    probe_user: str = ProbeUserOpt,
     force: bool = ForceOpt,
     restart: bool = RestartOpt,
     verify: bool = VerifyOpt,
@@ -397,7 +400,8 @@ def fix(
 
         real = _root(root)
         wait = _seconds("--lock-timeout", lock_timeout)
-        found, decision = core.fix_choice(real, probe, overrides=profiles.parse_overrides(sets or []))
+        found, decision = core.fix_choice(real, probe, overrides=profiles.parse_overrides(sets or []),
+                                          probe_user=probe_user)
         extra = {"evidence": found.to_dict(), "choices": decision.to_dict()}
         preface = fix_text(extra["evidence"], extra["choices"])
         if decision.profile is None:
@@ -409,11 +413,11 @@ def fix(
         if dry_run:
             return _show_plan(prof, real, as_json, force, command="fix", extra=extra, preface=preface + "\n")
         proof = {"service_check": service_check, "model": model, "level": _level(level),
-                 "service_timeout": _seconds("--service-timeout", service_timeout)}
+                 "service_timeout": _seconds("--service-timeout", service_timeout), "probe_user": probe_user}
         try:
             return _apply_profile("fix", prof, real, "", saved=None, saved_from="", force=force, restart=restart,
                                   verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json, proof=proof,
-                                  extra=extra, preface=preface)
+                                  extra=extra, preface=preface, chosen=decision.record())
         except FixerError as exc:  # a refusal or a rollback still shows what was chosen, and from what
             exc.facts.update(extra)
             raise

@@ -193,13 +193,13 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
           saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True,
           probe: bool | None = None, progress: Progress | None = None, service_check: bool = True,
           service_timeout: float | None = None, model: str | None = None, level: Level | None = None,
-          probe_user: str | None = None) -> Outcome:
+          probe_user: str | None = None, chosen: dict | None = None) -> Outcome:
     """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
     Where the apply restarts the unit on the live root, the restarted service's own discovery is the
     verdict (unless not `service_check`). A copy of a host whose files may not run (no `probe`) cannot
     reach a level above `files`: refused before anything changes, unless `level` asks only for files.
     With `saved_plan` (from load_plan), apply exactly that plan: it is checked before vgpu-fix creates
-    any state, and again under the lock."""
+    any state, and again under the lock. `chosen`: what `fix` chose, kept in the generation it writes."""
     from fixer.apply import transaction
 
     if verify:
@@ -219,12 +219,24 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
             probe_account(probe_user)
     checker = verifier(probe, progress, service_check=service_check, service_timeout=service_timeout,
                        model=model, level=level, probe_user=probe_user) if verify else None
-    return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
-                             check_plan=check, verify=checker, progress=progress)
+    outcome = transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
+                                check_plan=check, verify=checker, progress=progress)
+    if chosen is not None and outcome.generation is not None and outcome.changed:
+        record_choice(root, outcome.generation, chosen, lock_timeout)
+    return outcome
+
+
+def record_choice(root: str, generation: int, chosen: dict, lock_timeout: float = 0.0) -> None:
+    """Keep in the generation what `fix` chose (its profile, variables and unit scope), under the run lock."""
+    from fixer.apply.lock import RunLock
+
+    journal = journal_of(root)
+    with RunLock(journal.lock_path, lock_timeout):
+        journal.note(generation, fix=chosen)
 
 
 def fix_choice(root: str, probe: bool | None = None, log_text: str | None = None, timeout: float = 20.0,
-               overrides: dict[str, str] | None = None):
+               overrides: dict[str, str] | None = None, probe_user: str | None = None):
     """`vgpu-fix fix`'s read-only half: (the evidence, the profile and variables chosen from it, or why
     none can fix the host). The shims run to report their versions only where verify would run the root's
     files: the live root, or a copy with `probe`."""
@@ -232,7 +244,7 @@ def fix_choice(root: str, probe: bool | None = None, log_text: str | None = None
     from fixer.fix import choose, evidence
 
     found = evidence.gather(root, probe=probe if probe is not None else root == "/", log_text=log_text,
-                            journal=root == "/" and log_text is None, timeout=timeout)
+                            journal=root == "/" and log_text is None, timeout=timeout, probe_user=probe_user)
     limits = {name: tuple(profiles.load(name, root).cannot_fix)
               for name in (choose.SHIM, choose.PRELOAD, choose.CUDA13, choose.PASSTHROUGH)}
     return found, choose.with_overrides(choose.choose(found, limits), overrides or {})
@@ -365,7 +377,7 @@ def generation_detail(root: str, number: int) -> dict:
     m = journal.load(number).manifest
     return {"generation": number, "status": m["status"], "created": m["created"], "user": m["user"],
             "profile": m["profile"], "changes": m.get("changes", []), "paths": [e["path"] for e in m["entries"]],
-            "post_actions": m.get("post_actions", []), "verify": m.get("verify")}
+            "post_actions": m.get("post_actions", []), "verify": m.get("verify"), "fix": m.get("fix")}
 
 
 LAST_VERIFY = "last-verify.json"

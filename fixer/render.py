@@ -294,6 +294,10 @@ def generation_text(detail: dict, paint: Painter) -> str:
     created = [p for p in detail["paths"] if p not in {c["path"] for c in detail["changes"]}]
     if created:
         out.append("also recorded (parents, ldconfig outputs): " + ", ".join(created))
+    if detail.get("fix"):
+        chosen = detail["fix"]
+        out.append(f"chosen by `vgpu-fix fix` ({chosen['scope']} unit): " + " ".join(
+            f"--set {k}={v}" for k, v in chosen["variables"].items()))
     verify = detail.get("verify")
     if verify is None:
         out.append("verify: not run (--no-verify, or nothing changed)")

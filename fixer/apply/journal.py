@@ -258,6 +258,12 @@ class Journal:
         generation.manifest.update(extra)
         self.save(generation)
 
+    def note(self, number: int, **extra) -> None:
+        """Add `extra` to generation `number`'s manifest, checksummed again (the caller holds the run lock):
+        what a command decided around its apply, such as the profile and variables `fix` chose."""
+        generation = self.load(number)
+        self.set_status(generation, generation.status, **extra)
+
     def record_after(self, generation: Generation) -> None:
         generation.manifest["after"] = [ManifestEntry.of(read_state(self.root, e.path), e.path).to_dict()
                                         for e in generation.entries]

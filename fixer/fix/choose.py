@@ -37,6 +37,10 @@ class Decision:
     def variables(self) -> dict[str, str]:
         return {c.name: c.value for c in self.choices if c.name != "profile"}
 
+    def record(self) -> dict:
+        """What the generation keeps of the choice: enough to load the same profile again."""
+        return {"profile": self.profile, "variables": self.variables, "scope": self.scope}
+
     def to_dict(self) -> dict:
         return {"profile": self.profile, "variables": self.variables, "scope": self.scope,
                 "choices": [c.to_dict() for c in self.choices], "cannot_fix": list(self.cannot_fix)}

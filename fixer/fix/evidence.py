@@ -79,10 +79,11 @@ class Evidence:
 
 
 def gather(root: str, *, probe: bool = False, log_text: str | None = None, journal: bool = False,
-           timeout: float = 20.0) -> Evidence:
+           timeout: float = 20.0, probe_user: str | None = None) -> Evidence:
     """Read the evidence under `root` (never writes). With `probe`, the driver and NVML shims found are
     asked for their versions the way verify's native probe asks (the root's files run, sandboxed);
-    `log_text` or, with `journal`, the unit's journal (live root) is read the way doctor reads it."""
+    `log_text` or, with `journal`, the unit's journal (live root) is read the way doctor reads it. A copy's
+    shims run as `probe_user` (default nobody), the live root's as this process."""
     from fixer.doctor.snapshot import gather as host_facts
 
     ev = Evidence(root)
@@ -99,7 +100,7 @@ def gather(root: str, *, probe: bool = False, log_text: str | None = None, journ
         log_text = _journal(ev)
     _gather_log(ev, facts, log_text)
     if probe and not ev.nvidia_present:
-        _read_versions(ev, timeout)
+        _read_versions(ev, timeout, probe_user)
     else:
         ev.lines["versions"] = ("the driver's own version stands (no shim asked)" if ev.nvidia_present else
                                 "the shims' versions were not read: " + ("--no-probe" if root == "/" else
@@ -228,7 +229,7 @@ def _journal(ev: Evidence) -> str | None:
         return None
 
 
-def _read_versions(ev: Evidence, timeout: float) -> None:
+def _read_versions(ev: Evidence, timeout: float, probe_user: str | None = None) -> None:
     """The driver shim's cuDriverGetVersion and the NVML shim's nvmlSystemGetDriverVersion, read by verify's
     native probe with both preloaded (a dlopen by SONAME then finds the preloaded object)."""
     from fixer.model.profile import Verify
@@ -242,7 +243,13 @@ def _read_versions(ev: Evidence, timeout: float) -> None:
     nvml = ev.shim_for("nvml", os.path.dirname(driver.path))
     preload = [driver.path] + ([nvml.path] if nvml else [])
     spec = Verify(ollama_lib=ev.ollama_lib, library=CUDA_LIB, backend=BACKEND)
-    reading = read_native(ev.root, {"LD_PRELOAD": ":".join(preload)}, spec, None, timeout)
+    user = None
+    if ev.root != "/":  # an untrusted copy's code runs as the operator's probe account, never as root
+        from fixer.probe.placement import PROBE_USER, probe_account
+
+        user = probe_user or PROBE_USER
+        probe_account(user)
+    reading = read_native(ev.root, {"LD_PRELOAD": ":".join(preload)}, spec, user, timeout)
     cuda, nvml_said = reading.cuda or {}, reading.nvml or {}
     if isinstance(cuda.get("driver_version"), int):
         ev.driver_version = cuda["driver_version"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fixer import core
 from fixer.demo import snapshot_tree
 from tests.native.build import build_native
 from tests.native.host_kinds import VENDOR_DIR, host
@@ -48,10 +49,12 @@ def test_vars_override_the_chosen_values(ansible, native):
 
 
 def test_apply_records_the_generation_of_the_chosen_profile(ansible, native):
-    ansible.host("alpha", build=lambda r: host(Path(r), native, "cuda13-only"))
+    root = ansible.host("alpha", build=lambda r: host(Path(r), native, "cuda13-only"))
     result = ansible.play([auto_task()]).result()
     assert result["changed"] is True and result["generation"] == 1, result["msg"]
     assert result["profile"] == "h100-vgpu-cuda13" and result["choices"]["variables"]["cuda_major"] == "13"
+    assert core.generation_detail(root, 1)["fix"] == {"profile": "h100-vgpu-cuda13", "scope": "system",
+                                                       "variables": result["choices"]["variables"]}
 
 
 def test_a_host_nothing_can_fix_fails_the_task_naming_why_and_changes_nothing(ansible, native):

@@ -60,6 +60,8 @@ def test_fix_ends_at_the_service_level(tmp_path, built, kind):
     if os.environ.get("VGPU_FIX_LLAMA_SERVER"):  # the real llama-server in lib/ollama: verify's model agrees
         assert doc["verify"]["overruled"] == [], [(c["name"], c["summary"]) for c in doc["verify"]["checks"]]
     assert doc["generation"] == 1 and "zz-vgpu-fix.conf" in (out / "dropins").read_text()
+    recorded = json.loads((out / "history.json").read_text())["fix"]  # the generation keeps the choice
+    assert recorded == {"profile": PROFILES[kind], "variables": doc["choices"]["variables"], "scope": "user"}
     # Asked first: without --yes and without a terminal it refused, changing nothing.
     assert int((out / "unconfirmed.rc").read_text()) == 11
     assert "zz-vgpu-fix.conf" not in (out / "unconfirmed.dropins").read_text()

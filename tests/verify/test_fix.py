@@ -149,9 +149,12 @@ def test_on_a_copy_without_probe_fix_is_refused_up_front_like_apply(tmp_path, na
 
 @pytest.mark.parametrize("kind", ["library-path", "preload", "cuda13-only", "below-gate", "passthrough"])
 def test_fix_is_idempotent_its_own_changes_do_not_change_the_choice(tmp_path, native, cli, kind):
+    """The generation records what was chosen; a second run reads the host fix changed and chooses the same."""
     root = host(tmp_path, native, kind)
     first = json.loads(cli("fix", "--root", str(root), "--probe", "--no-verify", "--json").stdout)
     assert first["generation"] == 1, first["msg"]
+    detail = json.loads(cli("history", "show", "1", "--root", str(root), "--json").stdout)
+    assert detail["fix"] == {"profile": first["profile"], "variables": first["choices"]["variables"], "scope": "system"}
     code, again = _fix(cli, root)
     assert code == 0 and again["msg"] == "converged"
     assert again["choices"]["variables"] == first["choices"]["variables"]

@@ -368,8 +368,9 @@ class Task:
             count = len(plan.pending)
             msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
             return self.result(changed=bool(count), msg=msg, plan=plan)
-        outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"],
-                             lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"], **self.proof_options())
+        chosen = {k: self.chosen["choices"][k] for k in ("profile", "variables", "scope")} if self.chosen else None
+        outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"], lock_timeout=p["lock_timeout"],
+                             verify=p["verify"], probe=p["probe"], chosen=chosen, **self.proof_options())
         msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
         doc = self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
                           verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
@@ -432,7 +433,8 @@ class Task:
 
     def choose(self):
         """profile: auto, as `vgpu-fix fix` chooses: from the target's evidence, O(vars) winning."""
-        found, decision = core.fix_choice(self.root, self.params["probe"], overrides=overrides(self.params))
+        found, decision = core.fix_choice(self.root, self.params["probe"], overrides=overrides(self.params),
+                                          probe_user=self.params["probe_user"])
         self.chosen = {"evidence": found.to_dict(), "choices": decision.to_dict()}
         if decision.profile is None:
             raise CannotFix("no shipped profile can fix this host; nothing was changed", details=decision.cannot_fix)
