@@ -62,7 +62,7 @@ def _journal_warnings(root: str) -> list[str]:
     warnings = [f"generation {g.number} was interrupted ({g.status}); "
                 "the next apply or `vgpu-fix rollback` restores its before-state"
                 for g in intact if g.status in OPEN_STATUSES]
-    return warnings + [f"generation {d.number} is damaged and cannot be used: {d.reason}" for d in damaged]
+    return warnings + [d.story() for d in damaged]
 
 
 def make_plan(profile: Profile, root: str, force: bool = False, source: str = "") -> Plan:
@@ -190,7 +190,7 @@ def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview,
     from fixer.apply.journal import Journal
 
     journal = Journal(root)
-    if not journal.generations():
+    if not any(journal.scan()):
         return None
     selected = rollback_plan.preview(journal, to)
     return selected, rollback_plan.restores(journal, selected)
@@ -210,9 +210,13 @@ def verifier(probe: bool | None = None, progress: Progress | None = None):
 def rollback_dry_run(root: str, to: int | None = None) -> Plan:
     """`rollback --dry-run` (and the question on the live root): the rollback as a plan, one change per
     path with its final state — `delete` for a path the apply created, which the rollback removes."""
+    from fixer.apply.rollback_plan import nothing_applied
+
     found = rollback_preview(root, to)
-    if found is None or found[0].empty:
-        raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+    if found is None:
+        raise nothing_applied(to)
+    if found[0].empty:
+        raise found[0].nothing_to_roll_back()
     selected, restores = found
     final: dict[str, Restore] = {}
     for restore in restores:  # restore order: a path's last restore (its oldest generation) is what stays
@@ -238,7 +242,11 @@ def generation_detail(root: str, number: int) -> dict:
     from fixer.apply.journal import Journal
 
     journal = Journal(root)
-    if number not in [g.number for g in journal.generations()]:
+    intact, damaged = journal.scan()
+    broken = next((d for d in damaged if d.number == number), None)
+    if broken is not None:
+        raise InvalidInput(broken.story())
+    if number not in [g.number for g in intact]:
         raise InvalidInput(f"no generation {number} under {journal.directory}")
     m = journal.load(number).manifest
     return {"generation": number, "status": m["status"], "created": m["created"], "user": m["user"],

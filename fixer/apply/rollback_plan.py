@@ -37,13 +37,24 @@ class RollbackPreview:
     def numbers(self) -> list[int]:
         return [g.number for g in (*self.interrupted, *self.targets)]
 
+    def nothing_to_roll_back(self) -> InvalidInput:
+        """The refusal when no generation can be undone: a damaged newer generation is named, not hidden
+        behind "no applied generation"."""
+        if self.skipped:
+            return InvalidInput(self.skipped[-1].story(), details=[d.story() for d in self.skipped[:-1]])
+        return nothing_applied(self.to)
+
+
+def nothing_applied(to: int | None = None) -> InvalidInput:
+    return InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+
 
 def preview(journal: Journal, to: int | None = None) -> RollbackPreview:
     """Select what `rollback [--to N]` undoes: the newest applied generation, or every applied one >= N."""
     generations, damaged = journal.scan()
     broken = next((d for d in damaged if d.number == to), None)
     if broken is not None:
-        raise InvalidInput(broken.reason)
+        raise InvalidInput(broken.story())
     known = [g.number for g in generations]
     if to is not None and to not in known:
         span = f" (this root has {known[0]}..{known[-1]})" if known else ""

@@ -46,35 +46,34 @@ class Outcome:
 
 def touched_paths(root: str, plan: planner.Plan) -> list[str]:
     """Every path the apply may create or change, parents it must create first, then ldconfig's outputs."""
-    paths: list[str] = []
+    paths: dict[str, None] = {}  # ordered and unique in linear time
     targets = [c.path for c in plan.pending]
     if PostAction.LDCONFIG in plan.post_actions:
         # ldconfig writes each cache through a `~` temp file it leaves behind when it fails.
         targets += [ldso.LD_SO_CACHE, ldso.LD_SO_CACHE + "~", ldso.LDCONFIG_AUX_CACHE, ldso.LDCONFIG_AUX_CACHE + "~"]
     for target in targets:
         for parent in missing_parents(root, target):
-            if parent not in paths:
-                paths.append(parent)
-        if target not in paths:
-            paths.append(target)
-    return paths
+            paths.setdefault(parent)
+        paths.setdefault(target)
+    return list(paths)
 
 
-def _perform(root: str, change: planner.Change) -> None:
+def _perform(root: str, change: planner.Change, dirty: set[str]) -> None:
+    """Make one change; the directories it changed are noted in `dirty` for one fsync each later."""
     after = change.after
     if after.kind == "absent":
-        writes.remove(root, change.path)
+        writes.remove(root, change.path, dirty)
         return
     for parent in missing_parents(root, change.path):
-        writes.make_dir(root, parent, 0o755)
+        writes.make_dir(root, parent, 0o755, dirty)
     if after.kind == "symlink":
         if change.before.kind == "file":
-            writes.remove(root, change.path)
-        writes.write_symlink(root, change.path, after.target)
+            writes.remove(root, change.path, dirty)
+        writes.write_symlink(root, change.path, after.target, dirty)
     else:
         if change.before.kind == "symlink":
-            writes.remove(root, change.path)
-        writes.write_file(root, change.path, after.data, after.mode, after.uid, after.gid)
+            writes.remove(root, change.path, dirty)
+        writes.write_file(root, change.path, after.data, after.mode, after.uid, after.gid, dirty)
 
 
 def run_post_actions(root: str, service: dict, actions: list[str], restart: bool) -> list[str]:
@@ -230,14 +229,18 @@ def apply(
         paths = touched_paths(root, plan)
         stop.check()
         generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile))
+        dirty: set[str] = set()
         try:
             with (progress or Progress()).task(f"applying {len(plan.pending)} change(s)", len(plan.pending)) as step:
-                for change in plan.pending:
-                    stop.check()
-                    crashpoints.hit("apply:change")
-                    _perform(root, change)
-                    crashpoints.hit("apply:changed")
-                    step(change.path)
+                try:
+                    for change in plan.pending:
+                        stop.check()
+                        crashpoints.hit("apply:change")
+                        _perform(root, change, dirty)
+                        crashpoints.hit("apply:changed")
+                        step(change.path)
+                finally:  # durable before the post-actions read them and before the status says applied
+                    writes.sync_dirs(root, dirty)
             stop.check()
             done = run_post_actions(root, service_of(profile), plan.post_actions, restart)
             journal.record_after(generation)
@@ -331,10 +334,8 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
         if not targets:
             if messages:
                 return Outcome("rollback", None, True, messages=messages)
-            if skipped:
-                raise InvalidInput(skipped[-1].reason, details=[d.reason for d in skipped[:-1]])
-            raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
-        messages += [f"skipped damaged generation {d.number}: {d.reason}" for d in skipped]
+            raise selected.nothing_to_roll_back()
+        messages += [f"skipped: {d.story()}" for d in skipped]
         if selected.drifted and not force:
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "
                            "(use --force to roll back anyway)", details=list(selected.drifted))

@@ -76,12 +76,41 @@ def _temp_name(name: str) -> str:
     return f".{name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
-def is_temp_for(entry: str, name: str) -> bool:
-    return entry.startswith(f".{name}{TEMP_MARK}") and entry.endswith(".tmp")
+def temp_owner(entry: str) -> str | None:
+    """The NAME whose temp file `entry` is (`.NAME.vgpu-fix-PID-TOKEN.tmp`), or None for any other entry."""
+    if not (entry.startswith(".") and entry.endswith(".tmp")):
+        return None
+    cut = entry.rfind(TEMP_MARK)
+    return entry[1:cut] if cut > 1 else None
 
 
-def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-    """Write via a temp file in the same directory, fsync it, rename over `path`, fsync the directory."""
+def _settle(dfd: int, path: str, dirty: set[str] | None) -> None:
+    """Make a changed directory entry durable now, or note its directory for one `sync_dirs` later."""
+    if dirty is None:
+        os.fsync(dfd)
+    else:
+        dirty.add(os.path.dirname(path))
+
+
+def sync_dirs(root: str, dirty: set[str]) -> None:
+    """fsync each directory a batch of writes changed, once (deepest first); a directory since removed
+    (a restore deleting a parent it had created) needs none."""
+    for directory in sorted(dirty, key=lambda d: (-d.count("/"), d)):
+        try:
+            fd = _open_dir(root, directory)
+        except (FileNotFoundError, NotADirectoryError, Conflict):
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    dirty.clear()
+
+
+def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None,
+               dirty: set[str] | None = None) -> None:
+    """Write via a temp file in the same directory, fsync it, rename over `path`, fsync the directory
+    (or, given `dirty`, note it there for `sync_dirs`)."""
 
     def make(dfd: int, tmp: str) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
@@ -96,15 +125,15 @@ def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = N
         finally:
             os.close(fd)
 
-    _replace(root, path, make)
+    _replace(root, path, make, dirty)
 
 
-def write_symlink(root: str, path: str, target: str) -> None:
+def write_symlink(root: str, path: str, target: str, dirty: set[str] | None = None) -> None:
     """Create a fresh link under a temp name and rename it over `path`; never touches a target."""
-    _replace(root, path, lambda dfd, tmp: os.symlink(target, tmp, dir_fd=dfd))
+    _replace(root, path, lambda dfd, tmp: os.symlink(target, tmp, dir_fd=dfd), dirty)
 
 
-def _replace(root: str, path: str, make) -> None:
+def _replace(root: str, path: str, make, dirty: set[str] | None) -> None:
     """Build the new entry with `make(dir_fd, temp_name)`, then rename it over `path` atomically."""
     dfd, name = _parent(root, path)
     try:
@@ -120,12 +149,12 @@ def _replace(root: str, path: str, make) -> None:
             _discard(dfd, tmp)
             raise
         crashpoints.hit("write:renamed")
-        os.fsync(dfd)
+        _settle(dfd, path, dirty)
     finally:
         os.close(dfd)
 
 
-def remove(root: str, path: str) -> None:
+def remove(root: str, path: str, dirty: set[str] | None = None) -> None:
     """Remove a file, symlink (never its target) or empty directory; absent is fine."""
     try:
         dfd, name = _parent(root, path)
@@ -140,12 +169,12 @@ def remove(root: str, path: str) -> None:
         else:
             os.unlink(name, dir_fd=dfd)
         crashpoints.hit("remove:done")
-        os.fsync(dfd)
+        _settle(dfd, path, dirty)
     finally:
         os.close(dfd)
 
 
-def make_dir(root: str, path: str, mode: int = 0o755) -> None:
+def make_dir(root: str, path: str, mode: int = 0o755, dirty: set[str] | None = None) -> None:
     """Create one directory with exactly `mode` (whatever the umask); an existing directory is fine."""
     dfd, name = _parent(root, path)
     try:
@@ -158,7 +187,7 @@ def make_dir(root: str, path: str, mode: int = 0o755) -> None:
             return
         set_dir_mode(dfd, name, mode)
         crashpoints.hit("mkdir:done")
-        os.fsync(dfd)
+        _settle(dfd, path, dirty)
     finally:
         os.close(dfd)
 
@@ -180,26 +209,31 @@ def chmod_dir(root: str, path: str, mode: int) -> None:
         os.close(dfd)
 
 
-def discard_temps(root: str, path: str) -> list[str]:
-    """Remove temp files an interrupted run left beside `path`; returns the absolute paths removed."""
-    directory = os.path.dirname(path)
-    if parent_problem(root, path) is not None or not os.path.isdir(host_path(root, directory)):
-        return []
-    try:
-        dfd = _open_dir(root, directory)
-    except (Conflict, OSError):
-        return []
+def discard_temps(root: str, paths: list[str]) -> list[str]:
+    """Remove temp files an interrupted run left beside any of `paths`; returns the absolute paths removed.
+
+    Each directory is listed once, however many of `paths` it holds (a generation of 10,000 links in one
+    directory must not list it 10,000 times)."""
+    by_dir: dict[str, set[str]] = {}
+    for path in paths:
+        by_dir.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
     removed = []
-    try:
-        name = os.path.basename(path)
-        for entry in os.listdir(dfd):
-            if is_temp_for(entry, name):
+    for directory, names in by_dir.items():
+        if parent_problem(root, directory + "/x") is not None or not os.path.isdir(host_path(root, directory)):
+            continue
+        try:
+            dfd = _open_dir(root, directory)
+        except (Conflict, OSError):
+            continue
+        try:
+            found = [entry for entry in os.listdir(dfd) if temp_owner(entry) in names]
+            for entry in found:
                 _discard(dfd, entry)
                 removed.append(os.path.join(directory, entry))
-        if removed:
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
+            if found:
+                os.fsync(dfd)
+        finally:
+            os.close(dfd)
     return removed
 
 

@@ -81,10 +81,8 @@ def parse(text: str) -> list[Setting]:
 
 
 def _escaped_end(line: str) -> bool:
-    escaped = False
-    for c in line:
-        escaped = not escaped and c == "\\"
-    return escaped
+    """Whether the line ends in an unescaped backslash (an odd run of them)."""
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
 
 
 def _line(line: str, section: str, number: int, settings: list[Setting], sections: list[str]) -> str:

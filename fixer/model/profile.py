@@ -145,7 +145,7 @@ VarName = Annotated[str, AfterValidator(_var_name)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Symlink(Model):

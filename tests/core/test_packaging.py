@@ -77,3 +77,20 @@ def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.split()
     assert "site-packages" in out[0] and out[1].endswith("fixer/shipped_profiles")
     assert (Path(out[1]) / "h100-vgpu.yaml").is_file()
+
+
+def test_the_installed_tool_ignores_the_crash_harness_variables(installed, tmp_path):
+    """The crash-safety hooks are armed only in a checkout with its test harness: in an installed tool,
+    VGPU_FIX_CRASH_AT neither kills the run nor does VGPU_FIX_CRASH_LOG write anywhere."""
+    root = tmp_path / "root"
+    root.mkdir()
+    build_seed_host(str(root))
+    log = tmp_path / "steps.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(installed), "apply", "--root", str(root), "--no-verify"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**env, "NO_COLOR": "1", "VGPU_FIX_CRASH_AT": "apply:change",
+                               "VGPU_FIX_CRASH_LOG": str(log), "VGPU_FIX_PAUSE_AT": "apply:change"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "applied generation 1" in proc.stdout
+    assert not log.exists()
