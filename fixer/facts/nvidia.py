@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
+from fixer.facts.ldso import TRUSTED_DIRS
 from fixer.facts.paths import host_path
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 PCI_ADDRESS = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-# Where a driver package installs libcuda.so.<driver version> (Debian/Ubuntu, RHEL/SUSE, others).
-DRIVER_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/lib64",
-                   "/usr/lib/aarch64-linux-gnu")
 DRIVER_LIBCUDA = re.compile(r"^libcuda\.so\.([0-9]{3,})\.[0-9]+(\.[0-9]+)?$")
 DRIVER_VERSION = re.compile(r"\b([0-9]{3,})\.[0-9]+(\.[0-9]+)?\b")
 CUDA13_MIN_DRIVER = 580  # the first driver branch with CUDA 13
@@ -104,16 +103,21 @@ def nvidia(root: str) -> NvidiaFacts:
             for entry in entries:
                 if PCI_ADDRESS.match(entry):
                     bound.setdefault(entry, driver)
-    packaged = []
-    for directory in DRIVER_LIB_DIRS:
+    packaged, seen = [], set()
+    for directory in TRUSTED_DIRS:  # where a driver package installs libcuda.so.<driver version>: the loader's own dirs
         try:
             names = sorted(os.listdir(host_path(root, directory)))
         except OSError:
             continue
         for name in names:
             path = f"{directory}/{name}"
-            if DRIVER_LIBCUDA.match(name) and os.path.isfile(host_path(root, path)) \
-                    and not os.path.islink(host_path(root, path)):
+            try:
+                st = os.lstat(host_path(root, path))
+            except OSError:
+                continue
+            # /lib and /usr/lib are one directory on a merged-/usr host: one file, named once
+            if DRIVER_LIBCUDA.match(name) and stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
                 packaged.append(path)
     version, evidence = None, []
     for source in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
