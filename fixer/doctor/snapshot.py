@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import glob
 import os
-import shlex
 import stat
 from dataclasses import dataclass, field
 
 from fixer.facts.elf import ElfError, ElfInfo, read_elf
 from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
-from fixer.facts.nvidia import NvidiaFacts, nvidia
+from fixer.facts.nvidia import NvidiaFacts, display_controllers, nvidia
 from fixer.facts.paths import host_path
-from fixer.facts.systemd import assignments
+from fixer.facts.systemd import assignments, split_exec
 from fixer.model.profile import Verify
 from fixer.ollama import layout, runner_engine
 from fixer.ollama.layout import BACKEND, CUDA_LIB, DEFAULT_LIB
@@ -121,16 +120,8 @@ def is_shim_name(path: str) -> bool:
 
 
 def exec_argv(exec_start: str | None) -> list[str]:
-    """ExecStart= as argv, without systemd's `@-:+!` prefixes."""
-    if not exec_start:
-        return []
-    try:
-        argv = shlex.split(exec_start)
-    except ValueError:
-        argv = exec_start.split()
-    if argv:
-        argv[0] = argv[0].lstrip("@-:+!")
-    return argv
+    """ExecStart= as argv, split as systemd splits it, without its `@-:+!` prefixes."""
+    return split_exec(exec_start) if exec_start else []
 
 
 # ---------------------------------------------------------------- gathering (read-only)
@@ -153,7 +144,8 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     _gather_elf(facts)
     facts.runner = _gather_runner(facts)
     facts.snap = _snap_evidence(root, unit, facts.exec_start)
-    facts.pci_gpus = _pci_gpus(root)
+    gpus = display_controllers(root)
+    facts.pci_gpus = None if gpus is None else [f"{d.address} {d.vendor}:{d.cls}" for d in gpus]
     facts.dev_nodes = sorted(n for n in _names(root, "/dev") if n.startswith("nvidia"))
     facts.nvidia_modules = sorted(n for n in _names(root, "/sys/module") if n.startswith("nvidia"))
     facts.nvidia = nvidia(root)
@@ -258,28 +250,6 @@ def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
         for match in sorted(glob.glob(host_path(root, pattern))):
             found.append("/" + os.path.relpath(match, root) if root != "/" else match)
     return found
-
-
-def _pci_gpus(root: str) -> list[str] | None:
-    """PCI display controllers (class 0x03xxxx) as `address vendor:class`; None if /sys is not there."""
-    base = host_path(root, "/sys/bus/pci/devices")
-    if not os.path.isdir(base):
-        return None
-    out = []
-    for name in sorted(os.listdir(base)):
-        vendor = _read_small(os.path.join(base, name, "vendor"))
-        cls = _read_small(os.path.join(base, name, "class"))
-        if cls.startswith("0x03"):
-            out.append(f"{name} {vendor}:{cls}")
-    return out
-
-
-def _read_small(path: str) -> str:
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read(64).strip()
-    except OSError:
-        return ""
 
 
 def _interesting(name: str) -> bool:

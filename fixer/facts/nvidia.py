@@ -85,6 +85,13 @@ def pci_devices(root: str) -> list[PciDevice]:
     return out
 
 
+def display_controllers(root: str) -> list[PciDevice] | None:
+    """PCI display controllers (class 0x03xxxx); None where the root has no PCI sysfs at all."""
+    if not os.path.isdir(host_path(root, PCI_DEVICES)):
+        return None
+    return [d for d in pci_devices(root) if d.cls.startswith("0x03")]
+
+
 def nvidia(root: str) -> NvidiaFacts:
     bound: dict[str, str] = {}
     for dev in pci_devices(root):

@@ -142,6 +142,15 @@ def split_words(value: str) -> list[str]:
     return words
 
 
+def split_exec(value: str) -> list[str]:
+    """An ExecStart= line as argv, with systemd's word splitter (the one Environment= uses), `$$` read
+    back as `$`, and the executable's `@-:+!` prefixes dropped."""
+    argv = [w.replace("$$", "$") for w in split_words(value)]
+    if argv:
+        argv[0] = argv[0].lstrip("@-:+!")
+    return argv
+
+
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "s": " "}
 
 

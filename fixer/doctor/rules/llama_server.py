@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from fixer.doctor.rules.base import Context, Finding, finding, rule
+from fixer.ollama.llama_server import COMPRESSED_FATBIN_DRIVER, LEGACY_JIT_DRIVER
 from fixer.ollama.logs import Event, LogSummary
 from fixer.ollama.versions import LLAMA_SERVER
-
-# Ollama v0.30.11+ discover/cuda_compat.go:10-19 (the floors of the cuda_v12 gate).
-COMPRESSED_FATBIN_DRIVER, LEGACY_JIT_DRIVER = 550, 570
 
 
 def _applies(log: LogSummary | None) -> bool:
@@ -54,8 +52,8 @@ def nvidia_driver_gate(ctx: Context) -> list[Finding]:
                f"to report the host driver's version ({COMPRESSED_FATBIN_DRIVER} or newer).")
     else:
         summary = f"the NVIDIA driver {first.get('driver')} is too old for the cuda_v12 runtime ({required} needed)"
-        cause = (" The bundled CUDA 12.8 runtime may use compressed fatbins (driver 550+) and PTX JIT for "
-                 "compute < 7 (driver 570+).")
+        cause = (f" The bundled CUDA 12.8 runtime may use compressed fatbins (driver {COMPRESSED_FATBIN_DRIVER}+) "
+                 f"and PTX JIT for compute < 7 (driver {LEGACY_JIT_DRIVER}+).")
         fix = (f"Upgrade the NVIDIA driver to {required}, or on a shim host make the shim report the host "
                "driver's version.")
     return [finding("nvidia-driver-gate", _severity(log), summary, evidence, gate + cause, fix)]
