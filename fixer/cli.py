@@ -22,6 +22,7 @@ from fixer.errors import (
     RollbackFailed,
     UsageError,
     exit_code_of,
+    host_conflict,
 )
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -126,7 +127,7 @@ def _run(command: str, as_json: bool, root: str, profile: str | None, body: Call
     except FixerError as exc:
         _fail(command, as_json, root, profile, exc)
     except OSError as exc:  # a host path the readers did not expect to fail: a conflict naming it
-        _fail(command, as_json, root, profile, Conflict(f"{exc.filename or root}: {exc.strerror or exc}"))
+        _fail(command, as_json, root, profile, host_conflict(exc, root))
     except Exception as exc:  # a bug: still one JSON document under --json
         if not as_json:
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fixer.apply.journal import DERIVED, OPEN_STATUSES, Damaged, Generation, Journal
-from fixer.errors import InvalidInput
+from fixer.errors import Conflict, InvalidInput
 from fixer.facts.paths import PathState, read_state
 
 
@@ -36,6 +36,13 @@ class RollbackPreview:
     @property
     def numbers(self) -> list[int]:
         return [g.number for g in (*self.interrupted, *self.targets)]
+
+    def check_drift(self, force: bool, override: str = "--force") -> None:
+        """Refuse to discard edits made since the apply unless forced; `override` names the face's way past
+        it (`--force` on the command line, `force: true` in Ansible)."""
+        if self.drifted and not force:
+            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
+                           f"({override} rolls back anyway)", details=list(self.drifted))
 
     def nothing_to_roll_back(self) -> InvalidInput:
         """The refusal when no generation can be undone: a damaged newer generation is named, not hidden

@@ -336,9 +336,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
                 return Outcome("rollback", None, True, messages=messages)
             raise selected.nothing_to_roll_back()
         messages += [f"skipped: {d.story()}" for d in skipped]
-        if selected.drifted and not force:
-            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
-                           "(use --force to roll back anyway)", details=list(selected.drifted))
+        selected.check_drift(force)
         restored: list[str] = []
         absent_before: set[str] = set()
         for index, generation in enumerate(targets):

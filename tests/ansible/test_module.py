@@ -231,6 +231,21 @@ def test_rollback_to_an_unknown_generation_fails(ansible):
     assert "generation 7 does not exist" in run.result()["msg"]
 
 
+def test_a_drifted_rollback_is_refused_with_the_cli_s_sentence_in_check_mode_and_for_real(ansible, cli):
+    """One drift refusal (fixer.apply.rollback_plan) for both faces; only the way past it differs."""
+    root = ansible.host("alpha")
+    core.apply(profiles.load("h100-vgpu", root), root, verify=False)
+    with open(f"{root}{DROPIN}", "a") as fh:
+        fh.write("# hand edit\n")
+    said = "managed paths changed since that apply; rollback would discard those edits"
+    run = ansible.play([{**apply_task(state="rolled_back"), "register": "preview", "check_mode": True, "ignore_errors": True},
+                        {**apply_task(state="rolled_back"), "ignore_errors": True}])
+    for name in ("preview", "vgpu"):
+        assert run.result(name=name)["failed"] and f"{said} (force: true rolls back anyway)" in run.result(name=name)["msg"]
+    refused = cli("rollback", "--root", root)
+    assert refused.returncode == 5 and f"{said} (--force rolls back anyway)" in refused.stderr
+
+
 def test_rollback_to_the_first_of_two_applies_succeeds_exactly_as_the_cli_does(ansible, cli):
     """A path generation 2 changed again is owed generation 2's state, so it is not drift for --to 1."""
     module_root, cli_root = ansible.host("alpha"), ansible.host("beta")

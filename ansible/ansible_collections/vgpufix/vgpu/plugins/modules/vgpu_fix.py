@@ -306,9 +306,7 @@ class Task:
         if selected.empty:
             return self.result(changed=False, msg=f"generation {p['rollback_to']} and later are already rolled back",
                                generation=None, restored=[])
-        if selected.drifted and not p["force"]:
-            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
-                           "(force: true rolls back anyway)", details=list(selected.drifted))
+        selected.check_drift(p["force"], override="force: true")
         diff = self.rollback_diff(restores) if self.module._diff else None
         targets = selected.targets
         if self.module.check_mode:

@@ -89,12 +89,16 @@ from ansible_collections.vgpufix.vgpu.plugins.module_utils.profile_input import 
 
 try:
     from fixer import core
-    from fixer.errors import FixerError
+    from fixer.errors import FixerError, host_conflict
     from fixer.render import dumps, result
 except ImportError:
     FIXER_IMPORT_ERROR = traceback.format_exc()
 else:
     FIXER_IMPORT_ERROR = None
+
+
+def _fail(module, exc):
+    module.fail_json(msg=exc.message + (": " + "; ".join(exc.details) if exc.details else ""), errors=exc.details)
 
 
 def main():
@@ -110,12 +114,17 @@ def main():
         summary = core.status(root, profile)
         doc = json.loads(dumps(result("status", profile=profile.name, root=root, changed=False, failed=False,
                                       msg="", **summary)))
-        if module.params["prometheus"] and not module.check_mode:
-            core.write_textfile(module.params["prometheus"], core.prometheus_text(doc))
+    except OSError as exc:  # reading the host, not writing the textfile: said as the CLI says it
+        _fail(module, host_conflict(exc, root))
     except FixerError as exc:
-        module.fail_json(msg=exc.message + (": " + "; ".join(exc.details) if exc.details else ""), errors=exc.details)
-    except OSError as exc:
-        module.fail_json(msg=f"{module.params['prometheus']}: cannot write: {exc.strerror}")
+        _fail(module, exc)
+    if module.params["prometheus"] and not module.check_mode:
+        try:
+            core.write_textfile(module.params["prometheus"], core.prometheus_text(doc))
+        except OSError as exc:
+            module.fail_json(msg=f"{module.params['prometheus']}: cannot write: {exc.strerror or exc}")
+        except FixerError as exc:
+            _fail(module, exc)
     facts = {k: doc[k] for k in ("profile", "root", "ollama", "applied", "drift", "last_verify", "watch")}
     module.exit_json(changed=False, ansible_facts={"vgpu_fix": facts})
 
