@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -24,9 +23,14 @@ def watched_paths(profile: Profile) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+DEFAULT_COMMAND = ("vgpu-fix",)  # systemd finds a bare name on its fixed search path (/usr/local/bin, /usr/bin, ...)
+
+
 def command(profile: Profile) -> list[str]:
-    # The interpreter running this vgpu-fix: the service then runs the same installation.
-    return list(profile.watch.command or [sys.executable, "-m", "fixer"])
+    """How the watch service runs vgpu-fix: the profile's `watch.command`, else the console script by name.
+    Never the interpreter computing the plan: the CLI and the Ansible module (two Pythons) must want the
+    same unit, or each would see drift after the other applied."""
+    return list(profile.watch.command or DEFAULT_COMMAND)
 
 
 def _header(profile: Profile) -> str:

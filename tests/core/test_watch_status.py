@@ -64,6 +64,21 @@ def test_the_profile_copy_loads_back_to_the_same_profile(seed_root, profile_file
         update={"watch": profile.watch.model_copy(update={"command": watch.command(profile)})}).model_dump(exclude={"vars"})
 
 
+def test_the_watch_files_do_not_depend_on_the_interpreter_that_plans_them(seed_root, tmp_path, monkeypatch):
+    """The CLI and the Ansible module run under different Pythons: without `watch.command` both must want
+    the same unit and profile copy (the console script by name), or each sees drift after the other."""
+    path = tmp_path / "p.yaml"
+    path.write_text(WATCH.replace("  command: [/usr/local/bin/vgpu-fix]\n", ""))
+    profile = profiles.load(str(path), seed_root)
+    seen = []
+    for interpreter in ("/usr/bin/python3", "/opt/ansible/venv/bin/python"):
+        monkeypatch.setattr("sys.executable", interpreter)
+        seen.append(watch.planned(profile))
+    assert seen[0] == seen[1]
+    assert 'ExecStart="vgpu-fix" "watch" "check"' in watch.render_service_unit(profile)
+    assert json.loads(watch.render_profile(profile))["watch"]["command"] == ["vgpu-fix"]
+
+
 def test_a_dollar_brace_value_survives_the_profile_copy(seed_root, tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(WATCH + "service:\n  environment:\n    LITERAL: 'costs $${PRICE}'\n")

@@ -8,6 +8,7 @@ binary is touched, the check's failure lands in the journal and in `systemctl --
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -34,7 +35,8 @@ def live(tmp_path_factory):
     out, work = tmp / "out", tmp / "ns"
     out.mkdir()
     work.mkdir()
-    (tmp / "operator.yaml").write_text(PROFILE)
+    # The checkout's tool is not on systemd's search path: name its interpreter, as a virtualenv install would.
+    (tmp / "operator.yaml").write_text(PROFILE + f"  command: [{sys.executable}, -m, fixer]\n")
     proc, _ = namespace.run("ns_operator.sh", REPO, str(tmp / "operator.yaml"), str(out), str(work), timeout=400)
     if proc.returncode != 0 and not (out / "driver.rc").exists():
         pytest.skip(f"systemd --user cannot run here: {proc.stderr[-800:]}")
