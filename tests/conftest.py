@@ -81,7 +81,7 @@ def wheel(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------- how many tests of each tier ran
 
 TIERS = ("core", "verify", "doctor", "ansible", "reliability")  # test folders
-MARKED = ("slow", "root")  # markers
+MARKED = ("slow", "root", "real_ggml")  # markers
 _tiers: dict[str, list[str]] = {}
 _outcomes: dict[str, str] = {}
 

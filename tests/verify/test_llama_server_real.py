@@ -15,21 +15,13 @@ import pytest
 from fixer import profiles
 from fixer.verify import layers
 from tests.native import layout
+from tests.verify.conftest import llama_cpp_build
 from tests.verify.test_apply_verify_cli import with_seed_unit
 
 
 @pytest.fixture(scope="module")
 def llama_server() -> Path:
-    path = os.environ.get("VGPU_FIX_LLAMA_SERVER")
-    if not path:
-        reason = "VGPU_FIX_LLAMA_SERVER is not set: no real llama-server build (make llama-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI must run this tier")
-        pytest.skip(reason)
-    server = Path(path) / "llama-server" if Path(path).is_dir() else Path(path)  # the Makefile names the folder
-    if not os.access(server, os.X_OK):
-        pytest.fail(f"VGPU_FIX_LLAMA_SERVER={path}: no executable llama-server there")
-    return server
+    return llama_cpp_build() / "llama-server"
 
 
 @pytest.fixture
