@@ -10,8 +10,8 @@ import glob
 import json
 import os
 import re
+import select
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
@@ -329,29 +329,43 @@ def _run_startup(placement, server: str, env: dict, account, timeout: float, por
     `system_info:`, then the process is killed; stdout is not parsed."""
     argv = [server, "--port", str(port), "--host", "127.0.0.1", "--no-webui", "--offline", "--verbose"]
     run = ServerRun(argv, {})
-    with tempfile.TemporaryFile("w+", errors="replace") as err:
-        launched = sandbox.start(placement, argv, env, user=account, executable=placement.path(server),
-                                 stdout=subprocess.DEVNULL, stderr=err, limit=timeout + 10)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                err.seek(0)
-                if "system_info:" in err.read():
-                    break
-                if launched.process.poll() is not None:
-                    break
-                time.sleep(0.05)
-            else:
-                run.timed_out = True
-        finally:
-            sandbox.stop(launched)
-            sandbox.cleanup(launched)
-        err.seek(0)
-        code, text, said = sandbox.outcome(launched, err.read())
+    launched = sandbox.start(placement, argv, env, user=account, executable=placement.path(server),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, limit=timeout + 10)
+    pipe = launched.process.stderr
+    try:
+        out, run.timed_out = _read_until(pipe.fileno(), b"system_info:", time.monotonic() + timeout)
+        sandbox.stop(launched)
+        rest, _ = _read_until(pipe.fileno(), None, time.monotonic() + 5)  # what it (or systemd-run) said last
+        out += rest[:max(0, MAX_OUTPUT - len(out))]
+    finally:
+        sandbox.stop(launched)
+        sandbox.cleanup(launched)
+        pipe.close()
+    code, text, said = sandbox.outcome(launched, out.decode("utf-8", "replace"))
     run.returncode, run.output, run.duration = code, text, time.monotonic() - launched.started
     run.saw_system_info = "system_info:" in text
     run.launch_error = _launch_error(said, code, text)
     return run
+
+
+MAX_OUTPUT = 4 << 20  # bytes of a llama-server run's stderr kept (an untrusted root's program may print anything)
+
+
+def _read_until(fd: int, marker: bytes | None, deadline: float) -> tuple[bytes, bool]:
+    """Read `fd` as the output arrives (select, never a polling sleep) until `marker` appears, the writer
+    closes it, or `deadline`; at most MAX_OUTPUT bytes are kept. Returns (output, whether time ran out)."""
+    out = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return bytes(out), True
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return bytes(out), False
+        seam = bytes(out[-len(marker):]) if marker else b""
+        out += chunk[:max(0, MAX_OUTPUT - len(out))]
+        if marker and marker in seam + chunk:
+            return bytes(out), False
 
 
 def _run_list(placement, server: str, env: dict, account, timeout: float) -> ServerRun:

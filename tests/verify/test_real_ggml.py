@@ -102,11 +102,13 @@ def test_preloaded_dlopen_interposer_hides_the_real_backend(real, tmp_path, nati
 
 
 def test_cli_verify_end_to_end(real, tmp_path, cli):
-    root = _lay_out(real, tmp_path / "root")
+    # In a cuda_v12 folder (as libggml-cuda.so): the layout of the runner-engine generation, whose
+    # discovery loads the backend with ggml's dynamic loader the way the load probe does.
+    root = _lay_out(real, tmp_path / "root", folder="cuda_v12", as_name="libggml-cuda.so")
     profile = tmp_path / "real-cpu.yaml"
     profile.write_text("extends: h100-vgpu\nname: real-cpu\n"
-                       "verify:\n  library: cpu_x64\n  backend: libggml-cpu-x64.so\n  min_devices: 1\n")
-    good = cli("verify", "--root", str(root), "--profile", str(profile), "--json")
+                       "verify:\n  library: cuda_v12\n  backend: libggml-cuda.so\n  min_devices: 1\n")
+    good = cli("verify", "--root", str(root), "--probe", "--profile", str(profile), "--json")
     doc = json.loads(good.stdout)
     assert good.returncode == 0, good.stdout + good.stderr
     checks = {c["name"]: c for c in doc["verify"]["checks"]}
@@ -114,7 +116,7 @@ def test_cli_verify_end_to_end(real, tmp_path, cli):
     assert "registry 'CPU' reports" in json.dumps(checks["load"]["evidence"])
     for f in (root / LIB.lstrip("/")).glob("libggml-base.so*"):
         f.unlink()
-    bad = cli("verify", "--root", str(root), "--profile", str(profile), "--json")
+    bad = cli("verify", "--root", str(root), "--probe", "--profile", str(profile), "--json")
     doc = json.loads(bad.stdout)
     assert bad.returncode == 9 and doc["failed"]
     assert "libggml-base.so" in doc["verify"]["cause"] and "cannot be found" in doc["verify"]["cause"]
