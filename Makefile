@@ -32,8 +32,10 @@ llama-server: venv
 test: venv llama-server
 	VGPU_FIX_LLAMA_SERVER=$(abspath $(LLAMA_SERVER_DIR)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(BIN)/vgpu-fix
-	$(BIN)/python scripts/bench_startup.py
+# The four performance rows and the 10k/50k scale rows (docs/performance.md); the verify row uses the
+# llama.cpp build of `make llama-server` when it is there.
+bench: venv
+	VGPU_FIX_LLAMA_SERVER=$${VGPU_FIX_LLAMA_SERVER:-$(abspath $(LLAMA_SERVER_DIR))} $(BIN)/python scripts/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
