@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import NamedTuple
 
 # libc entry points a preloaded object can interpose to hijack ggml's backend loader or file lookups.
 INTERPOSABLE = frozenset(
@@ -49,9 +50,9 @@ class Header:
         return f"ELF{self.elf_class} {self.machine} {self.type}"
 
 
-@dataclass(frozen=True)
-class Definition:
-    """A symbol this file defines; `hidden` marks a non-default version (name@VER, not name@@VER)."""
+class Definition(NamedTuple):
+    """A symbol this file defines; `hidden` marks a non-default version (name@VER, not name@@VER).
+    A tuple: a large library defines tens of thousands, built here one by one."""
 
     name: str
     version: str | None
@@ -60,8 +61,7 @@ class Definition:
     type: str
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A symbol this file needs from elsewhere; `file` is the NEEDED name its version belongs to."""
 
     name: str
@@ -87,6 +87,7 @@ class ElfInfo:
     versions_needed: dict[str, list[str]] = field(default_factory=dict)
     defined: list[Definition] = field(default_factory=list)
     undefined: list[Reference] = field(default_factory=list)
+    _by_name: tuple[int, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_shared_object(self) -> bool:
@@ -98,17 +99,24 @@ class ElfInfo:
         return sorted({d.name for d in self.defined if d.name in INTERPOSABLE and d.type in FUNCTION_TYPES})
 
     def definitions(self) -> dict[str, list[Definition]]:
-        out: dict[str, list[Definition]] = {}
-        for d in self.defined:
-            out.setdefault(d.name, []).append(d)
-        return out
+        """The defined symbols by name (built once: an ElfInfo is read once per file identity)."""
+        if self._by_name is None or self._by_name[0] != len(self.defined):
+            out: dict[str, list[Definition]] = {}
+            for d in self.defined:
+                out.setdefault(d.name, []).append(d)
+            self._by_name = (len(self.defined), out)
+        return self._by_name[1]
 
     def to_dict(self, symbols: bool = False) -> dict:
-        out = asdict(self)
+        out = asdict(replace(self, defined=[], undefined=[], _by_name=None))  # symbols are not deep-copied
         out["header"] = self.header.describe()
         out["is_shared_object"] = self.is_shared_object
         out["interposes"] = self.interposes
-        if not symbols:
+        out.pop("_by_name")
+        if symbols:
+            out["defined"] = [d._asdict() for d in self.defined]
+            out["undefined"] = [r._asdict() for r in self.undefined]
+        else:
             out.pop("defined")
             out.pop("undefined")
         return out

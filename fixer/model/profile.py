@@ -204,11 +204,11 @@ class Service(Model):
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9:_.\\@-]+\.service$")] = "ollama.service"
     scope: Literal["system", "user"] = "system"
     dropin: FileName = "zz-vgpu-fix.conf"
-    environment: dict[EnvName, SystemdValue] = Field(default_factory=dict)
-    environment_if_set: dict[EnvName, SystemdValue] = Field(default_factory=dict)
-    unset: list[str] = Field(default_factory=list)
-    directives: dict[DirectiveName, Union[SystemdValue, list[SystemdValue]]] = Field(default_factory=dict)
-    directives_if_set: dict[DirectiveName, SystemdValue] = Field(default_factory=dict)
+    environment: dict[EnvName, SystemdValue] = {}
+    environment_if_set: dict[EnvName, SystemdValue] = {}
+    unset: list[str] = []
+    directives: dict[DirectiveName, Union[SystemdValue, list[SystemdValue]]] = {}
+    directives_if_set: dict[DirectiveName, SystemdValue] = {}
 
     @property
     def effective_environment(self) -> dict[str, str]:
@@ -274,7 +274,7 @@ class LdSoConf(Model):
     """A file in /etc/ld.so.conf.d listing directories for the ld.so cache, in order."""
 
     file: FileName = "vgpu-fix.conf"
-    entries: list[AbsPath] = Field(default_factory=list)
+    entries: list[AbsPath] = []
 
     @field_validator("file")
     @classmethod
@@ -293,7 +293,7 @@ class LdSoConf(Model):
 class LdSoPreload(Model):
     """Entries that must not appear in /etc/ld.so.preload (shell-style patterns); others stay."""
 
-    remove: list[str] = Field(default_factory=list)
+    remove: list[str] = []
 
 
 class Verify(Model):
@@ -376,7 +376,7 @@ class Watch(Model):
     `enabled: null` leaves any watch units alone; true installs and starts them; false removes them."""
 
     enabled: bool | None = None
-    paths: list[AbsPath] = Field(default_factory=list)  # watched besides Ollama's binary, lib dir and the shim dirs
+    paths: list[AbsPath] = []  # watched besides Ollama's binary, lib dir and the shim dirs
     settle: float = Field(default=5.0, ge=0, le=600)  # seconds without further change before checking
     reapply: bool = False  # after a failed verify or drift, apply the profile again (journaled)
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$")] = "vgpu-fix-watch"
@@ -394,15 +394,15 @@ class Profile(Model):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    vars: dict[VarName, Variable] = Field(default_factory=dict)
-    cannot_fix: list[str] = Field(default_factory=list)
+    vars: dict[VarName, Variable] = {}
+    cannot_fix: list[str] = []
     requires: Requires = Field(default_factory=Requires)
-    symlinks: list[Symlink] = Field(default_factory=list)
+    symlinks: list[Symlink] = []
     service: Service = Field(default_factory=Service)
     preload: list[AbsPath] | None = None
     library_path: list[AbsPath] | None = None
     ld_so_conf: LdSoConf | None = None
-    files: list[ManagedFile] = Field(default_factory=list)
+    files: list[ManagedFile] = []
     udev: Udev | None = None
     ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
     verify: Verify = Field(default_factory=Verify)

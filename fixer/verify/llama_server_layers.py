@@ -5,7 +5,7 @@ from __future__ import annotations
 from fixer.facts.linker import resolve_in_root
 from fixer.ollama import llama_server as ls
 from fixer.ollama.generations import parse_version
-from fixer.verify.layers import Check
+from fixer.model.verify import Check
 
 
 def _server(installation, spec) -> str:
