@@ -344,7 +344,8 @@ def rollback(
         doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
                      generation=outcome.generation, restored=outcome.restored, removed=outcome.removed,
                      messages=outcome.messages)
-        done = [f"removed {p}" if p in outcome.removed else f"restored {p}" for p in outcome.restored]
+        removed = set(outcome.removed)
+        done = [f"removed {p}" if p in removed else f"restored {p}" for p in outcome.restored]
         _emit(as_json, doc, "\n".join(outcome.messages + done + [msg]))
         return 0
 

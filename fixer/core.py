@@ -149,7 +149,8 @@ def check_saved(plan: Plan, saved: dict, path: str = "the saved plan") -> None:
     if differ:
         by_path = {c["path"]: c for c in saved.get("changes", [])}
         paths = [c["path"] for c in derived["changes"] if by_path.get(c["path"]) != c]
-        paths += [p for p in by_path if p not in {c["path"] for c in derived["changes"]}]
+        derived_paths = {c["path"] for c in derived["changes"]}
+        paths += [p for p in by_path if p not in derived_paths]
         raise InvalidInput(f"{path}: its changes are not what its recorded profile yields on this host; "
                            "it was edited (apply only a plan as `vgpu-fix plan --out` wrote it)",
                            details=[f"differs: {p}" for p in dict.fromkeys(paths)] or [f"differs: {', '.join(differ)}"])

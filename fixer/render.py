@@ -246,7 +246,8 @@ def generation_text(detail: dict, paint: Painter) -> str:
     for change in detail["changes"]:
         sign = SYMBOL.get(change["action"], "~")
         out.append(paint(f"{sign} {change['kind']:<13} {change['path']}", sign) + f"  ({change['reason']})")
-    created = [p for p in detail["paths"] if p not in {c["path"] for c in detail["changes"]}]
+    changed = {c["path"] for c in detail["changes"]}
+    created = [p for p in detail["paths"] if p not in changed]
     if created:
         out.append("also recorded (parents, ldconfig outputs): " + ", ".join(created))
     verify = detail.get("verify")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -51,9 +52,10 @@ class Generation:
     def status(self) -> str:
         return self.manifest["status"]
 
-    @property
+    @functools.cached_property
     def entries(self) -> list[ManifestEntry]:
-        """Each recorded path's before-state, in the order apply touched them."""
+        """Each recorded path's before-state, in the order apply touched them (parsed once: a manifest's
+        entries never change after `begin`)."""
         return [ManifestEntry.from_dict(e) for e in self.manifest["entries"]]
 
     @property
