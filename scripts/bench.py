@@ -38,11 +38,13 @@ ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 TOOL = [PY, "-m", "fixer"]
 
 
-def timed(argv: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child and its children) of one run."""
+def timed(argv: list[str], env: dict | None = None, cwd: str | None = None, codes=(0, 4)) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child and its children) of one run; exits when the run failed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or ENV, cwd=cwd, check=False)
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or ENV, cwd=cwd, check=False)
+    if proc.returncode not in codes:
+        sys.exit(f"bench: {' '.join(argv)[:300]} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')[-2000:]}")
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
