@@ -54,10 +54,13 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
                  result.cause, result.fix, result.to_dict())
 
 
-def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go)."""
+def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None, shared=None) -> Check:
+    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go). The
+    reading goes into `shared` (one verify run's) for discovery, which Ollama feeds from the same one run."""
     folder = f"{spec.ollama_lib}/{spec.library}"
     reading = ls.read_native(root, _env(installation, root, spec, env), spec, user, timeout or spec.timeout, unit)
+    if shared is not None:
+        shared["native"] = reading
     runtime = ls.cuda_runtime(root, [spec.ollama_lib, folder])
     evidence = [reading.line, f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} "
                 f"(libcudart.so.* names in {spec.library})"]
@@ -84,8 +87,10 @@ def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=Non
     return Check("nvml", "pass", summary, evidence, details=details)
 
 
-def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit)
+def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None, shared=None) -> Check:
+    """Both discovery passes; the native reading is the nvml layer's when it ran in this verify run."""
+    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit,
+                              native=(shared or {}).get("native"))
     result.gpu_discover = ls.run_gpu_discover(root, _env(installation, root, spec, env), spec, user,
                                               timeout or spec.timeout, unit)
     evidence = result.evidence

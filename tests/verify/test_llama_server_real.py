@@ -60,6 +60,19 @@ def test_every_layer_passes_and_discovery_names_the_server_and_survivors(v032):
     assert runs[2]["extra"] == {"CUDA_VISIBLE_DEVICES": "0", "GGML_CUDA_INIT": "1"}  # ml/device.go:631-673
 
 
+def test_one_verify_run_reads_the_native_probe_once(v032, monkeypatch):
+    """Ollama takes one native reading per folder; the nvml layer's serves discovery's driver gate."""
+    from fixer.ollama import llama_server as ls
+
+    calls = []
+    real = ls.read_native
+    monkeypatch.setattr(ls, "read_native", lambda *a, **k: calls.append(a[2].library) or real(*a, **k))
+    _, checks = _discovery(v032(), layers_=("nvml", "discovery"))
+    assert checks["nvml"]["status"] == checks["discovery"]["status"] == "pass"
+    assert calls == ["cuda_v12"]
+    assert checks["discovery"]["details"]["native"] == checks["nvml"]["details"]["native"]
+
+
 @pytest.mark.parametrize("shape,filter_", [
     ({"FAKE_CUDA_TOTAL_MIB": "0"}, "zero-memory"),                                   # llama_server.go:288-292
     ({"FAKE_CUDA_CC": "8.7"}, "compute-capability"),                                 # :294-316, 870 not built
