@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -91,7 +92,8 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
         return None, f"{binary}: not found in the root"
     path = host_path(root, inside)
     try:
-        found = sorted(_versions_with_header(path))
+        st = os.stat(path)
+        found = sorted(_versions_once(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
     except (OSError, ValueError, struct.error) as err:
         return None, f"{binary}: version not readable ({err})"
     except Exception as err:  # pyelftools raises many kinds on damaged input
@@ -101,6 +103,14 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
     if found:
         return None, f"{binary}: several version-like strings ({', '.join(found)}): version unknown"
     return None, f"{binary}: no embedded version string found"
+
+
+@functools.lru_cache(maxsize=8)
+def _versions_once(path: str, identity: tuple) -> frozenset[str]:
+    """_versions_with_header once per file identity (device, inode, size, mtime) in a process: apply reads
+    the installation when it plans and again when it verifies, and Ollama's binary is tens of MB."""
+    del identity
+    return frozenset(_versions_with_header(path))
 
 
 def _versions_with_header(path: str) -> set[str]:
