@@ -709,12 +709,12 @@ def watch_check(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[L
     12 the proof level asked was not reached."""
 
     def body() -> int:
-        from fixer import watch
+        from fixer import watch_check
         from fixer.render import result
 
         real = _root(root)
         prof = _load(profile, real, sets)
-        outcome = watch.check(real, prof, progress=_progress(as_json))
+        outcome = watch_check.check(real, prof, progress=_progress(as_json))
         _emit(as_json, result("watch check", profile=prof.name, root=real, changed=bool(outcome.reapplied),
                               failed=outcome.exit_code != 0, msg=outcome.lines[0], check=outcome.to_dict()),
               "\n".join(outcome.lines))

@@ -1,12 +1,10 @@
-"""Upgrade survival: the systemd units a profile's `watch` section manages, and the check they run."""
+"""Upgrade survival: the systemd units a profile's `watch` section manages (desired state, below the planner)
+and what is in place; the check the units run is fixer.watch_check."""
 
 from __future__ import annotations
 
 import json
-import os
 import posixpath
-import time
-from dataclasses import dataclass, field
 
 from fixer.facts.systemd import quote_word
 from fixer.model.profile import Profile
@@ -81,96 +79,7 @@ def planned(profile: Profile) -> list[tuple[str, str, str]]:
             ("link", files["wants"], files["path"])]
 
 
-# ------------------------------------------------------------------ on the host (read side and the check)
-
-
-@dataclass
-class CheckResult:
-    """What one triggered check found: the verify verdict, drift, and a re-apply if the profile asks."""
-
-    ok: bool
-    outcome: str  # the verify outcome: passed | failed | not_proven (model.proof.Outcome)
-    backend: str
-    cause: str | None
-    drift: int
-    conflicts: int
-    reapplied: str | None = None
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        from fixer.errors import VERIFY_EXIT, ExitCode
-
-        if self.outcome != "passed":
-            return int(VERIFY_EXIT[self.outcome])
-        return int(ExitCode.CONFLICT if self.conflicts else ExitCode.DRIFT if self.drift else ExitCode.OK)
-
-    def to_dict(self) -> dict:
-        return {"ok": self.ok, "outcome": self.outcome, "backend": self.backend, "cause": self.cause, "drift": self.drift,
-                "conflicts": self.conflicts, "reapplied": self.reapplied, "exit_code": self.exit_code}
-
-
-def settle(root: str, paths: list[str], quiet_for: float, limit: float = 300.0) -> float:
-    """Wait until none of `paths` changed (ctime, lstat) for `quiet_for` seconds; return seconds waited."""
-    from fixer.facts.paths import host_path
-
-    def stamp() -> tuple:
-        out = []
-        for path in paths:
-            try:
-                st = os.lstat(host_path(root, path))
-                out.append((path, st.st_ctime_ns, st.st_ino))
-            except OSError:
-                out.append((path, None, None))
-        return tuple(out)
-
-    start = time.monotonic()
-    last, quiet_since = stamp(), time.monotonic()
-    while time.monotonic() - quiet_since < quiet_for and time.monotonic() - start < limit:
-        time.sleep(min(0.5, quiet_for))
-        now = stamp()
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-    return time.monotonic() - start
-
-
-def check(root: str, profile: Profile, progress=None) -> CheckResult:
-    """Settle, verify (recorded for `status`), plan for drift; re-apply when the profile says so."""
-    from fixer import core
-    from fixer.verify import layers
-
-    waited = settle(root, watched_paths(profile), profile.watch.settle)
-    report = layers.verify(root, profile, progress=progress)
-    core.record_verify(root, report)
-    plan = core.make_plan(profile, root)
-    result = CheckResult(report.ok, str(report.outcome), report.backend, report.cause, len(plan.pending),
-                         len(plan.conflicts))
-    if profile.watch.reapply and (result.drift or not result.ok) and not result.conflicts:
-        result.reapplied = _reapply(root, profile)
-    from fixer.render import proof_line
-
-    verdict = proof_line(report.to_dict())
-    drift = f"{result.drift} change(s) pending" if result.drift else "none"
-    result.lines.append(f"vgpu-fix watch: {verdict}; drift: {drift}"
-                        + (f"; {result.conflicts} conflict(s)" if result.conflicts else "")
-                        + (f" (settled after {waited:.1f} s)" if waited >= 1 else ""))
-    if result.reapplied:
-        result.lines.append(f"vgpu-fix watch: re-apply: {result.reapplied}")
-    elif not result.ok or result.drift:
-        result.lines.append("vgpu-fix watch: run `vgpu-fix doctor` and `vgpu-fix plan` on this host "
-                            "(or set watch.reapply in the profile)")
-    return result
-
-
-def _reapply(root: str, profile: Profile) -> str:
-    from fixer import core
-    from fixer.errors import FixerError
-
-    try:
-        outcome = core.apply(profile, root, lock_timeout=60)
-    except FixerError as exc:
-        return f"failed: {exc.message}"
-    return f"applied generation {outcome.generation}" if outcome.changed else "nothing to change"
+# ------------------------------------------------------------------ on the host (read side)
 
 
 def state(root: str, profile: Profile) -> dict:

@@ -6,10 +6,10 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fixer.facts.paths import NAME_MAX
-from fixer.facts.paths import check_path as _absolute_path
+from fixer.model.path import NAME_MAX
+from fixer.model.path import check_path as _absolute_path
 from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD, STATE_DIR
-from fixer.ollama import defaults as ollama
+from fixer.model import stock_ollama as ollama
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIRECTIVE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")

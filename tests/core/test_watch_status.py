@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fixer import profiles, watch
+from fixer import profiles, watch, watch_check
 from tests.conftest import have
 from tests.core.test_apply_rollback import SYSTEMD_STUBS
 
@@ -176,7 +176,7 @@ def test_settle_waits_until_the_watched_paths_stop_changing(tmp_path):
 
     worker = threading.Thread(target=upgrade)
     worker.start()
-    waited = watch.settle(str(tmp_path), ["/usr/local/bin/ollama"], quiet_for=0.5)
+    waited = watch_check.settle(str(tmp_path), ["/usr/local/bin/ollama"], quiet_for=0.5)
     worker.join()
     assert waited >= 0.8 + 0.5 - 0.1
 
