@@ -7,6 +7,8 @@ import struct
 from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
+from fixer.facts.reading import open_regular
+
 # libc entry points a preloaded object can interpose to hijack ggml's backend loader or file lookups.
 INTERPOSABLE = frozenset(
     """dlopen dlmopen dlsym dlvsym dlclose dladdr dlinfo open open64 openat openat64 __open_2
@@ -126,8 +128,11 @@ def read_header(path: str | os.PathLike) -> Header:
     """Only the ELF identification and header fields; cheap enough for every search candidate."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            ident = f.read(20)
+        fd = open_regular(path)
+        try:
+            ident = os.read(fd, 20)
+        finally:
+            os.close(fd)
     except OSError as err:
         raise ElfError(path, err.strerror or str(err)) from None
     if len(ident) < 4 or ident[:4] != b"\x7fELF":
@@ -151,7 +156,7 @@ def read_elf(path: str | os.PathLike, symbols: bool = True) -> ElfInfo:
     path = os.fspath(path)
     header = read_header(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(path)  # a FIFO or a device is refused, never read
     except OSError as err:
         raise ElfError(path, err.strerror or str(err)) from None
     try:

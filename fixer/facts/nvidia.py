@@ -7,8 +7,8 @@ import re
 import stat
 from dataclasses import dataclass, field
 
+from fixer.facts import paths
 from fixer.facts.ldso import TRUSTED_DIRS
-from fixer.facts.paths import host_path
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
@@ -50,29 +50,14 @@ class NvidiaFacts:
         return int(self.version.split(".")[0]) if self.version else None
 
 
-def _read(root: str, path: str) -> str:
-    try:
-        with open(host_path(root, path), encoding="ascii", errors="replace") as fh:
-            return fh.read(4096).strip()
-    except OSError:
-        return ""
-
-
-def _link(root: str, path: str) -> str | None:
-    try:
-        return os.readlink(host_path(root, path))
-    except OSError:
-        return None
+_read = paths.read_small
+_link = paths.link_target
 
 
 def pci_devices(root: str) -> list[PciDevice]:
     """Every device under ROOT/sys/bus/pci/devices; link targets are read as text, never followed out."""
-    try:
-        names = sorted(os.listdir(host_path(root, PCI_DEVICES)))
-    except OSError:
-        return []
     out = []
-    for name in names:
+    for name in paths.names(root, PCI_DEVICES):
         if not PCI_ADDRESS.match(name):
             continue
         base = f"{PCI_DEVICES}/{name}"
@@ -87,7 +72,7 @@ def pci_devices(root: str) -> list[PciDevice]:
 
 def display_controllers(root: str) -> list[PciDevice] | None:
     """PCI display controllers (class 0x03xxxx); None where the root has no PCI sysfs at all."""
-    if not os.path.isdir(host_path(root, PCI_DEVICES)):
+    if not paths.is_dir(root, PCI_DEVICES):
         return None
     return [d for d in pci_devices(root) if d.cls.startswith("0x03")]
 
@@ -97,34 +82,20 @@ def nvidia(root: str) -> NvidiaFacts:
     for dev in pci_devices(root):
         if dev.nvidia_driver:
             bound[dev.address] = dev.driver or "nvidia"
-    try:
-        drivers = sorted(os.listdir(host_path(root, PCI_DRIVERS)))
-    except OSError:
-        drivers = []
-    for driver in drivers:
+    for driver in paths.names(root, PCI_DRIVERS):
         if driver.startswith("nvidia"):
-            try:
-                entries = os.listdir(host_path(root, f"{PCI_DRIVERS}/{driver}"))
-            except OSError:
-                continue
-            for entry in entries:
+            for entry in paths.names(root, f"{PCI_DRIVERS}/{driver}"):
                 if PCI_ADDRESS.match(entry):
                     bound.setdefault(entry, driver)
     packaged, seen = [], set()
     for directory in TRUSTED_DIRS:  # where a driver package installs libcuda.so.<driver version>: the loader's own dirs
-        try:
-            names = sorted(os.listdir(host_path(root, directory)))
-        except OSError:
-            continue
-        for name in names:
+        for name in paths.names(root, directory):
             path = f"{directory}/{name}"
-            try:
-                st = os.lstat(host_path(root, path))
-            except OSError:
-                continue
+            own = paths.stat_in(root, path, follow=False)
             # /lib and /usr/lib are one directory on a merged-/usr host: one file, named once
-            if DRIVER_LIBCUDA.match(name) and stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
+            if DRIVER_LIBCUDA.match(name) and own is not None and stat.S_ISREG(own.st_mode) \
+                    and (own.st_dev, own.st_ino) not in seen:
+                seen.add((own.st_dev, own.st_ino))
                 packaged.append(path)
     version, evidence = None, []
     for source in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
@@ -147,6 +118,6 @@ def chosen_library(root: str, ollama_lib: str, facts: NvidiaFacts | None = None)
     exists, else cuda_v12."""
     facts = facts or nvidia(root)
     if facts.major is not None and facts.major >= CUDA13_MIN_DRIVER \
-            and os.path.isdir(host_path(root, f"{ollama_lib}/cuda_v13")):
+            and paths.is_dir(root, f"{ollama_lib}/cuda_v13"):
         return "cuda_v13"
     return "cuda_v12"
