@@ -99,8 +99,9 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
     if path is None:
         return None, f"{binary}: not found in the root"
     try:
-        st = os.stat(path)
-        found = sorted(_versions_once(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+        st = paths.stat_in(root, binary)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st else None
+        found = sorted(_versions_once(path, identity) if identity else _versions_with_header(path))
     except OSError as err:  # a FIFO, a device, a binary beyond the cap: named, never read
         return None, f"{binary}: version not readable ({err.strerror or err})"
     except (ValueError, struct.error) as err:
