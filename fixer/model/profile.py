@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from fixer.model.path import NAME_MAX
 from fixer.model.path import check_path as _absolute_path
 from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD, STATE_DIR
+from fixer.model.unit_text import unit_value
 from fixer.model import stock_ollama as ollama
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -252,8 +253,6 @@ class Service(Model):
     @field_validator("directives", "directives_if_set")
     @classmethod
     def _no_continuation(cls, value: dict) -> dict:
-        from fixer.facts.systemd import unit_value
-
         for name, item in value.items():
             for v in item if isinstance(item, list) else [item]:
                 try:
@@ -385,13 +384,11 @@ class Watch(Model):
     settle: float = Field(default=5.0, ge=0, le=600)  # seconds without further change before checking
     reapply: bool = False  # after a failed verify or drift, apply the profile again (journaled)
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$")] = "vgpu-fix-watch"
-    command: list[SystemdValue] | None = None  # how the service runs vgpu-fix (default: this Python, -m fixer)
+    command: list[SystemdValue] | None = None  # how the service runs vgpu-fix (default: `vgpu-fix` by name)
 
     @field_validator("paths")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        from fixer.facts.systemd import unit_value
-
         _no_duplicates(value)
         for path in value:
             try:  # what PathChanged= cannot carry is refused here, with its location
