@@ -38,9 +38,9 @@ app.add_typer(profiles_app, name="profiles")
 history_app = typer.Typer(help="List generations, or show what one changed (`history show N`).")
 app.add_typer(history_app, name="history")
 
-DEFAULT_PROFILE = "h100-vgpu"
-ProfileOpt = typer.Option(DEFAULT_PROFILE, "--profile", "-p", metavar="NAME|FILE|-",
-                          help="Profile name, YAML file, or - to read the profile from stdin.")
+PROFILE_HELP = ("Profile name, YAML file, or - to read the profile from stdin (default: the profile and --set "
+                "variables of the newest applied generation, else h100-vgpu).")
+ProfileOpt = typer.Option(None, "--profile", "-p", metavar="NAME|FILE|-", help=PROFILE_HELP)
 RootOpt = typer.Option("/", "--root", metavar="DIR", help="Directory that stands for / (default: the live host).")
 SetOpt = typer.Option(None, "--set", metavar="NAME=VALUE", help="Profile variable override (repeatable).")
 JsonOpt = typer.Option(False, "--json", help="Print the stable JSON document instead of text.")
@@ -83,15 +83,16 @@ def _seconds(name: str, value: Optional[float]) -> Optional[float]:
     return seconds(name, value)
 
 
-def _load(profile: str, root: str, sets: Optional[List[str]]):
-    from fixer import profiles
+def _load(profile: Optional[str], root: str, sets: Optional[List[str]]):
+    """The profile named (or piped in with -), else the applied generation's, else the default."""
+    from fixer import core, profiles
 
     text = None
     if profile == profiles.STDIN:
         if sys.stdin.isatty():
             raise InvalidInput("--profile -: reads the profile from stdin, which is a terminal; pipe a profile in")
         text = sys.stdin.buffer.read()
-    return profiles.load(profile, root, profiles.parse_overrides(sets or []), text=text)
+    return core.profile_for(root, profile, profiles.parse_overrides(sets or []), text=text)
 
 
 def _confirm(root: str, yes: bool, shown: str, question: str, verb: str) -> bool:
@@ -200,7 +201,7 @@ def _show_plan(prof, real: str, as_json: bool, force: bool, out: Optional[str] =
 
 @app.command()
 def plan(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = ProfileOpt,
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -211,7 +212,8 @@ def plan(
 
     def body() -> int:
         real = _root(root)
-        return _show_plan(_load(profile, real, sets), real, as_json, force, out, source=_source(profile, real))
+        prof = _load(profile, real, sets)
+        return _show_plan(prof, real, as_json, force, out, source=_source(profile or prof.name, real))
 
     _run("plan", as_json, root, profile, body)
 
@@ -224,9 +226,8 @@ def _source(profile: str | None, root: str) -> str:
 
 @app.command()
 def apply(
-    profile: Optional[str] = typer.Option(
-        None, "--profile", "-p", metavar="NAME|FILE|-",
-        help="Profile name, YAML file or - for stdin (default h100-vgpu; not with --plan)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME|FILE|-",
+                                          help=PROFILE_HELP.replace(").", "; not with --plan).")),
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -256,14 +257,14 @@ def apply(
         if plan_file:
             prof, saved = core.load_plan(plan_file)
         else:
-            prof = _load(profile or DEFAULT_PROFILE, real, sets)
-        source = _source(profile or DEFAULT_PROFILE, real) if not plan_file else ""
+            prof = _load(profile, real, sets)
+        source = _source(profile or prof.name, real) if not plan_file else ""
         if dry_run:
             return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file, source=source)
         return _apply_profile("apply", prof, real, source, saved=saved, saved_from=plan_file or "", force=force,
                               restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json)
 
-    _run("apply", as_json, root, profile or DEFAULT_PROFILE, body)
+    _run("apply", as_json, root, profile, body)
 
 
 def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_from: str, force: bool,
@@ -327,6 +328,11 @@ def rollback(
 
         real = _root(root)
         wait = _seconds("--lock-timeout", lock_timeout)
+        nothing = core.nothing_to_roll_back(real, to)
+        if nothing:  # already as a rollback would leave it: a success that changes nothing
+            _emit(as_json, result("rollback", profile=None, root=real, changed=False, failed=False, msg=nothing,
+                                  generation=None, restored=[], removed=[], messages=[]), nothing)
+            return 0
         if dry_run or (real == "/" and not yes):
             preview = core.rollback_dry_run(real, to)
             text = plan_text(preview, Painter(enabled=False if not dry_run else None)).replace(
@@ -339,8 +345,9 @@ def rollback(
             _confirm(real, yes, text, f"Roll back {len(preview.pending)} path(s) on the live host?", "roll back")
         outcome = core.rollback(real, to=to, force=force, restart=restart, lock_timeout=wait,
                                 progress=_progress(as_json))
-        msg = f"rolled back to before generation {outcome.generation}" if outcome.generation else "recovered"
-        doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
+        msg = (f"rolled back to before generation {outcome.generation}" if outcome.generation else
+               "recovered" if outcome.changed else outcome.messages.pop())  # raced: undone meanwhile
+        doc = result("rollback", profile=None, root=real, changed=outcome.changed, failed=False, msg=msg,
                      generation=outcome.generation, restored=outcome.restored, removed=outcome.removed,
                      messages=outcome.messages)
         done = [f"removed {p}" if p in outcome.removed else f"restored {p}" for p in outcome.restored]
@@ -440,7 +447,7 @@ def profiles_show(
 
 @app.command("verify")
 def verify_cmd(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = ProfileOpt,
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -537,7 +544,7 @@ def doctor(
 
 @app.command()
 def status(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = ProfileOpt,
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -589,7 +596,7 @@ def _watch_switch(enabled: bool, doc: str):
     command = "watch " + ("enable" if enabled else "disable")
 
     def switch(
-        profile: str = ProfileOpt,
+        profile: Optional[str] = ProfileOpt,
         root: str = RootOpt,
         sets: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
@@ -602,7 +609,7 @@ def _watch_switch(enabled: bool, doc: str):
             real = _root(root)
             wait = _seconds("--lock-timeout", lock_timeout)
             prof = _with_watch(_load(profile, real, sets), enabled)
-            return _apply_profile(command, prof, real, _source(profile, real), saved=None, saved_from="", force=False,
+            return _apply_profile(command, prof, real, _source(profile or prof.name, real), saved=None, saved_from="", force=False,
                                   restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
                                   as_json=as_json)
 
@@ -619,7 +626,7 @@ watch_app.command("disable")(_watch_switch(
 
 
 @watch_app.command("status")
-def watch_status(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
+def watch_status(profile: Optional[str] = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
                  as_json: bool = JsonOpt) -> None:
     """Whether the watch units are installed, enabled and active, what they watch, and the last check."""
 
@@ -642,7 +649,7 @@ def watch_status(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[
 
 
 @watch_app.command("check")
-def watch_check(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
+def watch_check(profile: Optional[str] = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
                 as_json: bool = JsonOpt) -> None:
     """What the watch service runs: wait for changes to settle, verify, plan for drift, re-apply if the
     profile says so; one journal line; exit 0 ok, 4 drift, 5 conflicts, 9 the backend does not load."""

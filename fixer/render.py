@@ -279,8 +279,9 @@ def status_text(doc: dict) -> str:
     """`vgpu-fix status` for people."""
     ollama, applied, drift = doc["ollama"], doc["applied"], doc["drift"]
     lines = [f"host {doc['root']}, profile {doc['profile']}", installation_line(ollama).strip(),
-             "applied: " + (f"generation {applied['generation']} ({applied['profile']}, {applied['created']})"
-                            if applied else "nothing applied by vgpu-fix"),
+             "applied: " + (f"generation {applied['generation']} ({applied['profile']}"
+                            + "".join(f" --set {k}={v}" for k, v in (applied.get("vars") or {}).items())
+                            + f", {applied['created']})" if applied else "nothing applied by vgpu-fix"),
              "drift: " + (f"{drift['pending']} change(s) pending: " + ", ".join(drift["paths"][:5])
                           + (" …" if len(drift["paths"]) > 5 else "") if drift["pending"] else "none (converged)")
              + (f"; {drift['conflicts']} conflict(s)" if drift["conflicts"] else ""),

@@ -132,6 +132,15 @@ def service_of(profile: Profile) -> dict:
             if watching else []}
 
 
+def applied_record(profile: Profile) -> dict:
+    """What a generation keeps of its profile: where it came from (name or file, and the --set
+    variables) and the resolved copy, so `status`, `watch` and a later run reuse exactly that. The copy is
+    JSON text: the manifest is saved with sorted keys, and the order of environment and directives counts."""
+    import json
+
+    return {"profile_origin": profile.origin, "profile_json": json.dumps(profile.model_dump(mode="json"))}
+
+
 def _after_restore(root: str, service: dict, restored: list[str]) -> list[str]:
     """The post-actions a restore needs: the drop-in back means reload and restart; the watch units
     back (or gone) mean reload and start (or stop) the watch."""
@@ -229,7 +238,8 @@ def apply(
             return Outcome("apply", plan, changed=False, messages=messages + ["host already converged"])
         paths = touched_paths(root, plan)
         stop.check()
-        generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile))
+        generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile),
+                                   applied_record(profile))
         try:
             with (progress or Progress()).task(f"applying {len(plan.pending)} change(s)", len(plan.pending)) as step:
                 for change in plan.pending:
@@ -321,7 +331,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
              lock_timeout: float = 0.0, progress: Progress | None = None) -> Outcome:
     journal = Journal(root)
     if not os.path.isdir(journal.directory):
-        raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
+        return Outcome("rollback", None, False, messages=[rollback_plan.NEVER_CHANGED])
     journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
     with RunLock(journal.lock_path, lock_timeout), Interrupts() as stop:
         messages = recover(journal, restart, progress)
@@ -333,7 +343,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
                 return Outcome("rollback", None, True, messages=messages)
             if skipped:
                 raise InvalidInput(skipped[-1].reason, details=[d.reason for d in skipped[:-1]])
-            raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+            return Outcome("rollback", None, False, messages=[rollback_plan.nothing_left(to)])
         messages += [f"skipped damaged generation {d.number}: {d.reason}" for d in skipped]
         if selected.drifted and not force:
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "

@@ -4,7 +4,7 @@ import posixpath
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from fixer.facts.paths import NAME_MAX
 from fixer.facts.paths import check_path as _absolute_path
@@ -407,6 +407,13 @@ class Profile(Model):
     ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
     verify: Verify = Field(default_factory=Verify)
     watch: Watch = Field(default_factory=Watch)
+    # Where it was loaded from: {"ref": name, path or label, "path": its file (None: a document given as
+    # text), "vars": the --set overrides}; set by profiles.load, journaled by apply (core.applied_profile).
+    _origin: dict | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> dict | None:
+        return self._origin
 
     @field_validator("preload", "library_path")
     @classmethod

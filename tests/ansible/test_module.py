@@ -208,6 +208,7 @@ def test_rollback_through_the_module_restores_the_tree_and_is_idempotent(ansible
             {**apply_task(**rollback), "register": "preview", "check_mode": True},
             {**apply_task(**rollback), "register": "back"},
             {**apply_task(**rollback), "register": "again"},
+            {**apply_task(state="rolled_back", rollback_to=1), "register": "again_to"},
         ],
         "--diff",
     )
@@ -218,7 +219,9 @@ def test_rollback_through_the_module_restores_the_tree_and_is_idempotent(ansible
     assert f"{DROPIN} (absent)" in [d["after_header"] for d in preview["diff"]]
     assert back["changed"] is True and back["generation"] == 1
     assert DROPIN in back["restored"]
-    assert again["changed"] is False
+    assert again["changed"] is False and again["msg"] == "nothing to roll back: no applied generation"
+    assert run.result(name="again_to")["msg"] == ("nothing to roll back: generation 1 and every later one are "
+                                                   "already rolled back")  # the CLI's lines, both exit 0 there
     assert snapshot_tree(root) == before
     assert run.recap["alpha"]["changed"] == 3  # apply, the preview, the rollback
 

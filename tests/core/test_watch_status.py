@@ -109,7 +109,7 @@ def test_enable_then_disable_then_rollback_is_journaled_like_every_change(cli, s
 
 def test_a_profile_without_watch_leaves_watch_units_alone(cli, seed_root, profile_file):
     cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
-    doc = json.loads(cli("plan", "--root", seed_root, "--json").stdout)  # h100-vgpu: watch.enabled is null
+    doc = json.loads(cli("plan", "--root", seed_root, "-p", "h100-vgpu", "--json").stdout)  # watch.enabled is null
     assert not [c for c in doc["changes"] if "watch" in c["path"]]
 
 

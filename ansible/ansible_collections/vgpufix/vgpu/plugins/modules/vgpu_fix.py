@@ -298,14 +298,10 @@ class Task:
 
     def rolled_back(self):
         p = self.params
-        preview = core.rollback_preview(self.root, p["rollback_to"])
-        if preview is None:
-            return self.result(changed=False, msg="nothing to roll back: vgpu-fix has not changed this root",
-                               restored=[])
-        selected, restores = preview
-        if selected.empty:
-            return self.result(changed=False, msg=f"generation {p['rollback_to']} and later are already rolled back",
-                               generation=None, restored=[])
+        nothing = core.nothing_to_roll_back(self.root, p["rollback_to"])
+        if nothing:  # as the CLI: a success that changes nothing
+            return self.result(changed=False, msg=nothing, restored=[])
+        selected, restores = core.rollback_preview(self.root, p["rollback_to"])
         if selected.drifted and not p["force"]:
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "
                            "(force: true rolls back anyway)", details=list(selected.drifted))
@@ -319,7 +315,7 @@ class Task:
                                 lock_timeout=p["lock_timeout"])
         msg = (f"rolled back to before generation {outcome.generation}" if targets
                else "; ".join(outcome.messages))
-        return self.result(changed=True, msg=msg, generation=outcome.generation if targets else None,
+        return self.result(changed=outcome.changed, msg=msg, generation=outcome.generation if targets else None,
                            restored=outcome.restored, messages=outcome.messages, diff=diff)
 
     def verified(self):
