@@ -49,12 +49,12 @@ def _doc(env, *args) -> dict:
 
 def test_ansible_doc_reads_the_role_argument_specs_as_block_mappings(env):
     options = _doc(env, "-t", "role", "vgpufix.vgpu.deploy")["vgpufix.vgpu.deploy"]["entry_points"]["main"]["options"]
-    assert options["vgpu_fix_pip_extra_args"]["default"] == "" and "--no-index" in options["vgpu_fix_pip_extra_args"][
+    assert options["deploy_pip_extra_args"]["default"] == "" and "--no-index" in options["deploy_pip_extra_args"][
         "description"]
-    assert options["vgpu_fix_vars"] == {"type": "dict", "default": {}, "description": "Profile variables."}
-    assert not [name for name in options if not name.startswith("vgpu_fix_")]  # no key parsed out of a value
+    assert options["deploy_vars"] == {"type": "dict", "default": {}, "description": "Profile variables."}
+    assert not [name for name in options if not name.startswith("deploy_")]  # no key parsed out of a value
     defaults = (COLLECTIONS / "ansible_collections/vgpufix/vgpu/roles/deploy/defaults/main.yml").read_text()
-    assert set(options) == {line.split(":")[0] for line in defaults.splitlines() if line.startswith("vgpu_fix_")}
+    assert set(options) == {line.split(":")[0] for line in defaults.splitlines() if line.startswith("deploy_")}
 
 
 def test_the_module_and_the_role_no_longer_share_a_name(env):

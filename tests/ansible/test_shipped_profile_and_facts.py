@@ -1,4 +1,4 @@
-"""A playbook ships its profile (`profile_content`, the role's `vgpu_fix_profile_src`), validated on the
+"""A playbook ships its profile (`profile_content`, the role's `deploy_profile_src`), validated on the
 target before anything is written; `vgpufix.vgpu.vgpu_fix_facts` gives `vgpu-fix status` as a fact and
 a fleet report can be built from it."""
 

@@ -240,7 +240,7 @@ else:
 
 INSTALL_HINT = (
     "install the vgpu-fix wheel you ship into that Python (`{python} -m pip install "
-    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.deploy role (vgpu_fix_wheel), "
+    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.deploy role (deploy_wheel), "
     "or point ansible_python_interpreter at a Python that has it"
 )
 
