@@ -25,7 +25,7 @@ description:
     C(ansible_python_interpreter)) must have vgpu-fix installed (the wheel you ship; the
     C(vgpufix.vgpu.deploy) role does it, and installs from a package index only when asked to).
 author:
-  - vgpu-fix contributors
+  - vgpu-fix contributors (!UNKNOWN)
 requirements:
   - vgpu-fix (the C(fixer) package) in the target's Python
 extends_documentation_fragment:
@@ -88,8 +88,10 @@ options:
     default: 0.0
 attributes:
   check_mode:
+    description: Plans and reports exactly the changes a real run would make; writes nothing.
     support: full
   diff_mode:
+    description: Returns one before/after entry per changing file, symlink and C(ld.so.conf.d) entry.
     support: full
 notes:
   - Drift (exit code 4 of C(vgpu-fix plan)) is RV(changed) under C(--check); conflicts, an invalid
@@ -140,6 +142,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+format_version:
+  description: Version of this result's shape (that of C(vgpu-fix --json)).
+  returned: always
+  type: int
+  sample: 1
+command:
+  description: The vgpu-fix operation that ran - C(apply), C(plan) (O(state=applied) under C(--check)), C(rollback) or C(verify).
+  returned: always
+  type: str
+  sample: apply
+profile:
+  description: Name of the profile used; null for O(state=rolled_back).
+  returned: always
+  type: str
+  sample: h100-vgpu
+root:
+  description: The directory that stood for C(/), resolved.
+  returned: always
+  type: str
+  sample: /
 changed:
   description: Whether the host changed (under C(--check), whether it would).
   returned: always
@@ -172,22 +194,97 @@ changes:
       after: {kind: symlink, target: libvgpu-cuda.so}
       reason: link to libvgpu-cuda.so
 verify:
-  description: The verify report (key C(ok) and the checks), or null when verification did not run.
+  description: The verify report, or null when verification did not run (C(vgpu-fix verify --json) has the same shape).
   returned: always
+  type: dict
+  contains:
+    ok:
+      description: No check failed and at least one passed.
+      type: bool
+    proven:
+      description: The backend was really loaded - RV(verify.ok) and no probe was left out (see RV(verify.not_run)).
+      type: bool
+    backend:
+      description: The backend verify loads, as C(<library folder>/<file>).
+      type: str
+      sample: cuda_v12/libggml-cuda.so
+    cause:
+      description: Why the backend does not load (the first failed check's cause), or null.
+      type: str
+    fix:
+      description: What to change so that it loads, or null.
+      type: str
+    checks:
+      description: One entry per verify layer - C(name), C(status) (C(pass), C(fail), C(skip)), C(summary), C(evidence), C(cause), C(fix), C(details).
+      type: list
+      elements: dict
+    not_run:
+      description: Probe layers deliberately not run, each with why.
+      type: list
+      elements: str
+    root:
+      description: The root verified.
+      type: str
+    profile:
+      description: The profile verified against.
+      type: str
+    unit:
+      description: The Ollama unit whose environment verify used.
+      type: str
+    user:
+      description: The unit's C(User=), or null.
+      type: str
+    env:
+      description: The environment the probes ran with, as the unit would have it.
+      type: dict
+    installation:
+      description: The Ollama found (as RV(installation)).
+      type: dict
+verify_after_rollback:
+  description: The verify report after the automatic rollback of a change whose verification failed (shape of RV(verify)).
+  returned: when verification failed and the change was rolled back
   type: dict
 diff:
   description: Ansible's diff list, one entry per changing path, headers naming the path and its state.
   returned: when run with --diff
   type: list
   elements: dict
-restored:
-  description: Paths a rollback restored.
-  returned: when state=rolled_back
+conflicts:
+  description: What blocks the plan (for example a regular file where a symlink belongs); the task fails when any.
+  returned: when a plan was made
   type: list
   elements: str
+installation:
+  description: The Ollama installed under the root - C(version), discovery C(generation), C(how) that was decided and the C(evidence).
+  returned: when a plan was made
+  type: dict
+  sample: {generation: runner-engine, version: 0.13.5, how: binary, evidence: [], note: null, llama_server: null}
+source:
+  description: A sentence naming the site profile used when it shadows a shipped profile of that name, else empty.
+  returned: when a plan was made
+  type: str
+restored:
+  description: Paths a rollback restored (on a failed rollback, those restored before it failed).
+  returned: when state=rolled_back, or a rollback failed part-way
+  type: list
+  elements: str
+removed:
+  description: Restored paths that did not exist before the apply (the rollback removed them).
+  returned: when state=rolled_back changed the host
+  type: list
+  elements: str
+not_restored:
+  description: Paths a failed rollback could not restore.
+  returned: when a rollback failed part-way
+  type: list
+  elements: str
+holder:
+  description: The run holding the root's lock (C(pid), C(started), C(ticks): its start time since boot).
+  returned: when another vgpu-fix run holds the lock
+  type: dict
 messages:
   description: Post-actions (ldconfig, daemon-reload, restart or why skipped) and recovery notes.
-  returned: when state=applied and not in check mode
+  returned: when state=applied and not in check mode, and when state=rolled_back changed the host
   type: list
   elements: str
 notes:
@@ -205,6 +302,16 @@ errors:
   returned: on failure
   type: list
   elements: str
+error:
+  description: The kind of failure, as vgpu-fix's exception class (for example C(Conflict), C(ProfileError), C(LockHeld), C(VerifyFailedRolledBack)).
+  returned: on failure
+  type: str
+  sample: Conflict
+exit_code:
+  description: The exit code C(vgpu-fix) would have exited with (see its README); C(vgpu-fix --json) carries the same.
+  returned: on failure
+  type: int
+  sample: 5
 vgpu_fix_version:
   description: Version of vgpu-fix that ran on the target.
   returned: always
