@@ -1,13 +1,11 @@
 """The collection as ansible-core reads it: `ansible-doc` parses the modules and the role's argument
 specs, and `ansible-test sanity` passes the tests that run offline.
 
-Which sanity tests run here: those that need nothing from a package index — compile, empty-init,
-line-endings, no-assert, no-get-exception, no-illegal-filenames, no-smart-quotes, replace-urlopen,
-shebang, symlinks, use-argspec-type-path, use-compat-six, action-plugin-docs. ansible-test runs
-validate-modules, yamllint, pep8, pylint and its own ansible-doc test each in a virtualenv it fills
-with pinned packages from PyPI (bootstrapping pip from ci-files.testing.ansible.com), which this
-offline machine cannot reach; `ansible-doc` itself (below) and the argument-spec checks stand in
-for what can run here. On a connected machine: `ansible-test sanity --python 3.11` in the collection."""
+Which sanity tests run here with the project's own ansible-core: those that need nothing from a
+package index — compile, empty-init, line-endings, no-assert, no-get-exception, no-illegal-filenames,
+no-smart-quotes, replace-urlopen, shebang, symlinks, use-argspec-type-path, use-compat-six,
+action-plugin-docs. validate-modules and ansible-lint run from PyPI in their own cached virtualenv:
+tests/ansible/test_collection_lint.py."""
 
 from __future__ import annotations
 

@@ -279,7 +279,7 @@ not_restored:
   type: list
   elements: str
 holder:
-  description: The run holding the root's lock (C(pid), C(started), C(ticks): its start time since boot).
+  description: The run holding the root's lock - C(pid), C(started), C(ticks) (its start time since boot).
   returned: when another vgpu-fix run holds the lock
   type: dict
 messages:
