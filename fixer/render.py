@@ -264,6 +264,9 @@ def watch_text(state: dict) -> str:
     lines = [f"watch {state['unit']}: {installed}, {enabled}" + (f", {state['active']}" if state["active"] else "")]
     lines.append("watches: " + ", ".join(state["watched"]))
     lines.append(f"on failure or drift: {'re-apply the profile' if state['reapply'] else 'report only'}")
+    if state.get("textfile"):
+        lines.append(f"textfile: {state['textfile']}, refreshed by every check"
+                     + (" and by its timer" if state.get("textfile_timer") else " (its timer is not installed)"))
     lines.append(_verify_line(state.get("last_verify")))
     return "\n".join(lines)
 

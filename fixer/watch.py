@@ -52,6 +52,26 @@ def render_service_unit(profile: Profile) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_textfile_service(profile: Profile) -> str:
+    """The oneshot the timer starts: `vgpu-fix status --prometheus TEXTFILE` against the profile copy."""
+    argv = command(profile) + ["status", "--root", "/", "--profile", profile.watch_files["profile"],
+                               "--prometheus", profile.watch.textfile]
+    lines = [_header(profile).rstrip("\n"), "[Unit]",
+             "Description=vgpu-fix: refresh the node-exporter textfile (vgpu-fix status --prometheus)", "", "[Service]",
+             "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}-textfile", f"TimeoutStartSec={CHECK_TIMEOUT}",
+             "ExecStart=" + " ".join(quote_word(w, exec_line=True) for w in argv)]
+    return "\n".join(lines) + "\n"
+
+
+def render_textfile_timer(profile: Profile) -> str:
+    """Soon after it starts (enable, boot), then every `textfile_every`."""
+    unit = profile.watch.unit
+    lines = [_header(profile).rstrip("\n"), "[Unit]", "Description=vgpu-fix: refresh the node-exporter textfile", "",
+             "[Timer]", "OnActiveSec=10s", f"OnUnitActiveSec={profile.watch.textfile_every}",
+             f"Unit={unit}-textfile.service", "", "[Install]", "WantedBy=timers.target"]
+    return "\n".join(lines) + "\n"
+
+
 def render_profile(profile: Profile) -> str:
     """The resolved profile the service checks against, as JSON (a YAML subset vgpu-fix loads back)."""
 
@@ -68,13 +88,17 @@ def render_profile(profile: Profile) -> str:
     return json.dumps(literal(data), indent=1) + "\n"
 
 
-def planned(profile: Profile) -> list[tuple[str, str, str]]:
-    """(kind, path, content or link target) of everything the section manages, in write order."""
-    files = profile.watch_files
+def planned(profile: Profile) -> list[tuple[str, str, str | None]]:
+    """(kind, path, content or link target; None: absent) of everything the section manages when it is
+    on, in write order; the textfile timer's files are absent without `textfile`."""
+    files, timer = profile.watch_files, profile.watch.textfile is not None
     return [("file", files["profile"], render_profile(profile)),
             ("file", files["service"], render_service_unit(profile)),
             ("file", files["path"], render_path_unit(profile)),
-            ("link", files["wants"], files["path"])]
+            ("link", files["wants"], files["path"]),
+            ("file", files["textfile_service"], render_textfile_service(profile) if timer else None),
+            ("file", files["textfile_timer"], render_textfile_timer(profile) if timer else None),
+            ("link", files["textfile_wants"], files["textfile_timer"] if timer else None)]
 
 
 # ------------------------------------------------------------------ on the host (read side and the check)
@@ -151,7 +175,22 @@ def check(root: str, profile: Profile, progress=None) -> CheckResult:
     elif not result.ok or result.drift:
         result.lines.append("vgpu-fix watch: run `vgpu-fix doctor` and `vgpu-fix plan` on this host "
                             "(or set watch.reapply in the profile)")
+    if profile.watch.textfile:  # last: after a re-apply, the metrics tell the state it left
+        result.lines.append(f"vgpu-fix watch: textfile {profile.watch.textfile}: " + _refresh_textfile(root, profile))
     return result
+
+
+def _refresh_textfile(root: str, profile: Profile) -> str:
+    """Write the profile's node-exporter textfile (inside `root`) from a fresh status; says how it went."""
+    from fixer import core
+    from fixer.facts.paths import host_path
+
+    doc = {"profile": profile.name, "root": root, **core.status(root, profile)}
+    try:
+        core.write_textfile(host_path(root, profile.watch.textfile), core.prometheus_text(doc))
+    except OSError as exc:
+        return f"cannot write: {exc.strerror}"
+    return "refreshed"
 
 
 def _reapply(root: str, profile: Profile) -> str:
@@ -182,4 +221,5 @@ def state(root: str, profile: Profile) -> dict:
             active = "unknown"
     return {"unit": f"{profile.watch.unit}.path", "installed": present["path"] and present["service"],
             "enabled": present["wants"], "active": active, "watched": watched_paths(profile),
-            "reapply": profile.watch.reapply}
+            "reapply": profile.watch.reapply, "textfile": profile.watch.textfile,
+            "textfile_timer": present["textfile_wants"] and present["textfile_timer"]}

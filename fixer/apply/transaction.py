@@ -103,10 +103,28 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
             system.systemctl(scope, "restart", unit)
             done.append(f"restart: {unit} restarted")
         elif action in (PostAction.START_WATCH, PostAction.STOP_WATCH):
-            watch = f"{service['watch']}.path"
-            starting = action == PostAction.START_WATCH
-            system.systemctl(scope, "restart" if starting else "stop", watch)
-            done.append(f"{action}: {watch} " + ("started" if starting else "stopped"))
+            done += _switch_watch(root, scope, service, action)
+    return done
+
+
+def _switch_watch(root: str, scope: str, service: dict, action: str) -> list[str]:
+    """(Re)start or stop the watch's .path unit, and its textfile timer as its unit file now is: a
+    timer whose file is gone (or the whole watch stopping) is stopped where it still runs."""
+    from fixer.facts.paths import read_state
+
+    starting = action == PostAction.START_WATCH
+    watch = f"{service['watch']}.path"
+    system.systemctl(scope, "restart" if starting else "stop", watch)
+    done = [f"{action}: {watch} " + ("started" if starting else "stopped")]
+    timer_file = service.get("watch_timer")  # generations before the textfile timer recorded none
+    if timer_file:
+        timer = os.path.basename(timer_file)
+        if starting and read_state(root, timer_file).kind != "absent":
+            system.systemctl(scope, "restart", timer)
+            done.append(f"{action}: {timer} started")
+        elif system.systemctl(scope, "show", "-p", "ActiveState", "--value", timer).strip() not in ("", "inactive"):
+            system.systemctl(scope, "stop", timer)
+            done.append(f"{action}: {timer} stopped")
     return done
 
 
@@ -128,6 +146,7 @@ def service_of(profile: Profile) -> dict:
     watching = profile.watch.enabled is not None
     return {"unit": profile.service.unit, "scope": profile.service.scope, "dropin": profile.dropin_path,
             "watch": profile.watch.unit if watching else None,
+            "watch_timer": profile.watch_files["textfile_timer"] if watching else None,
             "watch_files": [profile.watch_files["path"], *(p for r, p in profile.watch_files.items() if r != "path")]
             if watching else []}
 
