@@ -64,10 +64,10 @@ def render_textfile_service(profile: Profile) -> str:
 
 
 def render_textfile_timer(profile: Profile) -> str:
-    """Soon after it starts (enable, boot), then every `textfile_every`."""
+    """At once when it starts (enable, boot), then every `textfile_every`."""
     unit = profile.watch.unit
     lines = [_header(profile).rstrip("\n"), "[Unit]", "Description=vgpu-fix: refresh the node-exporter textfile", "",
-             "[Timer]", "OnActiveSec=10s", f"OnUnitActiveSec={profile.watch.textfile_every}",
+             "[Timer]", "OnActiveSec=1s", f"OnUnitActiveSec={profile.watch.textfile_every}",
              f"Unit={unit}-textfile.service", "", "[Install]", "WantedBy=timers.target"]
     return "\n".join(lines) + "\n"
 

@@ -122,10 +122,16 @@ def _switch_watch(root: str, scope: str, service: dict, action: str) -> list[str
         if starting and read_state(root, timer_file).kind != "absent":
             system.systemctl(scope, "restart", timer)
             done.append(f"{action}: {timer} started")
-        elif system.systemctl(scope, "show", "-p", "ActiveState", "--value", timer).strip() not in ("", "inactive"):
+        elif _active_state(scope, timer) not in ("", "inactive"):
             system.systemctl(scope, "stop", timer)
+            if _active_state(scope, timer) == "failed":  # a timer whose unit file went away ends up failed
+                system.systemctl(scope, "reset-failed", timer)
             done.append(f"{action}: {timer} stopped")
     return done
+
+
+def _active_state(scope: str, unit: str) -> str:
+    return system.systemctl(scope, "show", "-p", "ActiveState", "--value", unit).strip()
 
 
 def _udev(root: str, action: str, triggers: list[str]) -> list[str]:
