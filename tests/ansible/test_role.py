@@ -129,3 +129,33 @@ def test_the_role_ships_a_profile_from_the_controller_and_gathers_the_status_fac
     assert "OLLAMA_LOAD_TIMEOUT=9m" in open(f"{root}/etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf").read()
     seen = run.result(name="fact")["ansible_facts"]["seen"]
     assert seen["profile"] == "lab" and seen["applied"]["generation"] == 1 and seen["drift"]["pending"] == 0
+
+
+@pytest.mark.parametrize("first_run", [True, False], ids=["no-virtualenv-yet", "virtualenv-without-vgpu-fix"])
+def test_a_dry_run_before_the_first_install_reports_what_it_would_do(ansible, wheel, virtualenv, tmp_path, first_run):
+    """`--check` on a host without vgpu-fix: the install steps report they would run, the apply says it
+    cannot plan before the install and what a real run does; nothing fails and nothing is written."""
+    root = ansible.host("alpha")
+    ansible.env.pop("PYTHONPATH")  # the module must not see this checkout's fixer
+    before = snapshot_tree(root)
+    venv = tmp_path / "not-yet" if first_run else virtualenv
+    role_vars = {"deploy_wheel": str(wheel), "deploy_wheel_dir": str(tmp_path / "wheels"),
+                 "deploy_virtualenv": str(venv), "deploy_pip_extra_args": "--no-index --no-deps",
+                 "deploy_root": "{{ vgpu_root }}", "deploy_profile": "h100-vgpu-cuda13", "deploy_gather": True}
+    run = ansible.play([], "--check", roles=[{"role": "vgpufix.vgpu.deploy", "vars": role_vars}])
+    assert run.rc == 0, run.output
+    assert run.recap["alpha"]["failed"] == 0 and run.recap["alpha"]["changed"] >= 2  # copy and install would run
+    assert (f"check mode: vgpu-fix is not installed for {venv}/bin/python yet, so nothing can be planned here; "
+            "a real run installs it, then makes the host applied with profile h100-vgpu-cuda13") in run.output
+    assert "deploy_result" not in run.results.get("alpha", {})
+    assert snapshot_tree(root) == before and not (tmp_path / "wheels").exists()
+    assert not list((virtualenv / "bin").glob("vgpu-fix"))
+
+
+def test_a_dry_run_where_vgpu_fix_is_installed_plans_as_usual(ansible):
+    ansible.host("alpha")  # this checkout's fixer on PYTHONPATH stands for an installed vgpu-fix
+    role_vars = {"deploy_install": False, "deploy_root": "{{ vgpu_root }}"}
+    run = ansible.play([], "--check", roles=[{"role": "vgpufix.vgpu.deploy", "vars": role_vars}])
+    assert run.rc == 0, run.output
+    assert run.result(name="deploy_result")["msg"].startswith("check mode: ")
+    assert "is not installed for" not in run.output
