@@ -159,3 +159,49 @@ def test_a_dry_run_where_vgpu_fix_is_installed_plans_as_usual(ansible):
     assert run.rc == 0, run.output
     assert run.result(name="deploy_result")["msg"].startswith("check mode: ")
     assert "is not installed for" not in run.output
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(wheel) -> Path:
+    """Wheels of vgpu-fix's runtime dependencies for this Python, from the package index through pip
+    (scripts/build_wheelhouse.py, what `make wheelhouse` runs), cached under .cache/wheelhouse/."""
+    import hashlib
+
+    from scripts.build_wheelhouse import REPO, add_dependencies
+
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + sys.version.encode()).hexdigest()[:12]
+    house = REPO / ".cache" / "wheelhouse" / key / "wheels"
+    complete = house.parent / "complete"
+    if not complete.exists():
+        house.mkdir(parents=True, exist_ok=True)
+        try:
+            add_dependencies(wheel, house)
+        except RuntimeError as exc:
+            pytest.skip(f"cannot fetch vgpu-fix's dependencies from the package index: {exc}")
+        for own in house.glob("vgpu_fix-*.whl"):  # the cache holds the dependencies only
+            own.unlink()
+        complete.write_text("")
+    return house
+
+
+def test_the_role_installs_from_a_wheelhouse_into_an_empty_virtualenv_without_an_index(
+        ansible, wheel, wheelhouse, tmp_path):
+    """pip runs with --no-index: every dependency comes from the copied wheelhouse, none from this machine."""
+    root = ansible.host("alpha")
+    ansible.env.pop("PYTHONPATH")
+    for name in [k for k in ansible.env if k.startswith("PIP_")]:  # no find-links or index of this machine
+        del ansible.env[name]
+    venv = tmp_path / "venv"  # created by the role, with nothing but pip in it
+    role_vars = {"deploy_wheel": str(wheel), "deploy_wheelhouse": str(wheelhouse),
+                 "deploy_wheel_dir": str(tmp_path / "wheels"), "deploy_virtualenv": str(venv),
+                 "deploy_virtualenv_command": f"{sys.executable} -m venv", "deploy_root": "{{ vgpu_root }}",
+                 "deploy_verify": False}
+    run = ansible.play([], roles=[{"role": "vgpufix.vgpu.deploy", "vars": role_vars}])
+    assert run.rc == 0, run.output
+    result = run.result(name="deploy_result")
+    assert result["changed"] is True and result["vgpu_fix_path"].startswith(str(venv)) and root
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+                               capture_output=True, text=True).stdout
+    assert "typer==" in installed and "pydantic==" in installed
+    assert sorted(p.name for p in (tmp_path / "wheels").iterdir()) == sorted(
+        [wheel.name, *(p.name for p in wheelhouse.glob("*.whl"))])
