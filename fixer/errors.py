@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     BACKEND_NOT_LOADING = 9
     PROBLEM_FOUND = 10  # doctor: an error-severity (or outside-the-VM) finding
     NOT_CONFIRMED = 11  # a change to the live root was not confirmed (declined, or no terminal and no --yes)
+    NOT_PROVEN = 12  # verify ran, nothing failed, but the proof level asked was not reached
     INTERRUPTED = 130  # SIGINT (128 + 2)
     TERMINATED = 143  # SIGTERM (128 + 15)
 
@@ -84,6 +85,12 @@ class RollbackFailed(FixerError):
 
 class BackendNotLoading(FixerError):
     exit_code = ExitCode.BACKEND_NOT_LOADING
+
+
+class NotProven(FixerError):
+    """The proof level asked cannot be (or was not) reached: nothing failed, nothing was proven."""
+
+    exit_code = ExitCode.NOT_PROVEN
 
 
 class ExternalCommandFailed(FixerError):
