@@ -382,7 +382,7 @@ def test_every_key_the_module_returns_is_documented(ansible):
     ansible.host("alpha")
     ok = {"ignore_errors": True}
     tasks = [{**apply_task(), "register": "check", "check_mode": True},
-             {**apply_task(verify=True), "register": "verify_failed", **ok},
+             {**apply_task(verify=True, level="files"), "register": "verify_failed", **ok},
              {**apply_task(), "register": "applied"},
              {**apply_task(state="verified"), "register": "verified", **ok},
              {**apply_task(state="rolled_back"), "register": "rolled_back"},
