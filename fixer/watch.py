@@ -44,21 +44,22 @@ def render_path_unit(profile: Profile) -> str:
 
 
 def render_service_unit(profile: Profile) -> str:
-    argv = command(profile) + ["watch", "check", "--root", "/", "--profile", profile.watch_files["profile"]]
-    lines = [_header(profile).rstrip("\n"), "[Unit]",
-             "Description=vgpu-fix: verify Ollama's GPU backend after a change of its files", "", "[Service]",
-             "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}", f"TimeoutStartSec={CHECK_TIMEOUT}",
-             "ExecStart=" + " ".join(quote_word(w, exec_line=True) for w in argv)]
-    return "\n".join(lines) + "\n"
+    return _oneshot(profile, "verify Ollama's GPU backend after a change of its files", profile.watch.unit,
+                    ["watch", "check", "--root", "/", "--profile", profile.watch_files["profile"]])
 
 
 def render_textfile_service(profile: Profile) -> str:
     """The oneshot the timer starts: `vgpu-fix status --prometheus TEXTFILE` against the profile copy."""
-    argv = command(profile) + ["status", "--root", "/", "--profile", profile.watch_files["profile"],
-                               "--prometheus", profile.watch.textfile]
-    lines = [_header(profile).rstrip("\n"), "[Unit]",
-             "Description=vgpu-fix: refresh the node-exporter textfile (vgpu-fix status --prometheus)", "", "[Service]",
-             "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}-textfile", f"TimeoutStartSec={CHECK_TIMEOUT}",
+    return _oneshot(profile, "refresh the node-exporter textfile (vgpu-fix status --prometheus)",
+                    f"{profile.watch.unit}-textfile", ["status", "--root", "/", "--profile",
+                                                       profile.watch_files["profile"], "--prometheus", profile.watch.textfile])
+
+
+def _oneshot(profile: Profile, what: str, identifier: str, args: list[str]) -> str:
+    """A Type=oneshot unit that runs this vgpu-fix with `args`, logging as `identifier`."""
+    argv = command(profile) + args
+    lines = [_header(profile).rstrip("\n"), "[Unit]", f"Description=vgpu-fix: {what}", "", "[Service]",
+             "Type=oneshot", f"SyslogIdentifier={identifier}", f"TimeoutStartSec={CHECK_TIMEOUT}",
              "ExecStart=" + " ".join(quote_word(w, exec_line=True) for w in argv)]
     return "\n".join(lines) + "\n"
 

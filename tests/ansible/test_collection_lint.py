@@ -62,21 +62,20 @@ def test_validate_modules_passes(linters, collection):
     assert 'Running sanity test "validate-modules"' in result.stdout + result.stderr
 
 
-def test_validate_modules_fails_on_an_undocumented_option(linters, collection):
-    module = collection / "plugins/modules/vgpu_fix.py"
-    module.write_text(module.read_text().replace("  rollback_to:\n    description:", "  rollback_two:\n    description:"))
-    result = validate_modules(linters, collection)
-    assert result.returncode != 0 and "rollback_to" in result.stdout + result.stderr
-
-
 def test_ansible_lint_production_profile_passes(linters, collection):
     result = ansible_lint(linters, collection)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr
 
 
-def test_ansible_lint_fails_on_a_role_variable_without_the_role_prefix(linters, collection):
-    defaults = collection / "roles/deploy/defaults/main.yml"
-    defaults.write_text(defaults.read_text() + "vgpu_fix_shim_dir: /opt/vgpu/lib\n")
-    result = ansible_lint(linters, collection)
-    assert result.returncode != 0 and "var-naming[no-role-prefix]" in result.stdout + result.stderr
+@pytest.mark.parametrize("linter, path, edit, reported", [
+    (validate_modules, "plugins/modules/vgpu_fix.py",
+     lambda text: text.replace("  rollback_to:\n    description:", "  rollback_two:\n    description:"), "rollback_to"),
+    (ansible_lint, "roles/deploy/defaults/main.yml",
+     lambda text: text + "vgpu_fix_shim_dir: /opt/vgpu/lib\n", "var-naming[no-role-prefix]"),
+], ids=["validate-modules: an undocumented option", "ansible-lint: a role variable without the role prefix"])
+def test_each_linter_fails_on_the_defect_it_exists_for(linters, collection, linter, path, edit, reported):
+    target = collection / path
+    target.write_text(edit(target.read_text()))
+    result = linter(linters, collection)
+    assert result.returncode != 0 and reported in result.stdout + result.stderr
