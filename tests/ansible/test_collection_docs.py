@@ -98,3 +98,18 @@ def test_ansible_test_sanity_does_catch_a_defect(env, collection_copy):
     module.write_text(module.read_text() + "\n# \u201csmart\u201d quotes\n")
     result = _sanity(env, collection_copy)
     assert result.returncode != 0 and "no-smart-quotes" in result.stdout + result.stderr
+
+
+def test_the_built_collection_carries_its_license_and_changelog(env, tmp_path):
+    import tarfile
+
+    build = subprocess.run([_tool("ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path),
+                            str(COLLECTIONS / "ansible_collections/vgpufix/vgpu")], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    [artifact] = tmp_path.glob("vgpufix-vgpu-*.tar.gz")
+    with tarfile.open(artifact) as tar:
+        names = set(tar.getnames())
+        license_text = tar.extractfile("LICENSE").read()
+    assert {"LICENSE", "CHANGELOG.md", "tests/sanity/ignore-2.19.txt"} <= names
+    assert license_text == (COLLECTIONS.parent / "LICENSE").read_bytes()
