@@ -20,6 +20,7 @@ from fixer.errors import (
     InvalidInput,
     NotConfirmed,
     RollbackFailed,
+    VERIFY_EXIT,
     UsageError,
     exit_code_of,
 )
@@ -542,7 +543,7 @@ def verify_cmd(
                               msg=proof_line(doc), verify=doc), _verify_text(doc))
         if recorded and not as_json:
             typer.echo(f"note: {recorded}", err=True)
-        return int(ExitCode.OK if report.ok else ExitCode.BACKEND_NOT_LOADING if report.failed else ExitCode.NOT_PROVEN)
+        return int(VERIFY_EXIT[report.outcome.value])
 
     _run("verify", as_json, root, profile, body)
 

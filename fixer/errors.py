@@ -28,6 +28,10 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM (128 + 15)
 
 
+# verify's exit code for each outcome of its report (fixer.model.proof.Outcome).
+VERIFY_EXIT = {"passed": ExitCode.OK, "failed": ExitCode.BACKEND_NOT_LOADING, "not_proven": ExitCode.NOT_PROVEN}
+
+
 class FixerError(Exception):
     """Base of every error the CLI turns into an exit code."""
 

@@ -120,12 +120,10 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        from fixer.errors import ExitCode
+        from fixer.errors import VERIFY_EXIT, ExitCode
 
-        if self.outcome == "failed":
-            return int(ExitCode.BACKEND_NOT_LOADING)
-        if not self.ok:
-            return int(ExitCode.NOT_PROVEN)
+        if self.outcome != "passed":
+            return int(VERIFY_EXIT[self.outcome])
         return int(ExitCode.CONFLICT if self.conflicts else ExitCode.DRIFT if self.drift else ExitCode.OK)
 
     def to_dict(self) -> dict:
