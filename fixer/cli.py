@@ -665,8 +665,8 @@ def _watch_switch(enabled: bool, doc: str):
             real = _root(root)
             wait = _seconds("--lock-timeout", lock_timeout)
             prof = _with_watch(_load(profile, real, sets), enabled)
-            return _apply_profile(command, prof, real, _source(profile or prof.name, real), saved=None, saved_from="", force=False,
-                                  restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
+            return _apply_profile(command, prof, real, _source(profile or prof.name, real), saved=None, saved_from="",
+                                  force=False, restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
                                   as_json=as_json)
 
         _run(command, as_json, root, profile, body)
