@@ -372,12 +372,14 @@ def rollback(
 
         real = _root(root)
         wait = _seconds("--lock-timeout", lock_timeout)
+        # Nothing to roll back is a success that changes nothing: no preview, no question; the rollback
+        # itself still runs (under the lock it finishes a journal save a crash cut short) and says so.
         nothing = core.nothing_to_roll_back(real, to)
-        if nothing:  # already as a rollback would leave it: a success that changes nothing
+        if nothing and dry_run:
             _emit(as_json, result("rollback", profile=None, root=real, changed=False, failed=False, msg=nothing,
                                   generation=None, restored=[], removed=[], messages=[]), nothing)
             return 0
-        if dry_run or (real == "/" and not yes):
+        if not nothing and (dry_run or (real == "/" and not yes)):
             preview = core.rollback_dry_run(real, to)
             text = plan_text(preview, Painter(enabled=False if not dry_run else None)).replace(
                 "Plan for profile", "Rollback of profile", 1)
@@ -391,7 +393,7 @@ def rollback(
                                 progress=_progress(as_json), service_check=service_check,
                                 service_timeout=_seconds("--service-timeout", service_timeout))
         msg = (f"rolled back to before generation {outcome.generation}" if outcome.generation else
-               "recovered" if outcome.changed else outcome.messages.pop())  # raced: undone meanwhile
+               "recovered" if outcome.changed else outcome.messages.pop())  # nothing to roll back
         if outcome.verify is not None:
             from fixer.render import proof_line
 

@@ -427,8 +427,12 @@ class Task:
     def rolled_back(self):
         p = self.params
         nothing = core.nothing_to_roll_back(self.root, p["rollback_to"])
-        if nothing:  # as the CLI: a success that changes nothing
+        if nothing and self.module.check_mode:
             return self.result(changed=False, msg=nothing, restored=[])
+        if nothing:  # as the CLI: a success that changes nothing; the rollback still finishes a cut-short save
+            outcome = core.rollback(self.root, to=p["rollback_to"], lock_timeout=p["lock_timeout"])
+            return self.result(changed=outcome.changed, msg="; ".join(outcome.messages), generation=outcome.generation,
+                               restored=outcome.restored)
         selected, restores = core.rollback_preview(self.root, p["rollback_to"])
         if selected.drifted and not p["force"]:
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "
