@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fixer.errors import ProfileError
-from fixer.facts.paths import host_path
+from fixer.facts import paths
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_profiles"
 if not SHIPPED_DIR.is_dir():  # editable install: profiles/ sits beside the package
@@ -43,17 +45,19 @@ class Resolved:
     chain: list[str]
 
 
-def search_dirs(root: str) -> list[tuple[str, Path]]:
-    return [("shipped", SHIPPED_DIR), ("site", Path(host_path(root, SITE_DIR)))]
+def _site_profiles(root: str) -> dict[str, Path]:
+    """The root's site profiles by name, each where the root's symlinks (resolved inside it) lead."""
+    found = {}
+    for path in paths.matching(root, SITE_DIR, "*.yaml"):
+        if paths.is_file(root, path):
+            found[posixpath.basename(path)[:-len(".yaml")]] = Path(paths.real_path(root, path) or path)
+    return found
 
 
 def list_profiles(root: str) -> list[tuple[str, str, str]]:
     """(name, origin, file) for every profile found by name; site profiles shadow shipped ones."""
-    found: dict[str, tuple[str, str, str]] = {}
-    for origin, directory in search_dirs(root):
-        if directory.is_dir():
-            for file in sorted(directory.glob("*.yaml")):
-                found[file.stem] = (file.stem, origin, str(file))
+    found = {file.stem: (file.stem, "shipped", str(file)) for file in sorted(SHIPPED_DIR.glob("*.yaml"))}
+    found.update({name: (name, "site", str(file)) for name, file in _site_profiles(root).items()})
     return sorted(found.values())
 
 
@@ -63,15 +67,16 @@ def locate(ref: str, root: str) -> Path:
         if path.is_dir():
             inside = ", ".join(sorted(p.name for p in path.glob("*.y*ml"))[:5]) or "it holds no .yaml file"
             raise ProfileError(f"profile {ref} is a directory, not a profile file; give one YAML file in it ({inside})")
-        if not path.is_file():
+        if not os.path.lexists(ref) or not os.path.exists(ref):
             raise ProfileError(f"profile file {ref} does not exist")
-        return path
+        return path  # a regular file or the operator's pipe: read_source says what anything else is
     if not NAME.match(ref):
         raise ProfileError(f"{ref!r} is not a profile name or path")
-    for _, directory in reversed(search_dirs(root)):
-        candidate = directory / f"{ref}.yaml"
-        if candidate.is_file():
-            return candidate
+    site = _site_profiles(root)
+    if ref in site:
+        return site[ref]
+    if (SHIPPED_DIR / f"{ref}.yaml").is_file():
+        return SHIPPED_DIR / f"{ref}.yaml"
     known = ", ".join(name for name, _, _ in list_profiles(root)) or "none"
     raise ProfileError(f"no profile named {ref!r} (known: {known})")
 
@@ -80,24 +85,36 @@ def shadowing(ref: str, root: str) -> str:
     """A sentence naming the site profile that `ref` finds when it hides a shipped profile of that name."""
     if not NAME.match(ref) or ref == STDIN:
         return ""
-    site = Path(host_path(root, SITE_DIR)) / f"{ref}.yaml"
-    if site.is_file() and (SHIPPED_DIR / f"{ref}.yaml").is_file():
+    site = _site_profiles(root).get(ref)
+    if site is not None and (SHIPPED_DIR / f"{ref}.yaml").is_file():
         return f"site profile {site}, which shadows the shipped profile {ref}"
     return ""
+
+
+def _in_site(path: Path, root: str) -> bool:
+    """Whether `path` is a profile of a root's own (found by name in ROOT/etc/vgpu-fix/profiles, ROOT not /)."""
+    if root == "/":
+        return False
+    real = paths.real_path(root, SITE_DIR)
+    return real is not None and str(path.parent) == real
 
 
 STDIN = "-"
 
 
-def read_source(path: Path, positions: bool = True, raw: bytes | None = None, name: str | None = None) -> Source:
+def read_source(path: Path, positions: bool = True, raw: bytes | None = None, name: str | None = None,
+                pipes: bool = False) -> Source:
     """Parse one profile file (or `raw` bytes read elsewhere: stdin, an Ansible task); with
-    `positions`, record the position of every key (slower loader)."""
+    `positions`, record the position of every key (slower loader). `pipes`: the operator named it, so
+    it may be a pipe (`<(…)`); a device or a FIFO of a root never is read."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    from fixer.facts.reading import read_file
+
     if raw is None:
         try:
-            raw = path.read_bytes()
+            raw = read_file(str(path), limit=MAX_PROFILE_BYTES, pipes=pipes)
         except OSError as exc:
             raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
     if len(raw) > MAX_PROFILE_BYTES:
@@ -220,15 +237,24 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
             raise ProfileError(f"{path}: `extends` chain longer than {MAX_EXTENDS}")
         seen.append(real)
         given = text if not chain else None
-        source = read_source(path, positions, raw=given, name=_label_name(ref) if given is not None else None)
+        named = not chain and ("/" in ref or ref.endswith((".yaml", ".yml")))  # the operator's own file
+        source = read_source(path, positions, raw=given, name=_label_name(ref) if given is not None else None,
+                             pipes=named)
         chain.append(source)
         parent = source.data.get("extends")
         if parent is None:
             break
         if not isinstance(parent, str) or not parent:
             raise ProfileError(f"{source.where.get(('extends',), source.path)}: extends must be a profile name")
+        site = given is None and not named and _in_site(path, root)
+        if site and not NAME.match(parent):
+            raise ProfileError(f"{source.where.get(('extends',), source.path)}: a profile of the root {root} may "
+                               f"extend only a profile by name, not the path {parent!r}; nothing outside the "
+                               "root is read for it")
         here = Path.cwd() if given is not None else Path(source.path).parent
-        if ("/" in parent or parent.endswith((".yaml", ".yml"))) and not parent.startswith("/"):
+        if site:
+            pass  # by name only: the root's own profile, then the shipped one (locate)
+        elif ("/" in parent or parent.endswith((".yaml", ".yml"))) and not parent.startswith("/"):
             parent = str(here / parent)
         elif (here / f"{parent}.yaml").is_file():
             parent = str(here / f"{parent}.yaml")
@@ -248,7 +274,7 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
     data["name"] = chain[0].data.get("name", chain[0].name)
     if "name" not in chain[0].data:
         where[("name",)] = chain[0].path
-    data = substitute(data, where, overrides or {}, chain[0].path)
+    data = substitute(data, where, overrides or {}, chain[0].path, root)
     return Resolved(chain[0].name, chain[0].path, data, where, [s.name for s in chain])
 
 
@@ -261,8 +287,10 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
-def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str) -> dict:
-    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type."""
+def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str,
+               root: str | None = None) -> dict:
+    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type;
+    with `root`, a variable whose value is `auto` takes the value fixer.ollama.host_defaults decides there."""
     variables = data.get("vars") or {}
     if not isinstance(variables, dict):
         raise ProfileError(f"{where.get(('vars',), origin)}: vars must be a mapping of name: value")
@@ -278,14 +306,22 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
     errors: list[str] = []
     values: dict[str, str] = {}
 
+    def at(loc: Loc) -> str:  # a --set value is named as the operator gave it, not by the profile's line
+        if len(loc) == 2 and loc[0] == "vars" and loc[1] in overrides:
+            return f"--set {loc[1]}={overrides[loc[1]]}"
+        return _where(where, loc, origin)
+
     def value_of(name: str, stack: tuple[str, ...], loc: Loc) -> str:
         if name in values:
             return values[name]
         if name in stack:
-            errors.append(f"{_where(where, loc, origin)}: variable cycle: {' -> '.join(stack + (name,))}")
+            if stack == (name,):
+                errors.append(f"{at(loc)}: refers to itself (${{{name}}}); a value cannot be built from itself")
+            else:
+                errors.append(f"{at(loc)}: variable cycle: {' -> '.join(stack + (name,))}")
             return ""
         if name not in raw:
-            errors.append(f"{_where(where, loc, origin)}: undefined variable ${{{name}}}")
+            errors.append(f"{at(loc)}: undefined variable ${{{name}}}")
             return ""
         values[name] = expand(raw[name], stack + (name,), ("vars", name))
         return values[name]
@@ -307,6 +343,9 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
 
     for name in raw:
         value_of(name, (), ("vars", name))
+    named_set = [e for e in errors if e.startswith("--set ")]
+    if named_set:  # a --set value that cannot be expanded: that, not the empty result, is the error
+        raise ProfileError(named_set[0], details=named_set[1:])
     for name in overrides:  # --set values are checked first, and named as --set
         problem = _type_problem(declared[name], values.get(name, ""))
         if problem:
@@ -315,11 +354,23 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
         problem = None if name in overrides else _type_problem(declaration, values.get(name, ""))
         if problem:
             errors.append(f"{_where(where, ('vars', name), origin)}: value {values.get(name, '')!r} {problem}")
+    if root is not None and not errors:
+        _host_defaults(root, declared, values)
     result = walk({k: v for k, v in data.items() if k != "vars"}, ())
     if errors:
         raise ProfileError(f"{origin}: {len(errors)} error(s) in variables", details=sorted(set(errors)))
     result["vars"] = {name: {**declared[name], "value": values[name]} for name in declared}
     return result
+
+
+def _host_defaults(root: str, declared: dict[str, dict], values: dict[str, str]) -> None:
+    """Replace each `auto` value that fixer.ollama.host_defaults knows how to decide; the variable's `auto` says why."""
+    from fixer.ollama.host_defaults import RESOLVERS
+
+    for name, resolver in RESOLVERS.items():
+        if values.get(name) == "auto":
+            values[name], why = resolver(root, values)
+            declared[name] = {**declared[name], "auto": f"{values[name]}: {why}"}
 
 
 def _scalar(value: Any) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import sys
 import time
 from dataclasses import dataclass, field
 
-from fixer.facts.systemd import quote_word
+from fixer.facts.systemd import unit_value
 from fixer.model.profile import Profile
 
 CHECK_TIMEOUT = "15min"
@@ -37,7 +36,7 @@ def render_path_unit(profile: Profile) -> str:
     unit = profile.watch.unit
     lines = [_header(profile).rstrip("\n"), "[Unit]",
              "Description=vgpu-fix: re-verify Ollama's GPU backend when its files change", "", "[Path]"]
-    lines += [f"PathChanged={p}" for p in watched_paths(profile)]
+    lines += [f"PathChanged={unit_value(p, 'path')}" for p in watched_paths(profile)]
     lines += [f"Unit={unit}.service", "", "[Install]",
               "WantedBy=" + ("paths.target" if profile.service.scope == "system" else "default.target")]
     return "\n".join(lines) + "\n"
@@ -60,7 +59,7 @@ def _oneshot(profile: Profile, what: str, identifier: str, args: list[str]) -> s
     argv = command(profile) + args
     lines = [_header(profile).rstrip("\n"), "[Unit]", f"Description=vgpu-fix: {what}", "", "[Service]",
              "Type=oneshot", f"SyslogIdentifier={identifier}", f"TimeoutStartSec={CHECK_TIMEOUT}",
-             "ExecStart=" + " ".join(quote_word(w, exec_line=True) for w in argv)]
+             "ExecStart=" + " ".join(unit_value(w, "exec") for w in argv)]
     return "\n".join(lines) + "\n"
 
 
@@ -133,16 +132,13 @@ class CheckResult:
 
 def settle(root: str, paths: list[str], quiet_for: float, limit: float = 300.0) -> float:
     """Wait until none of `paths` changed (ctime, lstat) for `quiet_for` seconds; return seconds waited."""
-    from fixer.facts.paths import host_path
+    from fixer.facts.paths import stat_in
 
     def stamp() -> tuple:
         out = []
         for path in paths:
-            try:
-                st = os.lstat(host_path(root, path))
-                out.append((path, st.st_ctime_ns, st.st_ino))
-            except OSError:
-                out.append((path, None, None))
+            st = stat_in(root, path, follow=False)
+            out.append((path, st.st_ctime_ns, st.st_ino) if st else (path, None, None))
         return tuple(out)
 
     start = time.monotonic()

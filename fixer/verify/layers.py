@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from fixer.facts.linker import resolve_in_root
-from fixer.facts.paths import host_path
+from fixer.facts import paths
+from fixer.facts.paths import resolve_in_root
 from fixer.model.profile import Profile
 from fixer.model.proof import Level
 from fixer.model.verify import Check, VerifyReport
@@ -44,12 +44,13 @@ def probe_refusal(root: str, probe: bool | None) -> str | None:
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
            layers: tuple[str, ...] | None = None, timeout: float | None = None,
-           probe: bool | None = None, progress=None) -> VerifyReport:
+           probe: bool | None = None, progress=None, probe_user: str | None = None) -> VerifyReport:
     """Run the checks in `layers` (default: those of the installed Ollama generation, see
     ollama.detect) in order. `env`/`user` default to what the root's unit gives; then, on a live root
     whose service manager runs, the probes run as transient units of that manager with the unit's
     User=, environment and sandbox settings (see sandbox.systemd_placement). Off the live root the
-    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal)."""
+    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal), and as the
+    operator's `probe_user` (default nobody): the unit's User= is reported, never adopted."""
     from fixer.ollama import detect, generations
 
     root = os.fspath(root)
@@ -58,13 +59,20 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec, chosen = _chosen(root, profile.verify)
-    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
+    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib, (unit or _unit(root, profile)).working_directory)
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict(),
                           unmodeled=generations.unmodeled(installation.version))
     generation = generations.by_name(installation.generation)
     checks = CHECKS_BY_GENERATION[generation.name](installation)
     refusal = probe_refusal(root, probe)
+    runs_as = user
+    if root != "/":  # an image's User= names an account of *this* machine: reported, never adopted
+        from fixer.probe.placement import PROBE_USER, probe_account
+
+        runs_as = report.probe_user = probe_user or PROBE_USER
+        if refusal is None:
+            probe_account(runs_as)  # refused (exit 3) before any probe starts
     from fixer.progress import Progress
 
     chosen_layers = layers or generation.layers
@@ -74,7 +82,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
                 report.checks.append(Check(layer, "skip", f"not run: {refusal}", flag=_probe_flag(root, refusal)))
                 step(f"{layer}: not run")
                 continue
-            check = checks[layer](root, spec, dict(env), user, timeout, unit)
+            check = checks[layer](root, spec, dict(env), runs_as, timeout, unit)
             if layer == "environment" and chosen:
                 check.evidence.insert(0, chosen)
             if layer == "static":
@@ -116,13 +124,13 @@ def _chosen(root: str, spec):
 def cache_additions(root: str, profile: Profile) -> list[str]:
     """Every soname the profile's ld.so.conf.d entry adds to the root's ld.so cache (host-wide, for every
     program), read from the real cache."""
-    from fixer.facts.ldso import LD_SO_CACHE, LdCacheError, read_cache
+    from fixer.facts.ldso import LdCacheError, root_cache
 
     if profile.ld_so_conf is None or not profile.ld_so_conf.entries:
         return []
     where = f"ld.so cache entries from {profile.ld_so_conf_path}"
     try:
-        cache = read_cache(host_path(root, LD_SO_CACHE))
+        cache = root_cache(root)
     except (OSError, LdCacheError) as exc:
         return [f"{where}: cache not readable ({getattr(exc, 'strerror', None) or exc})"]
     dirs = {d.rstrip("/") for d in profile.ld_so_conf.entries}
@@ -142,8 +150,8 @@ def preload_replacements(details: dict) -> list[str]:
 
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
-    folders = sorted(n for n in _listdir(root, spec.ollama_lib)
-                     if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
+    folders = sorted(n for n in paths.names(root, spec.ollama_lib)
+                     if paths.is_dir(root, f"{spec.ollama_lib}/{n}") and _has_ggml(root, spec, n))
     requested = env.get("OLLAMA_LLM_LIBRARY")
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
                 f"OLLAMA_LLM_LIBRARY={requested if requested is not None else '(unset)'}"]
@@ -200,16 +208,8 @@ def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
                  result.fix, result.to_dict())
 
 
-def _listdir(root: str, path: str) -> list[str]:
-    inside = resolve_in_root(root, path)
-    try:
-        return os.listdir(host_path(root, inside)) if inside else []
-    except OSError:
-        return []
-
-
 def _has_ggml(root: str, spec, folder: str) -> bool:
-    return any("ggml-" in n for n in _listdir(root, f"{spec.ollama_lib}/{folder}"))
+    return any("ggml-" in n for n in paths.names(root, f"{spec.ollama_lib}/{folder}"))
 
 
 CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}
@@ -219,11 +219,12 @@ CHECKS_BY_GENERATION = {"runner-engine": lambda installation: CHECKS, "llama-ser
 
 def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None,
                     restarted=None, service_check: bool = True, service_timeout: float | None = None,
-                    model: str | None = None, level: Level | None = None) -> VerifyReport:
+                    model: str | None = None, level: Level | None = None,
+                    probe_user: str | None = None) -> VerifyReport:
     """The report `apply` judges after its changes (and again after an automatic rollback). Where the
     run restarted the unit on the live root (`restarted`), the restarted service is checked too and is
-    the arbiter; `model` adds the model level."""
-    report = verify(root, profile, probe=probe, progress=progress)
+    the arbiter; `model` adds the model level; `probe_user`: see verify."""
+    report = verify(root, profile, probe=probe, progress=progress, probe_user=probe_user)
     if restarted is not None and service_check:
         add_service_level(report, root, profile, restarted=restarted, timeout=service_timeout, model=model,
                           progress=progress)

@@ -89,7 +89,9 @@ def check_discovery(installation, root: str, spec, env: dict, user, timeout, uni
                                               timeout or spec.timeout, unit)
     evidence = result.evidence
     if result.gpu_discover is not None:
-        native = [d for d in result.gpu_discover.get("devices") or [] if str(d.get("library", "")).upper() == "CUDA"]
+        found = result.gpu_discover.get("devices")
+        native = [d for d in found if isinstance(d, dict) and str(d.get("library", "")).upper() == "CUDA"] \
+            if isinstance(found, list) else []
         listed = [d for d in result.devices if d.library == "CUDA"]
         if len(native) != len(listed):
             evidence.append(f"ollama gpu-discover sees {len(native)} CUDA device(s), llama-server {len(listed)}")

@@ -47,3 +47,13 @@ def test_runtime_12_0_has_no_gate(tmp_path, native):
     (root / "usr/local/lib/ollama/cuda_v12/libcudart.so.12").unlink()
     layout.place(root, "/usr/local/lib/ollama/cuda_v12/libcudart.so.12", native["cudart-12"])
     assert _verify(root)["checks"][0]["status"] == "pass"
+
+
+def test_a_real_r535_driver_is_told_the_release_before_the_gate(tmp_path, native):
+    """NVML answering a driver branch (535) below 550 (v0.32.15 discover/cuda_compat.go:60-68): removing the
+    NVML link is no fix for a real driver; a release before the gate (v0.30.10, the gate arrived in v0.30.11) is,
+    and on a vGPU guest the branch is the host's."""
+    nvml = _verify(layout.lay_out_v030(tmp_path, native, nvml="nvml-r535"))["checks"][0]
+    assert nvml["status"] == "fail"
+    assert 'driver=535 required_driver="550 or newer"' in nvml["cause"]
+    assert "v0.30.10 or older" in nvml["fix"] and "nvml_link" not in nvml["fix"]

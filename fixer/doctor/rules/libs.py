@@ -9,7 +9,8 @@ import statistics
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.snapshot import HostFacts, is_shim_name
 from fixer.facts.linker import Lookup, symbol_family
-from fixer.ollama.layout import CUDA_LIB, TOP_LEVEL_SHIPPED, bundled_sonames
+from fixer.ollama.generations import top_level_shipped
+from fixer.ollama.layout import CUDA_LIB, bundled_sonames
 
 DAY = 86400.0
 ORIGINS = {"preload": "preloaded object with that SONAME", "LD_LIBRARY_PATH": "LD_LIBRARY_PATH",
@@ -50,29 +51,33 @@ def toplevel_ggml_cuda(ctx: Context) -> list[Finding]:
 
 def _outside(host: HostFacts, path: str) -> bool:
     real = host.realpaths.get(path, path)
-    return not (real == host.ollama_lib or real.startswith(host.ollama_lib + "/"))
+    return not any(real == lib or real.startswith(lib + "/") for lib in (host.ollama_lib, host.lib_real))
 
 
 @rule
 def lib_tree_modified(ctx: Context) -> list[Finding]:
-    """Files added to lib/ollama, links that leave it, and files much newer than the rest of the tree."""
+    """Files added to lib/ollama (its top and the folders Ollama scans), links that leave it, and files much
+    newer than the rest of the tree."""
     host = ctx.host
     if host is None or not host.lib_present:
         return []
     entries = {f"{host.ollama_lib}/{n}": e for n, e in host.lib_top.items()}
-    for sub, names in host.lib_dirs.items():
+    scanned = host.scanned_dirs()
+    for sub, names in ((s, n) for s, n in host.lib_dirs.items() if s in scanned):
         entries.update({f"{host.ollama_lib}/{sub}/{n}": e for n, e in names.items()})
     # tar keeps the archive's mtimes on files (not always on links): a much newer file was changed here.
     mtimes = [e.mtime for e in entries.values() if e.kind == "file" and e.mtime]
     median = statistics.median(mtimes) if len(mtimes) >= 3 else None
     evidence = []
+    shipped = top_level_shipped(ctx.generation)
     for path, entry in sorted(entries.items()):
         name = os.path.basename(path)
         top = os.path.dirname(path) == host.ollama_lib
         if top and fnmatch.fnmatch(name, "libggml-cuda*"):
             continue  # its own rule
-        if top and entry.kind != "dir" and not any(fnmatch.fnmatch(name, p) for p in TOP_LEVEL_SHIPPED):
-            evidence.append(f"{path}: not shipped by Ollama at the top level")
+        if top and entry.kind != "dir" and not any(fnmatch.fnmatch(name, p) for p in shipped):
+            release = f"the {ctx.generation} generation of Ollama" if ctx.generation else "any known Ollama"
+            evidence.append(f"{path}: not shipped at the top level by {release}")
         elif entry.kind == "symlink" and _outside(host, path):
             evidence.append(f"{path} -> {entry.target}: points outside {host.ollama_lib}")
         elif is_shim_name(name) or name.startswith(("libcuda.so", "libnvidia-ml.so")):
@@ -210,9 +215,7 @@ def cudart_replaced(ctx: Context) -> list[Finding]:
     if host is None or not host.lib_present:
         return []
     out = []
-    for sub in host.ggml_dirs():
-        if not sub.startswith("cuda"):
-            continue
+    for sub in host.scanned_cuda_dirs():
         soname = "libcudart.so.13" if sub.endswith("13") else "libcudart.so.12"
         path = f"{host.ollama_lib}/{sub}/{soname}"
         entry = host.lib_dirs[sub].get(soname)
