@@ -419,7 +419,7 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None, tex
         """The profile, noting where it came from (no path: a document given as text), so that apply
         journals it and later runs without --profile find it again (core.applied_profile)."""
         profile = Profile.model_validate(resolved.data)
-        path = None if text is not None else str(Path(resolved.path).resolve())
+        path = None if text is not None else os.path.abspath(resolved.path)  # a name: no file-system access
         profile._origin = {"ref": ref, "path": path, "vars": dict(overrides or {})}
         return profile
 

@@ -182,15 +182,17 @@ def check(root: str, profile: Profile, progress=None) -> CheckResult:
 
 
 def _refresh_textfile(root: str, profile: Profile) -> str:
-    """Write the profile's node-exporter textfile (inside `root`) from a fresh status; says how it went."""
+    """Write the profile's node-exporter textfile from a fresh status, atomically and inside `root` (its
+    symlinks resolved there, as every managed path); says how it went."""
     from fixer import core
-    from fixer.facts.paths import host_path
+    from fixer.apply import writes
+    from fixer.errors import FixerError
 
     doc = {"profile": profile.name, "root": root, **core.status(root, profile)}
     try:
-        core.write_textfile(host_path(root, profile.watch.textfile), core.prometheus_text(doc))
-    except OSError as exc:
-        return f"cannot write: {exc.strerror}"
+        writes.write_file(root, profile.watch.textfile, core.prometheus_text(doc).encode(), 0o644)
+    except (OSError, FixerError) as exc:
+        return "cannot write: " + (exc.message if isinstance(exc, FixerError) else exc.strerror)
     return "refreshed"
 
 
