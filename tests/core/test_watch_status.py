@@ -156,6 +156,18 @@ def test_watch_check_says_when_the_textfile_cannot_be_written(cli, seed_root, pr
     assert f"vgpu-fix watch: textfile {TEXTFILE}: cannot write: No such file or directory" in result.stdout
 
 
+def test_watch_check_never_writes_the_textfile_through_a_symlink_out_of_the_root(cli, seed_root, profile_file,
+                                                                                  tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.makedirs(os.path.join(seed_root, "var/lib"), exist_ok=True)
+    os.symlink(str(outside), os.path.join(seed_root, os.path.dirname(TEXTFILE).lstrip("/")))
+    cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
+    result = cli("watch", "check", "--root", seed_root, "-p", profile_file)
+    assert f"vgpu-fix watch: textfile {TEXTFILE}: cannot write: " in result.stdout
+    assert list(outside.iterdir()) == []
+
+
 def test_a_profile_without_watch_leaves_watch_units_alone(cli, seed_root, profile_file):
     cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
     doc = json.loads(cli("plan", "--root", seed_root, "-p", "h100-vgpu", "--json").stdout)  # watch.enabled is null
