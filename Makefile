@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_SERVER_DIR ?= .cache/llama-server
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test venv bench clean llama-server
+.PHONY: demo test venv bench clean llama-server wheelhouse
 
 $(BIN)/vgpu-fix: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,5 +37,11 @@ test: venv llama-server
 bench: venv
 	VGPU_FIX_LLAMA_SERVER=$${VGPU_FIX_LLAMA_SERVER:-$(abspath $(LLAMA_SERVER_DIR))} $(BIN)/python scripts/bench.py
 
+# vgpu-fix's wheel and its dependencies' wheels for the deploy role's offline install (deploy_wheelhouse);
+# for hosts with another Python or architecture: make wheelhouse WHEELHOUSE_ARGS="--python-version 3.11 --platform manylinux2014_x86_64"
+WHEELHOUSE ?= dist/wheelhouse
+wheelhouse: $(BIN)/vgpu-fix
+	$(BIN)/python scripts/build_wheelhouse.py $(WHEELHOUSE) -- $(WHEELHOUSE_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

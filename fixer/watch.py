@@ -46,11 +46,32 @@ def render_path_unit(profile: Profile) -> str:
 
 
 def render_service_unit(profile: Profile) -> str:
-    argv = command(profile) + ["watch", "check", "--root", "/", "--profile", profile.watch_files["profile"]]
-    lines = [_header(profile).rstrip("\n"), "[Unit]",
-             "Description=vgpu-fix: verify Ollama's GPU backend after a change of its files", "", "[Service]",
-             "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}", f"TimeoutStartSec={CHECK_TIMEOUT}",
+    return _oneshot(profile, "verify Ollama's GPU backend after a change of its files", profile.watch.unit,
+                    ["watch", "check", "--root", "/", "--profile", profile.watch_files["profile"]])
+
+
+def render_textfile_service(profile: Profile) -> str:
+    """The oneshot the timer starts: `vgpu-fix status --prometheus TEXTFILE` against the profile copy."""
+    return _oneshot(profile, "refresh the node-exporter textfile (vgpu-fix status --prometheus)",
+                    f"{profile.watch.unit}-textfile", ["status", "--root", "/", "--profile",
+                                                       profile.watch_files["profile"], "--prometheus", profile.watch.textfile])
+
+
+def _oneshot(profile: Profile, what: str, identifier: str, args: list[str]) -> str:
+    """A Type=oneshot unit that runs this vgpu-fix with `args`, logging as `identifier`."""
+    argv = command(profile) + args
+    lines = [_header(profile).rstrip("\n"), "[Unit]", f"Description=vgpu-fix: {what}", "", "[Service]",
+             "Type=oneshot", f"SyslogIdentifier={identifier}", f"TimeoutStartSec={CHECK_TIMEOUT}",
              "ExecStart=" + " ".join(unit_value(w, "exec") for w in argv)]
+    return "\n".join(lines) + "\n"
+
+
+def render_textfile_timer(profile: Profile) -> str:
+    """At once when it starts (enable, boot), then every `textfile_every`."""
+    unit = profile.watch.unit
+    lines = [_header(profile).rstrip("\n"), "[Unit]", "Description=vgpu-fix: refresh the node-exporter textfile", "",
+             "[Timer]", "OnActiveSec=1s", f"OnUnitActiveSec={profile.watch.textfile_every}",
+             f"Unit={unit}-textfile.service", "", "[Install]", "WantedBy=timers.target"]
     return "\n".join(lines) + "\n"
 
 
@@ -70,13 +91,17 @@ def render_profile(profile: Profile) -> str:
     return json.dumps(literal(data), indent=1) + "\n"
 
 
-def planned(profile: Profile) -> list[tuple[str, str, str]]:
-    """(kind, path, content or link target) of everything the section manages, in write order."""
-    files = profile.watch_files
+def planned(profile: Profile) -> list[tuple[str, str, str | None]]:
+    """(kind, path, content or link target; None: absent) of everything the section manages when it is
+    on, in write order; the textfile timer's files are absent without `textfile`."""
+    files, timer = profile.watch_files, profile.watch.textfile is not None
     return [("file", files["profile"], render_profile(profile)),
             ("file", files["service"], render_service_unit(profile)),
             ("file", files["path"], render_path_unit(profile)),
-            ("link", files["wants"], files["path"])]
+            ("link", files["wants"], files["path"]),
+            ("file", files["textfile_service"], render_textfile_service(profile) if timer else None),
+            ("file", files["textfile_timer"], render_textfile_timer(profile) if timer else None),
+            ("link", files["textfile_wants"], files["textfile_timer"] if timer else None)]
 
 
 # ------------------------------------------------------------------ on the host (read side)
@@ -99,4 +124,5 @@ def state(root: str, profile: Profile) -> dict:
             active = "unknown"
     return {"unit": f"{profile.watch.unit}.path", "installed": present["path"] and present["service"],
             "enabled": present["wants"], "active": active, "watched": watched_paths(profile),
-            "reapply": profile.watch.reapply}
+            "reapply": profile.watch.reapply, "textfile": profile.watch.textfile,
+            "textfile_timer": present["textfile_wants"] and present["textfile_timer"]}

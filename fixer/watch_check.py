@@ -83,7 +83,24 @@ def check(root: str, profile: Profile, progress=None) -> CheckResult:
     elif not result.ok or result.drift:
         result.lines.append("vgpu-fix watch: run `vgpu-fix doctor` and `vgpu-fix plan` on this host "
                             "(or set watch.reapply in the profile)")
+    if profile.watch.textfile:  # last: after a re-apply, the metrics tell the state it left
+        result.lines.append(f"vgpu-fix watch: textfile {profile.watch.textfile}: " + _refresh_textfile(root, profile))
     return result
+
+
+def _refresh_textfile(root: str, profile: Profile) -> str:
+    """Write the profile's node-exporter textfile from a fresh status, atomically and inside `root` (its
+    symlinks resolved there, as every managed path); says how it went."""
+    from fixer import core
+    from fixer.apply import writes
+    from fixer.errors import FixerError
+
+    doc = {"profile": profile.name, "root": root, **core.status(root, profile)}
+    try:
+        writes.write_file(root, profile.watch.textfile, core.prometheus_text(doc).encode(), 0o644)
+    except (OSError, FixerError) as exc:
+        return "cannot write: " + (exc.message if isinstance(exc, FixerError) else exc.strerror)
+    return "refreshed"
 
 
 def _reapply(root: str, profile: Profile) -> str:

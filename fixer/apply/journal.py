@@ -192,8 +192,10 @@ class Journal:
         """Generations whose apply or rollback was interrupted."""
         return [g for g in self.generations() if g.status in OPEN_STATUSES]
 
-    def begin(self, profile: str, paths: list[str], changes: list[dict], service: dict) -> Generation:
-        """Record the before-state of `paths` (content blobs first, manifest last) with status pending."""
+    def begin(self, profile: str, paths: list[str], changes: list[dict], service: dict,
+              applied: dict | None = None) -> Generation:
+        """Record the before-state of `paths` (content blobs first, manifest last) with status pending;
+        `applied`: the profile as applied and where it came from (see core.applied_profile)."""
         self.ensure()
         self.tidy()
         numbers = self._numbers()
@@ -225,6 +227,7 @@ class Journal:
             "changes": changes,
             "service": service,
             "entries": entries,
+            **(applied or {}),
         }
         generation = Generation(number, directory, manifest)
         try:  # a manifest this journal could not read back would wedge every later run: refuse it now

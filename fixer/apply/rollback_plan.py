@@ -57,6 +57,15 @@ def nothing_applied(to: int | None = None) -> InvalidInput:
     return InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
 
 
+NEVER_CHANGED = "nothing to roll back: vgpu-fix has not changed this root"
+
+
+def nothing_left(to: int | None) -> str:
+    """Why a rollback has nothing to undo: success, the host already is as the rollback would leave it."""
+    return "nothing to roll back: " + (f"generation {to} and every later one are already rolled back"
+                                       if to is not None else "no applied generation")
+
+
 def preview(journal: Journal, to: int | None = None) -> RollbackPreview:
     """Select what `rollback [--to N]` undoes: the newest applied generation, or every applied one >= N."""
     generations, damaged = journal.scan()

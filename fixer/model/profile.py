@@ -4,7 +4,7 @@ import posixpath
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from fixer.model.path import NAME_MAX
 from fixer.model.path import check_path as _absolute_path
@@ -385,6 +385,9 @@ class Watch(Model):
     reapply: bool = False  # after a failed verify or drift, apply the profile again (journaled)
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$")] = "vgpu-fix-watch"
     command: list[SystemdValue] | None = None  # how the service runs vgpu-fix (default: `vgpu-fix` by name)
+    # node-exporter textfile (`vgpu-fix status --prometheus`): a timer refreshes it, and so does every check
+    textfile: AbsPath | None = None
+    textfile_every: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}(s|min|h)$")] = "5min"  # the timer's period
 
     @field_validator("paths")
     @classmethod
@@ -416,6 +419,13 @@ class Profile(Model):
     ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
     verify: Verify = Field(default_factory=Verify)
     watch: Watch = Field(default_factory=Watch)
+    # Where it was loaded from: {"ref": name, path or label, "path": its file (None: a document given as
+    # text), "vars": the --set overrides}; set by profiles.load, journaled by apply (core.applied_profile).
+    _origin: dict | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> dict | None:
+        return self._origin
 
     @field_validator("preload", "library_path")
     @classmethod
@@ -465,12 +475,15 @@ class Profile(Model):
 
     @property
     def watch_files(self) -> dict[str, str]:
-        """The paths the `watch` section manages, by role: the two units, their enablement link, and
-        the resolved profile the service checks against."""
+        """The paths the `watch` section manages, by role: the two units, their enablement link, the
+        resolved profile the service checks against, and the textfile timer's two units and link (absent
+        without `textfile`)."""
         unit, base = self.watch.unit, self.unit_dir
         target = "paths.target" if self.service.scope == "system" else "default.target"
         return {"path": f"{base}/{unit}.path", "service": f"{base}/{unit}.service",
-                "wants": f"{base}/{target}.wants/{unit}.path", "profile": f"/etc/vgpu-fix/{unit}.profile.json"}
+                "wants": f"{base}/{target}.wants/{unit}.path", "profile": f"/etc/vgpu-fix/{unit}.profile.json",
+                "textfile_service": f"{base}/{unit}-textfile.service", "textfile_timer": f"{base}/{unit}-textfile.timer",
+                "textfile_wants": f"{base}/timers.target.wants/{unit}-textfile.timer"}
 
     @property
     def dropin_path(self) -> str:

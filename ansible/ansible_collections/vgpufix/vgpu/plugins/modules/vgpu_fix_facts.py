@@ -17,7 +17,7 @@ description:
     profile, the last verify verdict (time, backend, cause) and the upgrade watch's state.
   - Reads only; optionally writes the Prometheus textfile of C(vgpu-fix status --prometheus).
 author:
-  - vgpu-fix contributors
+  - vgpu-fix contributors (!UNKNOWN)
 requirements:
   - vgpu-fix (the C(fixer) package) in the target's Python
 extends_documentation_fragment:
@@ -37,10 +37,13 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Reads the same facts; the Prometheus textfile is not written.
     support: full
   diff_mode:
+    description: Changes nothing, so there is nothing to diff.
     support: none
   facts:
+    description: Sets the C(vgpu_fix) fact.
     support: full
 """
 
