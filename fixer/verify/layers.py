@@ -104,9 +104,11 @@ def _llama_server_checks(installation) -> dict:
 
     from fixer.verify import llama_server_layers as v30
 
+    shared: dict = {}  # this verify run's native probe reading, taken once as Ollama takes it once per folder
     return {"environment": check_environment, "static": partial(v30.check_static, installation),
-            "load": partial(v30.check_load, installation), "nvml": partial(v30.check_nvml, installation),
-            "discovery": partial(v30.check_discovery, installation)}
+            "load": partial(v30.check_load, installation),
+            "nvml": partial(v30.check_nvml, installation, shared=shared),
+            "discovery": partial(v30.check_discovery, installation, shared=shared)}
 
 
 def _chosen(root: str, spec):

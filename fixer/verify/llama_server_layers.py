@@ -5,16 +5,17 @@ from __future__ import annotations
 from fixer.facts.linker import resolve_in_root
 from fixer.ollama import llama_server as ls
 from fixer.ollama.generations import parse_version
-from fixer.verify.layers import Check
+from fixer.model.verify import Check
 
 
 def _server(installation, spec) -> str:
     return installation.llama_server or f"{spec.ollama_lib}/llama-server"
 
 
-def _env(installation, spec, env: dict) -> dict:
+def _env(installation, root: str, spec, env: dict) -> dict:
+    """llama-server's environment as discovery gives it (GGML_BACKEND_PATH by Ollama's sorted-glob rule)."""
     folder = f"{spec.ollama_lib}/{spec.library}"
-    return ls.server_env(env, _server(installation, spec), spec.ollama_lib, folder, f"{folder}/{spec.backend}")
+    return ls.server_env(env, _server(installation, spec), spec.ollama_lib, folder, ls.backend_file(root, folder))
 
 
 def check_static(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
@@ -27,7 +28,7 @@ def check_static(installation, root: str, spec, env: dict, user, timeout, unit=N
     own, backend = ls.resolve(root, spec, env, server)
     path = ":".join(backend.library_path)
     evidence = [f"LD_LIBRARY_PATH={path} (Ollama: llama-server's dir, {spec.library}, the unit's)",
-                f"GGML_BACKEND_PATH={spec.ollama_lib}/{spec.library}/{spec.backend}"]
+                f"GGML_BACKEND_PATH={backend.backend}"]
     evidence += [f"llama-server: {line}" for line in own.evidence] + backend.evidence
     details = {"llama_server": own.to_dict(), "backend": backend.to_dict()}
     failed = next((r for r in (own, backend) if not r.ok), None)
@@ -45,7 +46,7 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
     result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit,
-                            child_env=_env(installation, spec, env))
+                            child_env=_env(installation, root, spec, env))
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend} with llama-server's "
                      "environment", result.evidence, details=result.to_dict())
@@ -53,10 +54,13 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
                  result.cause, result.fix, result.to_dict())
 
 
-def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go)."""
+def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None, shared=None) -> Check:
+    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go). The
+    reading goes into `shared` (one verify run's) for discovery, which Ollama feeds from the same one run."""
     folder = f"{spec.ollama_lib}/{spec.library}"
-    reading = ls.read_native(root, _env(installation, spec, env), spec, user, timeout or spec.timeout, unit)
+    reading = ls.read_native(root, _env(installation, root, spec, env), spec, user, timeout or spec.timeout, unit)
+    if shared is not None:
+        shared["native"] = reading
     runtime = ls.cuda_runtime(root, [spec.ollama_lib, folder])
     evidence = [reading.line, f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} "
                 f"(libcudart.so.* names in {spec.library})"]
@@ -83,9 +87,11 @@ def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=Non
     return Check("nvml", "pass", summary, evidence, details=details)
 
 
-def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit)
-    result.gpu_discover = ls.run_gpu_discover(root, _env(installation, spec, env), spec, user,
+def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None, shared=None) -> Check:
+    """Both discovery passes; the native reading is the nvml layer's when it ran in this verify run."""
+    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit,
+                              native=(shared or {}).get("native"))
+    result.gpu_discover = ls.run_gpu_discover(root, _env(installation, root, spec, env), spec, user,
                                               timeout or spec.timeout, unit)
     evidence = result.evidence
     if result.gpu_discover is not None:
