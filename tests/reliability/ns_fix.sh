@@ -61,5 +61,6 @@ echo $? > "$OUT/fix.rc"
 set -e
 systemctl --user show -p DropInPaths --value ollama.service > "$OUT/dropins"
 (cd "$REPO" && PYTHONPATH=$REPO $PY -m fixer history show 1 --json) > "$OUT/history.json" 2>&1 || true
+(cd "$REPO" && PYTHONPATH=$REPO $PY -m fixer status --json) > "$OUT/status.json" 2>&1 || true
 ns_stop
 echo done > "$OUT/finished"

@@ -62,6 +62,8 @@ def test_fix_ends_at_the_service_level(tmp_path, built, kind):
     assert doc["generation"] == 1 and "zz-vgpu-fix.conf" in (out / "dropins").read_text()
     recorded = json.loads((out / "history.json").read_text())["fix"]  # the generation keeps the choice
     assert recorded == {"profile": PROFILES[kind], "variables": doc["choices"]["variables"], "scope": "user"}
+    status = json.loads((out / "status.json").read_text())  # judged against what fix applied, not h100-vgpu's defaults
+    assert (status["profile"], status["drift"]["pending"]) == (PROFILES[kind], 0), status["msg"]
     # Asked first: without --yes and without a terminal it refused, changing nothing.
     assert int((out / "unconfirmed.rc").read_text()) == 11
     assert "zz-vgpu-fix.conf" not in (out / "unconfirmed.dropins").read_text()
