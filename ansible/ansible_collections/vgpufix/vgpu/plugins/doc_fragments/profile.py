@@ -16,9 +16,10 @@ options:
       - When neither O(profile) nor O(profile_content) is given, the profile (and O(vars)) of the
         newest generation vgpu-fix applied on the host (O(vars) given then override its recorded
         variables), else V(h100-vgpu).
-      - V(auto) chooses the shipped profile and its variables from the target's own evidence, as
-        C(vgpu-fix fix) does (RV(evidence), RV(choices)); O(vars) override the chosen values. Where no
-        shipped profile can fix the target the task fails, naming why, and changes nothing.
+      - In the C(vgpufix.vgpu.vgpu_fix) module, V(auto) chooses the shipped profile and its variables from
+        the target's own evidence, as C(vgpu-fix fix) does (it returns C(evidence) and C(choices)); O(vars)
+        override the chosen values. Where no shipped profile can fix the target the task fails, naming
+        why, and changes nothing.
     type: str
   profile_content:
     description:
