@@ -40,6 +40,8 @@ STAGE1: dict[str, Lib] = {
     "cuda-shim-hang": _shim("HANG_INIT"),
     "cuda-shim-segv": _shim("SEGV_INIT"),
     "cuda-shim-ctx-segv": _shim("SEGV_CTX"),
+    "cuda-shim-slow": _shim("INIT_DELAY_S=12"),
+    "cuda-shim-partial": _shim("OMIT_DEVICEGET"),
     "nvml-shim": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1"),
     # The field's shim answers nvmlSystemGetDriverVersion with a CUDA version; a real driver with its own.
     "nvml-shim-12.9": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"',)),
@@ -56,6 +58,7 @@ STAGE1: dict[str, Lib] = {
     "cublasLt-13": Lib("cublas.c", "libcublasLt.so.13", "libcublasLt.so.13", ("LT",), "libcublasLt.so.13"),
     "cublas-stray": Lib("cublas.c", "libcublas.so.12", "libcublas.so.12", ("STRAY",)),
     "planted": Lib("planted.c", "libplanted.so", "libplanted.so"),
+    "mlxc": Lib("mlxc.c", "libmlxc.so", "libmlxc.so"),
 }
 
 
