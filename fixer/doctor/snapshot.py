@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shlex
 import stat
 from dataclasses import dataclass, field
 
@@ -13,7 +12,7 @@ from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, 
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
 from fixer.facts.nvidia import NvidiaFacts, nvidia
 from fixer.facts.paths import host_path
-from fixer.facts.systemd import assignments
+from fixer.facts.systemd import assignments, exec_argv
 from fixer.model.profile import Verify
 from fixer.ollama import layout, runner_engine
 from fixer.ollama.layout import BACKEND, CUDA_LIB, DEFAULT_LIB
@@ -118,19 +117,6 @@ class HostFacts:
 
 def is_shim_name(path: str) -> bool:
     return any(marker in os.path.basename(path).lower() for marker in SHIM_MARKERS)
-
-
-def exec_argv(exec_start: str | None) -> list[str]:
-    """ExecStart= as argv, without systemd's `@-:+!` prefixes."""
-    if not exec_start:
-        return []
-    try:
-        argv = shlex.split(exec_start)
-    except ValueError:
-        argv = exec_start.split()
-    if argv:
-        argv[0] = argv[0].lstrip("@-:+!")
-    return argv
 
 
 # ---------------------------------------------------------------- gathering (read-only)

@@ -356,3 +356,18 @@ def _valid_assignment(name: str, value: str) -> bool:
         return False
     # surrogates stand for bytes that are not UTF-8 (decoded with surrogateescape): systemd drops those
     return not any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def exec_argv(exec_start: str | None) -> list[str]:
+    """ExecStart= as argv, without systemd's `@-:+!` prefixes."""
+    import shlex
+
+    if not exec_start:
+        return []
+    try:
+        argv = shlex.split(exec_start)
+    except ValueError:
+        argv = exec_start.split()
+    if argv:
+        argv[0] = argv[0].lstrip("@-:+!")
+    return argv

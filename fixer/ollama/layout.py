@@ -45,6 +45,28 @@ def guess_lib(root: str, binary: str | None) -> str:
     return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
 
 
+def lib_ollama_path(root: str, ollama_bin: str, cwd: str = "/", generation: str = "llama-server") -> str:
+    """ml.LibOllamaPath on Linux, from the executable's real path inside `root` and the working directory:
+    the first candidate that exists, else the executable's own folder. v0.30+ (v0.32.15 ml/path.go:19-53,
+    :78-118): exeDir/../lib/ollama, exeDir/lib/ollama, then build/ and dist/linux-ARCH/ beside the binary
+    and in the working directory, each a directory. v0.13-v0.24 (v0.24.0 ml/path.go:16-56):
+    exeDir/../lib/ollama, exeDir/build/lib/ollama, cwd/build/lib/ollama, anything that exists."""
+    exe = resolve_in_root(root, ollama_bin, strict=False) or ollama_bin
+    exe_dir = os.path.dirname(exe)
+    if generation == "runner-engine":
+        candidates = [f"{exe_dir}/../lib/ollama", f"{exe_dir}/build/lib/ollama", f"{cwd}/build/lib/ollama"]
+    else:
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+        local = [f"{{}}/build/lib/ollama", f"{{}}/dist/linux-{arch}/lib/ollama", f"{{}}/dist/linux_{arch}/lib/ollama"]
+        candidates = [f"{exe_dir}/../lib/ollama", f"{exe_dir}/lib/ollama"] + [
+            form.format(base) for base in (exe_dir, cwd) for form in local]
+    for candidate in dict.fromkeys(os.path.normpath(c) for c in candidates):
+        inside = resolve_in_root(root, candidate)
+        if inside is not None and (generation == "runner-engine" or os.path.isdir(host_path(root, inside))):
+            return candidate
+    return exe_dir
+
+
 def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None:
     """FindLlamaServer on Linux (llm/llama_binary.go:61-157, same blob v0.30.0...v0.33.0-rc2): lib/ollama
     first, then exeDir/../lib/ollama, then the build/dist layouts next to the binary. Not the binary's

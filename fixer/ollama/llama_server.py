@@ -36,7 +36,12 @@ NOT_BACKEND = ("libggml-base", "ggml-base", "libggml-cpu", "ggml-cpu")
 COMPRESSED_FATBIN_MINOR, COMPRESSED_FATBIN_DRIVER = 4, 550
 LEGACY_JIT_MINOR, LEGACY_JIT_DRIVER = 8, 570
 GATE_SINCE = (0, 30, 11)  # the 550 rule; v0.30.0-v0.30.10 only the compute<7/570 rule
-STARTUP_TIMEOUT = 30.0  # v0.32.15 discover/runner.go:89 (first pass per folder)
+# One budget per folder for the start-up run, --list-devices and the native probe together (v0.32.15
+# discover/runner.go:89,116, discover/llama_server.go:59,143,157); the native probe capped inside it
+# (native_probe.go:23,79); the second pass: one budget shared by every device's check (runner.go:132).
+FOLDER_BUDGET = 30.0
+NATIVE_PROBE_CAP = 15.0
+SECOND_PASS_BUDGET = 30.0
 FILTERS = ("zero-memory", "compute-capability", "driver-gate", "integrated-gpu", "second-pass")
 
 
@@ -288,6 +293,7 @@ class DiscoveryResult:
     warnings: list[str] = field(default_factory=list)
     not_honoured: list[str] = field(default_factory=list)
     gpu_discover: dict | None = None
+    failure: str | None = None  # the first pass got no device at all: Ollama's reason
     cause: str | None = None
     fix: str | None = None
 
@@ -376,15 +382,49 @@ def _launch_error(said: dict | None, code: int | None, text: str) -> str | None:
     return None
 
 
-def _discover_once(placement, server: str, env: dict, account, timeout: float, extra: dict) -> tuple[list[ServerRun], Parsed]:
+@dataclass
+class Pass:
+    """One llamaServerDiscoverDevices call (v0.32.15 discover/llama_server.go:42-165) within its budget."""
+
+    runs: list[ServerRun]
+    parsed: Parsed
+    native: NativeReading | None = None
+    failure: str | None = None  # why Ollama got no device from this call at all
+
+
+def _discover_once(placement, server: str, env: dict, account, deadline: float, extra: dict,
+                   native) -> Pass:
+    """Start-up run, --list-devices and the native probe, all before `deadline` (one context in Ollama):
+    a start-up that never reaches system_info before it fails the call (:129-132), a non-zero exit of
+    --list-devices yields no devices (:146-155), and a native probe still running at the deadline trips
+    the discovery watchdog (runner.go:580-586), which drops whatever the call found. `native(extra,
+    seconds)` runs the native probe."""
     child = placement.env({**env, **extra})
     if "GGML_BACKEND_PATH" in child:
         child["GGML_BACKEND_PATH"] = placement.path(child["GGML_BACKEND_PATH"])
     port = 49152 + time.time_ns() % 16383  # v0.32.15 discover/llama_server.go:58
-    startup = _run_startup(placement, server, child, account, timeout, port)
-    listing = _run_list(placement, server, child, account, timeout)
-    startup.extra = listing.extra = dict(extra)
-    return [startup, listing], parse(listing.output, startup.output)
+    startup = _run_startup(placement, server, child, account, _left(deadline), port)
+    startup.extra = dict(extra)
+    empty = Parsed([], [], startup.saw_system_info)
+    if startup.timed_out:
+        return Pass([startup], empty, failure="llama-server discovery: timed out waiting for server startup")
+    listing = _run_list(placement, server, child, account, _left(deadline))
+    listing.extra = dict(extra)
+    if listing.timed_out:
+        return Pass([startup, listing], empty, failure="llama-server GPU discovery watchdog timed out "
+                    "(in --list-devices)")
+    if listing.launch_error is None and listing.returncode != 0:
+        return Pass([startup, listing], empty,
+                    failure=f"llama-server --list-devices failed: exit status {listing.returncode}")
+    reading = native(extra, min(NATIVE_PROBE_CAP, _left(deadline)))
+    done = Pass([startup, listing], parse(listing.output, startup.output), reading)
+    if time.monotonic() >= deadline:
+        done.parsed, done.failure = empty, "llama-server GPU discovery watchdog timed out (in the native probe)"
+    return done
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.1)
 
 
 def read_native(root: str, env: Mapping[str, str], spec, user: str | None, timeout: float, unit=None) -> NativeReading:
@@ -428,14 +468,17 @@ def gate_fix(reading: NativeReading) -> str:
 
 
 def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: str | None = None,
-                  timeout: float | None = None, unit=None, native: NativeReading | None = None) -> DiscoveryResult:
+                  unit=None) -> DiscoveryResult:
     """Both passes of v0.30+ discovery for spec.library, Ollama's filters in Ollama's order (ollama.md
     section 2): zero memory and ARCHS (parse), the driver gate (cuda_v12 only), integrated GPUs, then the
-    second pass with CUDA_VISIBLE_DEVICES=<index> GGML_CUDA_INIT=1 (v0.32.15 discover/runner.go:131-180)."""
+    second pass with CUDA_VISIBLE_DEVICES=<index> GGML_CUDA_INIT=1 (v0.32.15 discover/runner.go:131-180),
+    every device's check in parallel within one shared budget. The budgets are Ollama's, not the
+    profile's verify.timeout: a slower device is a device Ollama drops."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from fixer.ollama.generations import parse_version
 
     root = os.fspath(root)
-    timeout = min(timeout if timeout is not None else spec.timeout, STARTUP_TIMEOUT)
     server = installation.llama_server or f"{spec.ollama_lib}/llama-server"
     folder = f"{spec.ollama_lib}/{spec.library}"
     result = DiscoveryResult(False, server, folder=folder)
@@ -447,40 +490,50 @@ def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: s
     result.runtime = f"{runtime[0]}.{runtime[1]}" if runtime else None
     backend = backend_file(root, folder)
     full_env = server_env(env, server, spec.ollama_lib, folder, backend)
+
+    def native(extra: dict, seconds: float) -> NativeReading:
+        return read_native(root, {**full_env, **extra}, spec, user, seconds, unit)
+
     placement = sandbox.place(root, full_env, spec, files=(server,), unit=unit)
     while True:
         account, note = sandbox.account_for(placement, user)
-        runs, parsed = _discover_once(placement, server, full_env, account, timeout, {})
-        error = next((r.launch_error for r in runs if r.launch_error), None)
+        first = _discover_once(placement, server, full_env, account, time.monotonic() + FOLDER_BUDGET, {}, native)
+        error = next((r.launch_error for r in first.runs if r.launch_error), None)
         if error is None or placement.mode not in ("systemd", "namespace", "user-namespace"):
             break
         placement = sandbox.fallback(placement, root, full_env, spec, files=(server,), why=error)
-    result.mode, result.runs, result.archs = placement.mode, runs, parsed.archs
+    parsed = first.parsed
+    result.mode, result.runs, result.archs = placement.mode, first.runs, parsed.archs
     result.not_honoured = list(placement.not_honoured) + ([note] if note else [])
-    result.devices = parsed.devices
-    if not parsed.system_info:
+    result.devices, result.native, result.failure = parsed.devices, first.native, first.failure
+    if first.failure:
+        result.warnings.append(first.failure)
+    elif not parsed.system_info:
         result.warnings.append("llama-server discovery: system_info line not found in output - CUDA architecture "
                                "filtering will be disabled.")
     cuda = [d for d in parsed.devices if d.library == "CUDA"]
     if cuda and not parsed.archs:
         result.warnings.append("llama-server discovery: could not determine compiled CUDA architectures")
-    result.native = native or read_native(root, full_env, spec, user, timeout, unit)
+    reading = result.native or NativeReading(False)
     for d in cuda:
-        probed = next((x for x in (result.native.cuda or {}).get("devices", []) if str(x["index"]) == d.index), {})
+        probed = next((x for x in (reading.cuda or {}).get("devices", []) if str(x["index"]) == d.index), {})
         d.integrated = bool(probed.get("integrated"))
-    warning = driver_gate(parsed.devices, folder, result.native.driver_major, runtime,
-                          parse_version(installation.version))
+    warning = driver_gate(parsed.devices, folder, reading.driver_major, runtime, parse_version(installation.version))
     if warning:
         result.warnings.append(warning)
     igpu_filter(parsed.devices, env)
-    for d in [d for d in parsed.devices if d.library == "CUDA" and d.dropped_by is None]:
-        extra = {"CUDA_VISIBLE_DEVICES": d.index, "GGML_CUDA_INIT": "1"}  # ml/device.go:631-673
-        more, again = _discover_once(placement, server, full_env, account, timeout, extra)
-        result.runs += more
-        if not any(x.dropped_by is None for x in again.devices):
+    checked = [d for d in parsed.devices if d.library == "CUDA" and d.dropped_by is None]
+    deadline = time.monotonic() + SECOND_PASS_BUDGET
+    with ThreadPoolExecutor(max_workers=max(len(checked), 1)) as pool:
+        passes = list(pool.map(lambda d: _discover_once(
+            placement, server, full_env, account, deadline,
+            {"CUDA_VISIBLE_DEVICES": d.index, "GGML_CUDA_INIT": "1"}, native), checked))  # ml/device.go:631-673
+    for d, again in zip(checked, passes):
+        result.runs += again.runs
+        if not any(x.dropped_by is None for x in again.parsed.devices):
             d.dropped_by = "second-pass"
             d.detail = ("filtering device which didn't fully initialize: no device with "
-                        "CUDA_VISIBLE_DEVICES={0} GGML_CUDA_INIT=1".format(d.index))
+                        f"CUDA_VISIBLE_DEVICES={d.index} GGML_CUDA_INIT=1" + (f" ({again.failure})" if again.failure else ""))
     _classify(result, cuda)
     return result
 
@@ -493,6 +546,18 @@ def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
     if first is not None and first.launch_error:
         result.cause = f"llama-server could not be started: {first.launch_error}"
         result.fix = "see the static check: llama-server's own libraries must resolve"
+        return
+    if result.failure and "timed out" not in result.failure:
+        result.cause = f"{result.failure}: Ollama gets no device from {os.path.basename(result.folder)} and uses the CPU"
+        result.fix = "see the load check: the backend must load and find a device with this environment"
+        return
+    if result.failure:
+        spent = " + ".join(f"{r.duration:.1f} s" for r in result.runs)
+        result.cause = (f"{result.failure}: Ollama gives {os.path.basename(result.folder)} {FOLDER_BUDGET:.0f} s for "
+                        f"the start-up run, --list-devices and the native probe together (here {spent}), then uses "
+                        "the CPU")
+        result.fix = ("the shim's CUDA initialisation must finish well within Ollama's budget (each of the three "
+                      "processes initialises CUDA); no Ollama setting lengthens it")
         return
     if not cuda:
         tail = " | ".join((result.runs[1].output if len(result.runs) > 1 else "").strip().splitlines()[-3:])

@@ -356,14 +356,17 @@ class Completed:
 
 
 def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user: dict | None = None,
-          cwd: str = "/", executable: str | None = None, python_child: bool = False,
+          cwd: str = "/", executable: str | None = None, python_child: bool = False, process: str = "ollama",
           stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit: float | None = None) -> Launched:
     """Start `argv` through the launcher in its own process group. With `python_child`, argv[1:] are
-    the arguments of probe_child.py, run by an interpreter whose process name starts with "ollama"
-    (shims decide by it whether to interpose). In systemd mode the unit's manager runs it instead,
-    for at most `limit` seconds."""
+    the arguments of probe_child.py, run by an interpreter named `process` (argv[0] and /proc/self/comm;
+    /proc/self/exe stays the interpreter): the name of the Ollama process whose work the probe
+    repeats, since shims decide by it whether to interpose (`llama-server` initialises CUDA since
+    v0.30, `ollama` runs gpu-discover and the v0.13-v0.24 runner). In systemd mode the unit's manager
+    runs it instead, for at most `limit` seconds."""
     if placement.mode == "systemd":
-        return _start_transient(placement, argv, env, cwd, executable, python_child, stdout, stderr, limit)
+        return _start_transient(placement, argv, env, cwd, executable, python_child and process, stdout, stderr,
+                                limit)
     scratch = tempfile.mkdtemp(prefix="vgpu-fix-probe-")
     os.chmod(scratch, 0o755)
     for name in ("launch.py", "probe_child.py"):
@@ -371,7 +374,7 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
         os.chmod(f"{scratch}/{name}", 0o644)
     if python_child:
         python = interpreter(user)
-        alias = f"{scratch}/ollama-vgpu-probe"
+        alias = f"{scratch}/{process}"
         os.symlink(python, alias)
         argv = [alias, "-I", f"{scratch}/probe_child.py", *argv[1:]]
         executable = alias
@@ -422,7 +425,8 @@ def environment_file(env: Mapping[str, str]) -> str:
 
 
 def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, str], cwd: str,
-                     executable: str | None, python_child: bool, stdout, stderr, limit: float | None) -> Launched:
+                     executable: str | None, python_child: str | bool, stdout, stderr,
+                     limit: float | None) -> Launched:
     from fixer import system
 
     scratch = _scratch_dir()
@@ -430,8 +434,8 @@ def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, st
     if python_child:
         shutil.copy(HERE / "probe_child.py", f"{scratch}/probe_child.py")
         os.chmod(f"{scratch}/probe_child.py", 0o644)
-        os.symlink(sandbox_interpreter(), f"{scratch}/ollama-vgpu-probe")
-        argv = [f"{scratch}/ollama-vgpu-probe", "-I", f"{scratch}/probe_child.py", *argv[1:]]
+        os.symlink(sandbox_interpreter(), f"{scratch}/{python_child}")
+        argv = [f"{scratch}/{python_child}", "-I", f"{scratch}/probe_child.py", *argv[1:]]
     else:
         argv = [executable or argv[0], *argv[1:]]
     unit = f"vgpu-fix-probe-{uuid.uuid4().hex[:12]}.service"

@@ -57,6 +57,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec, chosen = _chosen(root, profile.verify)
+    spec, tree = install_tree(root, spec, unit)
     installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict())
@@ -74,8 +75,8 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
                 step(f"{layer}: not run")
                 continue
             check = checks[layer](root, spec, dict(env), user, timeout, unit)
-            if layer == "environment" and chosen:
-                check.evidence.insert(0, chosen)
+            if layer == "environment":
+                check.evidence[:0] = [line for line in (tree, chosen) if line]
             if layer == "static":
                 check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
             report.checks.append(check)
@@ -92,6 +93,31 @@ def _llama_server_checks(installation) -> dict:
     return {"environment": check_environment, "static": partial(v30.check_static, installation),
             "load": partial(v30.check_load, installation), "nvml": partial(v30.check_nvml, installation),
             "discovery": partial(v30.check_discovery, installation)}
+
+
+def install_tree(root: str, spec, unit) -> tuple[object, str | None]:
+    """The binary the unit's ExecStart= runs and the lib/ollama Ollama derives from its real path
+    (v0.32.15 ml/path.go:19-53, v0.24.0 ml/path.go:16-56), in place of the profile's defaults: a distro
+    package's /usr/bin/ollama uses /usr/lib/ollama. Unchanged without a unit whose ExecStart= runs an
+    `ollama*` binary present in the root."""
+    from fixer.facts.systemd import exec_argv
+    from fixer.ollama import detect, layout
+
+    argv = exec_argv(unit.exec_start) if unit is not None else []
+    binary = argv[0] if argv else ""
+    if not binary.startswith("/") or not os.path.basename(binary).startswith("ollama") \
+            or resolve_in_root(root, binary) is None:
+        return spec, None
+    workdir = (unit.directives.get("WorkingDirectory") or ("", ["/"]))[1][-1].lstrip("-")
+    cwd = workdir if workdir.startswith("/") else "/"
+    lib = layout.lib_ollama_path(root, binary, cwd)
+    if detect.detect(root, binary, lib).generation == "runner-engine":
+        lib = layout.lib_ollama_path(root, binary, cwd, "runner-engine")
+    if (binary, lib) == (spec.ollama_bin, spec.ollama_lib):
+        return spec, None
+    return (spec.model_copy(update={"ollama_bin": binary, "ollama_lib": lib}),
+            f"install tree: ExecStart= runs {binary}, so Ollama uses {lib} (ml/path.go), not the profile's "
+            f"{spec.ollama_lib}")
 
 
 def _chosen(root: str, spec):
@@ -133,13 +159,22 @@ def preload_replacements(details: dict) -> list[str]:
     return out
 
 
+def pinned_library(env: Mapping[str, str]) -> str | None:
+    """The library folder OLLAMA_LLM_LIBRARY pins discovery to; an `mlx_*` value pins nothing (v0.32.15
+    discover/runner.go:100, v0.24.0 discover/runner.go:97)."""
+    requested = env.get("OLLAMA_LLM_LIBRARY") or None
+    return None if requested is None or requested.startswith("mlx_") else requested
+
+
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
     folders = sorted(n for n in _listdir(root, spec.ollama_lib)
                      if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
-    requested = env.get("OLLAMA_LLM_LIBRARY")
+    requested = pinned_library(env)
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
-                f"OLLAMA_LLM_LIBRARY={requested if requested is not None else '(unset)'}"]
+                f"OLLAMA_LLM_LIBRARY={env.get('OLLAMA_LLM_LIBRARY', '(unset)')}"]
+    if requested is None and env.get("OLLAMA_LLM_LIBRARY"):
+        evidence.append("an mlx_* value selects Ollama's MLX engine only: every GPU folder is scanned, as unpinned")
     if spec.library not in folders:
         return Check("environment", "fail", f"{spec.library} is not a library folder", evidence,
                      f"{spec.ollama_lib}/{spec.library} holds no ggml backend: Ollama never scans it",

@@ -44,8 +44,10 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
 
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
+    # Since v0.30 the backend is loaded, and CUDA initialised, inside llama-server (v0.32.15
+    # discover/llama_server.go:59-69): a shim that interposes only in `ollama*` processes stays out.
     result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit,
-                            child_env=_env(installation, spec, env))
+                            child_env=_env(installation, spec, env), process="llama-server")
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend} with llama-server's "
                      "environment", result.evidence, details=result.to_dict())
@@ -84,7 +86,7 @@ def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=Non
 
 
 def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit)
+    result = ls.run_discovery(root, env, spec, installation, user=user, unit=unit)
     result.gpu_discover = ls.run_gpu_discover(root, _env(installation, spec, env), spec, user,
                                               timeout or spec.timeout, unit)
     evidence = result.evidence
