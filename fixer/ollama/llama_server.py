@@ -260,9 +260,14 @@ class NativeReading:
     nvml: dict | None = None
     driver_major: int = 0  # NVIDIADriverMajor as Ollama parses it; 0 = could not read
     error: str | None = None
+    source: str = "probe"  # probe: vgpu-fix's own reading; gpu-discover: the root's `ollama gpu-discover`
 
     @property
     def line(self) -> str:
+        if self.source == "gpu-discover":
+            found = len((self.cuda or {}).get("devices", []))
+            return (f"native probe: {self.error}: driver major 0" if self.error else
+                    f"native probe: ollama gpu-discover: {found} CUDA device(s), nvidia_driver_major {self.driver_major}")
         nvml = self.nvml or {}
         if not (self.cuda or {}).get("ok"):
             return f"native probe: libcuda.so.1 {(self.cuda or {}).get('error') or 'cuInit failed'}: driver major 0"
@@ -292,7 +297,6 @@ class DiscoveryResult:
     devices: list[Device] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     not_honoured: list[str] = field(default_factory=list)
-    gpu_discover: dict | None = None
     failure: str | None = None  # the first pass got no device at all: Ollama's reason
     cause: str | None = None
     fix: str | None = None
@@ -320,8 +324,6 @@ class DiscoveryResult:
             where = f"dropped by {d.dropped_by}: {d.detail}" if d.dropped_by else "survived " + ", ".join(FILTERS)
             lines.append(f"device {d.index} {d.name} {d.description!r} {d.total_mib} MiB cc {d.compute or '?'}"
                          f"{' iGPU' if d.integrated else ''}: {where}")
-        if self.gpu_discover is not None:
-            lines.append(f"ollama gpu-discover: {json.dumps(self.gpu_discover)[:300]}")
         return lines
 
     def to_dict(self) -> dict:
@@ -492,7 +494,7 @@ def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: s
     full_env = server_env(env, server, spec.ollama_lib, folder, backend)
 
     def native(extra: dict, seconds: float) -> NativeReading:
-        return read_native(root, {**full_env, **extra}, spec, user, seconds, unit)
+        return gpu_discover(root, {**full_env, **extra}, spec, user, seconds, unit)
 
     placement = sandbox.place(root, full_env, spec, files=(server,), unit=unit)
     while True:
@@ -538,6 +540,19 @@ def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: s
     return result
 
 
+def kept_folder(results: list[DiscoveryResult]) -> DiscoveryResult:
+    """Which folder's CUDA devices unpinned Ollama keeps (filterOverlapByLibrary, v0.32.15
+    discover/runner.go:438-486): among the folders whose devices survived, the newest by reverse name
+    order when every such folder saw the same devices; once any differs, the loop runs out on the oldest.
+    With no survivor anywhere, the first folder's result (its cause explains the CPU fallback). Vulkan
+    folders, CUDA's fallback (:209-251, ml/device.go:678-686), are not modelled."""
+    seen = sorted((r for r in results if r.survivors), key=lambda r: os.path.basename(r.folder), reverse=True)
+    if not seen:
+        return results[0]
+    ids = [{d.index for d in r.survivors} for r in seen]
+    return seen[0] if all(i == ids[0] for i in ids) else seen[-1]
+
+
 def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
     if result.survivors:
         result.ok = True
@@ -578,19 +593,31 @@ def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
     }.get(dropped.dropped_by or "", "")
 
 
-def run_gpu_discover(root: str, env: Mapping[str, str], spec, user: str | None, timeout: float, unit=None) -> dict | None:
-    """`ollama gpu-discover --lib-dir DIR` (v0.32.15 discover/native_probe.go:82-86, cmd/cmd.go:2475-2482)
-    on the live root only, as the service user: its JSON device list, or None when it is not there."""
-    if os.fspath(root) not in ("/", "") or resolve_in_root(root, spec.ollama_bin) is None:
-        return None
+def gpu_discover(root: str, env: Mapping[str, str], spec, user: str | None, seconds: float, unit=None) -> NativeReading:
+    """The native probe as Ollama runs it (v0.32.15 discover/native_probe.go:69-106): the root's own
+    `ollama gpu-discover --lib-dir LIB --lib-dir FOLDER`, with llama-server's environment `env`, under the
+    process name `ollama`, for at most `seconds`. It loads libggml-base/libggml and the CUDA backend,
+    then cuInit and NVML (native_probe_linux.go:144-149,170-247,391-418); its nvidia_driver_major feeds
+    the driver gate. A crash, a timeout or output that is not JSON leaves the major 0 (:93-103), which
+    the gate only warns about (cuda_compat.go:37-41)."""
     folder = f"{spec.ollama_lib}/{spec.library}"
     placement = sandbox.place(root, env, spec, files=(spec.ollama_bin,), unit=unit)
     account, _ = sandbox.account_for(placement, user)
     argv = [spec.ollama_bin, "gpu-discover", "--lib-dir", spec.ollama_lib, "--lib-dir", folder]
-    done = sandbox.finish(sandbox.start(placement, argv, placement.env(env), user=account, limit=15), 15)
-    for line in done.stdout.splitlines():
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1][:300], "exit": done.returncode}
+    done = sandbox.finish(sandbox.start(placement, argv, placement.env(env), user=account,
+                                        executable=placement.path(spec.ollama_bin), limit=seconds), seconds)
+    reading = NativeReading(False, placement.mode, source="gpu-discover")
+    try:
+        parsed = json.loads(done.stdout) if done.returncode == 0 else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("devices"), list):
+        how = "timed out" if done.timed_out else (done.signal or f"exit {done.returncode}")
+        reading.error = f"ollama gpu-discover {how}: {(done.stderr.strip().splitlines() or ['no output'])[-1][:200]}"
+        return reading
+    devices = [d for d in parsed["devices"] if isinstance(d, dict) and str(d.get("library", "")).upper() == "CUDA"]
+    reading.ok, reading.cuda = True, {"ok": True, "devices": devices}
+    # nvidiaDriverMajorFromDevices (cuda_compat.go:79-86): the first CUDA device that carries one.
+    reading.driver_major = next((int(d["nvidia_driver_major"]) for d in devices
+                                 if isinstance(d.get("nvidia_driver_major"), int) and d["nvidia_driver_major"] > 0), 0)
+    return reading

@@ -159,6 +159,12 @@ def preload_replacements(details: dict) -> list[str]:
     return out
 
 
+def library_folders(root: str, spec) -> list[str]:
+    """The subfolders of lib/ollama Ollama turns into library dirs (a `*ggml-*` file inside), sorted."""
+    return sorted(n for n in _listdir(root, spec.ollama_lib)
+                  if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
+
+
 def pinned_library(env: Mapping[str, str]) -> str | None:
     """The library folder OLLAMA_LLM_LIBRARY pins discovery to; an `mlx_*` value pins nothing (v0.32.15
     discover/runner.go:100, v0.24.0 discover/runner.go:97)."""
@@ -168,8 +174,7 @@ def pinned_library(env: Mapping[str, str]) -> str | None:
 
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
-    folders = sorted(n for n in _listdir(root, spec.ollama_lib)
-                     if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
+    folders = library_folders(root, spec)
     requested = pinned_library(env)
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
                 f"OLLAMA_LLM_LIBRARY={env.get('OLLAMA_LLM_LIBRARY', '(unset)')}"]
@@ -218,7 +223,7 @@ def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     from fixer.ollama.runner_engine import run_runner_probe
 
-    result = run_runner_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
+    result = run_runner_probe(root, env, spec, user=user, unit=unit)  # Ollama's budgets, not the profile's
     if result.skipped:
         return Check("runner", "skip", result.cause or "no ollama binary")
     if result.ok:

@@ -86,15 +86,22 @@ def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=Non
 
 
 def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    result = ls.run_discovery(root, env, spec, installation, user=user, unit=unit)
-    result.gpu_discover = ls.run_gpu_discover(root, _env(installation, spec, env), spec, user,
-                                              timeout or spec.timeout, unit)
+    """Discovery as Ollama runs it: the pinned folder, or unpinned every CUDA folder, keeping the one
+    Ollama keeps (see ls.kept_folder)."""
+    from fixer.verify.layers import library_folders, pinned_library
+
+    folders = [spec.library] if pinned_library(env) else [f for f in library_folders(root, spec) if
+                                                          f.startswith("cuda_v")] or [spec.library]
+    results = [ls.run_discovery(root, env, spec.model_copy(update={"library": f}), installation, user=user,
+                                unit=unit) for f in folders]
+    result = ls.kept_folder(results)
+    others = [r for r in results if r is not result]
     evidence = result.evidence
-    if result.gpu_discover is not None:
-        native = [d for d in result.gpu_discover.get("devices") or [] if str(d.get("library", "")).upper() == "CUDA"]
-        listed = [d for d in result.devices if d.library == "CUDA"]
-        if len(native) != len(listed):
-            evidence.append(f"ollama gpu-discover sees {len(native)} CUDA device(s), llama-server {len(listed)}")
+    if others:
+        evidence.insert(0, f"unpinned: Ollama scans {', '.join(folders)} and keeps "
+                           f"{result.folder.rsplit('/', 1)[-1]} (discover/runner.go:438-486)")
+        evidence += [f"{r.folder.rsplit('/', 1)[-1]}: {len(r.survivors)} CUDA device(s) survive"
+                     + (f" ({r.cause})" if r.cause else "") for r in others]
     if result.ok:
         names = ", ".join(f"{d.index} {d.description}" for d in result.survivors)
         return Check("discovery", "pass", f"{result.server}: {len(result.survivors)} CUDA device(s) survive every "

@@ -123,7 +123,7 @@ def _ollama_v030(outdir: Path, key: str, version: str) -> Path:
     target = outdir / key / "ollama"
     target.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["gcc", "-O0", "-pie", "-fPIE", "-s", f'-DVERSION="{version}"', "-o", str(target),
-                    str(HERE / "ollama_v032.c")], check=True, capture_output=True, text=True)
+                    str(HERE / "ollama_v032.c"), "-ldl"], check=True, capture_output=True, text=True)
     return target
 
 

@@ -98,7 +98,8 @@ def verify_verdict(root: Path) -> tuple[str, dict]:
     report = layers.verify(str(root), profiles.load("h100-vgpu", str(root)), probe=True).to_dict()
     if not report["ok"]:
         return "cpu", report
-    return f"CUDA libdirs=ollama,{report['backend'].split('/')[0]}", report
+    discovery = next(c for c in report["checks"] if c["name"] == "discovery")
+    return f"CUDA libdirs=ollama,{discovery['details']['folder'].rsplit('/', 1)[-1]}", report
 
 
 @pytest.mark.parametrize("host", HOSTS, ids=[h.name for h in HOSTS])
