@@ -49,7 +49,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     whose service manager runs, the probes run as transient units of that manager with the unit's
     User=, environment and sandbox settings (see sandbox.systemd_placement). Off the live root the
     probe layers run only with `probe` (the root's code is untrusted; see probe_refusal)."""
-    from fixer.ollama import detect, generations
+    from fixer.ollama import detect, generations, mlx
 
     root = os.fspath(root)
     unit = None
@@ -59,6 +59,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     spec, chosen = _chosen(root, profile.verify)
     spec, tree = install_tree(root, spec, unit)
     installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
+    env, mlx_note = mlx.process_env(root, spec.ollama_lib, env, generations.parse_version(installation.version))
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict())
     generation = generations.by_name(installation.generation)
@@ -76,7 +77,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
                 continue
             check = checks[layer](root, spec, dict(env), user, timeout, unit)
             if layer == "environment":
-                check.evidence[:0] = [line for line in (tree, chosen) if line]
+                check.evidence[:0] = [line for line in (tree, chosen, mlx_note) if line]
             if layer == "static":
                 check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
             report.checks.append(check)

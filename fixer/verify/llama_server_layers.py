@@ -56,32 +56,36 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
 
 
 def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
-    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go)."""
+    """The cuda_v12 driver gate (cuda_compat.go) fed as Ollama feeds it: the driver major from the root's
+    own `ollama gpu-discover` (ls.gpu_discover); vgpu-fix's own NVML reading only says which library
+    answered what, for the fix."""
     folder = f"{spec.ollama_lib}/{spec.library}"
-    reading = ls.read_native(root, _env(installation, spec, env), spec, user, timeout or spec.timeout, unit)
+    child_env = _env(installation, spec, env)
+    probed = ls.gpu_discover(root, child_env, spec, user, ls.NATIVE_PROBE_CAP, unit)
+    reading = ls.read_native(root, child_env, spec, user, timeout or spec.timeout, unit)
     runtime = ls.cuda_runtime(root, [spec.ollama_lib, folder])
-    evidence = [reading.line, f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} "
-                f"(libcudart.so.* names in {spec.library})"]
-    details = {"native": reading.__dict__, "runtime": list(runtime) if runtime else None}
-    if reading.error:
-        return Check("nvml", "fail", "the native probe died", evidence + [reading.error], reading.error,
-                     "see the load check", details)
+    evidence = [probed.line, reading.line.replace("native probe:", "vgpu-fix's own reading:", 1),
+                f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} (libcudart.so.* names in {spec.library})"]
+    details = {"native": probed.__dict__, "reading": reading.__dict__, "runtime": list(runtime) if runtime else None}
+    if probed.error:  # cuda_compat.go:37-41: no major, so only a warning; the device is kept
+        return Check("nvml", "pass", "Ollama's native probe failed, so its driver gate only warns and keeps the GPU",
+                     evidence, details=details)
     devices = [ls.Device(str(d["index"]), f"CUDA{d['index']}", "", 1, 1, "CUDA",
                          f"{d.get('compute_major', 0)}.{d.get('compute_minor', 0)}")
-               for d in (reading.cuda or {}).get("devices", [])]
+               for d in (probed.cuda or {}).get("devices", [])]
     if not devices:
-        return Check("nvml", "skip", "no CUDA device from libcuda.so.1: nothing for the driver gate to judge",
+        return Check("nvml", "skip", "ollama gpu-discover reports no CUDA device: nothing for the driver gate to judge",
                      evidence, details=details)
     if spec.library != "cuda_v12":
         return Check("nvml", "pass", f"the driver gate applies only to cuda_v12, not {spec.library}", evidence,
                      details=details)
-    warning = ls.driver_gate(devices, folder, reading.driver_major, runtime, parse_version(installation.version))
+    warning = ls.driver_gate(devices, folder, probed.driver_major, runtime, parse_version(installation.version))
     dropped = [d for d in devices if d.dropped_by]
     if dropped:
         return Check("nvml", "fail", "Ollama's NVIDIA driver gate drops the GPU (cuda_compat.go)", evidence,
                      f"NVIDIA driver gate: {dropped[0].detail}: Ollama {installation.version or 'v0.30.11+'} drops "
                      f"every {spec.library} device and uses the CPU", ls.gate_fix(reading), details)
-    summary = f"Ollama only warns: {warning}" if warning else f"driver {reading.driver_major} passes the gate"
+    summary = f"Ollama only warns: {warning}" if warning else f"driver {probed.driver_major} passes the gate"
     return Check("nvml", "pass", summary, evidence, details=details)
 
 

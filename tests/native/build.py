@@ -46,6 +46,7 @@ STAGE1: dict[str, Lib] = {
     # The field's shim answers nvmlSystemGetDriverVersion with a CUDA version; a real driver with its own.
     "nvml-shim-12.9": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"',)),
     "nvml-shim-580": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="580.65.06"',)),
+    "nvml-shim-crash": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"', "CRASH")),
     "cudart-12": Lib("cudart.c", "libcudart.so.12", "libcudart.so.12", ("CUDA_MAJOR=12",), "libcudart.so.12",
                      extra=("-ldl",)),
     "cudart-shim": Lib("cudart.c", "libvgpu-cudart.so", "libcudart.so.12", ("CUDA_MAJOR=12", "SHIM_STUBS"),
