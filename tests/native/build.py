@@ -60,6 +60,7 @@ STAGE1: dict[str, Lib] = {
     "cublas-stray": Lib("cublas.c", "libcublas.so.12", "libcublas.so.12", ("STRAY",)),
     "planted": Lib("planted.c", "libplanted.so", "libplanted.so"),
     "mlxc": Lib("mlxc.c", "libmlxc.so", "libmlxc.so"),
+    "mlxc-api": Lib("mlxc.c", "libmlxc.so", "libmlxc.so", ("MLX_API",)),
 }
 
 
