@@ -42,6 +42,8 @@ STAGE1: dict[str, Lib] = {
     "cuda-shim-ctx-segv": _shim("SEGV_CTX"),
     "cuda-shim-slow": _shim("INIT_DELAY_S=12"),
     "cuda-shim-partial": _shim("OMIT_DEVICEGET"),
+    "cuda-shim-crash-at-exit": _shim("SEGV_EXIT"),
+    "cuda-shim-22s": _shim("INIT_DELAY_S=22"),
     "nvml-shim": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1"),
     # The field's shim answers nvmlSystemGetDriverVersion with a CUDA version; a real driver with its own.
     "nvml-shim-12.9": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"',)),

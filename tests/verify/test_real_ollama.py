@@ -61,6 +61,7 @@ HOSTS = [
     Host("NVML reports 12.9 (driver gate)", "cpu", nvml="nvml-shim-12.9"),
     Host("compute capability 8.7, not in ARCHS", "cpu", env={"FAKE_CUDA_CC": "8.7"}),
     Host("12 s per CUDA init", "cpu", shim="cuda-shim-slow"),
+    Host("shim crashes every process at exit", "cpu", shim="cuda-shim-crash-at-exit"),
     Host("unpinned, cuda_v12 and cuda_v13, driver 12.4", "CUDA libdirs=ollama,cuda_v12", pin=None),
     Host("unpinned, cuda_v12 and cuda_v13, driver 13.0", "CUDA libdirs=ollama,cuda_v13", pin=None,
          shim="cuda-shim-13000"),
