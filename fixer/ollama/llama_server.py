@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -99,14 +100,16 @@ def load_request(root: str, spec, env: Mapping[str, str], server: str) -> LoadRe
     variant = f"{spec.ollama_lib}/{spec.library}"
     backend = f"{variant}/{spec.backend}"
     path = library_path(server, [spec.ollama_lib, variant], spec.ollama_lib, env.get("LD_LIBRARY_PATH"))
-    return LoadRequest(backend, tuple(path), layout.ggml_base_name(root, backend), variant, spec.library)
+    return LoadRequest(backend, tuple(path), layout.ggml_base_name(root, backend), variant, spec.library,
+                       "llama-server")
 
 
 def resolve(root: str, spec, env: Mapping[str, str], server: str) -> list[Resolution]:
     """ld.so's view of llama-server itself (its NEEDED: libllama, libggml, libggml-base, ...) and of the
     backend it then loads, both with the library path Ollama gives it."""
     request = load_request(root, spec, env, server)
-    own = LoadRequest(server, request.library_path, request.base, os.path.dirname(server), "llama-server")
+    own = LoadRequest(server, request.library_path, request.base, os.path.dirname(server), "llama-server",
+                      "llama-server")
     return [resolve_backend(root, own, env), resolve_backend(root, request, env)]
 
 
@@ -416,8 +419,9 @@ def _discover_once(placement, server: str, env: dict, account, deadline: float, 
         return Pass([startup, listing], empty, failure="llama-server GPU discovery watchdog timed out "
                     "(in --list-devices)")
     if listing.launch_error is None and listing.returncode != 0:
-        return Pass([startup, listing], empty,
-                    failure=f"llama-server --list-devices failed: exit status {listing.returncode}")
+        code = listing.returncode or 0
+        status = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return Pass([startup, listing], empty, failure=f"llama-server --list-devices failed: {status}")
     reading = native(extra, min(NATIVE_PROBE_CAP, _left(deadline)))
     done = Pass([startup, listing], parse(listing.output, startup.output), reading)
     if time.monotonic() >= deadline:
@@ -604,7 +608,7 @@ def gpu_discover(root: str, env: Mapping[str, str], spec, user: str | None, seco
     placement = sandbox.place(root, env, spec, files=(spec.ollama_bin,), unit=unit)
     account, _ = sandbox.account_for(placement, user)
     argv = [spec.ollama_bin, "gpu-discover", "--lib-dir", spec.ollama_lib, "--lib-dir", folder]
-    done = sandbox.finish(sandbox.start(placement, argv, placement.env(env), user=account,
+    done = sandbox.finish(sandbox.start(placement, argv, placement.env(sandbox.with_home(env)), user=account,
                                         executable=placement.path(spec.ollama_bin), limit=seconds), seconds)
     reading = NativeReading(False, placement.mode, source="gpu-discover")
     try:

@@ -203,7 +203,7 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     binary = spec.ollama_bin
     if resolve_in_root(root, binary) is None or not os.access(host_path(root, resolve_in_root(root, binary)), os.X_OK):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
-    full_env = runner_env(env, spec)
+    full_env = sandbox.with_home(runner_env(env, spec))  # `ollama runner` inherits serve's HOME
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)
     cwd = os.path.dirname(binary)
     while True:

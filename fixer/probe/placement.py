@@ -105,6 +105,13 @@ class Placement:
         return out
 
 
+def with_home(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a probe that execs the root's own `ollama`: HOME kept, else set to "/". systemd gives a
+    service with User= its account's home (systemd.exec(5)), and every `ollama` panics at start without
+    one (v0.32.15 envconfig/config.go:113-120, os.UserHomeDir); the probes write nothing there."""
+    return {**env, "HOME": env.get("HOME") or "/"}
+
+
 def _is_system(path: str) -> bool:
     path = path.rstrip("/") or "/"
     return path in SYSTEM_DIRS or any(d.startswith(path + "/") for d in SYSTEM_DIRS if path != "/")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("namespaces")
 
 
 @pytest.fixture(scope="module")
-def ollama_binary() -> Path:
+def ollama_binary(tmp_path_factory) -> Path:
     path = os.environ.get(real_ollama.VARIABLE)
     if not path:
         pytest.skip(f"{real_ollama.VARIABLE} is not set: no real ollama binary to hold verify against "
@@ -33,7 +33,8 @@ def ollama_binary() -> Path:
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f"{real_ollama.VARIABLE}={path}: not an executable file")
     said = subprocess.run([str(binary), "-v"], capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ.get("PATH", ""), "OLLAMA_HOST": "127.0.0.1:9"})
+                          env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path_factory.mktemp("home")),
+                               "OLLAMA_HOST": "127.0.0.1:9"})
     if "client version is 0.3" not in said.stdout + said.stderr:
         pytest.fail(f"{real_ollama.VARIABLE}={path}: not an Ollama v0.30+ binary: {(said.stdout + said.stderr)[-300:]}")
     return binary
@@ -111,4 +112,5 @@ def test_verify_agrees_with_the_real_ollama(host, tmp_path, native, llama_server
     assert said == host.ollama, f"the real Ollama: {real.computes}\n{real.log[-6000:]}"
     verdict, report = verify_verdict(tmp_path)
     checks = {c["name"]: (c["status"], c.get("cause")) for c in report["checks"]}
-    assert verdict == host.ollama, f"verify: {checks}\nthe real Ollama: {real.computes}"
+    evidence = next(c["evidence"] for c in report["checks"] if c["name"] == "discovery")
+    assert verdict == host.ollama, f"verify: {checks}\n{evidence}\nthe real Ollama: {real.computes}"
