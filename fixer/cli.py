@@ -20,6 +20,7 @@ from fixer.errors import (
     InvalidInput,
     NotConfirmed,
     RollbackFailed,
+    VERIFY_EXIT,
     UsageError,
     exit_code_of,
 )
@@ -55,6 +56,20 @@ LockTimeoutOpt = typer.Option(0.0, "--lock-timeout", metavar="SECONDS",
                               help="Seconds to wait for another run's lock (default: fail at once).")
 YesOpt = typer.Option(False, "--yes", "-y", help="Change the live root without asking (needed without a terminal).")
 VerifyOpt = typer.Option(True, "--verify/--no-verify", help="Verify the backend loads; roll back if not.")
+LevelOpt = typer.Option(
+    None, "--level", metavar="LEVEL",
+    help="Proof level to require: files, modeled, service or model (default: service where the run restarts the "
+         "unit on the live root, model with --model, else modeled). Not reaching it exits 12.")
+ServiceCheckOpt = typer.Option(
+    True, "--service-check/--no-service-check",
+    help="After restarting the unit on the live root, judge by the restarted service's own discovery lines "
+         "(the service level); on by default.")
+ServiceTimeoutOpt = typer.Option(
+    None, "--service-timeout", metavar="SECONDS",
+    help="Seconds to wait for the restarted service's discovery result (default: the budget Ollama's own "
+         "discovery has on this host, plus start-up).")
+ModelOpt = typer.Option(None, "--model", metavar="NAME",
+                        help="Also load this model through the service's API and require size_vram > 0 (the model level).")
 
 
 def _version(value: bool) -> None:
@@ -75,6 +90,17 @@ def _root(root: str) -> str:
     from fixer.core import resolve_root
 
     return resolve_root(root)
+
+
+def _level(value: Optional[str]):
+    if value is None:
+        return None
+    from fixer.model.proof import parse_level
+
+    try:
+        return parse_level(value)
+    except ValueError as exc:
+        raise InvalidInput(f"--level {exc}") from None
 
 
 def _seconds(name: str, value: Optional[float]) -> Optional[float]:
@@ -145,7 +171,7 @@ def _fail(command: str, as_json: bool, root: str, profile: str | None, exc: Fixe
         typer.echo(dumps(failure(command, exc, profile=profile, root=root,
                                  changed=isinstance(exc, (RollbackFailed, Interrupted)))))
     elif exc.exit_code == ExitCode.VERIFY_FAILED_ROLLED_BACK and root != "/" and exc.verify is not None:
-        typer.echo(f"vgpu-fix {command}: error: {_unproven(exc, root)}", err=True)
+        typer.echo(f"vgpu-fix {command}: error: {_failed_on_copy(exc, root)}", err=True)
     else:
         if exc.verify is not None:
             typer.echo(_verify_text(exc.verify))
@@ -157,12 +183,12 @@ def _fail(command: str, as_json: bool, root: str, profile: str | None, exc: Fixe
     raise typer.Exit(int(code)) from None
 
 
-def _unproven(exc: FixerError, root: str) -> str:
-    """One line for a copy of a host whose backend could not be proven to load: what, and what to do."""
+def _failed_on_copy(exc: FixerError, root: str) -> str:
+    """One line for a copy of a host whose backend failed verify: what, and what to do."""
     report = exc.verify
     failed = next((c for c in report.checks if c.status == "fail"), None)
     what = f"{failed.name} check: {report.cause or failed.summary}" if failed else "no check passed"
-    return (f"could not prove {report.backend or 'the backend'} loads under {root} ({what}); "
+    return (f"verify failed: {report.backend or 'the backend'} does not load under {root} ({what}); "
             f"generation {exc.generation} was rolled back. To change a copy of a host anyway use "
             f"--no-verify; `vgpu-fix verify --root {root}` shows the full report and `vgpu-fix verify --help` "
             "how to probe a non-live root")
@@ -237,11 +263,20 @@ def apply(
     restart: bool = RestartOpt,
     verify: bool = VerifyOpt,
     probe: Optional[bool] = ProbeOpt,
+    service_check: bool = ServiceCheckOpt,
+    service_timeout: Optional[float] = ServiceTimeoutOpt,
+    model: Optional[str] = ModelOpt,
+    level: Optional[str] = LevelOpt,
     lock_timeout: float = LockTimeoutOpt,
     yes: bool = YesOpt,
 ) -> None:
     """Change the host to match the profile, journaled and atomic; verify; roll back on failure.
 
+    Verify judges by proof level (files, modeled, service, model; see README). Where apply restarts the
+    unit on the live root, the restarted service's own discovery result is the verdict: the CPU, a crash
+    loop or no result in time rolls back (exit 6). A copy of a host (--root DIR) without --probe can
+    reach only `files`: refused up front (exit 12, nothing changed) unless --level files or --no-verify.
+    Exit 0: applied and the level asked reached (or converged); 12: applied, level asked not reached.
     On the live root it shows the plan and asks first (stdin a terminal); --yes skips the question and
     is required without a terminal (exit 11 otherwise)."""
 
@@ -260,19 +295,24 @@ def apply(
         source = _source(profile or DEFAULT_PROFILE, real) if not plan_file else ""
         if dry_run:
             return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file, source=source)
+        proof = {"service_check": service_check, "model": model, "level": _level(level),
+                 "service_timeout": _seconds("--service-timeout", service_timeout)}
         return _apply_profile("apply", prof, real, source, saved=saved, saved_from=plan_file or "", force=force,
-                              restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json)
+                              restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json,
+                              proof=proof)
 
     _run("apply", as_json, root, profile or DEFAULT_PROFILE, body)
 
 
 def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_from: str, force: bool,
-                   restart: bool, verify: bool, probe, lock_timeout: float, yes: bool, as_json: bool) -> int:
+                   restart: bool, verify: bool, probe, lock_timeout: float, yes: bool, as_json: bool,
+                   proof: dict | None = None) -> int:
     """Apply `prof` to `real`: on the live root show the plan and ask first (or --yes); then apply
     exactly what was shown, with progress on a terminal, and render the outcome."""
     from fixer import core
-    from fixer.render import Painter, plan_text, result
+    from fixer.render import Painter, plan_text, proof_line, result
 
+    proof = proof or {}
     asked = False
     if real == "/" and not yes:
         shown = core.make_plan(prof, real, force=force, source=source)
@@ -285,11 +325,13 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
                 saved, saved_from = shown.to_dict(), "the plan shown"
     progress = _progress(as_json)
     outcome = core.apply(prof, real, force=force, restart=restart, lock_timeout=lock_timeout, saved_plan=saved,
-                         saved_from=saved_from, verify=verify, probe=probe, progress=progress)
+                         saved_from=saved_from, verify=verify, probe=probe, progress=progress, **proof)
     msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
-    if outcome.verify is not None and not outcome.verify.proven:
-        msg += "; not verified: " + "; ".join(outcome.verify.not_run or ["see the verify report"])
-    doc = result(command, profile=prof.name, root=real, changed=outcome.changed, failed=False, msg=msg,
+    report = outcome.verify
+    msg += "; verify: " + (proof_line(report.to_dict()) if report is not None else
+                           "not run (--no-verify)" if not verify and outcome.changed else "not needed")
+    unproven = report is not None and not report.ok
+    doc = result(command, profile=prof.name, root=real, changed=outcome.changed, failed=unproven, msg=msg,
                  plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,
                  messages=outcome.messages + outcome.post_actions)
     lines = [plan_text(outcome.plan, Painter(), show_noops=False)] if outcome.changed and not asked else []
@@ -297,7 +339,7 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
     if outcome.verify is not None:
         lines.append(_verify_text(outcome.verify))
     _emit(as_json, doc, "\n".join(lines))
-    return 0
+    return int(ExitCode.NOT_PROVEN if unproven else ExitCode.OK)
 
 
 def _verify_text(report) -> str:
@@ -315,6 +357,8 @@ def rollback(
     as_json: bool = JsonOpt,
     lock_timeout: float = LockTimeoutOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be restored or removed, as diffs."),
+    service_check: bool = ServiceCheckOpt,
+    service_timeout: Optional[float] = ServiceTimeoutOpt,
     yes: bool = YesOpt,
 ) -> None:
     """Restore the newest applied generation byte for byte (or down to --to N); names what it removes.
@@ -338,11 +382,16 @@ def rollback(
                 return 0
             _confirm(real, yes, text, f"Roll back {len(preview.pending)} path(s) on the live host?", "roll back")
         outcome = core.rollback(real, to=to, force=force, restart=restart, lock_timeout=wait,
-                                progress=_progress(as_json))
+                                progress=_progress(as_json), service_check=service_check,
+                                service_timeout=_seconds("--service-timeout", service_timeout))
         msg = f"rolled back to before generation {outcome.generation}" if outcome.generation else "recovered"
+        if outcome.verify is not None:
+            from fixer.render import proof_line
+
+            msg += "; the restored service: " + proof_line(outcome.verify.to_dict())
         doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
                      generation=outcome.generation, restored=outcome.restored, removed=outcome.removed,
-                     messages=outcome.messages)
+                     messages=outcome.messages, verify=outcome.verify)
         done = [f"removed {p}" if p in outcome.removed else f"restored {p}" for p in outcome.restored]
         _emit(as_json, doc, "\n".join(outcome.messages + done + [msg]))
         return 0
@@ -444,44 +493,50 @@ def verify_cmd(
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
-    service: bool = typer.Option(False, "--service", help="Also restart the unit and watch its journal (live root)."),
+    service: bool = typer.Option(
+        False, "--service", help="Also restart the unit and judge by its own discovery lines (live root: the service level)."),
     timeout: Optional[float] = typer.Option(
-        None, "--timeout", metavar="SECONDS",
-        help="Seconds per probe (default: the profile's); with --service also the journal wait (default 120)."),
+        None, "--timeout", metavar="SECONDS", help="Seconds per probe (default: the profile's)."),
+    service_timeout: Optional[float] = ServiceTimeoutOpt,
     model: Optional[str] = typer.Option(
-        None, "--model", metavar="NAME", help="With --service: load this model through Ollama's API and require size_vram > 0 in /api/ps."),
+        None, "--model", metavar="NAME",
+        help="With --service: load this model through Ollama's API and require size_vram > 0 in /api/ps (the model level)."),
     probe: Optional[bool] = ProbeOpt,
+    level: Optional[str] = LevelOpt,
 ) -> None:
-    """Prove the GPU backend loads as Ollama's runner would load it. Exit 0: loads; 9: it does not."""
+    """Prove the GPU backend loads the way the installed Ollama loads it (v0.13-v0.24: `ollama runner
+    --ollama-engine`; v0.30+: the bundled llama-server and Ollama's filters), up to a proof level:
+    files (ELF and loader resolution, nothing executed), modeled (the root's programs run sandboxed as
+    Ollama runs them), service (--service: the restarted unit's own discovery lines), model (--model).
+
+    Exit 0: the level asked was reached and passed; 9: a check failed (the backend does not load, or the
+    service fell back to the CPU); 12: nothing failed but the level asked was not reached (for example a
+    copy of a host without --probe): one line names what did not run and the flag that runs it."""
 
     def body() -> int:
         from fixer import core
-        from fixer.render import result
+        from fixer.render import proof_line, result
         from fixer.verify import layers as verifier
 
         real = _root(root)
         wait = _seconds("--timeout", timeout)
+        asked = _level(level)
         if model is not None and not service:
             raise InvalidInput("--model loads the model in the running service: give --service too")
         prof = _load(profile, real, sets)
         progress = _progress(as_json)
         report = verifier.verify(real, prof, timeout=wait, probe=probe, progress=progress)
         if service:
-            from fixer.verify.model_load import check_after_service
-
-            with progress.task(f"waiting for {prof.service.unit}'s \"inference compute\" line") as step:
-                serviced = verifier.check_service(real, prof, timeout=wait or 120.0, echo=step)
-            report.checks += [serviced, check_after_service(serviced, report.env, model)]
+            verifier.add_service_level(report, real, prof, timeout=_seconds("--service-timeout", service_timeout),
+                                       model=model, progress=progress)
+        report.asked = asked or verifier.default_asked(report, service=service, model=model)
         doc = report.to_dict()
         recorded = core.record_verify(real, report)
-        msg = (f"{report.backend} does not load: {report.cause}" if not report.ok else
-               f"{report.backend} loads" if report.proven else
-               f"static checks pass; {report.backend} NOT proven to load: {'; '.join(report.not_run)}")
         _emit(as_json, result("verify", profile=prof.name, root=real, changed=False, failed=not report.ok,
-                              msg=msg, verify=doc), _verify_text(doc))
+                              msg=proof_line(doc), verify=doc), _verify_text(doc))
         if recorded and not as_json:
             typer.echo(f"note: {recorded}", err=True)
-        return int(ExitCode.OK if report.ok else ExitCode.BACKEND_NOT_LOADING)
+        return int(VERIFY_EXIT[report.outcome.value])
 
     _run("verify", as_json, root, profile, body)
 
@@ -568,9 +623,10 @@ def status(
 
 
 def _status_msg(summary: dict) -> str:
+    from fixer.render import proof_line
+
     verify = summary["last_verify"]
-    verdict = ("never verified" if verify is None else
-               f"{verify.get('backend')} loads" if verify["ok"] else f"{verify.get('backend')} does not load")
+    verdict = "never verified" if verify is None else proof_line(verify)
     drift = summary["drift"]["pending"]
     return f"{verdict}; " + (f"{drift} change(s) pending" if drift else "converged")
 
@@ -645,7 +701,8 @@ def watch_status(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[
 def watch_check(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
                 as_json: bool = JsonOpt) -> None:
     """What the watch service runs: wait for changes to settle, verify, plan for drift, re-apply if the
-    profile says so; one journal line; exit 0 ok, 4 drift, 5 conflicts, 9 the backend does not load."""
+    profile says so; one journal line; exit 0 ok, 4 drift, 5 conflicts, 9 the backend does not load,
+    12 the proof level asked was not reached."""
 
     def body() -> int:
         from fixer import watch

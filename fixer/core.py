@@ -14,6 +14,7 @@ from fixer.model.plan import Change, Plan
 
 if TYPE_CHECKING:
     from fixer.apply.rollback_plan import Restore, RollbackPreview
+    from fixer.model.proof import Level
     from fixer.apply.transaction import Outcome
     from fixer.model.profile import Profile
     from fixer.model.verify import VerifyReport
@@ -157,29 +158,61 @@ def check_saved(plan: Plan, saved: dict, path: str = "the saved plan") -> None:
 
 def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
           saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True,
-          probe: bool | None = None, progress: Progress | None = None) -> Outcome:
+          probe: bool | None = None, progress: Progress | None = None, service_check: bool = True,
+          service_timeout: float | None = None, model: str | None = None, level: Level | None = None) -> Outcome:
     """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
+    Where the apply restarts the unit on the live root, the restarted service's own discovery is the
+    verdict (unless not `service_check`). A copy of a host whose files may not run (no `probe`) cannot
+    reach a level above `files`: refused before anything changes, unless `level` asks only for files.
     With `saved_plan` (from load_plan), apply exactly that plan: it is checked before vgpu-fix creates
     any state, and again under the lock."""
     from fixer.apply import transaction
 
+    if verify:
+        refuse_unprovable(root, probe, level, model)
     check = None
     if saved_plan is not None:
         def check(plan: Plan) -> None:
             check_saved(plan, saved_plan, saved_from)
 
         check(_planned(profile, root, force))
-    checker = verifier(probe, progress) if verify else None
+    checker = verifier(probe, progress, service_check=service_check, service_timeout=service_timeout,
+                       model=model, level=level) if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
                              check_plan=check, verify=checker, progress=progress)
 
 
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
-             lock_timeout: float = 0.0, progress: Progress | None = None) -> Outcome:
+             lock_timeout: float = 0.0, progress: Progress | None = None, service_check: bool = True,
+             service_timeout: float | None = None) -> Outcome:
+    """Roll back; where that restarted the unit on the live root, read what the restored service decided
+    (`outcome.verify`, asked: service). A restored service on the CPU does not undo the rollback: it is
+    the state the host had before, reported as such."""
     from fixer.apply import transaction
 
-    return transaction.rollback(root, to=to, force=force, restart=restart, lock_timeout=lock_timeout,
-                                progress=progress)
+    outcome = transaction.rollback(root, to=to, force=force, restart=restart, lock_timeout=lock_timeout,
+                                   progress=progress)
+    if outcome.restarted is not None and service_check:
+        outcome.verify = service_report(root, outcome.restarted, service_timeout, progress)
+    return outcome
+
+
+def service_report(root: str, restarted, timeout: float | None = None, progress: Progress | None = None) -> VerifyReport:
+    """A report of the service level alone, for a restart no profile asked for (rollback)."""
+    from fixer import profiles
+    from fixer.facts.host import probe_unit
+    from fixer.model.proof import Level
+    from fixer.model.verify import VerifyReport
+    from fixer.verify.layers import add_service_level
+
+    base = profiles.load("h100-vgpu", root)  # only its verify paths (Ollama's install tree) are read
+    profile = base.model_copy(update={"service": base.service.model_copy(
+        update={"unit": restarted.unit, "scope": restarted.scope})})
+    unit = probe_unit(root, restarted.unit, restarted.scope)
+    report = VerifyReport(root, profile.name, restarted.unit, unit.user, unit.environment.effective(),
+                          asked=Level.SERVICE)
+    add_service_level(report, root, profile, restarted=restarted, timeout=timeout, progress=progress)
+    return report
 
 
 def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview, list[Restore]] | None:
@@ -196,15 +229,36 @@ def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview,
     return selected, rollback_plan.restores(journal, selected)
 
 
-def verifier(probe: bool | None = None, progress: Progress | None = None):
-    """The check apply runs after its changes (and `state: verified` runs alone): (profile, root) -> report.
-    `probe`: execute the root's files (default: only on the live root /; see layers.probe_refusal);
-    `progress`: shows the probes on a terminal."""
+def verifier(probe: bool | None = None, progress: Progress | None = None, **service):
+    """The check apply runs after its changes (and `state: verified` runs alone):
+    (profile, root, restarted=None) -> report. `probe`: execute the root's files (default: only on the
+    live root /; see layers.probe_refusal); `progress`: shows the probes on a terminal; `service`:
+    service_check, service_timeout, model and level, as layers.check_for_apply takes them."""
     from functools import partial
 
     from fixer.verify import layers
 
-    return partial(layers.check_for_apply, probe=probe, progress=progress)
+    return partial(layers.check_for_apply, probe=probe, progress=progress, **service)
+
+
+def refuse_unprovable(root: str, probe: bool | None, level: Level | None, model: str | None = None) -> None:
+    """An apply to a copy of a host that may not run the copy's files can prove nothing past `files`:
+    refuse it up front (exit NOT_PROVEN, nothing changed) rather than leave an unproven change behind."""
+    from fixer.errors import NotProven
+    from fixer.model.proof import Level
+    from fixer.verify.layers import probe_refusal
+
+    if root == "/" or (level is not None and level <= Level.FILES and not model):
+        return
+    refusal = probe_refusal(root, probe)
+    wanted = "model" if model else str(level or Level.MODELED)
+    if refusal is not None:
+        raise NotProven(f"refusing to apply to {root}: verify could reach only the files level there, and "
+                        f"{wanted} was asked ({refusal}); nothing was changed. Add --probe to run the copy's "
+                        "files sandboxed, --level files to accept static checks only, or --no-verify")
+    if model or (level is not None and level >= Level.SERVICE):
+        raise NotProven(f"refusing to apply to {root}: the {wanted} level needs the live root's own service "
+                        "(a root other than / has none); nothing was changed. Ask for --level modeled at most")
 
 
 def rollback_dry_run(root: str, to: int | None = None) -> Plan:
@@ -315,18 +369,44 @@ def prometheus_text(doc: dict) -> str:
     out = []
 
     def metric(name: str, help_text: str, value: float, extra: str = "") -> None:
-        out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{{{labels}{extra}}} {value:g}"])
+        out.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{{{labels}{extra}}} {value:.15g}"])
 
-    verify = doc["last_verify"]
-    if verify is not None:
-        metric("vgpu_fix_verify_ok", "1 when the last verify proved the GPU backend loads, else 0",
-               1 if verify["ok"] else 0, f',backend="{label(verify.get("backend"))}"')
+    verify = doc["last_verify"] or {}
+    reached, asked = verify.get("reached"), verify.get("asked")
+    proof = f',backend="{label(verify.get("backend") or "")}",asked="{label(asked or "")}",reached="{label(reached or "")}"'
+    metric("vgpu_fix_verify_ok", "1 when the last verify reached the proof level it asked for and passed; 0 when "
+           "it failed, did not reach that level, was recorded before proof levels, or never ran",
+           1 if verify.get("outcome") == "passed" else 0, proof)
+    metric("vgpu_fix_verify_level", "proof level the last verify reached: 0 none or never verified, 1 files, "
+           "2 modeled, 3 service, 4 model", _level_number(reached), proof)
+    metric("vgpu_fix_verify_asked_level", "proof level the last verify asked for (numbered as vgpu_fix_verify_level; "
+           "0 never verified)", _level_number(asked), proof)
+    metric("vgpu_fix_last_verify_timestamp_seconds", "Unix time of the last verify (0: never verified)",
+           _epoch(verify.get("time")))
+    ollama = doc.get("ollama") or {}
+    metric("vgpu_fix_ollama_info", "the Ollama installed under the root (always 1; see the labels)", 1,
+           f',version="{label(ollama.get("version") or "unknown")}",generation="{label(ollama.get("generation") or "")}"')
     metric("vgpu_fix_drift", "changes the profile has pending on this host (0: converged)", doc["drift"]["pending"])
     metric("vgpu_fix_generation", "newest applied vgpu-fix generation (0: none)",
            (doc["applied"] or {}).get("generation") or 0)
     metric("vgpu_fix_watch_enabled", "1 when the upgrade watch is installed and enabled", int(
         bool(doc["watch"]["installed"] and doc["watch"]["enabled"])))
     return "\n".join(out) + "\n"
+
+
+def _level_number(level: str | None) -> int:
+    from fixer.model.proof import LEVELS
+
+    return next((lv.rank + 1 for lv in LEVELS if lv.value == level), 0)
+
+
+def _epoch(stamp: str | None) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return 0
 
 
 def write_textfile(path: str, text: str) -> None:

@@ -23,8 +23,13 @@ class ExitCode(IntEnum):
     BACKEND_NOT_LOADING = 9
     PROBLEM_FOUND = 10  # doctor: an error-severity (or outside-the-VM) finding
     NOT_CONFIRMED = 11  # a change to the live root was not confirmed (declined, or no terminal and no --yes)
+    NOT_PROVEN = 12  # verify ran, nothing failed, but the proof level asked was not reached
     INTERRUPTED = 130  # SIGINT (128 + 2)
     TERMINATED = 143  # SIGTERM (128 + 15)
+
+
+# verify's exit code for each outcome of its report (fixer.model.proof.Outcome).
+VERIFY_EXIT = {"passed": ExitCode.OK, "failed": ExitCode.BACKEND_NOT_LOADING, "not_proven": ExitCode.NOT_PROVEN}
 
 
 class FixerError(Exception):
@@ -84,6 +89,12 @@ class RollbackFailed(FixerError):
 
 class BackendNotLoading(FixerError):
     exit_code = ExitCode.BACKEND_NOT_LOADING
+
+
+class NotProven(FixerError):
+    """The proof level asked cannot be (or was not) reached: nothing failed, nothing was proven."""
+
+    exit_code = ExitCode.NOT_PROVEN
 
 
 class ExternalCommandFailed(FixerError):

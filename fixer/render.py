@@ -116,6 +116,7 @@ def result(
         "diff": ansible_diff(plan),
         "generation": generation,
         "verify": verify,
+        "proof": proof_summary(verify),
     }
     if plan is not None:
         doc.update(conflicts=plan.conflicts, warnings=plan.warnings, notes=plan.notes, post_actions=plan.post_actions,
@@ -151,11 +152,29 @@ def _jsonable(value: object) -> object:
 def history_text(rows: list[dict]) -> str:
     if not rows:
         return "no generations yet"
-    lines = [f"{'gen':>4}  {'status':<12} {'created':<25} {'profile':<20} {'user':<10} changes"]
+    lines = [f"{'gen':>4}  {'status':<12} {'created':<25} {'profile':<20} {'user':<10} {'changes':>7}  verify"]
     for r in rows:
         lines.append(f"{r['generation']:>4}  {r['status']:<12} {r['created']:<25} {r['profile']:<20} "
-                     f"{r['user']:<10} {r['changes']}")
+                     f"{r['user']:<10} {r['changes']:>7}  {_proof_cell(r.get('proof'))}")
     return "\n".join(lines)
+
+
+def _proof_cell(proof: dict | None) -> str:
+    if proof is None:
+        return "not run"
+    if proof.get("outcome") is None:
+        return "level unknown (recorded before proof levels)"
+    return f"{proof['outcome']}, reached {proof.get('reached') or 'none'} of {proof.get('asked')}"
+
+
+def proof_summary(verify: VerifyReport | dict | None) -> dict | None:
+    """The proof part of a verify verdict, for every result: the level asked and reached, the outcome,
+    and each level not reached with why and what reaches it. None where verify did not run."""
+    if verify is None:
+        return None
+    doc = verify if isinstance(verify, dict) else verify.to_dict()
+    return {"asked": doc.get("asked"), "reached": doc.get("reached"), "outcome": doc.get("outcome"),
+            "not_reached": doc.get("not_reached", [])}
 
 
 def installation_line(found: dict) -> str:
@@ -182,14 +201,35 @@ def verify_text(verified: VerifyReport | dict) -> str:
                 lines.append(f"         cause: {check['cause']}")
             if check.get("fix"):
                 lines.append(f"         fix: {check['fix']}")
-    backend = report.get("backend") or "the backend"
-    if report["ok"] and report.get("not_run"):
-        lines.append(f"verdict: the static checks pass, but {backend} is NOT proven to load: "
-                     + "; ".join(report["not_run"]))
-    else:
-        lines.append(f"verdict: {backend} loads" if report["ok"] else
-                     f"verdict: {backend} does NOT load: {report.get('cause') or 'see above'}")
+    for name in report.get("overruled") or []:
+        lines.append(f"  note: the {name} check failed but the real service reported the GPU: verify's model "
+                     "of Ollama is wrong here (the service is the arbiter); please report it")
+    lines.append("verdict: " + proof_line(report))
     return "\n".join(lines)
+
+
+def proof_line(verify: dict) -> str:
+    """One line for a verify verdict (a report's to_dict(), or the summary the journal keeps): the
+    outcome, the level reached against the level asked, and for each level asked but not reached, why
+    and what reaches it. A verdict recorded before proof levels existed is never shown as a pass."""
+    backend = verify.get("backend") or "the backend"
+    if "outcome" not in verify:
+        return f"{backend}: recorded before proof levels; level unknown, nothing proven"
+    where = f"level reached: {verify.get('reached') or 'none'} (asked: {verify.get('asked')})"
+    if verify["outcome"] == "failed":
+        return f"FAILED: {backend} does not load: {verify.get('cause') or 'see above'}; {where}"
+    if verify["outcome"] == "passed":
+        return f"passed at {verify.get('reached')}: {_PROVES.get(verify.get('reached'), '')} ({where})".replace(
+            "BACKEND", backend)
+    missing = [r for r in verify.get("not_reached", []) if r.get("asked")]
+    why = "; ".join(f"{r['level']}: {r['why']}" + (f" [{r['flag']}]" if r.get("flag") else "") for r in missing)
+    return f"NOT PROVEN: {where}; {why}"
+
+
+_PROVES = {"files": "BACKEND and its libraries resolve; nothing was executed",
+           "modeled": "BACKEND loads and finds the GPU the way Ollama runs it",
+           "service": "the restarted service reports the GPU",
+           "model": "a model loaded into GPU memory"}
 
 
 # ---------------------------------------------------------------- doctor
@@ -253,8 +293,7 @@ def generation_text(detail: dict, paint: Painter) -> str:
     if verify is None:
         out.append("verify: not run (--no-verify, or nothing changed)")
     else:
-        verdict = "PASS" if verify["ok"] else f"FAIL: {verify.get('cause')}"
-        out.append(f"verify at {verify['time']}: {verify.get('backend')} {verdict}")
+        out.append(f"verify at {verify['time']}: {proof_line(verify)}")
     return "\n".join(out)
 
 
@@ -271,8 +310,7 @@ def watch_text(state: dict) -> str:
 def _verify_line(verify: dict | None) -> str:
     if verify is None:
         return "last verify: none recorded"
-    verdict = "PASS" if verify["ok"] else f"FAIL ({verify.get('cause')})"
-    return f"last verify: {verify['time']} {verify.get('backend')} {verdict} [{verify.get('source', 'verify')}]"
+    return f"last verify: {verify['time']} {proof_line(verify)} [{verify.get('source', 'verify')}]"
 
 
 def status_text(doc: dict) -> str:

@@ -85,6 +85,7 @@ class CheckResult:
     """What one triggered check found: the verify verdict, drift, and a re-apply if the profile asks."""
 
     ok: bool
+    outcome: str  # the verify outcome: passed | failed | not_proven (model.proof.Outcome)
     backend: str
     cause: str | None
     drift: int
@@ -94,14 +95,14 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        from fixer.errors import ExitCode
+        from fixer.errors import VERIFY_EXIT, ExitCode
 
-        if not self.ok:
-            return int(ExitCode.BACKEND_NOT_LOADING)
+        if self.outcome != "passed":
+            return int(VERIFY_EXIT[self.outcome])
         return int(ExitCode.CONFLICT if self.conflicts else ExitCode.DRIFT if self.drift else ExitCode.OK)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "backend": self.backend, "cause": self.cause, "drift": self.drift,
+        return {"ok": self.ok, "outcome": self.outcome, "backend": self.backend, "cause": self.cause, "drift": self.drift,
                 "conflicts": self.conflicts, "reapplied": self.reapplied, "exit_code": self.exit_code}
 
 
@@ -138,10 +139,13 @@ def check(root: str, profile: Profile, progress=None) -> CheckResult:
     report = layers.verify(root, profile, progress=progress)
     core.record_verify(root, report)
     plan = core.make_plan(profile, root)
-    result = CheckResult(report.ok, report.backend, report.cause, len(plan.pending), len(plan.conflicts))
+    result = CheckResult(report.ok, str(report.outcome), report.backend, report.cause, len(plan.pending),
+                         len(plan.conflicts))
     if profile.watch.reapply and (result.drift or not result.ok) and not result.conflicts:
         result.reapplied = _reapply(root, profile)
-    verdict = f"{result.backend} loads" if result.ok else f"FAILED: {result.backend} does not load: {result.cause}"
+    from fixer.render import proof_line
+
+    verdict = proof_line(report.to_dict())
     drift = f"{result.drift} change(s) pending" if result.drift else "none"
     result.lines.append(f"vgpu-fix watch: {verdict}; drift: {drift}"
                         + (f"; {result.conflicts} conflict(s)" if result.conflicts else "")

@@ -33,7 +33,7 @@ class Damaged:
 
     def summary(self) -> dict:
         return {"generation": self.number, "status": self.status, "created": "", "profile": "", "user": "",
-                "changes": 0, "paths": [], "error": self.reason}
+                "changes": 0, "paths": [], "proof": None, "error": self.reason}
 
 
 @dataclass
@@ -66,7 +66,16 @@ class Generation:
             "user": m["user"],
             "changes": len(m.get("changes", [])),
             "paths": [e["path"] for e in m["entries"]],
+            "proof": _proof(m.get("verify")),
         }
+
+
+def _proof(verify: dict | None) -> dict | None:
+    """The proof levels of the verify an apply recorded (None: not run); a verdict recorded before proof
+    levels existed has outcome None, never a pass."""
+    if verify is None:
+        return None
+    return {key: verify.get(key) for key in ("asked", "reached", "outcome")}
 
 
 class Journal:

@@ -27,6 +27,8 @@ from fixer.model.plan import PostAction
 from fixer.model.profile import Profile
 from fixer.model.verify import VerifyReport
 from fixer.progress import Progress
+from fixer.verify.service import Restart
+from fixer.verify.service import restart as restart_unit
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Outcome:
     restored: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # restored paths that did not exist before the apply
     verify: VerifyReport | None = None
+    restarted: Restart | None = None  # the unit's restart this run made on the live root
 
 
 def touched_paths(root: str, plan: planner.Plan) -> list[str]:
@@ -77,9 +80,11 @@ def _perform(root: str, change: planner.Change) -> None:
         writes.write_file(root, change.path, after.data, after.mode, after.uid, after.gid)
 
 
-def run_post_actions(root: str, service: dict, actions: list[str], restart: bool) -> list[str]:
-    """Run what the changes need; return one line per action saying what ran or why it did not."""
+def run_post_actions(root: str, service: dict, actions: list[str], restart: bool) -> tuple[list[str], Restart | None]:
+    """Run what the changes need; return one line per action saying what ran or why it did not, and the
+    restart of the unit when one ran (the service level judges that very process)."""
     done = []
+    restarted = None
     scope, unit = service["scope"], service["unit"]
     live = system.systemd_live(root, scope)
     triggers = [a.partition(" ")[2] for a in actions if a.startswith(f"{PostAction.UDEV_TRIGGER} ")]
@@ -100,14 +105,14 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
         elif action == PostAction.RESTART and not restart:
             done.append(f"restart: skipped (--no-restart); restart {unit} to take effect")
         elif action == PostAction.RESTART:
-            system.systemctl(scope, "restart", unit)
-            done.append(f"restart: {unit} restarted")
+            restarted = restart_unit(scope, unit)
+            done.append(f"restart: {unit} restarted (main process {restarted.pid or 'none'})")
         elif action in (PostAction.START_WATCH, PostAction.STOP_WATCH):
             watch = f"{service['watch']}.path"
             starting = action == PostAction.START_WATCH
             system.systemctl(scope, "restart" if starting else "stop", watch)
             done.append(f"{action}: {watch} " + ("started" if starting else "stopped"))
-    return done
+    return done, restarted
 
 
 def _udev(root: str, action: str, triggers: list[str]) -> list[str]:
@@ -150,23 +155,32 @@ def _after_restore(root: str, service: dict, restored: list[str]) -> list[str]:
     return actions
 
 
+@dataclass
+class Restored:
+    """What restoring one generation did: the paths put back, and the unit's restart if it ran."""
+
+    paths: list[str]
+    restarted: Restart | None = None
+
+
 def recover(journal: Journal, restart: bool, progress: Progress | None = None) -> list[str]:
     """Finish interrupted runs by restoring their before-state; returns messages."""
     messages = []
     journal.tidy()  # finish a manifest save a crash cut short; drop generations that never began
     for generation in reversed(journal.open_generations()):
         restored = _restore(journal, generation, restart, status="recovered", notes=messages, progress=progress)
-        messages.append(f"recovered interrupted generation {generation.number}: restored {len(restored)} path(s)")
+        messages.append(f"recovered interrupted generation {generation.number}: restored {len(restored.paths)} path(s)")
     return messages
 
 
 def _restore(journal: Journal, generation: Generation, restart: bool, status: str, notes: list[str],
-             progress: Progress | None = None) -> list[str]:
+             progress: Progress | None = None) -> Restored:
     """Restore one generation; a failure part-way is RollbackFailed naming what was and was not restored."""
     journal.verify_blobs(generation)  # a damaged journal is refused before anything is touched
     journal.set_status(generation, "rolling_back")
     crashpoints.hit("rollback:marked")
     done: list[str] = []
+    restarted = None
     try:
         with (progress or Progress()).task(f"restoring generation {generation.number}", len(generation.entries)) as step:
             rebuild = journal.restore(generation, done, notes, step)
@@ -176,12 +190,12 @@ def _restore(journal: Journal, generation: Generation, restart: bool, status: st
         service = generation.manifest.get("service")
         actions = _after_restore(journal.root, service, done) if service else []
         if actions:
-            generation.manifest["post_actions"] = run_post_actions(journal.root, service, actions, restart)
+            generation.manifest["post_actions"], restarted = run_post_actions(journal.root, service, actions, restart)
     except (OSError, FixerError) as exc:
         raise _rollback_failed(journal, generation, done, exc) from None
     journal.set_status(generation, status)
     crashpoints.hit("rollback:done")
-    return done
+    return Restored(done, restarted)
 
 
 def _rollback_failed(journal: Journal, generation: Generation, done: list[str], exc: BaseException) -> RollbackFailed:
@@ -203,7 +217,7 @@ def apply(
     restart: bool = True,
     lock_timeout: float = 0.0,
     check_plan: Callable[[planner.Plan], None] | None = None,
-    verify: Callable[[Profile, str], VerifyReport] | None = None,
+    verify: Callable[..., VerifyReport] | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
     journal = Journal(root)
@@ -239,7 +253,7 @@ def apply(
                     crashpoints.hit("apply:changed")
                     step(change.path)
             stop.check()
-            done = run_post_actions(root, service_of(profile), plan.post_actions, restart)
+            done, restarted = run_post_actions(root, service_of(profile), plan.post_actions, restart)
             journal.record_after(generation)
             journal.set_status(generation, "applied")
             crashpoints.hit("apply:done")
@@ -248,7 +262,7 @@ def apply(
             restored = _restore(journal, generation, restart, status="interrupted", notes=notes)
             journal.audit({"event": "apply-interrupted", "generation": generation.number, "signal": stop.name})
             raise Interrupted(f"interrupted by {stop.name}: generation {generation.number} was undone "
-                              f"({len(restored)} path(s) restored); the host is as it was before this apply",
+                              f"({len(restored.paths)} path(s) restored); the host is as it was before this apply",
                               signal_.signum, details=notes, generation=generation.number) from None
         except (OSError, FixerError) as exc:
             _undo_failed_apply(journal, generation, profile, restart, exc)
@@ -259,14 +273,14 @@ def apply(
             stop.deferring = False  # verify only reads and probes: a signal stops it at once
             try:
                 stop.check()  # a signal that came during the post-actions
-                outcome.verify = verify(profile, root)
+                outcome.verify = verify(profile, root, restarted=restarted)
             except Interrupted as signal_:
                 raise Interrupted(f"interrupted by {stop.name} during verify: generation {generation.number} is "
                                   "applied but not verified; run `vgpu-fix verify`, or `vgpu-fix rollback` to undo it",
                                   signal_.signum, generation=generation.number) from None
             stop.deferring = True
             journal.set_status(generation, generation.status, verify=verify_summary(outcome.verify))
-            if not outcome.verify.ok:
+            if outcome.verify.failed:
                 _verify_failed(journal, generation, profile, restart, outcome, verify)
         return outcome
 
@@ -275,8 +289,12 @@ def verify_summary(report: VerifyReport) -> dict:
     """What the journal keeps of a verify report: when, the verdict, the backend and the cause."""
     import time
 
-    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ok": report.ok, "backend": report.backend,
-            "cause": report.cause, "profile": report.profile}
+    reached = report.reached
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ok": report.ok, "outcome": str(report.outcome),
+            "asked": str(report.asked), "reached": str(reached) if reached else None,
+            "not_reached": report.not_reached(), "backend": report.backend, "cause": report.cause,
+            "profile": report.profile, "version": (report.installation or {}).get("version"),
+            "generation": (report.installation or {}).get("generation")}
 
 
 def _undo_failed_apply(journal: Journal, generation: Generation, profile: Profile, restart: bool,
@@ -302,9 +320,10 @@ def _verify_failed(journal, generation, profile, restart, outcome, verify) -> No
                              details=exc.details, facts=exc.facts, verify=outcome.verify,
                              generation=generation.number) from None
     journal.audit({"event": "rollback", "generation": generation.number, "reason": "verify failed"})
-    after = verify(profile, journal.root)
+    after = verify(profile, journal.root, restarted=restored.restarted)
     raise VerifyFailedRolledBack(
-        f"verify failed after apply; generation {generation.number} was rolled back ({len(restored)} path(s) restored)",
+        f"verify failed after apply; generation {generation.number} was rolled back "
+        f"({len(restored.paths)} path(s) restored)",
         verify=outcome.verify, verify_after_rollback=after, generation=generation.number, plan=outcome.plan,
     )
 
@@ -339,6 +358,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
             raise Conflict("managed paths changed since that apply; rollback would discard those edits "
                            "(use --force to roll back anyway)", details=list(selected.drifted))
         restored: list[str] = []
+        restarted = None
         absent_before: set[str] = set()
         for index, generation in enumerate(targets):
             try:
@@ -349,8 +369,11 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
                     f"interrupted by {stop.name}: rolled back {index} generation(s); generation(s) {left} "
                     "are still applied; run `vgpu-fix rollback` to continue", signal_.signum, details=messages,
                     generation=targets[index].number, facts={"restored": restored}) from None
-            restored += _restore(journal, generation, restart, status="rolled_back", notes=messages, progress=progress)
+            back = _restore(journal, generation, restart, status="rolled_back", notes=messages, progress=progress)
+            restored += back.paths
+            restarted = back.restarted or restarted
             absent_before |= {e.path for e in generation.entries if e.kind == "absent"}
             journal.audit({"event": "rollback", "generation": generation.number, "paths": len(restored)})
         removed = [p for p in restored if p in absent_before]
-        return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored, removed=removed)
+        return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored, removed=removed,
+                       restarted=restarted)

@@ -1,13 +1,16 @@
-"""What verify found: one Check per layer and the VerifyReport around them, one JSON shape."""
+"""What verify found: one Check per layer and the VerifyReport around them, judged by proof level; one JSON shape."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from fixer.model.proof import HOW_TO_REACH, LEVELS, Level, Outcome, level_of
+
 
 @dataclass
 class Check:
-    """One layer's verdict: pass, fail or skip, what it saw, and on failure the cause and the fix."""
+    """One layer's verdict: pass, fail or skip, what it saw, and on failure the cause and the fix.
+    A skip says why in `summary` and, where an option would have run it, names that option in `flag`."""
 
     name: str
     status: str  # pass | fail | skip
@@ -16,11 +19,24 @@ class Check:
     cause: str | None = None
     fix: str | None = None
     details: dict = field(default_factory=dict)
+    flag: str | None = None
+
+    @property
+    def level(self) -> Level:
+        return level_of(self.name)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "level": str(self.level)}
 
 
 @dataclass
 class VerifyReport:
-    """Every layer verify ran on a root, in order; `ok` when none failed and one passed."""
+    """Every layer verify ran on a root, in order, and the level the operator asked to reach.
+
+    The level reached is the highest level all of whose checks passed, every level below it included;
+    a real service that reported the GPU vouches for the levels below it (it is the arbiter: a model of
+    it that disagrees is listed in `overruled`, not counted). The outcome is `passed` only when the
+    level asked was reached and nothing judged failed."""
 
     root: str
     profile: str
@@ -29,28 +45,115 @@ class VerifyReport:
     env: dict[str, str]
     backend: str = ""  # the backend verify loads, as `<library folder>/<file>`
     checks: list[Check] = field(default_factory=list)
-    not_run: list[str] = field(default_factory=list)  # probe layers deliberately not run, and why
+    asked: Level = Level.MODELED
+    unmodeled: str | None = None  # why `modeled` does not count for this Ollama release (source never read)
 
     installation: dict | None = None  # detect.Installation.to_dict(): version, generation, how, evidence
 
+    def _at(self, level: Level) -> list[Check]:
+        return [c for c in self.checks if c.level == level]
+
     @property
-    def proven(self) -> bool:
-        """The backend was really loaded: every check passed or skipped, and no probe was left out."""
-        return self.ok and not self.not_run
+    def _arbiter(self) -> list[Check]:
+        """The checks of the real service (and a model it loaded), where they ran: they decide."""
+        return [c for c in self.checks if c.level >= Level.SERVICE and c.status != "skip"]
+
+    @property
+    def _service_vouches(self) -> bool:
+        return any(c.level == Level.SERVICE and c.status == "pass" for c in self.checks)
+
+    @property
+    def judged(self) -> list[Check]:
+        return self._arbiter or self.checks
+
+    @property
+    def overruled(self) -> list[Check]:
+        """Pre-flight checks that failed while the real service reported the GPU: the model was wrong."""
+        if not self._service_vouches:
+            return []
+        return [c for c in self.checks if c.level < Level.SERVICE and c.status == "fail"]
+
+    @property
+    def reached(self) -> Level | None:
+        reached = None
+        for level in LEVELS:
+            if level < Level.SERVICE and self._service_vouches:
+                reached = level
+                continue
+            checks = self._at(level)
+            if not checks or any(c.status != "pass" for c in checks):
+                break
+            if level == Level.MODELED and self.unmodeled:
+                break
+            reached = level
+        return reached
+
+    @property
+    def outcome(self) -> Outcome:
+        if any(c.status == "fail" for c in self.judged):
+            return Outcome.FAILED
+        reached = self.reached
+        return Outcome.PASSED if reached is not None and reached >= self.asked else Outcome.NOT_PROVEN
 
     @property
     def ok(self) -> bool:
-        return not any(c.status == "fail" for c in self.checks) and any(c.status == "pass" for c in self.checks)
+        """The level asked was reached and passed."""
+        return self.outcome == Outcome.PASSED
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == Outcome.FAILED
+
+    def not_reached(self) -> list[dict]:
+        """Every level above the one reached: why it was not reached and what reaches it."""
+        reached = self.reached
+        above = [lv for lv in LEVELS if reached is None or lv > reached]
+        return [{"level": str(lv), "asked": lv <= self.asked, **self._why_not(lv, above[0])} for lv in above]
+
+    def _why_not(self, level: Level, first_missing: Level) -> dict:
+        checks = self._at(level)
+        failed = next((c for c in checks if c.status == "fail"), None)
+        if failed is not None:
+            return {"why": f"{failed.name} failed: {failed.cause or failed.summary}", "flag": None}
+        if level == Level.MODELED and self.unmodeled and checks and all(c.status == "pass" for c in checks):
+            return {"why": self.unmodeled, "flag": HOW_TO_REACH[Level.SERVICE]}
+        skipped = next((c for c in checks if c.status == "skip"), None)
+        if skipped is not None:
+            return {"why": f"{skipped.name} not run: {_unprefixed(skipped.summary)}",
+                    "flag": skipped.flag or HOW_TO_REACH[level]}
+        if checks:
+            return {"why": f"its checks passed, but {first_missing} below it was not reached", "flag": None}
+        return {"why": "not asked", "flag": HOW_TO_REACH[level]}
 
     @property
     def cause(self) -> str | None:
-        return next((c.cause for c in self.checks if c.status == "fail"), None)
+        return next((c.cause for c in self.judged if c.status == "fail"), None)
 
     @property
     def fix(self) -> str | None:
-        return next((c.fix for c in self.checks if c.status == "fail"), None)
+        return next((c.fix for c in self.judged if c.status == "fail"), None)
+
+    def summary_line(self) -> str:
+        """One line: the outcome, the level reached against the level asked, and what did not run."""
+        reached = self.reached
+        where = f"level reached: {reached or 'none'} (asked: {self.asked})"
+        if self.outcome == Outcome.FAILED:
+            return f"FAILED: {self.backend or 'the backend'} does not load: {self.cause}; {where}"
+        if self.outcome == Outcome.PASSED:
+            return f"passed: {_proof_of(reached, self)}; {where}"
+        missing = [r for r in self.not_reached() if r["asked"]]
+        why = "; ".join(f"{r['level']}: {r['why']}" + (f" ({r['flag']})" if r["flag"] else "") for r in missing)
+        return f"NOT PROVEN: {where}; {why}"
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out.update(ok=self.ok, proven=self.proven, cause=self.cause, fix=self.fix)
+        out["checks"] = [c.to_dict() for c in self.checks]
+        reached = self.reached
+        out.update(asked=str(self.asked), reached=str(reached) if reached else None, outcome=str(self.outcome),
+                   ok=self.ok, not_reached=self.not_reached(), overruled=[c.name for c in self.overruled],
+                   cause=self.cause, fix=self.fix)
         return out
+
+
+def _unprefixed(summary: str) -> str:
+    return summary.removeprefix("not run: ").removeprefix("skipped: ")

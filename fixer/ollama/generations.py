@@ -17,6 +17,10 @@ class Generation:
     module: str
     layers: tuple[str, ...]  # verify's layers for it, in order
     discovery: str  # how `ollama serve` finds GPUs, in one line
+    # Ollama's own discovery budget on Linux: each scanned library folder in turn, then one second pass
+    # shared by all devices (v0.24.0 discover/runner.go:86,114,124; v0.32.15 discover/runner.go:89,116,132).
+    bootstrap_s: float = 30.0
+    second_pass_s: float = 30.0
 
 
 GENERATIONS = (
@@ -28,6 +32,8 @@ GENERATIONS = (
                ("environment", "static", "load", "nvml", "discovery"),
                "lib/ollama/llama-server --list-devices --offline --verbose, then Ollama's filters"),
 )
+# Releases past a generation's `last` whose discovery source was read too (byte-identical discover/).
+ALSO_READ = ("0.33.0-rc1", "0.33.0-rc2")
 VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[-+][0-9A-Za-z.-]*)?$")
 
 
@@ -58,6 +64,16 @@ def for_version(version: tuple[int, int, int]) -> tuple[Generation, str | None]:
     last = newest()
     return last, (f"{_text(version)} is newer than the newest known release {_text(last.last)}: checked as "
                   f"{last.name}, the newest known generation")
+
+
+def unmodeled(version: str | None) -> str | None:
+    """Why verify's model of discovery does not count for `version` (a release newer than any source
+    read: its discovery may differ), or None. There only the real service's verdict proves anything."""
+    parsed = parse_version(version)
+    if parsed is None or parsed <= newest().last or (version or "").lstrip("v") in ALSO_READ:
+        return None
+    return (f"modeled is unverified for Ollama {version}: the newest release whose source was read is "
+            f"{_text(newest().last)}; only the real service's own discovery proves this release")
 
 
 def _text(version: tuple[int, int, int]) -> str:

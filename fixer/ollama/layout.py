@@ -24,6 +24,39 @@ def is_library_dir(names: list[str]) -> bool:
     return any("ggml-" in n for n in names)
 
 
+def library_folders(root: str, ollama_lib: str) -> list[str]:
+    """The subfolders of lib/ollama that Ollama turns into library dirs, sorted."""
+    inside = resolve_in_root(root, ollama_lib)
+    if inside is None:
+        return []
+    try:
+        names = sorted(os.listdir(host_path(root, inside)))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        folder = resolve_in_root(root, f"{inside}/{name}")
+        try:
+            if folder is not None and is_library_dir(os.listdir(host_path(root, folder))):
+                out.append(name)
+        except OSError:
+            continue
+    return out
+
+
+def scanned_folders(root: str, ollama_lib: str, env: Mapping[str, str]) -> list[str]:
+    """The library folders `ollama serve` bootstraps in turn: only the pinned one when OLLAMA_LLM_LIBRARY
+    names a folder (none when it names no folder); every one when unset or an mlx_* name (exempt from
+    the pin), Vulkan folders only when OLLAMA_VULKAN is not false (v0.32.15 discover/runner.go:98-106)."""
+    folders = library_folders(root, ollama_lib)
+    requested = env.get("OLLAMA_LLM_LIBRARY", "")
+    if requested and not requested.startswith("mlx_"):
+        return [f for f in folders if f == requested]
+    if env.get("OLLAMA_VULKAN", "").strip().lower() in ("0", "f", "false"):  # strconv.ParseBool
+        folders = [f for f in folders if "vulkan" not in f]
+    return folders
+
+
 def cuda_major(library: str) -> str:
     """The CUDA major of a variant folder (`cuda_v13` -> "13"); cuda_v12 for anything else."""
     return "13" if library.endswith("13") else "12"

@@ -8,6 +8,7 @@ from typing import Mapping
 from fixer.facts.linker import resolve_in_root
 from fixer.facts.paths import host_path
 from fixer.model.profile import Profile
+from fixer.model.proof import Level
 from fixer.model.verify import Check, VerifyReport
 
 LAYERS = ("environment", "static", "load", "runner")  # the runner-engine generation's (v0.13-v0.24)
@@ -61,7 +62,8 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
     env, mlx_note = mlx.process_env(root, spec.ollama_lib, env, generations.parse_version(installation.version))
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
-                          f"{spec.library}/{spec.backend}", installation=installation.to_dict())
+                          f"{spec.library}/{spec.backend}", installation=installation.to_dict(),
+                          unmodeled=generations.unmodeled(installation.version))
     generation = generations.by_name(installation.generation)
     checks = CHECKS_BY_GENERATION[generation.name](installation)
     refusal = probe_refusal(root, probe)
@@ -71,8 +73,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     with (progress or Progress()).task(f"verify {report.backend}", len(chosen_layers)) as step:
         for layer in chosen_layers:
             if layer in PROBES and refusal:
-                report.not_run.append(f"{layer}: {refusal}")
-                report.checks.append(Check(layer, "skip", f"not run: {refusal}"))
+                report.checks.append(Check(layer, "skip", f"not run: {refusal}", flag=_probe_flag(root, refusal)))
                 step(f"{layer}: not run")
                 continue
             check = checks[layer](root, spec, dict(env), user, timeout, unit)
@@ -83,6 +84,12 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
             report.checks.append(check)
             step(f"{layer}: {check.status}")
     return report
+
+
+def _probe_flag(root: str, refusal: str) -> str:
+    if root == "/":
+        return "drop --no-probe"
+    return "run as root" if "needs root" in refusal else "--probe"
 
 
 def _llama_server_checks(installation) -> dict:
@@ -251,63 +258,43 @@ CHECKS = {"environment": check_environment, "static": check_static, "load": chec
 CHECKS_BY_GENERATION = {"runner-engine": lambda installation: CHECKS, "llama-server": _llama_server_checks}
 
 
-def check_service(root: str, profile: Profile, timeout: float = 120.0, echo=None) -> Check:
-    """Restart the unit and follow its journal until Ollama's "inference compute" line (live root only)."""
-    import json
-    import time
-
-    from fixer import system
-    from fixer.ollama.logs import summarize
-
-    scope, unit = profile.service.scope, profile.service.unit
-    if not system.systemd_live(root, scope):
-        return Check("service", "skip", "no running service manager for this root (--service needs the live root)")
-    since = time.strftime("%Y-%m-%d %H:%M:%S")
-    system.systemctl(scope, "restart", unit)
-    pid = _main_pid(scope, unit)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = _lines_of(system.journal(unit, scope, since=since), pid)
-        summary = summarize(text).to_dict()
-        compute = summary.get("compute") or []
-        if compute:
-            evidence = [json.dumps(c, sort_keys=True) for c in compute]
-            if any(str(c.get("library", "")).lower() == "cuda" for c in compute):
-                return Check("service", "pass", f"{unit} reports library=CUDA", evidence)
-            return Check("service", "fail", f"{unit} fell back to the CPU", evidence,
-                         "Ollama's discovery found no usable GPU (see `vgpu-fix doctor`)",
-                         "run `vgpu-fix doctor` for the cause and the profile setting that fixes it")
-        if echo:
-            echo(f"  waiting for {unit}'s \"inference compute\" line ({int(deadline - time.monotonic())} s left)")
-        time.sleep(2)
-    return Check("service", "fail", f"no \"inference compute\" line from {unit} within {timeout:.0f} s", [],
-                 "discovery hung or the service did not start", "check `journalctl -u ollama`")
+def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None,
+                    restarted=None, service_check: bool = True, service_timeout: float | None = None,
+                    model: str | None = None, level: Level | None = None) -> VerifyReport:
+    """The report `apply` judges after its changes (and again after an automatic rollback). Where the
+    run restarted the unit on the live root (`restarted`), the restarted service is checked too and is
+    the arbiter; `model` adds the model level."""
+    report = verify(root, profile, probe=probe, progress=progress)
+    if restarted is not None and service_check:
+        add_service_level(report, root, profile, restarted=restarted, timeout=service_timeout, model=model,
+                          progress=progress)
+    elif model:
+        report.checks.append(Check("service", "skip", "not run: " + (
+            "--no-service-check" if not service_check else "this run did not restart the unit on the live root"),
+            flag="apply restarts the unit on the live root when its drop-in changes; `verify --service` does"))
+    report.asked = level or default_asked(report, service=restarted is not None and service_check, model=model)
+    return report
 
 
-def _main_pid(scope: str, unit: str) -> str | None:
-    from fixer import system
+def add_service_level(report: VerifyReport, root: str, profile: Profile, *, restarted=None,
+                      timeout: float | None = None, model: str | None = None, progress=None) -> None:
+    """Append the service check (and the model check after it) to `report`."""
+    from fixer.progress import Progress
+    from fixer.verify.model_load import check_after_service
+    from fixer.verify.service import check_service
 
-    pid = system.systemctl(scope, "show", "--property=MainPID", "--value", unit).strip()
-    return pid if pid.isdigit() and pid != "0" else None
-
-
-def _lines_of(journal_json: str, pid: str | None) -> str:
-    """The JSON journal lines logged by process `pid` (the restarted `ollama serve`, which logs the
-    "inference compute" line): the instance before the restart may have logged in the same second."""
-    import json
-
-    if pid is None:
-        return journal_json
-    kept = []
-    for line in journal_json.splitlines():
-        try:
-            if json.loads(line).get("_PID") == pid:
-                kept.append(line)
-        except ValueError:
-            continue
-    return "\n".join(kept)
+    with (progress or Progress()).task(f"waiting for {profile.service.unit}'s \"inference compute\" line") as step:
+        serviced = check_service(root, profile, report.env, restarted=restarted, timeout=timeout, echo=step)
+    report.checks.append(serviced)
+    if model or serviced.status == "pass":
+        report.checks.append(check_after_service(serviced, report.env, model))
 
 
-def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None) -> VerifyReport:
-    """The report `apply` checks after its changes (and again after an automatic rollback)."""
-    return verify(root, profile, probe=probe, progress=progress)
+def default_asked(report: VerifyReport, *, service: bool, model: str | None) -> Level:
+    """The level a run asks for when the operator names none: the model level with a model; the service
+    level where the service is checked, or where verify's model does not cover the installed release."""
+    if model:
+        return Level.MODEL
+    if service or report.unmodeled:
+        return Level.SERVICE
+    return Level.MODELED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -287,14 +288,30 @@ def test_a_failed_verify_fails_the_task_and_reports_the_rollback(ansible):
     pytest.importorskip("fixer.verify.layers")
     root = ansible.host("alpha")  # the seed's libraries are placeholders: the backend cannot load
     before = snapshot_tree(root)
-    run = ansible.play([apply_task(verify=True)])
+    run = ansible.play([apply_task(verify=True, level="files")])  # a copy: the static level at most
     assert run.rc == 2
     result = run.result()
     assert result["changed"] is False
     assert result["msg"].startswith("verify failed after apply; generation 1 was rolled back")
     assert result["generation"] == 1
-    assert result["verify"]["ok"] is False
+    assert result["verify"]["ok"] is False and result["verify"]["outcome"] == "failed"
+    assert result["proof"]["asked"] == "files" and result["proof"]["reached"] is None
+    reports = json.dumps([result["verify"], result["verify_after_rollback"]])
+    assert "checks" not in result["verify"] and "checks" not in result["verify_after_rollback"]
+    assert len(reports) < 4000  # verdicts only without full_reports
     assert snapshot_tree(root) == before
+
+
+def test_an_apply_to_a_copy_without_probes_fails_before_any_change(ansible):
+    pytest.importorskip("fixer.verify.layers")
+    root = ansible.host("alpha")
+    before = whole_tree(root)
+    run = ansible.play([apply_task(verify=True)])
+    assert run.rc == 2
+    result = run.result()
+    assert result["msg"].startswith(f"refusing to apply to {root}: verify could reach only the files level")
+    assert result["exit_code"] == 12 and result["changed"] is False
+    assert whole_tree(root) == before
 
 
 def test_state_verified_fails_when_the_backend_does_not_load_and_changes_nothing(ansible):
@@ -304,20 +321,23 @@ def test_state_verified_fails_when_the_backend_does_not_load_and_changes_nothing
     run = ansible.play([apply_task(state="verified")])
     assert run.rc == 2
     result = run.result()
-    assert result["msg"].startswith("verify failed: the CUDA backend does not load; cause: ")
+    assert result["msg"].startswith("FAILED: cuda_v12/libggml-cuda.so does not load: ")
+    assert result["msg"].endswith("level reached: none (asked: modeled)")
     assert result["verify"]["ok"] is False and result["changed"] is False
     assert whole_tree(root) == before
 
 
 def test_the_module_never_executes_an_untrusted_roots_files_unless_probe_is_true(ansible):
     ansible.host("alpha")
-    run = ansible.play([apply_task(state="verified")])
+    run = ansible.play([apply_task(state="verified", full_reports=True)])
     report = run.result()["verify"]
     assert {c["name"]: c["status"] for c in report["checks"]}["load"] == "skip"
-    assert report["not_run"][0] == "load: a root other than / is untrusted: its files are executed only with --probe"
-    assert report["proven"] is False
-    probed = ansible.play([apply_task(state="verified", probe=True)]).result()["verify"]
-    assert probed["not_run"] == [] and {c["name"] for c in probed["checks"]} >= {"load", "runner"}
+    modeled = next(r for r in report["not_reached"] if r["level"] == "modeled")
+    assert modeled["why"] == "load not run: a root other than / is untrusted: its files are executed only with --probe"
+    assert report["ok"] is False
+    probed = ansible.play([apply_task(state="verified", probe=True, full_reports=True)]).result()["verify"]
+    assert not any(c["status"] == "skip" for c in probed["checks"])
+    assert {c["name"] for c in probed["checks"]} >= {"load", "runner"}
 
 
 def test_a_rollback_that_fails_part_way_fails_the_task_as_changed(ansible):

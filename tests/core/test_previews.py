@@ -63,15 +63,19 @@ def test_rollback_dry_run_with_nothing_applied_is_invalid_input(cli, seed_root):
 
 
 def test_history_show_tells_changes_profile_and_verify_result(cli, seed_root):
-    result = cli("apply", "--root", seed_root, "--json")  # verify fails on the placeholder libraries
+    # the static level alone, which fails on the placeholder libraries
+    result = cli("apply", "--root", seed_root, "--json", "--level", "files")
     assert result.returncode == 6
     doc = json.loads(cli("history", "show", "1", "--root", seed_root, "--json").stdout)
     assert doc["generation"] == 1 and doc["status"] == "rolled_back" and doc["profile"] == "h100-vgpu"
     assert {c["path"] for c in doc["changes"]} >= {DROPIN, "/etc/ld.so.preload"}
-    assert doc["verify"]["ok"] is False and "not an ELF file" in doc["verify"]["cause"]
+    verify = doc["verify"]
+    assert verify["ok"] is False and verify["outcome"] == "failed" and "not an ELF file" in verify["cause"]
+    assert verify["asked"] == "files" and verify["reached"] is None
     text = cli("history", "show", "1", "--root", seed_root).stdout
     assert text.splitlines()[0].startswith("generation 1: rolled_back, profile h100-vgpu")
-    assert f"+ dropin        {DROPIN}" in text and "verify at " in text and "FAIL: " in text
+    assert f"+ dropin        {DROPIN}" in text and "verify at " in text
+    assert "FAILED: cuda_v12/libggml-cuda.so does not load" in text and "level reached: none (asked: files)" in text
 
 
 def test_history_show_of_a_generation_applied_without_verify(cli, seed_root):

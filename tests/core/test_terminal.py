@@ -4,6 +4,7 @@ backend cannot be proven to load fails in one line that says what to do."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -53,11 +54,23 @@ def test_no_progress_in_a_pipe_or_under_json(seed_root, many_links, how):
     assert "\x1b[" not in session.piped
 
 
-def test_a_copy_whose_backend_cannot_be_proven_fails_in_one_line(seed_root):
+def test_a_copy_that_cannot_be_proven_is_refused_in_one_line_before_any_change(seed_root):
     session = terminal.run(["apply", "--root", seed_root], stdout_tty=False, stderr_tty=False)
+    assert session.returncode == 12
+    lines = session.piped.strip().splitlines()
+    assert len(lines) == 1, session.piped
+    assert lines[0].startswith(f"vgpu-fix apply: error: refusing to apply to {seed_root}: verify could reach only "
+                               "the files level there, and modeled was asked")
+    assert "nothing was changed" in lines[0]
+    assert all(flag in lines[0] for flag in ("--probe", "--level files", "--no-verify"))
+    assert not os.path.exists(os.path.join(seed_root, "var/lib/vgpu-fix"))
+
+
+def test_a_copy_whose_static_level_fails_is_rolled_back_in_one_line(seed_root):
+    session = terminal.run(["apply", "--root", seed_root, "--level", "files"], stdout_tty=False, stderr_tty=False)
     assert session.returncode == 6
     lines = session.piped.strip().splitlines()
     assert len(lines) == 1, session.piped
-    assert lines[0].startswith(f"vgpu-fix apply: error: could not prove cuda_v12/libggml-cuda.so loads under {seed_root} (")
+    assert lines[0].startswith(f"vgpu-fix apply: error: verify failed: cuda_v12/libggml-cuda.so does not load under {seed_root} (")
     assert "generation 1 was rolled back" in lines[0] and "--no-verify" in lines[0]
     assert "`vgpu-fix verify --help`" in lines[0] and f"`vgpu-fix verify --root {seed_root}`" in lines[0]

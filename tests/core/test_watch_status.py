@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -139,11 +140,10 @@ def test_watch_check_reapplies_when_the_profile_says_so(cli, seed_root, tmp_path
     cli("watch", "enable", "--root", seed_root, "-p", str(path), "--no-verify")
     os.unlink(os.path.join(seed_root, "opt/vgpu/lib/libcuda.so.1"))
     result = cli("watch", "check", "--root", seed_root, "-p", str(path))
-    # The re-apply runs through apply's verify, which the placeholder libraries fail: it is undone.
-    assert result.stdout.splitlines()[1] == ("vgpu-fix watch: re-apply: failed: verify failed after apply; "
-                                             "generation 2 was rolled back (1 path(s) restored)")
+    # The re-apply runs through apply's verify, which cannot run a copy's files: refused before any change.
+    assert result.stdout.splitlines()[1].startswith(f"vgpu-fix watch: re-apply: failed: refusing to apply to {seed_root}")
     assert [g["status"] for g in json.loads(cli("history", "--root", seed_root, "--json").stdout)["generations"]] == [
-        "applied", "rolled_back"]
+        "applied"]
 
 
 def test_settle_waits_until_the_watched_paths_stop_changing(tmp_path):
@@ -199,26 +199,41 @@ def test_status_reports_drift_after_an_upgrade_like_change(cli, seed_root):
     assert "drift: 1 change(s) pending: /opt/vgpu/lib/libnvidia-ml.so.1" in cli("status", "--root", seed_root).stdout
 
 
-def test_prometheus_textfile_is_written_atomically_with_the_three_metrics(cli, seed_root, tmp_path):
+def _samples(text: str) -> dict[str, tuple[dict, float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.name: (s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_prometheus_textfile_is_written_atomically_and_says_the_level_reached(cli, seed_root, tmp_path):
     cli("apply", "--root", seed_root, "--no-verify")
-    cli("verify", "--root", seed_root)
+    assert cli("verify", "--root", seed_root).returncode == 9  # the placeholder libraries fail the files level
     (tmp_path / "textfiles").mkdir()
     out = tmp_path / "textfiles/vgpu_fix.prom"
     out.write_text("old\n")
     inode = out.stat().st_ino
     assert cli("status", "--root", seed_root, "--prometheus", str(out)).returncode == 0
-    text = out.read_text()
-    labels = f'profile="h100-vgpu",root="{seed_root}"'
-    assert f'vgpu_fix_verify_ok{{{labels},backend="cuda_v12/libggml-cuda.so"}} 0' in text
-    assert f"vgpu_fix_drift{{{labels}}} 0" in text and f"vgpu_fix_generation{{{labels}}} 1" in text
+    samples = _samples(out.read_text())
+    labels, value = samples["vgpu_fix_verify_ok"]
+    assert value == 0 and labels["backend"] == "cuda_v12/libggml-cuda.so" and labels["asked"] == "modeled"
+    assert samples["vgpu_fix_verify_level"][1] == 0 and labels["reached"] == ""
+    assert samples["vgpu_fix_verify_asked_level"][1] == 2
+    assert abs(samples["vgpu_fix_last_verify_timestamp_seconds"][1] - time.time()) < 600
+    assert samples["vgpu_fix_ollama_info"][1] == 1 and samples["vgpu_fix_ollama_info"][0]["generation"]
+    assert samples["vgpu_fix_drift"] == ({"profile": "h100-vgpu", "root": seed_root}, 0)
+    assert samples["vgpu_fix_generation"][1] == 1
     assert out.stat().st_ino != inode and stat.S_IMODE(out.stat().st_mode) == 0o644  # replaced by rename
     assert [p.name for p in out.parent.iterdir()] == ["vgpu_fix.prom"]  # no temp file left
 
 
-def test_a_never_verified_host_has_no_verify_metric(cli, seed_root, tmp_path):
+def test_a_never_verified_host_has_verify_series_of_zero(cli, seed_root, tmp_path):
     out = tmp_path / "m.prom"
     cli("status", "--root", seed_root, "--prometheus", str(out))
-    assert "vgpu_fix_verify_ok" not in out.read_text() and "vgpu_fix_drift{" in out.read_text()
+    samples = _samples(out.read_text())
+    for name in ("vgpu_fix_verify_ok", "vgpu_fix_verify_level", "vgpu_fix_verify_asked_level",
+                 "vgpu_fix_last_verify_timestamp_seconds"):
+        assert samples[name][1] == 0, name
+    assert "vgpu_fix_drift" in samples
 
 
 def test_prometheus_into_a_missing_directory_is_invalid_input(cli, seed_root, tmp_path):

@@ -27,7 +27,7 @@ def test_apply_fixes_the_seed_situation_and_verify_proves_it(make_host, cli):
     assert doc["changed"] and doc["verify"]["ok"]
     assert {c["name"]: c["status"] for c in doc["verify"]["checks"]}["load"] == "pass"
     verified = cli("verify", "--root", root, "--probe")
-    assert verified.returncode == 0 and "verdict: cuda_v12/libggml-cuda.so loads" in verified.stdout
+    assert verified.returncode == 0 and "verdict: passed at modeled: cuda_v12/libggml-cuda.so loads" in verified.stdout
 
 
 def test_apply_rolls_back_when_the_backend_still_does_not_load(make_host, cli):

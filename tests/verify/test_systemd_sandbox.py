@@ -100,7 +100,7 @@ def test_the_drop_in_from_apply_lifts_the_restriction(scenario):
     assert not any(p.startswith("InaccessiblePaths") for p in properties)  # reset by the drop-in
     # Capabilities are an opt-in (issue 12 item 4): none granted, the bounding set never narrowed.
     assert not any(p.startswith(("AmbientCapabilities", "CapabilityBoundingSet")) for p in properties)
-    assert found["service"]["summary"] == "ollama.service reports library=CUDA"
+    assert found["service"]["summary"] == "ollama.service reports 1 GPU(s), library=CUDA"
 
 
 def test_a_hang_or_a_crash_inside_the_transient_unit_is_a_clean_failure(scenario):

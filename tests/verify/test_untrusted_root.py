@@ -43,26 +43,42 @@ def image(make_host, native, outside):
 def test_without_opt_in_verify_runs_nothing_from_the_image_and_says_what_it_left_out(image, outside, cli):
     result = cli("verify", "--root", image, "--profile", "h100-vgpu", "--json")
     doc = json.loads(result.stdout)
+    assert result.returncode == 12  # nothing failed, modeled was asked and not reached
     assert "planted:" not in result.stdout + result.stderr
     assert not os.path.exists(outside)
     report = doc["verify"]
-    assert report["proven"] is False
-    assert report["not_run"] == [
-        "load: a root other than / is untrusted: its files are executed only with --probe",
-        "runner: a root other than / is untrusted: its files are executed only with --probe"]
+    assert report["ok"] is False and report["outcome"] == "not_proven"
+    assert (report["asked"], report["reached"]) == ("modeled", "files")
+    missing = {r["level"]: r for r in report["not_reached"]}
+    assert missing["modeled"] == {
+        "level": "modeled", "asked": True, "flag": "--probe",
+        "why": "load not run: a root other than / is untrusted: its files are executed only with --probe"}
+    assert missing["service"]["asked"] is False and missing["service"]["why"] == "not asked"
     assert {c["name"]: c["status"] for c in report["checks"]}["load"] == "skip"
     text = cli("verify", "--root", image, "--profile", "h100-vgpu").stdout
     assert "[skip] load: not run: a root other than / is untrusted" in text
-    assert "is NOT proven to load" in text
+    assert "verdict: NOT PROVEN: level reached: files (asked: modeled); modeled: load not run" in text
+    assert "[--probe]" in text
 
 
-def test_apply_verifying_without_probes_does_not_claim_verified(image, outside, cli):
+def test_apply_verifying_without_probes_is_refused_before_any_change(image, outside, cli):
     result = cli("apply", "--root", image, "--profile", "h100-vgpu", "--no-restart", "--force", "--json")
     doc = json.loads(result.stdout)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 12, result.stdout + result.stderr
     assert not os.path.exists(outside) and "planted:" not in result.stdout + result.stderr
-    assert "not verified: load: a root other than / is untrusted" in doc["msg"]
-    assert doc["verify"]["proven"] is False
+    assert doc["changed"] is False and doc["failed"] is True and doc["exit_code"] == 12
+    assert doc["msg"].startswith(f"refusing to apply to {image}: verify could reach only the files level")
+    assert not os.path.exists(os.path.join(image, "var/lib/vgpu-fix"))
+
+
+def test_apply_asking_only_for_the_files_level_keeps_its_changes_and_says_so(image, outside, cli):
+    result = cli("apply", "--root", image, "--profile", "h100-vgpu", "--no-restart", "--force", "--json",
+                 "--level", "files")
+    doc = json.loads(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert doc["proof"]["asked"] == "files" and doc["proof"]["reached"] == "files"
+    assert doc["proof"]["outcome"] == "passed" and "passed at files" in doc["msg"]
+    assert "nothing was executed" in doc["msg"] and not os.path.exists(outside)
 
 
 @pytest.mark.root

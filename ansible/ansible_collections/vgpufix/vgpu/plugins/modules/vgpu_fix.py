@@ -67,8 +67,40 @@ options:
       - Unset, probes run on the live root C(/) only. Any other O(root) is untrusted data; its files
         run only with V(true), and then only as an unprivileged user (the unit's C(User=) if it
         exists here, else C(nobody)) in new user, PID, network and mount namespaces, read-only.
-      - Without probes, RV(verify.proven) is false and RV(msg) says the backend was not verified.
+      - Without probes a root other than C(/) reaches only the V(files) proof level, so the task is
+        refused before any change unless O(level=files) (or O(verify=false)).
     type: bool
+  level:
+    description:
+      - The proof level the task requires, as C(vgpu-fix --level); RV(proof) says which was reached.
+        V(files) is ELF and loader resolution with nothing executed; V(modeled) runs the root's
+        programs sandboxed the way its Ollama runs them; V(service) reads the restarted unit's own
+        discovery lines (live root only); V(model) loads a model with C(size_vram > 0) (needs O(model)).
+      - Unset, V(service) where the task restarts the unit on the live root, V(model) with O(model),
+        else V(modeled). A level asked but not reached fails the task (RV(proof.outcome) V(not_proven)).
+    type: str
+    choices: [files, modeled, service, model]
+  service_check:
+    description:
+      - After restarting the unit on the live root, judge by the restarted service's own discovery
+        result in its journal; a CPU fallback, a crash loop or no result in time rolls back.
+    type: bool
+    default: true
+  service_timeout:
+    description:
+      - Seconds to wait for the restarted service's discovery result (default, the budget Ollama's
+        own discovery has on the host, plus start-up).
+    type: float
+  model:
+    description:
+      - Also load this model through the service's API and require C(size_vram > 0) (the V(model) level).
+    type: str
+  full_reports:
+    description:
+      - Return the full verify reports (every check's evidence) in RV(verify) and
+        RV(verify_after_rollback). Off, they hold only the verdict, so a failing host's task output stays short.
+    type: bool
+    default: false
   force:
     description:
       - With O(state=applied), replace paths of the wrong type (a file where a symlink belongs),
@@ -172,9 +204,20 @@ changes:
       after: {kind: symlink, target: libvgpu-cuda.so}
       reason: link to libvgpu-cuda.so
 verify:
-  description: The verify report (key C(ok) and the checks), or null when verification did not run.
+  description:
+    - The verify verdict (C(outcome), C(asked), C(reached), C(not_reached), C(backend), C(cause)), or
+      null when verification did not run; the whole report with every check under O(full_reports).
   returned: always
   type: dict
+proof:
+  description:
+    - The proof levels of the verify, or null when it did not run. C(asked) and C(reached) are
+      V(files), V(modeled), V(service), V(model) (C(reached) null when none); C(outcome) is V(passed),
+      V(failed) or V(not_proven); C(not_reached) lists each level above C(reached) with C(why) and the
+      C(flag) or option that reaches it.
+  returned: always
+  type: dict
+  sample: {asked: service, reached: service, outcome: passed, not_reached: [{level: model, asked: false, why: not asked, flag: "--model NAME (after the service level)"}]}
 diff:
   description: Ansible's diff list, one entry per changing path, headers naming the path and its state.
   returned: when run with --diff
@@ -232,7 +275,8 @@ try:
     from fixer import core
     from fixer.errors import Conflict, FixerError, RollbackFailed
     from fixer.plan import Change, Plan
-    from fixer.render import ansible_diff, dumps, failure, result
+    from fixer.model.proof import Level
+    from fixer.render import ansible_diff, dumps, failure, proof_line, result
 except ImportError:
     FIXER_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -244,6 +288,9 @@ INSTALL_HINT = (
     "or point ansible_python_interpreter at a Python that has it"
 )
 
+# What RV(verify) keeps of a report without O(full_reports).
+VERDICT_KEYS = ("outcome", "asked", "reached", "not_reached", "ok", "backend", "cause", "fix", "overruled")
+
 ARGUMENT_SPEC = dict(
     **PROFILE_OPTIONS,
     state=dict(type="str", default="applied", choices=["applied", "rolled_back", "verified"]),
@@ -254,6 +301,11 @@ ARGUMENT_SPEC = dict(
     force=dict(type="bool", default=False),
     rollback_to=dict(type="int"),
     lock_timeout=dict(type="float", default=0.0),
+    level=dict(type="str", choices=["files", "modeled", "service", "model"]),
+    service_check=dict(type="bool", default=True),
+    service_timeout=dict(type="float"),
+    model=dict(type="str"),
+    full_reports=dict(type="bool", default=False),
 )
 
 
@@ -289,12 +341,14 @@ class Task:
             msg = f"check mode: {count} change(s) would be made" if count else "host already converged"
             return self.result(changed=bool(count), msg=msg, plan=plan)
         outcome = core.apply(profile, self.root, force=p["force"], restart=p["restart"],
-                             lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"])
+                             lock_timeout=p["lock_timeout"], verify=p["verify"], probe=p["probe"], **self.proof_options())
         msg = f"applied generation {outcome.generation}" if outcome.changed else "host already converged"
-        if outcome.verify is not None and not outcome.verify.proven:
-            msg += "; not verified: " + "; ".join(outcome.verify.not_run or ["see verify"])
-        return self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
-                           verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
+        doc = self.result(changed=outcome.changed, msg=msg, plan=outcome.plan, generation=outcome.generation,
+                          verify=outcome.verify, messages=outcome.messages + outcome.post_actions)
+        if outcome.verify is not None and not outcome.verify.ok:
+            doc["msg"] = f"{msg}; {proof_line(outcome.verify.to_dict())}"
+            self.module.fail_json(**doc)
+        return doc
 
     def rolled_back(self):
         p = self.params
@@ -316,23 +370,27 @@ class Task:
             return self.result(changed=True, msg=f"check mode: would roll back generation(s) {numbers}",
                                generation=targets[-1].number if targets else None, restored=[], diff=diff)
         outcome = core.rollback(self.root, to=p["rollback_to"], force=p["force"], restart=p["restart"],
-                                lock_timeout=p["lock_timeout"])
+                                lock_timeout=p["lock_timeout"], service_check=p["service_check"],
+                                service_timeout=p["service_timeout"])
         msg = (f"rolled back to before generation {outcome.generation}" if targets
                else "; ".join(outcome.messages))
+        if outcome.verify is not None:
+            msg += "; the restored service: " + proof_line(outcome.verify.to_dict())
         return self.result(changed=True, msg=msg, generation=outcome.generation if targets else None,
-                           restored=outcome.restored, messages=outcome.messages, diff=diff)
+                           restored=outcome.restored, messages=outcome.messages, diff=diff, verify=outcome.verify)
 
     def verified(self):
         profile = self.load()
-        report = core.verifier(self.params["probe"])(profile, self.root)
+        report = core.verifier(self.params["probe"], **self.proof_options())(profile, self.root)
+        doc = self.result(changed=False, msg=proof_line(report.to_dict()), verify=report)
         if not report.ok:
-            doc = self.result(changed=False, msg="verify failed: the CUDA backend does not load" + _cause(report),
-                              verify=report)
             self.module.fail_json(**doc)
-        if not report.proven:
-            return self.result(changed=False, verify=report, msg="static checks pass; the CUDA backend is NOT proven "
-                               "to load: " + "; ".join(report.not_run))
-        return self.result(changed=False, msg="verified: the CUDA backend loads", verify=report)
+        return doc
+
+    def proof_options(self):
+        p = self.params
+        return {"service_check": p["service_check"], "service_timeout": p["service_timeout"], "model": p["model"],
+                "level": Level(p["level"]) if p["level"] else None}
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -356,6 +414,10 @@ class Task:
         """vgpu-fix's JSON document as Ansible returns it: plain data, warnings as module warnings."""
         doc = json.loads(dumps(doc))
         doc.pop("failed")
+        if not self.params["full_reports"]:
+            for key in ("verify", "verify_after_rollback"):
+                if doc.get(key):
+                    doc[key] = {k: doc[key].get(k) for k in VERDICT_KEYS}
         if diff is not None:
             doc["diff"] = diff
         if not self.module._diff:

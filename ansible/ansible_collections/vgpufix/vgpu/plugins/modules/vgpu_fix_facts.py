@@ -30,8 +30,10 @@ options:
     default: /
   prometheus:
     description:
-      - Also write node-exporter textfile metrics (C(vgpu_fix_verify_ok), C(vgpu_fix_drift),
-        C(vgpu_fix_generation), C(vgpu_fix_watch_enabled)) to this file on the target, atomically.
+      - Also write node-exporter textfile metrics (C(vgpu_fix_verify_ok), C(vgpu_fix_verify_level),
+        C(vgpu_fix_verify_asked_level), C(vgpu_fix_last_verify_timestamp_seconds), C(vgpu_fix_ollama_info),
+        C(vgpu_fix_drift), C(vgpu_fix_generation), C(vgpu_fix_watch_enabled); see docs/json.md) to this
+        file on the target, atomically.
     type: path
 attributes:
   check_mode:
@@ -51,7 +53,8 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: >-
       {{ inventory_hostname }}: Ollama {{ vgpu_fix.ollama.version or 'unknown' }},
-      verify {{ 'ok' if (vgpu_fix.last_verify.ok | default(false)) else 'FAILED or never run' }},
+      verify {{ (vgpu_fix.last_verify.outcome ~ ' at ' ~ (vgpu_fix.last_verify.reached or 'no level')
+                 ~ ' of ' ~ vgpu_fix.last_verify.asked) if vgpu_fix.last_verify else 'never run' }},
       drift {{ vgpu_fix.drift.pending }}
 """
 
@@ -64,7 +67,8 @@ ansible_facts:
     vgpu_fix:
       description:
         - The document of C(vgpu-fix status --json) (see docs/json.md); C(last_verify) and C(applied)
-          are null where vgpu-fix never verified or applied anything on the host.
+          are null where vgpu-fix never verified or applied anything on the host. C(last_verify.outcome)
+          is V(passed) only when the proof level asked (C(asked)) was reached (C(reached)).
       returned: always
       type: dict
       sample:
@@ -72,7 +76,8 @@ ansible_facts:
         ollama: {generation: runner-engine, version: 0.13.5, how: binary}
         applied: {generation: 3, profile: h100-vgpu, created: "2026-06-01T10:00:00+0000"}
         drift: {pending: 0, conflicts: 0, paths: []}
-        last_verify: {ok: true, backend: cuda_v12/libggml-cuda.so, cause: null, time: "2026-06-01T10:00:05+0000"}
+        last_verify: {ok: true, outcome: passed, asked: service, reached: service, not_reached: [],
+                      backend: cuda_v12/libggml-cuda.so, cause: null, time: "2026-06-01T10:00:05+0000"}
         watch: {unit: vgpu-fix-watch.path, installed: true, enabled: true, active: active}
 """
 
