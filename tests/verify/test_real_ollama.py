@@ -96,10 +96,13 @@ def lay_out(root: Path, host: Host, native, server: Path, binary: Path) -> dict[
 
 
 def verify_verdict(root: Path) -> tuple[str, dict]:
-    """verify's verdict in the real Ollama's terms: CUDA with the folder it models, or cpu."""
+    """verify's verdict in the real Ollama's terms: CUDA with the folder its discovery model keeps, cpu
+    when it fails, or "not proven" with the level it reached."""
     report = layers.verify(str(root), profiles.load("h100-vgpu", str(root)), probe=True).to_dict()
-    if not report["ok"]:
+    if report["outcome"] == "failed":
         return "cpu", report
+    if report["outcome"] != "passed":
+        return f"not proven (reached {report['reached']})", report
     discovery = next(c for c in report["checks"] if c["name"] == "discovery")
     return f"CUDA libdirs=ollama,{discovery['details']['folder'].rsplit('/', 1)[-1]}", report
 
@@ -111,6 +114,9 @@ def test_verify_agrees_with_the_real_ollama(host, tmp_path, native, llama_server
     said = real.library + (f" libdirs={real.libdirs}" if real.library == "CUDA" else "")
     assert said == host.ollama, f"the real Ollama: {real.computes}\n{real.log[-6000:]}"
     verdict, report = verify_verdict(tmp_path)
+    print(f"\nagreement | {host.name} | real Ollama: {said} | verify: {verdict}, level {report['reached']}")
     checks = {c["name"]: (c["status"], c.get("cause")) for c in report["checks"]}
     evidence = next(c["evidence"] for c in report["checks"] if c["name"] == "discovery")
     assert verdict == host.ollama, f"verify: {checks}\n{evidence}\nthe real Ollama: {real.computes}"
+    if said.startswith("CUDA"):  # off the live root the model is the highest level (service needs the live unit)
+        assert report["reached"] == "modeled", report["not_reached"]
