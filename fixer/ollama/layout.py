@@ -44,13 +44,20 @@ def library_folders(root: str, ollama_lib: str) -> list[str]:
     return out
 
 
+def pinned_library(env: Mapping[str, str]) -> str | None:
+    """The library folder OLLAMA_LLM_LIBRARY pins discovery to; unset, empty or an `mlx_*` value (the MLX
+    engine's variant) pins nothing (v0.32.15 discover/runner.go:100, v0.24.0 discover/runner.go:97)."""
+    requested = env.get("OLLAMA_LLM_LIBRARY", "")
+    return requested if requested and not requested.startswith("mlx_") else None
+
+
 def scanned_folders(root: str, ollama_lib: str, env: Mapping[str, str]) -> list[str]:
     """The library folders `ollama serve` bootstraps in turn: only the pinned one when OLLAMA_LLM_LIBRARY
     names a folder (none when it names no folder); every one when unset or an mlx_* name (exempt from
     the pin), Vulkan folders only when OLLAMA_VULKAN is not false (v0.32.15 discover/runner.go:98-106)."""
     folders = library_folders(root, ollama_lib)
-    requested = env.get("OLLAMA_LLM_LIBRARY", "")
-    if requested and not requested.startswith("mlx_"):
+    requested = pinned_library(env)
+    if requested:
         return [f for f in folders if f == requested]
     if env.get("OLLAMA_VULKAN", "").strip().lower() in ("0", "f", "false"):  # strconv.ParseBool
         folders = [f for f in folders if "vulkan" not in f]

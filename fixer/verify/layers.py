@@ -167,23 +167,12 @@ def preload_replacements(details: dict) -> list[str]:
     return out
 
 
-def library_folders(root: str, spec) -> list[str]:
-    """The subfolders of lib/ollama Ollama turns into library dirs (a `*ggml-*` file inside), sorted."""
-    return sorted(n for n in _listdir(root, spec.ollama_lib)
-                  if os.path.isdir(host_path(root, f"{spec.ollama_lib}/{n}")) and _has_ggml(root, spec, n))
-
-
-def pinned_library(env: Mapping[str, str]) -> str | None:
-    """The library folder OLLAMA_LLM_LIBRARY pins discovery to; an `mlx_*` value pins nothing (v0.32.15
-    discover/runner.go:100, v0.24.0 discover/runner.go:97)."""
-    requested = env.get("OLLAMA_LLM_LIBRARY") or None
-    return None if requested is None or requested.startswith("mlx_") else requested
-
-
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
-    folders = library_folders(root, spec)
-    requested = pinned_library(env)
+    from fixer.ollama import layout
+
+    folders = layout.library_folders(root, spec.ollama_lib)
+    requested = layout.pinned_library(env)
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
                 f"OLLAMA_LLM_LIBRARY={env.get('OLLAMA_LLM_LIBRARY', '(unset)')}"]
     if requested is None and env.get("OLLAMA_LLM_LIBRARY"):
@@ -239,18 +228,6 @@ def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
                      result.evidence, details=result.to_dict())
     return Check("runner", "fail", "Ollama's runner would not use the GPU", result.evidence, result.cause,
                  result.fix, result.to_dict())
-
-
-def _listdir(root: str, path: str) -> list[str]:
-    inside = resolve_in_root(root, path)
-    try:
-        return os.listdir(host_path(root, inside)) if inside else []
-    except OSError:
-        return []
-
-
-def _has_ggml(root: str, spec, folder: str) -> bool:
-    return any("ggml-" in n for n in _listdir(root, f"{spec.ollama_lib}/{folder}"))
 
 
 CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}

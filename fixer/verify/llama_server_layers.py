@@ -92,10 +92,10 @@ def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=Non
 def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """Discovery as Ollama runs it: the pinned folder, or unpinned every CUDA folder, keeping the one
     Ollama keeps (see ls.kept_folder)."""
-    from fixer.verify.layers import library_folders, pinned_library
+    from fixer.ollama import layout
 
-    folders = [spec.library] if pinned_library(env) else [f for f in library_folders(root, spec) if
-                                                          f.startswith("cuda_v")] or [spec.library]
+    scanned = [f for f in layout.scanned_folders(root, spec.ollama_lib, env) if f.startswith("cuda_v")]
+    folders = [spec.library] if layout.pinned_library(env) else scanned or [spec.library]
     results = [ls.run_discovery(root, env, spec.model_copy(update={"library": f}), installation, user=user,
                                 unit=unit) for f in folders]
     result = ls.kept_folder(results)

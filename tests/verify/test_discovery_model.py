@@ -62,7 +62,7 @@ def test_verify_takes_the_install_tree_from_execstart_not_the_profile(tmp_path, 
     (None, None),
 ])
 def test_what_ollama_llm_library_pins(value, pinned):
-    assert layers.pinned_library({} if value is None else {"OLLAMA_LLM_LIBRARY": value}) == pinned
+    assert ollama_layout.pinned_library({} if value is None else {"OLLAMA_LLM_LIBRARY": value}) == pinned
 
 
 def _result(folder: str, survivors: list[str]) -> DiscoveryResult:
