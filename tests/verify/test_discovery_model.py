@@ -101,3 +101,17 @@ def test_the_mlx_folder_every_ollama_process_prepends(tmp_path, native, env, fol
         assert out["LD_LIBRARY_PATH"].endswith(":/opt/vgpu/lib") and note
     else:
         assert out["LD_LIBRARY_PATH"] == "/opt/vgpu/lib" and note is None
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("process, loads", [("llama-server", True), ("ollama", False)])
+def test_the_load_probe_runs_under_the_name_of_the_process_it_stands_for(namespaces, tmp_path, native, process,
+                                                                         loads):
+    """A shim that swallows ggml's dlopen only in processes named `ollama*` (the field's): since v0.30 the
+    backend loads inside llama-server (v0.32.15 discover/llama_server.go:59-69), where it stays out."""
+    from fixer.model.profile import Verify
+    from fixer.verify.loadprobe import run_load_probe
+
+    root = layout.lay_out_v030(tmp_path, native, shim="cuda-shim-dlopen")
+    result = run_load_probe(str(root), layout.use_preload(root), Verify(), process=process)
+    assert result.ok is loads, result.evidence
