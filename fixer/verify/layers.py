@@ -245,10 +245,11 @@ def check_for_apply(profile: Profile, root: str, probe: bool | None = None, prog
     if restarted is not None and service_check:
         add_service_level(report, root, profile, restarted=restarted, timeout=service_timeout, model=model,
                           progress=progress)
-    elif model:
+    elif restarted is not None or model:
         report.checks.append(Check("service", "skip", "not run: " + (
             "--no-service-check" if not service_check else "this run did not restart the unit on the live root"),
-            flag="apply restarts the unit on the live root when its drop-in changes; `verify --service` does"))
+            flag="drop --no-service-check" if not service_check else
+            "apply restarts the unit on the live root when its drop-in changes; `verify --service` does"))
     report.asked = level or default_asked(report, service=restarted is not None and service_check, model=model)
     return report
 

@@ -77,6 +77,7 @@ def check_service(root: str, profile: Profile, env: dict[str, str], restarted: R
     until its "inference compute" lines: the GPU passes; the CPU, an exit or crash loop, or no line
     within Ollama's own discovery budget (or `timeout`) fails, with doctor's reading of the lines."""
     from fixer import system
+    from fixer.errors import ExternalCommandFailed
 
     scope, unit = profile.service.scope, profile.service.unit
     if not system.systemd_live(root, scope):
@@ -91,8 +92,12 @@ def check_service(root: str, profile: Profile, env: dict[str, str], restarted: R
     evidence = [f"{unit} restarted; main process {restarted.pid or '(none)'}", f"budget {budget:g} s: {reckoned}"]
     deadline = restarted.started + budget
     while True:
-        state = unit_state(scope, unit)
-        text = _lines_of(system.journal(unit, scope, since=restarted.since), restarted.pid)
+        try:
+            state = unit_state(scope, unit)
+            text = _lines_of(system.journal(unit, scope, since=restarted.since), restarted.pid)
+        except ExternalCommandFailed as exc:  # nothing to judge by: not proven, not failed
+            return Check("service", "skip", f"not run: could not read {unit}'s state or journal: {exc.message}",
+                         evidence, flag="make `systemctl show` and `journalctl` work for this user, then `verify --service`")
         judged = _judge(root, profile, unit, text, evidence)
         if judged is not None:
             return judged

@@ -149,3 +149,19 @@ def test_the_service_check_waits_as_long_as_ollamas_own_discovery_may_take(tmp_p
     assert scanned_folders(str(tmp_path), "/usr/local/lib/ollama", env) == folders
     budget, why = discovery_budget(str(tmp_path), profiles.load("h100-vgpu", str(tmp_path)), env)
     assert budget == seconds and f"{len(folders)} folder(s) scanned" in why
+
+
+def test_apply_told_not_to_check_the_restarted_service_says_so_in_the_level_reached(monkeypatch):
+    from fixer import profiles
+    from fixer.verify import layers
+    from fixer.verify.service import Restart
+
+    probed = report_of({**FILES, **MODELED}, "modeled", None)
+    monkeypatch.setattr(layers, "verify", lambda *a, **k: probed)
+    restarted = Restart("system", "ollama.service", "2026-12-06 02:00:00", "4242", 0.0)
+    report = layers.check_for_apply(profiles.load("h100-vgpu"), "/", restarted=restarted, service_check=False)
+    doc = report.to_dict()
+    assert (doc["asked"], doc["reached"], doc["outcome"]) == ("modeled", "modeled", "passed")
+    service = next(r for r in doc["not_reached"] if r["level"] == "service")
+    assert service == {"level": "service", "asked": False, "why": "service not run: --no-service-check",
+                       "flag": "drop --no-service-check"}

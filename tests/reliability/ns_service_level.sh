@@ -5,7 +5,8 @@
 # ollama.service (user scope, Restart=always) on the seed's broken host. The stand-in logs, with shell
 # builtins from its main process, the real "inference compute" lines of the Ollama generation named in
 # /etc/standin/generation: before vgpu-fix's drop-in (the seed's override still preloads the shims)
-# always the GPU line, so that a previous instance's line that counted would turn a failure into a pass; after it,
+# always the GPU line, at start and again when the restart stops it (after the restart began), so that a
+# previous instance's line that counted would turn a failure into a pass; after it,
 # what /etc/standin/mode says (gpu, cpu, crash, silent). Each CASE is GENERATION:MODE; for each, vgpu-fix
 # applies through the manager and, where the apply kept its changes, rolls back for the next case.
 set -euo pipefail
@@ -26,12 +27,15 @@ cat > /usr/local/bin/ollama-standin <<'STANDIN'
 #!/bin/sh
 say() { while IFS= read -r line; do printf '%s\n' "$line"; done < "$1"; }
 gen=$(read -r g < /etc/standin/generation; printf %s "$g")
-if [ -n "${LD_PRELOAD:-}" ]; then say "/etc/standin/$gen-gpu.log"; exec sleep 3600; fi
+if [ -n "${LD_PRELOAD:-}" ]; then  # before the drop-in: the GPU line at start, and again when stopped
+  trap 'say "/etc/standin/$gen-gpu.log"; exit 0' TERM
+  say "/etc/standin/$gen-gpu.log"; sleep 3600 & wait $!; exit 0
+fi
 mode=$(read -r m < /etc/standin/mode; printf %s "$m")
 case $mode in
   gpu|cpu) say "/etc/standin/$gen-$mode.log"; exec sleep 3600 ;;
   crash) say "/etc/standin/$gen-start.log"; printf 'SIGSEGV: segmentation violation\n'; exit 2 ;;
-  silent) say "/etc/standin/$gen-start.log"; exec sleep 3600 ;;
+  silent) exec sleep 3600 ;;  # hangs before it logs anything (a shim constructor that never returns)
 esac
 STANDIN
 chmod 0755 /usr/local/bin/ollama-standin
