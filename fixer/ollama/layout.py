@@ -76,11 +76,13 @@ def bundled_sonames(library: str) -> tuple[str, ...]:
 
 
 def guess_lib(root: str, binary: str | None) -> str:
-    """lib/ollama for the binary ExecStart names (its ../lib/ollama), else the first install location present."""
+    """lib/ollama for the binary ExecStart names (as Ollama finds it, lib_ollama_path), else the first
+    install location present."""
     candidates = []
     if binary and binary.startswith("/"):
-        real = resolve_in_root(root, binary, strict=False) or binary
-        candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
+        found = lib_ollama_path(root, binary)
+        if found != os.path.dirname(resolve_in_root(root, binary, strict=False) or binary):
+            candidates.append(found)
     candidates += list(LIB_CANDIDATES)
     return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
 
