@@ -328,8 +328,10 @@ def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_f
                          saved_from=saved_from, verify=verify, probe=probe, progress=progress, **proof)
     msg = (f"applied generation {outcome.generation}" if outcome.changed else "no changes: host already converged")
     report = outcome.verify
-    msg += "; verify: " + (proof_line(report.to_dict()) if report is not None else
-                           "not run (--no-verify)" if not verify and outcome.changed else "not needed")
+    if report is not None:
+        msg += "; verify: " + proof_line(report.to_dict())
+    elif outcome.changed and not verify:
+        msg += "; verify: not run (--no-verify)"
     unproven = report is not None and not report.ok
     doc = result(command, profile=prof.name, root=real, changed=outcome.changed, failed=unproven, msg=msg,
                  plan=outcome.plan, generation=outcome.generation, verify=outcome.verify,

@@ -68,6 +68,13 @@ ns_stop() {
   if [ -n "${JOURNALD:-}" ]; then kill -TERM "$JOURNALD" 2>/dev/null || true; wait "$JOURNALD" 2>/dev/null || true; fi
 }
 
+ns_seed_host() {  # the seed's broken host on / for a user-scope stand-in: no system unit, no global preload
+  PYTHONPATH=$REPO $PY -c 'from fixer.demo import build_seed_host; build_seed_host("/")'
+  rm -f /etc/systemd/system/ollama.service /etc/ld.so.preload
+  mkdir -p /etc/systemd/user/ollama.service.d
+  cp /etc/systemd/system/ollama.service.d/override.conf /etc/systemd/user/ollama.service.d/override.conf
+}
+
 ns_standin_unit() {  # a user-scope ollama.service whose "ollama serve" stays up; LINE: logged first, if given
   mkdir -p /etc/systemd/user/ollama.service.d /usr/local/bin
   { echo '#!/bin/sh'; [ -n "${1:-}" ] && printf "echo '%s'\n" "$1"; echo 'exec sleep 3600'; } > /usr/local/bin/ollama-standin

@@ -13,10 +13,8 @@ ns_overlays
 ns_cgroup
 ns_journald
 
-PYTHONPATH=$REPO $PY -c 'from fixer.demo import build_seed_host; build_seed_host("/")'
-rm -f /etc/systemd/system/ollama.service /etc/ld.so.preload  # the stand-in is a user unit; no global preload here
+ns_seed_host
 ns_standin_unit 'time=2026-02-26T04:45:48.892-05:00 level=INFO source=types.go:60 msg="inference compute" id=cpu library=cpu'
-cp /etc/systemd/system/ollama.service.d/override.conf /etc/systemd/user/ollama.service.d/override.conf
 
 ns_manager
 ns_wait_bus || true

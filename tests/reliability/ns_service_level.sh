@@ -18,10 +18,8 @@ ns_overlays
 ns_cgroup
 ns_journald
 
-PYTHONPATH=$REPO $PY -c 'from fixer.demo import build_seed_host; build_seed_host("/")'
-rm -f /etc/systemd/system/ollama.service /etc/ld.so.preload  # the stand-in is a user unit; no global preload here
-mkdir -p /etc/systemd/user/ollama.service.d /usr/local/bin /etc/standin
-cp /etc/systemd/system/ollama.service.d/override.conf /etc/systemd/user/ollama.service.d/override.conf
+ns_seed_host
+mkdir -p /usr/local/bin /etc/standin
 cp "$(dirname "$0")/standin_lines/"*.log /etc/standin/
 cat > /usr/local/bin/ollama-standin <<'STANDIN'
 #!/bin/sh
