@@ -209,7 +209,11 @@ def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
-    result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
+    from fixer.ollama.runner_engine import PASS_BUDGET
+
+    # The backend loads inside the runner's first pass: Ollama's budget, not the profile's.
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout if timeout is not None else PASS_BUDGET,
+                            unit=unit)
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend}", result.evidence,
                      details=result.to_dict())

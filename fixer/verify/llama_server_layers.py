@@ -46,8 +46,9 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
         return Check("load", "skip", "no backend to load")
     # Since v0.30 the backend is loaded, and CUDA initialised, inside llama-server (v0.32.15
     # discover/llama_server.go:59-69): a shim that interposes only in `ollama*` processes stays out.
-    result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit,
-                            child_env=_env(installation, spec, env), process="llama-server")
+    # Within the folder's budget (ls.FOLDER_BUDGET), not the profile's.
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout if timeout is not None else ls.FOLDER_BUDGET,
+                            unit=unit, child_env=_env(installation, spec, env), process="llama-server")
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend} with llama-server's "
                      "environment", result.evidence, details=result.to_dict())

@@ -9,6 +9,7 @@ import pytest
 
 from fixer.model.profile import Verify
 from fixer.ollama.runner_engine import run_runner_probe
+from fixer.verify.layers import check_load
 from tests.native import layout
 from tests.verify.test_linker import libpath, no_libcuda_link, preload_dlopen_interposer
 from tests.verify.test_loadprobe import two_devices
@@ -106,6 +107,9 @@ def test_a_22_s_cuda_init_fits_the_30_s_ollama_gives_each_pass(namespaces, make_
     """v0.24.0 discover/runner.go:86 (first pass, per folder) and :124 (second pass): 30 s each, whatever
     the profile's verify.timeout (20 s here) says; a shim that needs 22 s to initialise CUDA works."""
     root = make_host(shim="cuda-shim-22s")
-    result = run_runner_probe(str(root), layout.use_library_path(root), SPEC)
+    env = layout.use_library_path(root)
+    result = run_runner_probe(str(root), env, SPEC)
     assert result.ok, result.evidence
     assert all(20 < p.duration < 30 for p in result.passes), [p.duration for p in result.passes]
+    load = check_load(str(root), SPEC, env, None, None)  # the backend loads within the runner's first pass
+    assert load.status == "pass", load.evidence
