@@ -52,6 +52,10 @@ ProbeOpt = typer.Option(
     None, "--probe/--no-probe",
     help="Execute the root's files (ollama, libggml-*.so, preloads) to prove the backend loads. Default: on for "
          "the live root /, off for any other root (untrusted: then only as an unprivileged user in namespaces).")
+ProbeUserOpt = typer.Option(
+    "nobody", "--probe-user", metavar="ACCOUNT",
+    help="Off the live root, the local account --probe runs the root's files as (never root). The unit's "
+         "User= in an image names an account of this machine: it is reported, never adopted.")
 LockTimeoutOpt = typer.Option(0.0, "--lock-timeout", metavar="SECONDS",
                               help="Seconds to wait for another run's lock (default: fail at once).")
 YesOpt = typer.Option(False, "--yes", "-y", help="Change the live root without asking (needed without a terminal).")
@@ -109,15 +113,26 @@ def _seconds(name: str, value: Optional[float]) -> Optional[float]:
     return seconds(name, value)
 
 
-def _load(profile: str, root: str, sets: Optional[List[str]]):
+def _load(profile: str, root: str, sets: Optional[List[str]], say_source: bool = True):
+    """The validated profile; a site profile of the root that shadows a shipped one is said on stderr
+    (`say_source`: unless the command prints the plan, whose header says it)."""
     from fixer import profiles
 
     text = None
     if profile == profiles.STDIN:
         if sys.stdin.isatty():
             raise InvalidInput("--profile -: reads the profile from stdin, which is a terminal; pipe a profile in")
-        text = sys.stdin.buffer.read()
-    return profiles.load(profile, root, profiles.parse_overrides(sets or []), text=text)
+        from fixer.facts.reading import read_stdin
+
+        try:
+            text = read_stdin("--profile -", profiles.MAX_PROFILE_BYTES)
+        except OSError as exc:
+            raise InvalidInput(f"--profile - (stdin): {exc.strerror}") from None
+    loaded = profiles.load(profile, root, profiles.parse_overrides(sets or []), text=text)
+    source = profiles.shadowing(profile, root) if say_source else ""
+    if source:
+        typer.echo(f"note: profile from {source}", err=True)
+    return loaded
 
 
 def _confirm(root: str, yes: bool, shown: str, question: str, verb: str) -> bool:
@@ -237,7 +252,8 @@ def plan(
 
     def body() -> int:
         real = _root(root)
-        return _show_plan(_load(profile, real, sets), real, as_json, force, out, source=_source(profile, real))
+        return _show_plan(_load(profile, real, sets, say_source=False), real, as_json, force, out,
+                          source=_source(profile, real))
 
     _run("plan", as_json, root, profile, body)
 
@@ -263,6 +279,7 @@ def apply(
     restart: bool = RestartOpt,
     verify: bool = VerifyOpt,
     probe: Optional[bool] = ProbeOpt,
+    probe_user: str = ProbeUserOpt,
     service_check: bool = ServiceCheckOpt,
     service_timeout: Optional[float] = ServiceTimeoutOpt,
     model: Optional[str] = ModelOpt,
@@ -291,12 +308,12 @@ def apply(
         if plan_file:
             prof, saved = core.load_plan(plan_file)
         else:
-            prof = _load(profile or DEFAULT_PROFILE, real, sets)
+            prof = _load(profile or DEFAULT_PROFILE, real, sets, say_source=not dry_run)
         source = _source(profile or DEFAULT_PROFILE, real) if not plan_file else ""
         if dry_run:
             return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file, source=source)
         proof = {"service_check": service_check, "model": model, "level": _level(level),
-                 "service_timeout": _seconds("--service-timeout", service_timeout)}
+                 "service_timeout": _seconds("--service-timeout", service_timeout), "probe_user": probe_user}
         return _apply_profile("apply", prof, real, source, saved=saved, saved_from=plan_file or "", force=force,
                               restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json,
                               proof=proof)
@@ -408,11 +425,12 @@ def history(ctx: typer.Context, root: str = RootOpt, as_json: bool = JsonOpt) ->
         return
 
     def body() -> int:
-        from fixer.apply.journal import Journal
+        from fixer.core import journal_of
         from fixer.render import history_text, result
 
         real = _root(root)
-        intact, damaged = Journal(real).scan()
+        journal = journal_of(real)
+        intact, damaged = journal.scan() if journal is not None else ([], [])
         rows = sorted([g.summary() for g in intact] + [d.summary() for d in damaged], key=lambda r: r["generation"])
         msg = f"{len(rows)} generation(s)" + (f", {len(damaged)} damaged" if damaged else "")
         doc = result("history", profile=None, root=real, changed=False, failed=False, msg=msg, generations=rows)
@@ -506,6 +524,7 @@ def verify_cmd(
         None, "--model", metavar="NAME",
         help="With --service: load this model through Ollama's API and require size_vram > 0 in /api/ps (the model level)."),
     probe: Optional[bool] = ProbeOpt,
+    probe_user: str = ProbeUserOpt,
     level: Optional[str] = LevelOpt,
 ) -> None:
     """Prove the GPU backend loads the way the installed Ollama loads it (v0.13-v0.24: `ollama runner
@@ -529,7 +548,7 @@ def verify_cmd(
             raise InvalidInput("--model loads the model in the running service: give --service too")
         prof = _load(profile, real, sets)
         progress = _progress(as_json)
-        report = verifier.verify(real, prof, timeout=wait, probe=probe, progress=progress)
+        report = verifier.verify(real, prof, timeout=wait, probe=probe, progress=progress, probe_user=probe_user)
         if service:
             verifier.add_service_level(report, real, prof, timeout=_seconds("--service-timeout", service_timeout),
                                        model=model, progress=progress)
@@ -549,7 +568,9 @@ def verify_cmd(
 def doctor(
     root: str = RootOpt,
     log: Optional[str] = typer.Option(None, "--log", metavar="FILE",
-                                      help="Ollama log: journal text, `journalctl -o json`, or Ollama's own."),
+                                      help="Ollama log: journalctl (short, -o cat, -o json), Ollama's own lines, docker logs "
+                                           "[--timestamps], docker compose logs, kubectl logs [--timestamps] [--prefix]; "
+                                           "a file or a pipe."),
     journal: Optional[bool] = typer.Option(
         None, "--journal/--no-journal",
         help="Read the unit's journal (default on the live root when no --log is given)."),
@@ -570,14 +591,12 @@ def doctor(
         if log and journal:
             raise InvalidInput("give either --log FILE or --journal, not both")
         if log:
-            from fixer.facts.paths import MAX_READ, read_capped
+            from fixer.facts.reading import read_file
 
-            try:  # the newest MAX_READ bytes of a regular file; a device or pipe that never ends is refused
-                text = read_capped(log, limit=MAX_READ, tail=True).decode("utf-8", errors="replace")
+            try:  # the newest MAX_READ bytes of a regular file, or a pipe up to the cap; a device is refused
+                text = read_file(log, tail=True, pipes=True).decode("utf-8", errors="replace")
             except OSError as exc:
-                raise InvalidInput(f"--log {log}: cannot read: {exc.strerror}") from None
-            except Conflict as exc:
-                raise InvalidInput(f"--log {exc.message}") from None
+                raise InvalidInput(f"--log {log}: {exc.strerror}") from None
         elif journal or (journal is None and real == "/"):
             unit = prof.service.unit if prof else "ollama.service"
             try:
@@ -616,10 +635,7 @@ def status(
         doc = result("status", profile=prof.name, root=real, changed=False, failed=False,
                      msg=_status_msg(summary), **summary)
         if prometheus:
-            try:
-                core.write_textfile(prometheus, core.prometheus_text(doc))
-            except OSError as exc:
-                raise InvalidInput(f"--prometheus {prometheus}: cannot write: {exc.strerror}") from None
+            core.write_textfile(prometheus, core.prometheus_text(doc))
         _emit(as_json, doc, status_text(doc))
         return 0
 
@@ -655,6 +671,7 @@ def _watch_switch(enabled: bool, doc: str):
         as_json: bool = JsonOpt,
         verify: bool = VerifyOpt,
         probe: Optional[bool] = ProbeOpt,
+        probe_user: str = ProbeUserOpt,
         lock_timeout: float = LockTimeoutOpt,
         yes: bool = YesOpt,
     ) -> None:
@@ -664,7 +681,7 @@ def _watch_switch(enabled: bool, doc: str):
             prof = _with_watch(_load(profile, real, sets), enabled)
             return _apply_profile(command, prof, real, _source(profile, real), saved=None, saved_from="", force=False,
                                   restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
-                                  as_json=as_json)
+                                  as_json=as_json, proof={"probe_user": probe_user})
 
         _run(command, as_json, root, profile, body)
 

@@ -6,10 +6,11 @@ import hashlib
 import json
 import math
 import os
+import stat
 from typing import TYPE_CHECKING
 
 from fixer.errors import InvalidInput, LockHeld
-from fixer.facts.paths import STATE_DIR, host_path
+from fixer.facts.paths import STATE_DIR, host_path, parent_problem
 from fixer.model.plan import Change, Plan
 
 if TYPE_CHECKING:
@@ -48,14 +49,25 @@ def seconds(name: str, value: float | None) -> float | None:
     return number
 
 
-def _journal_warnings(root: str) -> list[str]:
-    """Interrupted and damaged generations, for the plan's warnings; nothing where there is no state."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
-        return []
-    from fixer.apply.journal import OPEN_STATUSES, Journal  # the write side loads only where vgpu-fix has state
-    from fixer.apply.lock import held_message, holder_of
+def journal_of(root: str):
+    """The journal of `root`, or None where vgpu-fix has no state there. One rule for every command: a
+    symlink at or above the state dir is a Conflict (Journal.present), never read through."""
+    if not os.path.lexists(host_path(root, STATE_DIR)) and parent_problem(root, STATE_DIR) is None:
+        return None  # the common case without state: the journal's module is not even imported
+    from fixer.apply.journal import Journal
 
     journal = Journal(root)
+    return journal if journal.present() else None
+
+
+def _journal_warnings(root: str) -> list[str]:
+    """Interrupted and damaged generations, for the plan's warnings; nothing where there is no state."""
+    journal = journal_of(root)
+    if journal is None:
+        return []
+    from fixer.apply.journal import OPEN_STATUSES  # the write side loads only where vgpu-fix has state
+    from fixer.apply.lock import held_message, holder_of
+
     holder = holder_of(journal.lock_path)
     if holder is not None:  # mid-change: an open generation there is that run's, not an interrupted one
         raise LockHeld(held_message(holder) + "; plan again when it has finished", facts={"holder": holder})
@@ -96,30 +108,51 @@ def installation(root: str, profile: Profile):
     return detect.detect(root, profile.verify.ollama_bin, profile.verify.ollama_lib)
 
 
-def save_plan(plan: Plan, profile: Profile, path: str) -> str:
-    """Write the plan for `apply --plan`: atomically (temp file + rename in the target's directory; a
-    symlink at `path` is replaced, never followed), mode 0600. Returns the plan's digest."""
+def write_output(option: str, path: str, data: bytes, mode: int) -> None:
+    """Replace the operator's output file `path` (--out, --prometheus) atomically: temp file and rename
+    in its directory. Only a regular file or nothing may stand there: a device node, FIFO, socket,
+    symlink (/dev/stdout) or directory is refused in one line, never replaced."""
     from fixer.apply import writes
     from fixer.errors import FixerError
+    from fixer.facts.reading import kind_of
 
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        found = os.lstat(path).st_mode
+    except FileNotFoundError:
+        found = None
+    except OSError as exc:
+        raise InvalidInput(f"{option} {path}: cannot write: {exc.strerror}") from None
+    if found is not None and not stat.S_ISREG(found):
+        raise InvalidInput(f"{option} {path}: is {kind_of(found)}; vgpu-fix writes only a new file or replaces "
+                           "a regular one")
+    try:
+        writes.write_file(os.path.realpath(directory), "/" + name, data, mode)
+    except (OSError, FixerError) as exc:
+        why = exc.message if isinstance(exc, FixerError) else exc.strerror
+        raise InvalidInput(f"{option} {path}: cannot write: {why}") from None
+
+
+def save_plan(plan: Plan, profile: Profile, path: str) -> str:
+    """Write the plan for `apply --plan` (write_output, mode 0600). Returns the plan's digest."""
     profile_data, planned = profile.model_dump(mode="json"), plan.to_dict()
     digest = plan_digest(profile_data, planned)
     # key order is meaningful: environment and directives
     document = {"format": PLAN_FORMAT, "digest": digest, "profile_data": profile_data, "plan": planned}
-    directory, name = os.path.split(os.path.abspath(path))
-    try:
-        writes.write_file(os.path.realpath(directory), "/" + name, json.dumps(document, indent=1).encode(), 0o600)
-    except (OSError, FixerError) as exc:
-        why = exc.message if isinstance(exc, FixerError) else exc.strerror
-        raise InvalidInput(f"--out {path}: cannot write the plan: {why}") from None
+    write_output("--out", path, json.dumps(document, indent=1).encode(), 0o600)
     return digest
 
 
 def load_plan(path: str) -> tuple[Profile, dict]:
     """(the profile recorded in the plan, the plan as reviewed); refused when edited since it was saved."""
+    from fixer.facts.reading import read_file
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
+        raw = read_file(path, pipes=True)  # capped; a device is refused, never read
+    except OSError as exc:
+        raise InvalidInput(f"--plan {path}: cannot read: {exc.strerror}") from None
+    try:
+        document = json.loads(raw)
         if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
             raise ValueError(f"not format {PLAN_FORMAT}; make it again with `vgpu-fix plan --out`")
         profile_data, planned = document["profile_data"], document["plan"]
@@ -159,7 +192,8 @@ def check_saved(plan: Plan, saved: dict, path: str = "the saved plan") -> None:
 def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = True, lock_timeout: float = 0.0,
           saved_plan: dict | None = None, saved_from: str = "the saved plan", verify: bool = True,
           probe: bool | None = None, progress: Progress | None = None, service_check: bool = True,
-          service_timeout: float | None = None, model: str | None = None, level: Level | None = None) -> Outcome:
+          service_timeout: float | None = None, model: str | None = None, level: Level | None = None,
+          probe_user: str | None = None) -> Outcome:
     """Apply the profile under the lock, journaled; with `verify`, prove the backend loads or roll back.
     Where the apply restarts the unit on the live root, the restarted service's own discovery is the
     verdict (unless not `service_check`). A copy of a host whose files may not run (no `probe`) cannot
@@ -176,8 +210,15 @@ def apply(profile: Profile, root: str, *, force: bool = False, restart: bool = T
             check_saved(plan, saved_plan, saved_from)
 
         check(_planned(profile, root, force))
+    if verify and root != "/":  # a bad --probe-user is refused before anything changes, not after
+        from fixer.verify.layers import probe_refusal
+
+        if probe_refusal(root, probe) is None:
+            from fixer.probe.placement import probe_account
+
+            probe_account(probe_user)
     checker = verifier(probe, progress, service_check=service_check, service_timeout=service_timeout,
-                       model=model, level=level) if verify else None
+                       model=model, level=level, probe_user=probe_user) if verify else None
     return transaction.apply(profile, root, force=force, restart=restart, lock_timeout=lock_timeout,
                              check_plan=check, verify=checker, progress=progress)
 
@@ -217,12 +258,11 @@ def service_report(root: str, restarted, timeout: float | None = None, progress:
 
 def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview, list[Restore]] | None:
     """What `rollback [--to N]` would undo and restore, read-only; None where vgpu-fix has no state."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    journal = journal_of(root)
+    if journal is None:
         return None
     from fixer.apply import rollback_plan
-    from fixer.apply.journal import Journal
 
-    journal = Journal(root)
     if not journal.generations():
         return None
     selected = rollback_plan.preview(journal, to)
@@ -233,7 +273,8 @@ def verifier(probe: bool | None = None, progress: Progress | None = None, **serv
     """The check apply runs after its changes (and `state: verified` runs alone):
     (profile, root, restarted=None) -> report. `probe`: execute the root's files (default: only on the
     live root /; see layers.probe_refusal); `progress`: shows the probes on a terminal; `service`:
-    service_check, service_timeout, model and level, as layers.check_for_apply takes them."""
+    service_check, service_timeout, model, level and probe_user (the account probes run as off the
+    live root), as layers.check_for_apply takes them."""
     from functools import partial
 
     from fixer.verify import layers
@@ -273,7 +314,9 @@ def rollback_dry_run(root: str, to: int | None = None) -> Plan:
         final[restore.path] = restore
     changes = []
     for r in final.values():
-        if r.recorded.kind == "absent":
+        if r.rebuilt:
+            action, reason = "update", f"changed since generation {r.generation}: rollback reruns ldconfig to rebuild it"
+        elif r.recorded.kind == "absent":
             action, reason = "delete", f"created by generation {r.generation}: rollback removes it"
         else:
             action = "create" if r.current.kind == "absent" else "update"
@@ -289,9 +332,9 @@ def rollback_dry_run(root: str, to: int | None = None) -> Plan:
 
 def generation_detail(root: str, number: int) -> dict:
     """`history show N`: what generation N changed, with which profile, and what verify said."""
-    from fixer.apply.journal import Journal
-
-    journal = Journal(root)
+    journal = journal_of(root)
+    if journal is None:
+        raise InvalidInput(f"no generation {number}: vgpu-fix has no state under {host_path(root, STATE_DIR)}")
     if number not in [g.number for g in journal.generations()]:
         raise InvalidInput(f"no generation {number} under {journal.directory}")
     m = journal.load(number).manifest
@@ -305,12 +348,16 @@ LAST_VERIFY = "last-verify.json"
 
 def record_verify(root: str, report: VerifyReport) -> str | None:
     """Keep the verdict of a `verify` run for `status` (where vgpu-fix has state); a line when it could not."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    from fixer.errors import Conflict
+
+    try:
+        journal = journal_of(root)
+    except Conflict as exc:
+        return f"could not record the verdict: {exc.message}"
+    if journal is None:
         return None
-    from fixer.apply.journal import Journal
     from fixer.apply.transaction import verify_summary
 
-    journal = Journal(root)
     try:
         journal.write_record(LAST_VERIFY, verify_summary(report))
         journal.audit({"event": "verify", **verify_summary(report)})
@@ -321,11 +368,9 @@ def record_verify(root: str, report: VerifyReport) -> str | None:
 
 def last_verify(root: str) -> dict | None:
     """The newest recorded verify verdict: a `verify` run's or the one an apply made after its changes."""
-    if not os.path.isdir(host_path(root, STATE_DIR)):
+    journal = journal_of(root)
+    if journal is None:
         return None
-    from fixer.apply.journal import Journal
-
-    journal = Journal(root)
     found = []
     standalone = journal.read_record(LAST_VERIFY)
     if standalone:
@@ -342,10 +387,9 @@ def status(root: str, profile: Profile) -> dict:
 
     plan = make_plan(profile, root)
     applied = None
-    if os.path.isdir(host_path(root, STATE_DIR)):
-        from fixer.apply.journal import Journal
-
-        newest = [g for g in Journal(root).generations() if g.status == "applied"][-1:]
+    journal = journal_of(root)
+    if journal is not None:
+        newest = [g for g in journal.generations() if g.status == "applied"][-1:]
         if newest:
             m = newest[0].manifest
             applied = {"generation": newest[0].number, "profile": m["profile"], "created": m["created"]}
@@ -410,19 +454,5 @@ def _epoch(stamp: str | None) -> float:
 
 
 def write_textfile(path: str, text: str) -> None:
-    """Replace `path` atomically (temp file in its directory, fsync, rename) so a scrape never sees half."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".vgpu-fix.", suffix=".prom.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temp, 0o644)
-        os.rename(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    """Replace `path` atomically (write_output, mode 0644) so a scrape never sees half a file."""
+    write_output("--prometheus", path, text.encode(), 0o644)

@@ -38,7 +38,7 @@ def render_dropin(profile: Profile) -> str:
         lines.append("UnsetEnvironment=" + " ".join(unset))
     for key, value in service.effective_directives.items():
         for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{key}={unitfile.escape_directive(item)}")
+            lines.append(f"{key}={unitfile.unit_value(item, 'text')}")
     return "\n".join(lines) + "\n"
 
 

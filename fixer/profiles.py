@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +44,35 @@ class Resolved:
     chain: list[str]
 
 
-def search_dirs(root: str) -> list[tuple[str, Path]]:
-    return [("shipped", SHIPPED_DIR), ("site", Path(host_path(root, SITE_DIR)))]
+def site_profile(root: str, name: str) -> Path | None:
+    """ROOT/etc/vgpu-fix/profiles/NAME.yaml, resolved inside the root (a symlink in it is followed as a
+    chroot would, never out of the root), when that is a regular file."""
+    from fixer.facts.linker import resolve_in_root
+
+    inside = resolve_in_root(root, f"{SITE_DIR}/{name}.yaml")
+    if inside is None:
+        return None
+    real = host_path(root, inside)
+    return Path(real) if os.path.isfile(real) and not os.path.islink(real) else None
+
+
+def _site_names(root: str) -> list[str]:
+    from fixer.facts.linker import resolve_in_root
+
+    inside = resolve_in_root(root, SITE_DIR)
+    real = host_path(root, inside) if inside is not None else None
+    if real is None or not os.path.isdir(real):
+        return []
+    return sorted(n[:-5] for n in os.listdir(real) if n.endswith(".yaml") and NAME.match(n[:-5]))
 
 
 def list_profiles(root: str) -> list[tuple[str, str, str]]:
     """(name, origin, file) for every profile found by name; site profiles shadow shipped ones."""
-    found: dict[str, tuple[str, str, str]] = {}
-    for origin, directory in search_dirs(root):
-        if directory.is_dir():
-            for file in sorted(directory.glob("*.yaml")):
-                found[file.stem] = (file.stem, origin, str(file))
+    found = {file.stem: (file.stem, "shipped", str(file)) for file in sorted(SHIPPED_DIR.glob("*.yaml"))}
+    for name in _site_names(root):
+        site = site_profile(root, name)
+        if site is not None:
+            found[name] = (name, "site", str(site))
     return sorted(found.values())
 
 
@@ -63,15 +82,16 @@ def locate(ref: str, root: str) -> Path:
         if path.is_dir():
             inside = ", ".join(sorted(p.name for p in path.glob("*.y*ml"))[:5]) or "it holds no .yaml file"
             raise ProfileError(f"profile {ref} is a directory, not a profile file; give one YAML file in it ({inside})")
-        if not path.is_file():
+        if not os.path.lexists(ref) or not os.path.exists(ref):
             raise ProfileError(f"profile file {ref} does not exist")
-        return path
+        return path  # a regular file or the operator's pipe: read_source says what anything else is
     if not NAME.match(ref):
         raise ProfileError(f"{ref!r} is not a profile name or path")
-    for _, directory in reversed(search_dirs(root)):
-        candidate = directory / f"{ref}.yaml"
-        if candidate.is_file():
-            return candidate
+    site = site_profile(root, ref)
+    if site is not None:
+        return site
+    if (SHIPPED_DIR / f"{ref}.yaml").is_file():
+        return SHIPPED_DIR / f"{ref}.yaml"
     known = ", ".join(name for name, _, _ in list_profiles(root)) or "none"
     raise ProfileError(f"no profile named {ref!r} (known: {known})")
 
@@ -80,24 +100,38 @@ def shadowing(ref: str, root: str) -> str:
     """A sentence naming the site profile that `ref` finds when it hides a shipped profile of that name."""
     if not NAME.match(ref) or ref == STDIN:
         return ""
-    site = Path(host_path(root, SITE_DIR)) / f"{ref}.yaml"
-    if site.is_file() and (SHIPPED_DIR / f"{ref}.yaml").is_file():
+    site = site_profile(root, ref)
+    if site is not None and (SHIPPED_DIR / f"{ref}.yaml").is_file():
         return f"site profile {site}, which shadows the shipped profile {ref}"
     return ""
+
+
+def _in_site(path: Path, root: str) -> bool:
+    """Whether `path` is a profile of a root's own (found by name in ROOT/etc/vgpu-fix/profiles, ROOT not /)."""
+    if root == "/":
+        return False
+    from fixer.facts.linker import resolve_in_root
+
+    inside = resolve_in_root(root, SITE_DIR)
+    return inside is not None and str(path.parent) == host_path(root, inside)
 
 
 STDIN = "-"
 
 
-def read_source(path: Path, positions: bool = True, raw: bytes | None = None, name: str | None = None) -> Source:
+def read_source(path: Path, positions: bool = True, raw: bytes | None = None, name: str | None = None,
+                pipes: bool = False) -> Source:
     """Parse one profile file (or `raw` bytes read elsewhere: stdin, an Ansible task); with
-    `positions`, record the position of every key (slower loader)."""
+    `positions`, record the position of every key (slower loader). `pipes`: the operator named it, so
+    it may be a pipe (`<(…)`); a device or a FIFO of a root never is read."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    from fixer.facts.reading import read_file
+
     if raw is None:
         try:
-            raw = path.read_bytes()
+            raw = read_file(str(path), limit=MAX_PROFILE_BYTES, pipes=pipes)
         except OSError as exc:
             raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
     if len(raw) > MAX_PROFILE_BYTES:
@@ -220,15 +254,24 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
             raise ProfileError(f"{path}: `extends` chain longer than {MAX_EXTENDS}")
         seen.append(real)
         given = text if not chain else None
-        source = read_source(path, positions, raw=given, name=_label_name(ref) if given is not None else None)
+        named = not chain and ("/" in ref or ref.endswith((".yaml", ".yml")))  # the operator's own file
+        source = read_source(path, positions, raw=given, name=_label_name(ref) if given is not None else None,
+                             pipes=named)
         chain.append(source)
         parent = source.data.get("extends")
         if parent is None:
             break
         if not isinstance(parent, str) or not parent:
             raise ProfileError(f"{source.where.get(('extends',), source.path)}: extends must be a profile name")
+        site = given is None and not named and _in_site(path, root)
+        if site and not NAME.match(parent):
+            raise ProfileError(f"{source.where.get(('extends',), source.path)}: a profile of the root {root} may "
+                               f"extend only a profile by name, not the path {parent!r}; nothing outside the "
+                               "root is read for it")
         here = Path.cwd() if given is not None else Path(source.path).parent
-        if ("/" in parent or parent.endswith((".yaml", ".yml"))) and not parent.startswith("/"):
+        if site:
+            pass  # by name only: the root's own profile, then the shipped one (locate)
+        elif ("/" in parent or parent.endswith((".yaml", ".yml"))) and not parent.startswith("/"):
             parent = str(here / parent)
         elif (here / f"{parent}.yaml").is_file():
             parent = str(here / f"{parent}.yaml")
@@ -278,14 +321,22 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
     errors: list[str] = []
     values: dict[str, str] = {}
 
+    def at(loc: Loc) -> str:  # a --set value is named as the operator gave it, not by the profile's line
+        if len(loc) == 2 and loc[0] == "vars" and loc[1] in overrides:
+            return f"--set {loc[1]}={overrides[loc[1]]}"
+        return _where(where, loc, origin)
+
     def value_of(name: str, stack: tuple[str, ...], loc: Loc) -> str:
         if name in values:
             return values[name]
         if name in stack:
-            errors.append(f"{_where(where, loc, origin)}: variable cycle: {' -> '.join(stack + (name,))}")
+            if stack == (name,):
+                errors.append(f"{at(loc)}: refers to itself (${{{name}}}); a value cannot be built from itself")
+            else:
+                errors.append(f"{at(loc)}: variable cycle: {' -> '.join(stack + (name,))}")
             return ""
         if name not in raw:
-            errors.append(f"{_where(where, loc, origin)}: undefined variable ${{{name}}}")
+            errors.append(f"{at(loc)}: undefined variable ${{{name}}}")
             return ""
         values[name] = expand(raw[name], stack + (name,), ("vars", name))
         return values[name]
@@ -307,6 +358,9 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
 
     for name in raw:
         value_of(name, (), ("vars", name))
+    named_set = [e for e in errors if e.startswith("--set ")]
+    if named_set:  # a --set value that cannot be expanded: that, not the empty result, is the error
+        raise ProfileError(named_set[0], details=named_set[1:])
     for name in overrides:  # --set values are checked first, and named as --set
         problem = _type_problem(declared[name], values.get(name, ""))
         if problem:

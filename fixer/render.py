@@ -179,6 +179,8 @@ def proof_summary(verify: VerifyReport | dict | None) -> dict | None:
 
 def installation_line(found: dict) -> str:
     """One line naming the Ollama under the root (fixer.ollama.detect.Installation.to_dict())."""
+    if found["how"] == "nothing":
+        return f"  no Ollama found: {found['note']}"
     return (f"  Ollama {found['version'] or '(version unknown)'}: {found['generation']} generation "
             f"(from the {found['how']})" + (f"; {found['note']}" if found.get("note") else ""))
 
@@ -190,7 +192,10 @@ def verify_text(verified: VerifyReport | dict) -> str:
     """The verify report for a terminal: each layer, then the verdict."""
     report = verified if isinstance(verified, dict) else verified.to_dict()
     mark = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
-    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, user {report['user'] or 'root'}):"]
+    who = f"user {report['user'] or 'root'}"
+    if report.get("probe_user"):  # an image: its User= is only reported
+        who = f"the image's User={report['user'] or '(unset)'}, not adopted; probes as {report['probe_user']}"
+    lines = [f"verify {report['profile']} on {report['root']} (unit {report['unit']}, {who}):"]
     if report.get("installation"):
         lines.append(installation_line(report["installation"]))
     for check in report["checks"]:

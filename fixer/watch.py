@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from fixer.facts.systemd import quote_word
+from fixer.facts.systemd import unit_value
 from fixer.model.profile import Profile
 
 CHECK_TIMEOUT = "15min"
@@ -37,7 +37,7 @@ def render_path_unit(profile: Profile) -> str:
     unit = profile.watch.unit
     lines = [_header(profile).rstrip("\n"), "[Unit]",
              "Description=vgpu-fix: re-verify Ollama's GPU backend when its files change", "", "[Path]"]
-    lines += [f"PathChanged={p}" for p in watched_paths(profile)]
+    lines += [f"PathChanged={unit_value(p, 'path')}" for p in watched_paths(profile)]
     lines += [f"Unit={unit}.service", "", "[Install]",
               "WantedBy=" + ("paths.target" if profile.service.scope == "system" else "default.target")]
     return "\n".join(lines) + "\n"
@@ -48,7 +48,7 @@ def render_service_unit(profile: Profile) -> str:
     lines = [_header(profile).rstrip("\n"), "[Unit]",
              "Description=vgpu-fix: verify Ollama's GPU backend after a change of its files", "", "[Service]",
              "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}", f"TimeoutStartSec={CHECK_TIMEOUT}",
-             "ExecStart=" + " ".join(quote_word(w, exec_line=True) for w in argv)]
+             "ExecStart=" + " ".join(unit_value(w, "exec") for w in argv)]
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fixer.apply import crashpoints, writes
 from fixer.errors import Conflict, FixerError, InvalidInput, RollbackFailed
 from fixer.facts.paths import STATE_DIR, PathState, check_path, host_path, parent_problem, read_state
+from fixer.facts.reading import open_typed, read_file
 from fixer.model.manifest import KINDS, ManifestEntry
 
 # Files ldconfig derives from the rest: restored byte for byte only while nobody rebuilt them since.
@@ -85,11 +86,17 @@ class Journal:
         self.root = root
         self.directory = host_path(root, STATE_DIR)
 
-    def ensure(self) -> None:
-        """Create the state dir (0700) without following symlinks; unusable storage is a Conflict."""
+    def present(self) -> bool:
+        """Whether the state dir exists; one rule for readers and writers alike: a symlink at it or
+        above it (or at its generations/) is a Conflict, never followed."""
         problem = parent_problem(self.root, STATE_DIR + "/generations/x")
         if problem:
             raise Conflict(f"{STATE_DIR}: {problem}")
+        return os.path.isdir(self.directory)
+
+    def ensure(self) -> None:
+        """Create the state dir (0700) without following symlinks; unusable storage is a Conflict."""
+        self.present()
         try:
             for parent in ("/var", "/var/lib", STATE_DIR, STATE_DIR + "/generations"):
                 writes.make_dir(self.root, parent, 0o755 if parent in ("/var", "/var/lib") else 0o700)
@@ -152,15 +159,14 @@ class Journal:
         directory = os.path.join(self.directory, "generations", f"{number:04d}")
         manifest_path = os.path.join(directory, "manifest.json")
         try:
-            with open(manifest_path + ".sha256", "rb") as fh:
-                recorded = fh.read().decode("ascii", "replace").strip()
-        except OSError as exc:
-            raise InvalidInput(f"{manifest_path}.sha256: journal generation {number} is unreadable: {exc.strerror}") from None
-        raw = _read_if(manifest_path)
+            recorded = read_file(manifest_path + ".sha256", follow=False).decode("ascii", "replace").strip()
+            raw = _read_if(manifest_path)
+            pending = _read_if(manifest_path + ".tmp") if raw is None or hashlib.sha256(raw).hexdigest() != recorded else None
+        except OSError as exc:  # missing, a symlink, a FIFO or device, beyond the cap: never followed or waited on
+            raise InvalidInput(f"{exc.filename}: journal generation {number} is unreadable: {exc.strerror}") from None
         if raw is None or hashlib.sha256(raw).hexdigest() != recorded:
             # A crash between the checksum's rename and the manifest's leaves the new manifest, complete
             # and fsynced, in manifest.json.tmp: roll that save forward. Anything else is tampering.
-            pending = _read_if(manifest_path + ".tmp")
             if pending is not None and hashlib.sha256(pending).hexdigest() == recorded:
                 raw = pending
             elif raw is None:
@@ -270,17 +276,13 @@ class Journal:
         reruns ldconfig instead of restoring stale bytes).
         """
         rebuild = False
-        after = {e.path: e for e in generation.after}
         self.verify_blobs(generation)
         for entry in generation.entries:  # temp files an interrupted write left keep new dirs non-empty
             writes.discard_temps(self.root, entry.path)
         for entry in reversed(generation.entries):
             crashpoints.hit("restore:entry")
             path = entry.path
-            current = ManifestEntry.of(read_state(self.root, path), path) if path in DERIVED else None
-            # Rebuilt by someone else since the apply (neither what apply left nor already restored
-            # by an earlier, interrupted restore of this generation): rerun ldconfig instead.
-            if path in DERIVED and path in after and current != after[path] and current != entry.state():
+            if self.rebuilt_since(generation, entry):
                 rebuild = True
                 continue
             if self._restore_entry(generation, entry):
@@ -292,6 +294,16 @@ class Journal:
             if step is not None:
                 step(path)
         return rebuild
+
+    def rebuilt_since(self, generation: Generation, entry: ManifestEntry) -> bool:
+        """Whether ldconfig's cache at `entry` was rebuilt by someone else since the apply (neither what
+        the apply left nor already restored by an earlier, interrupted restore): then the rollback reruns
+        ldconfig instead of restoring stale bytes."""
+        if entry.path not in DERIVED:
+            return False
+        after = {e.path: e for e in generation.after}
+        current = ManifestEntry.of(read_state(self.root, entry.path), entry.path)
+        return entry.path in after and current != after[entry.path] and current != entry.state()
 
     def unrestored(self, generation: Generation) -> list[str]:
         """Recorded paths (ldconfig's caches aside) that are not in their before-state now."""
@@ -360,10 +372,12 @@ class Journal:
     def _blob(self, generation: Generation, sha: str) -> bytes:
         blob = os.path.join(generation.directory, "blobs", sha)
         try:
-            with open(blob, "rb") as fh:
-                data = fh.read()
-        except OSError:
+            data = read_file(blob, follow=False)
+        except FileNotFoundError:
             raise InvalidInput(f"{blob}: journal blob missing; generation {generation.number} cannot be restored") from None
+        except OSError as exc:
+            raise InvalidInput(f"{blob}: journal blob unreadable ({exc.strerror}); generation {generation.number} "
+                               "cannot be restored") from None
         if hashlib.sha256(data).hexdigest() != sha:
             raise InvalidInput(f"{blob}: journal blob was modified (checksum mismatch)")
         return data
@@ -371,7 +385,8 @@ class Journal:
     def audit(self, event: dict) -> None:
         self.ensure()
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "user": _user(), **event}, sort_keys=True)
-        fd = os.open(os.path.join(self.directory, "audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = open_typed(os.path.join(self.directory, "audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                        verb="write")
         try:
             os.write(fd, (line + "\n").encode())
             os.fsync(fd)
@@ -394,15 +409,15 @@ class Journal:
 
     def audit_lines(self) -> list[dict]:
         path = os.path.join(self.directory, "audit.log")
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return []
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        text = read_file(path, follow=False).decode("utf-8", errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _write_synced(path: str, data: bytes) -> None:
     """Write a private (0600) state file in full and fsync it; never through a symlink."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = open_typed(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, verb="write")
     try:
         view = memoryview(data)
         while view:
@@ -413,10 +428,10 @@ def _write_synced(path: str, data: bytes) -> None:
 
 
 def _read_if(path: str) -> bytes | None:
+    """A state file's bytes, or None when it is absent; a symlink, FIFO or device there is Refused."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError:
+        return read_file(path, follow=False)
+    except FileNotFoundError:
         return None
 
 

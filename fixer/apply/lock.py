@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from fixer.errors import Conflict, LockHeld
+from fixer.facts.reading import open_typed
 
 
 @dataclass
@@ -22,7 +23,7 @@ class RunLock:
 
     def __enter__(self) -> "RunLock":
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self.fd = open_typed(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, verb="lock")
         except OSError as exc:
             raise Conflict(f"{self.path}: cannot open the run lock: {exc.strerror}; nothing was changed") from None
         deadline = time.monotonic() + self.timeout
@@ -80,7 +81,7 @@ class RunLock:
 def holder_of(path: str) -> dict | None:
     """The live run holding the lock at `path`, read without taking it (a reader never blocks a run)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_typed(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fixer.apply.journal import DERIVED, OPEN_STATUSES, Damaged, Generation, Journal
+from fixer.apply.journal import OPEN_STATUSES, Damaged, Generation, Journal
 from fixer.errors import InvalidInput
 from fixer.facts.paths import PathState, read_state
 
@@ -17,6 +17,7 @@ class Restore:
     path: str
     current: PathState
     recorded: PathState
+    rebuilt: bool = False  # ldconfig's cache, rebuilt since the apply: the rollback reruns ldconfig for it
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,10 @@ def restores(journal: Journal, preview: RollbackPreview) -> list[Restore]:
     found: list[Restore] = []
     for generation in (*preview.interrupted, *preview.targets):
         for entry in reversed(generation.entries):
-            if entry.path in DERIVED:
-                continue
             current = read_state(journal.root, entry.path)
+            if journal.rebuilt_since(generation, entry):
+                found.append(Restore(generation.number, entry.path, current, current, rebuilt=True))
+                continue
             recorded = journal.recorded_state(generation, entry)
             if current != recorded:
                 found.append(Restore(generation.number, entry.path, current, recorded))

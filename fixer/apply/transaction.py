@@ -155,6 +155,16 @@ def _after_restore(root: str, service: dict, restored: list[str]) -> list[str]:
     return actions
 
 
+def _audit(journal: Journal, event: dict, messages: list[str]) -> None:
+    """Append to the audit log after the host changed: a failure there is reported beside what was
+    done (a warning in `messages`), never as "nothing changed"."""
+    try:
+        journal.audit(event)
+    except (OSError, FixerError) as exc:
+        messages.append(f"warning: the {event['event']} of generation {event.get('generation')} happened but could "
+                        f"not be written to the audit log: {_describe(exc)}")
+
+
 @dataclass
 class Restored:
     """What restoring one generation did: the paths put back, and the unit's restart if it ran."""
@@ -260,14 +270,14 @@ def apply(
         except Interrupted as signal_:
             notes: list[str] = []
             restored = _restore(journal, generation, restart, status="interrupted", notes=notes)
-            journal.audit({"event": "apply-interrupted", "generation": generation.number, "signal": stop.name})
+            _audit(journal, {"event": "apply-interrupted", "generation": generation.number, "signal": stop.name}, notes)
             raise Interrupted(f"interrupted by {stop.name}: generation {generation.number} was undone "
                               f"({len(restored.paths)} path(s) restored); the host is as it was before this apply",
                               signal_.signum, details=notes, generation=generation.number) from None
         except (OSError, FixerError) as exc:
             _undo_failed_apply(journal, generation, profile, restart, exc)
-        journal.audit({"event": "apply", "generation": generation.number, "profile": profile.name,
-                       "changes": len(plan.pending)})
+        _audit(journal, {"event": "apply", "generation": generation.number, "profile": profile.name,
+                         "changes": len(plan.pending)}, messages)
         outcome = Outcome("apply", plan, True, generation.number, messages, done)
         if verify is not None:
             stop.deferring = False  # verify only reads and probes: a signal stops it at once
@@ -279,7 +289,11 @@ def apply(
                                   "applied but not verified; run `vgpu-fix verify`, or `vgpu-fix rollback` to undo it",
                                   signal_.signum, generation=generation.number) from None
             stop.deferring = True
-            journal.set_status(generation, generation.status, verify=verify_summary(outcome.verify))
+            try:
+                journal.set_status(generation, generation.status, verify=verify_summary(outcome.verify))
+            except OSError as exc:  # the generation stays applied: say so beside the verdict
+                messages.append(f"warning: generation {generation.number} is applied, but verify's verdict could "
+                                f"not be recorded in its manifest: {_describe(exc)}")
             if outcome.verify.failed:
                 _verify_failed(journal, generation, profile, restart, outcome, verify)
         return outcome
@@ -305,8 +319,8 @@ def _undo_failed_apply(journal: Journal, generation: Generation, profile: Profil
     except RollbackFailed as undo:
         raise RollbackFailed(f"apply failed ({_describe(exc)}) and undoing it failed too: {undo.message}",
                              details=undo.details, generation=undo.generation, facts=undo.facts) from None
-    journal.audit({"event": "apply-failed", "generation": generation.number, "profile": profile.name,
-                   "error": str(exc)})
+    _audit(journal, {"event": "apply-failed", "generation": generation.number, "profile": profile.name,
+                     "error": str(exc)}, notes)
     raise ApplyFailed(f"apply failed and was undone: {_describe(exc)}", details=notes,
                       generation=generation.number) from None
 
@@ -319,12 +333,13 @@ def _verify_failed(journal, generation, profile, restart, outcome, verify) -> No
         raise RollbackFailed(f"verify failed and rolling back generation {generation.number} failed: {exc.message}",
                              details=exc.details, facts=exc.facts, verify=outcome.verify,
                              generation=generation.number) from None
-    journal.audit({"event": "rollback", "generation": generation.number, "reason": "verify failed"})
+    _audit(journal, {"event": "rollback", "generation": generation.number, "reason": "verify failed"}, notes)
     after = verify(profile, journal.root, restarted=restored.restarted)
     raise VerifyFailedRolledBack(
         f"verify failed after apply; generation {generation.number} was rolled back "
         f"({len(restored.paths)} path(s) restored)",
         verify=outcome.verify, verify_after_rollback=after, generation=generation.number, plan=outcome.plan,
+        details=notes,
     )
 
 
@@ -339,7 +354,7 @@ def _describe(exc: BaseException) -> str:
 def rollback(root: str, *, to: int | None = None, force: bool = False, restart: bool = True,
              lock_timeout: float = 0.0, progress: Progress | None = None) -> Outcome:
     journal = Journal(root)
-    if not os.path.isdir(journal.directory):
+    if not journal.present():
         raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
     journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
     with RunLock(journal.lock_path, lock_timeout), Interrupts() as stop:
@@ -373,7 +388,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
             restored += back.paths
             restarted = back.restarted or restarted
             absent_before |= {e.path for e in generation.entries if e.kind == "absent"}
-            journal.audit({"event": "rollback", "generation": generation.number, "paths": len(restored)})
+            _audit(journal, {"event": "rollback", "generation": generation.number, "paths": len(restored)}, messages)
         removed = [p for p in restored if p in absent_before]
         return Outcome("rollback", None, True, targets[-1].number, messages, restored=restored, removed=removed,
                        restarted=restarted)

@@ -8,6 +8,7 @@ component is never followed either (O_NOFOLLOW, rename/unlink/rmdir act on the l
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -15,7 +16,7 @@ import stat
 
 from fixer.apply import crashpoints
 from fixer.errors import Conflict
-from fixer.facts.paths import host_path, parent_problem
+from fixer.facts.paths import NAME_MAX, host_path, parent_problem
 
 TEMP_MARK = ".vgpu-fix-"  # temp files are named `.NAME.vgpu-fix-PID-TOKEN.tmp` beside NAME
 
@@ -72,12 +73,30 @@ def fsync_dir(real_dir: str) -> None:
         os.close(fd)
 
 
+# `TEMP_MARK PID-TOKEN.tmp`: a pid has at most 7 digits (pid_max is at most 2**22), the token 8.
+TEMP_TAIL = len(TEMP_MARK) + 7 + 1 + 8 + len(".tmp")
+
+
+def _temp_prefix(name: str) -> str:
+    """`.NAME` before the temp mark; a NAME too long for the temp name to fit NAME_MAX (255 bytes) is
+    cut and given a digest of the whole, so every name that can exist has a temp name that can too."""
+    whole = f".{name}"
+    if len(whole.encode("utf-8", "surrogateescape")) + TEMP_TAIL <= NAME_MAX:
+        return whole
+    import hashlib
+
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    room = NAME_MAX - TEMP_TAIL - 1 - len(digest) - 1
+    cut = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return f".{cut}~{digest}"
+
+
 def _temp_name(name: str) -> str:
-    return f".{name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    return f"{_temp_prefix(name)}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
 def is_temp_for(entry: str, name: str) -> bool:
-    return entry.startswith(f".{name}{TEMP_MARK}") and entry.endswith(".tmp")
+    return entry.startswith(f"{_temp_prefix(name)}{TEMP_MARK}") and entry.endswith(".tmp")
 
 
 def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
@@ -116,6 +135,9 @@ def _replace(root: str, path: str, make) -> None:
             make(dfd, tmp)
             crashpoints.hit("write:tempfile")
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except OSError as exc:  # named by the managed path: the temp name is ours, not the operator's
+            _discard(dfd, tmp)
+            raise OSError(exc.errno, exc.strerror, path) from None
         except BaseException:
             _discard(dfd, tmp)
             raise
@@ -125,12 +147,28 @@ def _replace(root: str, path: str, make) -> None:
         os.close(dfd)
 
 
+@contextlib.contextmanager
+def _named(path: str):
+    """An OSError inside names `path` (the managed path), not the bare name used beside a dir_fd."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename == path:
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from None
+
+
 def remove(root: str, path: str) -> None:
     """Remove a file, symlink (never its target) or empty directory; absent is fine."""
     try:
         dfd, name = _parent(root, path)
     except FileNotFoundError:  # a missing parent: nothing to remove
         return
+    with _named(path):
+        _remove_at(dfd, name)
+
+
+def _remove_at(dfd: int, name: str) -> None:
     try:
         st = _lstat_at(dfd, name)
         if st is None:
@@ -148,6 +186,11 @@ def remove(root: str, path: str) -> None:
 def make_dir(root: str, path: str, mode: int = 0o755) -> None:
     """Create one directory with exactly `mode` (whatever the umask); an existing directory is fine."""
     dfd, name = _parent(root, path)
+    with _named(path):
+        _make_dir_at(dfd, name, path, mode)
+
+
+def _make_dir_at(dfd: int, name: str, path: str, mode: int) -> None:
     try:
         try:
             os.mkdir(name, mode, dir_fd=dfd)
@@ -175,7 +218,8 @@ def chmod_dir(root: str, path: str, mode: int) -> None:
     """Set a directory's mode without following a symlink at or above it."""
     dfd, name = _parent(root, path)
     try:
-        set_dir_mode(dfd, name, mode)
+        with _named(path):
+            set_dir_mode(dfd, name, mode)
     finally:
         os.close(dfd)
 
@@ -204,7 +248,10 @@ def discard_temps(root: str, path: str) -> list[str]:
 
 
 def _discard(dfd: int, tmp: str) -> None:
+    """Remove a temp file, best effort: where it could not be made (a read-only or full filesystem) the
+    unlink fails too, and that must not replace the error that says why; a temp left over is removed by
+    the next run (discard_temps)."""
     try:
         os.unlink(tmp, dir_fd=dfd)
-    except FileNotFoundError:
+    except OSError:
         pass

@@ -12,6 +12,7 @@ from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, 
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
 from fixer.facts.nvidia import NvidiaFacts, nvidia
 from fixer.facts.paths import host_path
+from fixer.facts.reading import read_small
 from fixer.facts.systemd import assignments, exec_argv
 from fixer.model.profile import Verify
 from fixer.ollama import layout, runner_engine
@@ -261,11 +262,7 @@ def _pci_gpus(root: str) -> list[str] | None:
 
 
 def _read_small(path: str) -> str:
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return fh.read(64).strip()
-    except OSError:
-        return ""
+    return read_small(path, 64)
 
 
 def _interesting(name: str) -> bool:

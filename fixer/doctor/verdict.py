@@ -139,7 +139,9 @@ def verdict(findings: list[Finding], log: LogSummary | None, profile: str | None
         return (f"Outside this host's reach: {external[0].summary}. No profile can fix this from inside the guest "
                 "(and installing the NVIDIA driver would not help).")
     errors = [f for f in findings if f.severity == "error"]
-    tail = f" — run `vgpu-fix plan --profile {profile}`" if profile else ""
+    setting = errors[0].fix.setting or "" if errors else ""
+    override = f" --set {setting[5:]}" if setting.startswith("vars.") and "=" in setting else ""
+    tail = f" — run `vgpu-fix plan --profile {profile}{override}`" if profile else ""
     unfixable = [f for f in errors if not f.fixable]
     if unfixable and profile:
         tail += f" (it cannot fix: {'; '.join(f.summary for f in unfixable[:2])})"
@@ -212,7 +214,8 @@ def diagnose(root: str, log_text: str | None, profile: Profile | str | None = No
     installation = _installation(root, prof, host)
     if log is not None and installation is not None and log.generation is None:
         log.generation, log.generation_evidence = installation.generation, f"installed: {installation.describe()}"
-    ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf")
+    ctx = Context(host=host, log=log, our_dropin=prof.service.dropin if prof else "zz-vgpu-fix.conf",
+                  generation=installation.generation if installation is not None and installation.how in ("binary", "layout") else None)
     findings = run_rules(ctx)
     suggested = suggest_profile(findings, host, _available_profiles(root), prof.name if prof else None, log)
     limits = prof if prof is not None else _suggested_profile(suggested, root)

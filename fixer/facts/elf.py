@@ -6,6 +6,8 @@ import os
 import struct
 from dataclasses import asdict, dataclass, field
 
+from fixer.facts.reading import open_regular
+
 # libc entry points a preloaded object can interpose to hijack ggml's backend loader or file lookups.
 INTERPOSABLE = frozenset(
     """dlopen dlmopen dlsym dlvsym dlclose dladdr dlinfo open open64 openat openat64 __open_2
@@ -118,8 +120,11 @@ def read_header(path: str | os.PathLike) -> Header:
     """Only the ELF identification and header fields; cheap enough for every search candidate."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            ident = f.read(20)
+        fd = open_regular(path)
+        try:
+            ident = os.read(fd, 20)
+        finally:
+            os.close(fd)
     except OSError as err:
         raise ElfError(path, err.strerror or str(err)) from None
     if len(ident) < 4 or ident[:4] != b"\x7fELF":
@@ -141,7 +146,7 @@ def read_elf(path: str | os.PathLike, symbols: bool = True) -> ElfInfo:
     try:
         from elftools.elf.elffile import ELFFile
 
-        with open(path, "rb") as stream:
+        with os.fdopen(open_regular(path), "rb") as stream:
             elf = ELFFile(stream)
             info = ElfInfo(path, header, dynamic=False)
             _read_dynamic(elf, info)

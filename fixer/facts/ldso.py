@@ -9,6 +9,7 @@ import struct
 from dataclasses import dataclass
 
 from fixer.facts.paths import host_path, read_state
+from fixer.facts.reading import read_file
 from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD  # noqa: E402,F401  (the one definition)
 
 LDCONFIG_AUX_CACHE = "/var/cache/ldconfig/aux-cache"
@@ -82,8 +83,7 @@ class LdCache:
 def read_cache(path: str | os.PathLike) -> LdCache:
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
     except OSError as err:
         raise LdCacheError(f"{path}: {err.strerror or err}") from None
     try:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from fixer.facts.paths import host_path
+from fixer.facts.reading import read_small
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
@@ -52,11 +53,7 @@ class NvidiaFacts:
 
 
 def _read(root: str, path: str) -> str:
-    try:
-        with open(host_path(root, path), encoding="ascii", errors="replace") as fh:
-            return fh.read(4096).strip()
-    except OSError:
-        return ""
+    return read_small(host_path(root, path))
 
 
 def _link(root: str, path: str) -> str | None:

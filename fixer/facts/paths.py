@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fixer.errors import Conflict
+from fixer.facts.reading import MAX_READ, Refused, read_file
 
 Kind = Literal["absent", "file", "symlink", "dir", "other"]
-MAX_READ = 16 * 1024 * 1024
 from fixer.model.owned import STATE_DIR  # noqa: E402,F401  (re-exported: the journal's home)
 
 
@@ -134,30 +134,12 @@ def _read_nofollow(real: str) -> bytes:
 
 
 def read_capped(real: str, *, follow: bool = True, limit: int = MAX_READ, tail: bool = False) -> bytes:
-    """Read a host file, never more than `limit` bytes: every host file vgpu-fix reads goes through here.
-
-    A larger file is a Conflict naming it, except with `tail` (logs), where a regular file yields its
-    last `limit` bytes; a device or FIFO that keeps producing stops at the limit either way.
-    """
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
-    fd = os.open(real, flags)
+    """A regular file of a root, never more than `limit` bytes (facts/reading.py); a FIFO, a device or a
+    larger file is a Conflict naming it (with `tail`, a larger file gives its last `limit` bytes)."""
     try:
-        st = os.fstat(fd)
-        if tail and stat.S_ISREG(st.st_mode) and st.st_size > limit:
-            os.lseek(fd, st.st_size - limit, os.SEEK_SET)
-        elif stat.S_ISREG(st.st_mode):
-            pass
-        else:
-            os.set_blocking(fd, True)  # a pipe or device: read what it gives, up to the limit
-        chunks, size = [], 0
-        while size <= limit and (chunk := os.read(fd, min(1 << 20, limit + 1 - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise Conflict(f"{real}: larger than {limit} bytes; vgpu-fix reads files up to {limit // (1 << 20)} MiB only")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        return read_file(real, follow=follow, limit=limit, tail=tail)
+    except Refused as exc:
+        raise Conflict(f"{real}: {exc.strerror}") from None
 
 
 def parent_problem(root: str, path: str) -> str | None:

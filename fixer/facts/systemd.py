@@ -163,8 +163,29 @@ def quote_assignment(name: str, value: str) -> str:
     return quote_word(f"{name}={value}")
 
 
-def escape_directive(value: str) -> str:
+def unit_value(value: str, kind: str = "text") -> str:
+    """`value` as a unit file carries it so that systemd reads back exactly `value`: the one escaping of
+    everything vgpu-fix writes into a unit or drop-in, by directive kind.
+
+    - "word": one double-quoted word (Environment=): quote_word;
+    - "exec": one word of an ExecStart= line: quote_word with `$` doubled too;
+    - "text": a directive's raw value (ReadWritePaths=, LimitNOFILE=, ...): `%` doubled (specifiers);
+    - "path": a path setting (PathChanged=): `%` doubled; systemd expands specifiers there, no escapes.
+    Raw values cannot carry a line break, surrounding whitespace (systemd strips it) or a trailing
+    backslash (a continuation line): ValueError, which the profile's validation reports."""
+    if kind in ("word", "exec"):
+        return quote_word(value, exec_line=kind == "exec")
+    if kind not in ("text", "path"):
+        raise ValueError(f"unknown unit value kind {kind!r}")
+    if "\n" in value or "\r" in value:
+        raise ValueError("a line break cannot be written into a unit file")
+    if value != value.strip(" \t"):
+        raise ValueError("systemd strips the spaces around a value, so it would read another one")
+    if value.endswith("\\"):
+        raise ValueError("a value ending in a backslash continues onto the next line in a unit file and "
+                         "swallows the next setting")
     return value.replace("%", "%%")
+
 
 
 def assignments(settings) -> list[tuple[str, str | None]]:

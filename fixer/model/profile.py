@@ -252,10 +252,14 @@ class Service(Model):
     @field_validator("directives", "directives_if_set")
     @classmethod
     def _no_continuation(cls, value: dict) -> dict:
+        from fixer.facts.systemd import unit_value
+
         for name, item in value.items():
-            if any(v.rstrip().endswith("\\") for v in (item if isinstance(item, list) else [item])):
-                raise ValueError(f"{name}: a value ending in a backslash continues onto the next line "
-                                 "in a unit file and swallows the next setting")
+            for v in item if isinstance(item, list) else [item]:
+                try:
+                    unit_value(v, "text")
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -385,7 +389,14 @@ class Watch(Model):
     @field_validator("paths")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
+        from fixer.facts.systemd import unit_value
+
         _no_duplicates(value)
+        for path in value:
+            try:  # what PathChanged= cannot carry is refused here, with its location
+                unit_value(path, "path")
+            except ValueError as exc:
+                raise ValueError(f"{path!r}: {exc}") from None
         return value
 
 

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from fixer.model.proof import HOW_TO_REACH, LEVELS, Level, Outcome, level_of
+
+# What a probe's output (a root's own program, untrusted) can put into a report: each string at most
+# MAX_TEXT characters with control and bidi-override characters escaped, each list at most MAX_ITEMS.
+MAX_TEXT, MAX_ITEMS = 2000, 64
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def reported(value: object) -> object:
+    """`value` as a report may carry it: strings capped and made printable, lists capped, recursively."""
+    if isinstance(value, str):
+        text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group(0)):02x}" if ord(m.group(0)) < 0x100
+                           else f"\\u{ord(m.group(0)):04x}", value)
+        return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}… ({len(text) - MAX_TEXT} more characters)"
+    if isinstance(value, (list, tuple)):
+        items = [reported(v) for v in value[:MAX_ITEMS]]
+        return items + ([f"… ({len(value) - MAX_ITEMS} more)"] if len(value) > MAX_ITEMS else [])
+    if isinstance(value, dict):
+        return {k: reported(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -26,7 +46,7 @@ class Check:
         return level_of(self.name)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "level": str(self.level)}
+        return {**reported(asdict(self)), "level": str(self.level)}  # type: ignore[dict-item]
 
 
 @dataclass
@@ -49,6 +69,9 @@ class VerifyReport:
     unmodeled: str | None = None  # why `modeled` does not count for this Ollama release (source never read)
 
     installation: dict | None = None  # detect.Installation.to_dict(): version, generation, how, evidence
+    # Off the live root: the local account the probes ran (or would run) as, chosen by the operator
+    # (--probe-user); `user` then is only what the image's unit names.
+    probe_user: str | None = None
 
     def _at(self, level: Level) -> list[Check]:
         return [c for c in self.checks if c.level == level]
@@ -151,7 +174,7 @@ class VerifyReport:
         reached = self.reached
         out.update(asked=str(self.asked), reached=str(reached) if reached else None, outcome=str(self.outcome),
                    ok=self.ok, not_reached=self.not_reached(), overruled=[c.name for c in self.overruled],
-                   cause=self.cause, fix=self.fix)
+                   cause=reported(self.cause), fix=reported(self.fix))
         return out
 
 

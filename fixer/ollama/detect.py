@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from fixer.facts.linker import resolve_in_root
 from fixer.facts.paths import host_path
+from fixer.facts.reading import MAX_BINARY, read_file
 from fixer.ollama import generations, layout
 
 # A release's version as `-X version.Version=` sets it (release.yaml:25 at v0.32.15: the tag without
@@ -26,7 +28,7 @@ R_X86_64_RELATIVE, R_AARCH64_RELATIVE = 8, 1027
 class Installation:
     generation: str
     version: str | None
-    how: str  # binary | layout | default: what decided the generation
+    how: str  # binary | layout | default | nothing (no Ollama found): what decided the generation
     evidence: tuple[str, ...] = field(default=())
     note: str | None = None  # unknown newer version, layout that contradicts the version, ...
     llama_server: str | None = None
@@ -35,7 +37,13 @@ class Installation:
         return {"generation": self.generation, "version": self.version, "how": self.how,
                 "evidence": list(self.evidence), "note": self.note, "llama_server": self.llama_server}
 
+    @property
+    def found(self) -> bool:
+        return self.how != "nothing"
+
     def describe(self) -> str:
+        if not self.found:
+            return f"no Ollama found; {self.note}"
         return (f"Ollama {self.version or '(version unknown)'}, {self.generation} generation (from the {self.how})"
                 + (f"; {self.note}" if self.note else ""))
 
@@ -53,6 +61,7 @@ def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = lay
     by_layout = "llama-server" if server else ("runner-engine" if variants else None)
     version, said = embedded_version(root, ollama_bin)
     evidence.append(said)
+    inside_binary = resolve_in_root(root, ollama_bin)
     parsed = generations.parse_version(version)
     if parsed is not None:
         generation, note = generations.for_version(parsed)
@@ -64,6 +73,10 @@ def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = lay
     if by_layout:
         return Installation(by_layout, None, "layout", tuple(evidence), None, server)
     last = generations.newest()
+    if inside_binary is None and resolve_in_root(root, ollama_lib) is None:
+        return Installation(last.name, None, "nothing", tuple(evidence),
+                            f"neither {ollama_bin} nor {ollama_lib} exists under the root: checked as "
+                            f"{last.name}, the newest known generation", server)
     return Installation(last.name, None, "default", tuple(evidence),
                         f"neither the binary nor the layout tells the release: checked as {last.name}, "
                         "the newest known generation", server)
@@ -92,7 +105,9 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
     path = host_path(root, inside)
     try:
         found = sorted(_versions_with_header(path))
-    except (OSError, ValueError, struct.error) as err:
+    except OSError as err:  # a FIFO, a device, a binary beyond the cap: named, never read
+        return None, f"{binary}: version not readable ({err.strerror or err})"
+    except (ValueError, struct.error) as err:
         return None, f"{binary}: version not readable ({err})"
     except Exception as err:  # pyelftools raises many kinds on damaged input
         return None, f"{binary}: not a readable ELF file ({type(err).__name__})"
@@ -104,8 +119,8 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
 
 
 def _versions_with_header(path: str) -> set[str]:
-    with open(path, "rb") as stream:
-        data = stream.read()
+    data = read_file(path, limit=MAX_BINARY)
+    with io.BytesIO(data) as stream:
         if not data.startswith(b"\x7fELF"):
             raise ValueError("not an ELF file")
         if not VERSION_TEXT.search(data):

@@ -17,6 +17,7 @@ class Generation:
     module: str
     layers: tuple[str, ...]  # verify's layers for it, in order
     discovery: str  # how `ollama serve` finds GPUs, in one line
+    top_level: tuple[str, ...]  # what its releases ship at the top of lib/ollama (fnmatch patterns)
     # Ollama's own discovery budget on Linux: each scanned library folder in turn, then one second pass
     # shared by all devices (v0.24.0 discover/runner.go:86,114,124; v0.32.15 discover/runner.go:89,116,132).
     bootstrap_s: float = 30.0
@@ -26,11 +27,19 @@ class Generation:
 GENERATIONS = (
     # v0.13.0 ... v0.24.0: `ollama runner --ollama-engine` answers GET /info (v0.24.0 runner/runner.go:17-18).
     Generation("runner-engine", (0, 13, 0), (0, 24, 0), "fixer.ollama.runner_engine",
-               ("environment", "static", "load", "runner"), "ollama runner --ollama-engine, GET /info"),
+               ("environment", "static", "load", "runner"), "ollama runner --ollama-engine, GET /info",
+               # v0.13.0-v0.24.0: the CPU backend variants and ggml-base beside the variant folders
+               ("libggml-base.so*", "libggml-cpu*.so")),
     # v0.30.0 ... v0.32.15 (= v0.33.0-rc2 for discovery): bundled llama-server, v0.30.0 discover/runner.go.
     Generation("llama-server", (0, 30, 0), (0, 32, 15), "fixer.ollama.llama_server",
                ("environment", "static", "load", "nvml", "discovery"),
-               "lib/ollama/llama-server --list-devices --offline --verbose, then Ollama's filters"),
+               "lib/ollama/llama-server --list-devices --offline --verbose, then Ollama's filters",
+               # v0.30.0-v0.32.15 llama/server/CMakeLists.txt (the CPU/base build, :516-560 at v0.32.15):
+               # llama-server, llama-quantize, ggml-base, ggml, llama, mtmd, llama-common and the
+               # -impl libraries, and every libggml-cpu*/libggml-blas* backend module
+               ("llama-server", "llama-quantize", "libggml-base.so*", "libggml.so*", "libllama.so*", "libmtmd.so*",
+                "libllama-common.so*", "libllama-server-impl.so*", "libllama-quantize-impl.so*", "libggml-cpu*",
+                "libggml-blas*")),
 )
 # Releases past a generation's `last` whose discovery source was read too (byte-identical discover/).
 ALSO_READ = ("0.33.0-rc1", "0.33.0-rc2")
@@ -44,6 +53,13 @@ def parse_version(text: str | None) -> tuple[int, int, int] | None:
 
 def by_name(name: str) -> Generation:
     return next(g for g in GENERATIONS if g.name == name)
+
+
+def top_level_shipped(name: str | None) -> tuple[str, ...]:
+    """What Ollama ships at the top of lib/ollama for generation `name`; every generation's when unknown
+    (then nothing one of them ships is called foreign)."""
+    chosen = [by_name(name)] if name in {g.name for g in GENERATIONS} else list(GENERATIONS)
+    return tuple(dict.fromkeys(p for g in chosen for p in g.top_level))
 
 
 def newest() -> Generation:

@@ -15,8 +15,6 @@ LIB_CANDIDATES = (DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama")
 # What a ggml backend NEEDs of libggml-base when its ELF cannot say: Ollama v0.13.2+ builds it with
 # SOVERSION 0 (SONAME libggml-base.so.0); older builds (and ggml before its SOVERSION) use libggml-base.so.
 GGML_BASE = "libggml-base.so.0"
-# Files Ollama ships at the top of lib/ollama (not in a variant folder), per generation.
-TOP_LEVEL_SHIPPED = ("libggml-base.so*", "libggml-cpu*.so")
 
 
 def is_library_dir(names: list[str]) -> bool:

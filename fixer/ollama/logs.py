@@ -1,4 +1,5 @@
-"""Parse Ollama's log (journal JSON, journal text or its own slog text) into typed events."""
+"""Parse Ollama's log (journal JSON, journal text, its own slog text, and the captures of docker, docker
+compose and kubectl around it) into typed events."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ _JOURNAL_PREFIX = re.compile(
     r"|(?P<iso>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?))"
     r" (?P<host>\S+) (?P<ident>[^\s\[\]:]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
 )
+# What container tools put before each of Ollama's lines, as logs are pasted into its issue tracker:
+# `docker compose logs` (`llms-ollama-1  | `), `kubectl logs --prefix` (`[pod/NAME/CONTAINER] `), and the
+# RFC 3339 time of `docker logs --timestamps` / `kubectl logs --timestamps` (also inside compose's prefix).
+_CAPTURE_SERVICE = re.compile(r"^(?:\[(?P<pod>pod/[^\]\s]+)\]|(?P<svc>[A-Za-z0-9][\w.-]*) *\|)(?: ?(?P<msg>.*))?$")
+_CAPTURE_TIME = re.compile(r"^(?P<iso>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})) (?P<msg>.*)$")
 _SLOG_START = re.compile(r"^time=\S")
 _LOGFMT_KEY_START = re.compile(r"^[A-Za-z_][\w.\-]*=")
 _JOURNAL_META = re.compile(r"^-- (?:Boot|No entries|Logs begin|Journal begins|Reboot)")
@@ -159,6 +165,33 @@ def _journal_time(m: re.Match) -> datetime | None:
         return None
 
 
+def _unwrap_capture(line: str) -> tuple[str, datetime | None, str | None] | None:
+    """(Ollama's own line, the capture's time, the service/pod name) when a container tool's capture
+    prefix wraps `line`; None when it carries none (a journal line, or Ollama's own)."""
+    name = None
+    if m := _CAPTURE_SERVICE.match(line):
+        name, line = m.group("pod") or m.group("svc"), m.group("msg") or ""
+    when = None
+    if not _JOURNAL_PREFIX.match(line) and (t := _CAPTURE_TIME.match(line)):
+        try:
+            when = datetime.fromisoformat(_rfc3339(t.group("iso")))
+        except ValueError:
+            when = None
+        line = t.group("msg")
+    elif name is None:
+        return None
+    return line, when, name
+
+
+def _rfc3339(stamp: str) -> str:
+    """What datetime.fromisoformat reads (Python 3.11: at most 6 fraction digits; docker writes 9)."""
+    head, dot, rest = stamp.partition(".")
+    if not dot:
+        return stamp.replace("Z", "+00:00")
+    digits = re.match(r"\d*", rest).group(0)  # type: ignore[union-attr]
+    return f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}".replace("Z", "+00:00")
+
+
 def _looks_like_ollama(message: str) -> bool:
     return bool(_SLOG_START.match(message)) or any(p.search(message) for p, _ in PLAIN_PATTERNS)
 
@@ -175,6 +208,15 @@ def records(text: str) -> list[Record]:
             continue
         when = pid = ident = None
         prefixed = False
+        if (captured := _unwrap_capture(line)) is not None:
+            line, when, ident = captured
+            prefixed = True
+            if not line.strip():
+                current, foreign = None, False
+                continue
+            if ident and "ollama" not in ident.lower() and not _looks_like_ollama(line) and not _continues_any(current, line):
+                current, foreign = None, True  # another service of the same compose project or pod
+                continue
         if line.lstrip().startswith("{"):
             parsed = _journal_json(line.strip())
             if parsed is not None:
@@ -204,6 +246,10 @@ def records(text: str) -> list[Record]:
     for record in out:
         _fill_slog(record)
     return out
+
+
+def _continues_any(current: Record | None, line: str) -> bool:
+    return current is not None and _continues(current, line, False, None)
 
 
 def _systemd_about_ollama(ident: str | None, message: str) -> bool:
@@ -485,6 +531,9 @@ class LogSummary:
     """What the log says about the latest server start."""
 
     sessions: int = 0
+    recognised: int = 0  # lines that are Ollama's own (slog records or known plain messages), whatever wraps them
+    lines: int = 0  # non-empty lines read
+    first_line: str = ""  # the first non-empty line, to show what a log without Ollama lines holds
     debug: bool = False
     version: ollama_versions.VersionGuess = field(default_factory=ollama_versions.VersionGuess)
     server_env: dict[str, str] = field(default_factory=dict)
@@ -580,6 +629,7 @@ class LogSummary:
             "system_info_missing": bool(self.system_info_missing),
             "server_errors": [e.data for e in self.server_errors],
             "events": len(self.events),
+            "recognised_lines": self.recognised,
         }
 
 
@@ -620,6 +670,9 @@ def summarize(text: str) -> LogSummary:
     session, starts = latest_session(evts)
     first_line = session[0].line if session and len(session) < len(evts) else 0
     s = LogSummary(sessions=starts, events=session)
+    s.recognised = sum(1 for r in recs if r.is_slog or _looks_like_ollama(r.text))
+    read = [line for line in text.splitlines() if line.strip()]
+    s.lines, s.first_line = len(read), (read[0][:200] if read else "")
     s.debug = any(r.level == "DEBUG" for r in recs if r.line >= first_line)
     exact = next((e.data["version"] for e in reversed(evts) if e.kind == "server_start"), None)
     observations = [(r.msg or "", r.source) for r in recs if r.is_slog and r.source and r.line >= first_line]

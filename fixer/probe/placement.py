@@ -233,11 +233,32 @@ def account_for(placement: Placement, user: str | None) -> tuple[dict | None, st
     return resolve_user(user, placement.untrusted)
 
 
+PROBE_USER = "nobody"  # the default account the code of an untrusted root runs as (--probe-user)
+
+
+def probe_account(name: str | None) -> dict:
+    """The local account the operator chose (--probe-user, default nobody) for running an untrusted
+    root's code: it must exist here and must not be root. Never an account the root itself names."""
+    import pwd
+
+    from fixer.errors import InvalidInput
+
+    name = name or PROBE_USER
+    try:
+        entry = pwd.getpwnam(name) if not name.isdigit() else pwd.getpwuid(int(name))
+    except (KeyError, ValueError):
+        raise InvalidInput(f"--probe-user {name}: no such account on this machine") from None
+    if entry.pw_uid == 0:
+        raise InvalidInput(f"--probe-user {name}: is root (uid 0); the code of a root other than / never runs as root")
+    return _account(entry)
+
+
 def resolve_user(user: str | None, untrusted: bool = False) -> tuple[dict | None, str | None]:
     """(uid/gid/groups for the launcher, or None; a note when User= cannot be honoured). For an
-    untrusted root: the unit's user if it exists here and is not root, else `nobody`; never uid 0."""
+    untrusted root `user` is the operator's --probe-user (layers.verify passes it instead of the
+    unit's User=): see probe_account."""
     if untrusted:
-        return _unprivileged(user)
+        return probe_account(user), None
     if not user or user == "root":
         return None, None
     if os.geteuid() != 0:
@@ -249,21 +270,6 @@ def resolve_user(user: str | None, untrusted: bool = False) -> tuple[dict | None
     except KeyError:
         return None, f"User={user} does not exist on this machine; ran as root"
     return _account(entry), None
-
-
-def _unprivileged(user: str | None) -> tuple[dict, str | None]:
-    import pwd
-
-    entry, note = None, None
-    try:
-        if user:
-            entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-    except KeyError:
-        note = f"User={user} does not exist on this machine; ran as nobody"
-    if entry is None or entry.pw_uid == 0:
-        note = note or f"User={user or '(unset, root)'} would be root; ran as nobody (the root is untrusted)"
-        entry = pwd.getpwnam("nobody")
-    return _account(entry), note
 
 
 def _account(entry) -> dict:

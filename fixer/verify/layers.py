@@ -44,12 +44,13 @@ def probe_refusal(root: str, probe: bool | None) -> str | None:
 
 def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, user: str | None = None,
            layers: tuple[str, ...] | None = None, timeout: float | None = None,
-           probe: bool | None = None, progress=None) -> VerifyReport:
+           probe: bool | None = None, progress=None, probe_user: str | None = None) -> VerifyReport:
     """Run the checks in `layers` (default: those of the installed Ollama generation, see
     ollama.detect) in order. `env`/`user` default to what the root's unit gives; then, on a live root
     whose service manager runs, the probes run as transient units of that manager with the unit's
     User=, environment and sandbox settings (see sandbox.systemd_placement). Off the live root the
-    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal)."""
+    probe layers run only with `probe` (the root's code is untrusted; see probe_refusal), and as the
+    operator's `probe_user` (default nobody): the unit's User= is reported, never adopted."""
     from fixer.ollama import detect, generations, mlx
 
     root = os.fspath(root)
@@ -67,6 +68,13 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     generation = generations.by_name(installation.generation)
     checks = CHECKS_BY_GENERATION[generation.name](installation)
     refusal = probe_refusal(root, probe)
+    runs_as = user
+    if root != "/":  # an image's User= names an account of *this* machine: reported, never adopted
+        from fixer.probe.placement import PROBE_USER, probe_account
+
+        runs_as = report.probe_user = probe_user or PROBE_USER
+        if refusal is None:
+            probe_account(runs_as)  # refused (exit 3) before any probe starts
     from fixer.progress import Progress
 
     chosen_layers = layers or generation.layers
@@ -76,7 +84,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
                 report.checks.append(Check(layer, "skip", f"not run: {refusal}", flag=_probe_flag(root, refusal)))
                 step(f"{layer}: not run")
                 continue
-            check = checks[layer](root, spec, dict(env), user, timeout, unit)
+            check = checks[layer](root, spec, dict(env), runs_as, timeout, unit)
             if layer == "environment":
                 check.evidence[:0] = [line for line in (tree, chosen, mlx_note) if line]
             if layer == "static":
@@ -241,11 +249,12 @@ CHECKS_BY_GENERATION = {"runner-engine": lambda installation: CHECKS, "llama-ser
 
 def check_for_apply(profile: Profile, root: str, probe: bool | None = None, progress=None,
                     restarted=None, service_check: bool = True, service_timeout: float | None = None,
-                    model: str | None = None, level: Level | None = None) -> VerifyReport:
+                    model: str | None = None, level: Level | None = None,
+                    probe_user: str | None = None) -> VerifyReport:
     """The report `apply` judges after its changes (and again after an automatic rollback). Where the
     run restarted the unit on the live root (`restarted`), the restarted service is checked too and is
-    the arbiter; `model` adds the model level."""
-    report = verify(root, profile, probe=probe, progress=progress)
+    the arbiter; `model` adds the model level; `probe_user`: see verify."""
+    report = verify(root, profile, probe=probe, progress=progress, probe_user=probe_user)
     if restarted is not None and service_check:
         add_service_level(report, root, profile, restarted=restarted, timeout=service_timeout, model=model,
                           progress=progress)

@@ -32,21 +32,24 @@ def test_plan_out_writes_mode_0600_and_names_the_digest(seed_root, cli, tmp_path
     assert [p.name for p in path.parent.iterdir()] == ["plan.json"]  # no temp file left beside it
 
 
-def test_plan_out_replaces_a_symlink_at_the_target_without_following_it(seed_root, cli, tmp_path):
+def test_plan_out_refuses_a_symlink_at_the_target_and_neither_follows_nor_replaces_it(seed_root, cli, tmp_path):
     victim = tmp_path / "victim.conf"
     victim.write_text("precious\n")
     link = tmp_path / "plan.json"
     link.symlink_to(victim)
-    save(cli, seed_root, str(link))
-    assert victim.read_text() == "precious\n"
-    assert not link.is_symlink() and json.loads(link.read_text())["format"] == 2
+    result = cli("plan", "--root", seed_root, "--out", str(link))
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [f"vgpu-fix plan: error: --out {link}: is a symlink; vgpu-fix writes only a "
+                                          "new file or replaces a regular one"]
+    assert victim.read_text() == "precious\n" and link.is_symlink()
 
 
-def test_plan_out_onto_a_directory_is_one_error_line(seed_root, cli, tmp_path):
+def test_plan_out_onto_a_directory_is_one_error_line_naming_it(seed_root, cli, tmp_path):
     (tmp_path / "plan.json").mkdir()
     result = cli("plan", "--root", seed_root, "--out", str(tmp_path / "plan.json"))
     assert result.returncode == 3
-    assert result.stderr.splitlines()[0].endswith("cannot write the plan: /plan.json: is a directory")
+    assert result.stderr.splitlines()[0].endswith(f"--out {tmp_path}/plan.json: is a directory; vgpu-fix writes "
+                                                  "only a new file or replaces a regular one")
 
 
 def test_dry_run_with_a_plan_previews_that_plan_not_the_default_profile(seed_root, cli, tmp_path):

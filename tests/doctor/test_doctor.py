@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -174,13 +175,25 @@ def test_doctor_exits_0_when_nothing_is_wrong(tree, elf_libs, cli):
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
-def test_a_log_that_never_ends_is_refused_at_the_read_cap(tmp_path, cli):
+def test_a_device_as_the_log_is_refused_before_it_is_read(tmp_path, cli):
     import time
 
     start = time.monotonic()
     endless = cli("doctor", "--root", str(tmp_path), "--log", "/dev/zero", "--json", timeout=30)
     assert endless.returncode == 3 and time.monotonic() - start < 20
-    assert json.loads(endless.stdout)["msg"] == "--log /dev/zero: larger than 16777216 bytes; vgpu-fix reads files up to 16 MiB only"
+    assert json.loads(endless.stdout)["msg"] == ("--log /dev/zero: is a character device, not a regular file or a "
+                                                 "pipe; vgpu-fix does not read it")
+
+
+def test_a_pipe_as_the_log_is_read_up_to_the_cap(tmp_path, cli):
+    endless = subprocess.Popen(["sh", "-c", "exec cat /dev/zero"], stdout=subprocess.PIPE)
+    try:
+        result = cli("doctor", "--root", str(tmp_path), "--log", f"/proc/{endless.pid}/fd/1", "--json", timeout=60)
+    finally:
+        endless.kill()
+        endless.wait()
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["msg"].endswith("larger than 16777216 bytes; vgpu-fix reads files up to 16 MiB only")
 
 
 def test_a_large_log_file_is_read_from_its_newest_end(tmp_path, seed_tree, cli):

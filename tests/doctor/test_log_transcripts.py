@@ -99,8 +99,14 @@ def test_generation_from_a_message_only_one_generation_logs():
 
 def test_the_nvml_gate_is_named_from_its_log_line_alone():
     line = next(x for x in read_log("v0.32.15_nvml_driver_too_old.log").splitlines() if "driver too old" in x)
-    (found,) = diagnose("/nonexistent-root", line, probe_host=False).findings
+    diagnosis = diagnose("/nonexistent-root", line, probe_host=False)
+    found = diagnosis.findings[0]
     assert (found.id, found.severity) == ("nvidia-driver-gate", "error") and "NVML driver gate" in found.summary
+    # v0.32.15 native_probe_linux.go:392-417 + cuda_compat.go:37-41: no NVML -> a warning, the GPU kept;
+    # so the profile setting that unlinks the NVML shim is the fix, in the finding and the verdict alike
+    assert found.fix.setting == "vars.nvml_link=absent" and "--set nvml_link=absent" in found.fix.text
+    assert "run `vgpu-fix plan --profile h100-vgpu --set nvml_link=absent`" in diagnosis.verdict
+    assert "cannot fix" not in diagnosis.verdict
 
 
 def test_runner_engine_rules_are_not_applied_to_a_llama_server_log():
@@ -130,3 +136,50 @@ def test_text_report_names_version_and_generation():
 
     text = render_text(diagnose("/nonexistent-root", read_log("v0.33.0-rc2_gpu_ok.log"), probe_host=False))
     assert "log: Ollama 0.33.0-rc2, llama-server generation" in text and "verdict: GPU in use: NVIDIA H200" in text
+
+
+def _own_lines(name: str) -> list[str]:
+    return [line for line in read_log(name).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _journal_json(line: str, n: int) -> str:
+    import json
+
+    return json.dumps({"MESSAGE": line, "_SYSTEMD_UNIT": "ollama.service", "SYSLOG_IDENTIFIER": "ollama",
+                       "_PID": "812", "__REALTIME_TIMESTAMP": str(1795000000000000 + n * 1000)})
+
+
+# How people capture Ollama's log before pasting it (Ollama's issue tracker): each wraps Ollama's own lines.
+CAPTURES = {
+    "docker compose logs": lambda line, n: f"llms-ollama-1  | {line}",
+    "docker logs --timestamps": lambda line, n: f"2026-11-20T14:02:{n % 60:02d}.101234567Z {line}",
+    "docker compose logs --timestamps": lambda line, n: f"llms-ollama-1  | 2026-11-20T14:02:{n % 60:02d}.101234567Z {line}",
+    "kubectl logs --timestamps": lambda line, n: f"2026-11-20T14:02:{n % 60:02d}.101234567+00:00 {line}",
+    "kubectl logs --prefix": lambda line, n: f"[pod/ollama-7d9f/ollama] {line}",
+    "journalctl -o cat": lambda line, n: line,
+    "journalctl -o json": _journal_json,
+}
+
+
+@pytest.mark.parametrize("capture", sorted(CAPTURES))
+@pytest.mark.parametrize("name, first", [("v0.32.15_nvml_driver_too_old.log", "nvidia-driver-gate"),
+                                         ("v0.32.15_watchdog_timeout.log", "discovery-timeout")])
+def test_the_findings_survive_every_common_capture_format(capture, name, first):
+    wrap = CAPTURES[capture]
+    lines = [wrap(line, n) for n, line in enumerate(_own_lines(name))]
+    if capture.startswith("docker compose"):  # another service of the project, interleaved
+        lines[1:1] = ["llms-webui-1   | INFO:     Started server process [1]", "llms-webui-1   | "]
+    plain = diagnose("/nonexistent-root", "\n".join(_own_lines(name)), probe_host=False)
+    wrapped = diagnose("/nonexistent-root", "\n".join(lines), probe_host=False)
+    assert [f.id for f in wrapped.findings] == [f.id for f in plain.findings] and wrapped.findings[0].id == first
+    assert wrapped.verdict == plain.verdict
+    assert "log-not-ollama" not in [f.id for f in wrapped.findings]
+
+
+@pytest.mark.parametrize("text", ["", "Nov 20 14:02:11 host sshd[42]: Accepted publickey for root\n",
+                                  "web-1  | GET / 200\nweb-1  | GET /favicon.ico 404\n", "just some notes\n"])
+def test_a_log_without_one_ollama_line_says_so(text):
+    diagnosis = diagnose("/nonexistent-root", text, probe_host=False)
+    found = {f.id: f for f in diagnosis.findings}
+    assert "log-not-ollama" in found and found["log-not-ollama"].severity == "warning"
+    assert diagnosis.verdict != "No problem found."

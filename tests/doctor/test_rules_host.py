@@ -181,7 +181,7 @@ def test_toplevel_symlink():
 @pytest.mark.parametrize(
     "top, sub, evidence",
     [
-        ({"libcuda.so.1": F}, {}, "not shipped by Ollama"),
+        ({"libcuda.so.1": F}, {}, "not shipped at the top level by any known Ollama"),
         ({}, {"libcudart.so.12": Entry("symlink", "/opt/vgpu/lib/libvgpu-cudart.so", 1000.0)}, "points outside"),
         ({}, {"libvgpu-cuda.so": F}, "driver or shim library"),
         ({}, {"libcublas.so.12": Entry("file", mtime=1000.0 + 40 * 86400)}, "days after"),
@@ -196,6 +196,28 @@ def test_lib_tree_modified(top, sub, evidence):
 
 def test_lib_tree_pristine():
     assert run(libs.lib_tree_modified) == []
+
+
+V032_TOP = ["llama-server", "llama-quantize", "libggml-base.so.0", "libggml.so.0", "libllama.so.0", "libmtmd.so.0",
+            "libggml-cpu-haswell.so", "libggml-cpu-x64.so"]
+
+
+def test_what_a_v032_release_ships_at_the_top_of_lib_ollama_is_its_own():
+    """v0.32.15 llama/server/CMakeLists.txt:516-560: llama-server and its libraries live at the top."""
+    top = {name: F for name in V032_TOP}
+    assert rule_in(libs.lib_tree_modified, "llama-server", lib_top=top) == []
+    assert rule_in(libs.lib_tree_modified, None, lib_top=top) == []  # generation unknown: accuse nothing shipped
+
+
+def test_llama_server_at_the_top_of_a_runner_engine_tree_was_added_by_hand():
+    found = rule_in(libs.lib_tree_modified, "runner-engine", lib_top={"libggml-base.so.0": F, "llama-server": F})
+    assert ids(found) == ["lib-ollama-modified"]
+    assert found[0].evidence == (f"{LIB}/llama-server: not shipped at the top level by the runner-engine generation "
+                                 "of Ollama",)
+
+
+def rule_in(rule, generation, **kw):
+    return rule(Context(host=facts(**kw), generation=generation))
 
 
 DRIVER = elf_info("/opt/vgpu/lib/libvgpu-cuda.so", "libcuda.so.1", ("cuInit", "dlopen"))

@@ -19,11 +19,20 @@ A case says what to feed vgpu-fix and what must come out:
       - {saved_plan: /p, edit: {dotted.key.0: value}, redigest: true}   # `plan --out /p` (a path
         outside the root, e.g. @OUTSIDE@/plan.json), then edit its JSON; with redigest the edit
         also recomputes the digest, as someone who knows the format would
-      - {mkfifo: /p} | {socket: /p} | {mknod: /p}   # special files (mknod: /dev/null's 1:3; needs root)
+      - {mkfifo: /p} | {socket: /p} | {mknod: /p}   # special files (mknod: /dev/null's 1:3, or
+                                                    # major/minor; needs root; never in the machine's /dev)
+      - {tamper: blob-fifo | manifest-zero | audit-fifo | last-verify-fifo}  # state files that are not files
       - {chown: /p, uid: 1000, gid: 1000}           # needs root
       - {hardlink: /p, target: "@OUTSIDE@/x"}       # a second name for the file at /p
+      - {hold_lock: true}           # another process holds the run lock for the whole run
+    profile_ref: /dev/zero          # instead of `profile`: the --profile argument itself (filled)
+    stdin: /dev/zero                # what the command reads as its standard input
+    signal: {after: 2, name: SIGTERM}   # sent while the command runs (a wait must end with 128+N)
+    timeout: 60                     # seconds before the command is killed (then rc -9: a hang)
     needs_root: true                # skipped (with the reason) where not root
-    mount: readonly | readonly-etc | full | full-etc   # needs root; runs in a private mount namespace
+    mount: readonly | readonly-etc | full | full-etc | dev   # needs root; runs in a private mount
+                                    # namespace (dev: a private /dev of fresh null, zero, full nodes and
+                                    # the stdin/stdout/stderr links, checked after the run)
     expect:
       exit: 3
       error: 'regex'                # some stderr line must match (the one-line error naming the location)
@@ -32,6 +41,11 @@ A case says what to feed vgpu-fix and what must come out:
       files: {/p: "latin1 text"}    # exit 0 cases: exact bytes after apply
       output: 'regex'               # some stdout or stderr line must match (warnings, notes)
       owner: {/p: [0, 0, "0644"]}   # exit 0 apply cases: uid, gid and mode after apply
+      not_output: 'regex'           # no stdout or stderr line may match (a leak, a wrong name)
+      json: {changed: true}         # keys of the --json document on stdout, with their values
+      devices: {/dev/null: char}    # mount dev: what each node is after the run (char, symlink, file)
+      file_lines: {/p: "line"}      # exit 0 apply cases: the file holds exactly this line
+      analyze_unit: {unit: x.path, not: 'regex'}   # exit 0 apply cases: systemd-analyze verify of a unit
 
 Placeholders in strings: @OUTSIDE@ (a directory beside the root that must never change), @ROOT@,
 @LONG:N@ (N characters 'x').
@@ -43,6 +57,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -76,6 +91,8 @@ def _bytes(step: dict, root: str, outside: str) -> bytes:
 
 def _host_step(step: dict, root: str, outside: str, run) -> None:
     def real(path: str) -> str:
+        if path.startswith("@OUTSIDE@"):  # set up beside the root (its bytes must not change either)
+            return _fill(path, root, outside)
         return os.path.join(root, _fill(path, root, outside).lstrip("/"))
 
     if "write" in step:
@@ -106,7 +123,11 @@ def _host_step(step: dict, root: str, outside: str, run) -> None:
         assert result.returncode == 4, result.output
         _edit_plan(path, step.get("edit") or {}, step.get("redigest", False))
     elif "mkfifo" in step:
-        os.mkfifo(real(step["mkfifo"]))
+        path = real(step["mkfifo"])
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkfifo(path)
     elif "socket" in step:
         import socket
 
@@ -116,13 +137,32 @@ def _host_step(step: dict, root: str, outside: str, run) -> None:
     elif "mknod" in step:
         import stat
 
-        os.mknod(real(step["mknod"]), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        path = real(step["mknod"])
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(step.get("major", 1), step.get("minor", 3)))
     elif "chown" in step:
         os.chown(real(step["chown"]), step["uid"], step["gid"], follow_symlinks=False)
     elif "hardlink" in step:
         os.link(real(step["hardlink"]), _fill(step["target"], root, outside))
+    elif "hold_lock" in step:
+        HOLDERS.append(_hold_lock(os.path.join(root, "var/lib/vgpu-fix/lock")))
     else:
         raise ValueError(f"unknown host step {step}")
+
+
+HOLDERS: list[subprocess.Popen] = []  # lock holders of the case being observed; killed when it ends
+
+
+def _hold_lock(path: str) -> subprocess.Popen:
+    """A process that takes the run lock (flock, as a run does) and keeps it until it is killed."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    code = ("import fcntl, os, sys, time\n"
+            f"fd = os.open({path!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(300)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
 
 
 def _tamper(root: str, how: str) -> None:
@@ -131,6 +171,18 @@ def _tamper(root: str, how: str) -> None:
     generation = os.path.join(root, "var/lib/vgpu-fix/generations/0001")
     manifest = os.path.join(generation, "manifest.json")
     blobs = sorted(os.listdir(os.path.join(generation, "blobs")))
+    state = os.path.dirname(os.path.dirname(generation))
+    special = {"blob-fifo": os.path.join(generation, "blobs", blobs[0]), "audit-fifo": os.path.join(state, "audit.log"),
+               "last-verify-fifo": os.path.join(state, "last-verify.json")}
+    if how in special:  # a FIFO where vgpu-fix keeps a state file: never waited on
+        if os.path.lexists(special[how]):
+            os.unlink(special[how])
+        os.mkfifo(special[how], 0o600)
+        return
+    if how == "manifest-zero":  # the manifest a link to an endless device
+        os.unlink(manifest)
+        os.symlink("/dev/zero", manifest)
+        return
     if how == "manifest":  # an edit without fixing the checksum
         data = json.load(open(manifest))
         data["entries"][0]["mode"] = 0o777
@@ -184,10 +236,40 @@ def _mount(kind: str, root: str) -> None:
 
     if kind in ("full", "readonly"):
         sh("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", root)
+    elif kind == "dev":
+        _private_dev()
     elif kind in ("full-etc", "readonly-etc"):
         pass  # the seed is built first, then /etc is replaced below
     else:
         raise ValueError(kind)
+
+
+DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9)}
+
+
+def _private_dev() -> None:
+    """A fresh /dev (tmpfs) in this private mount namespace: what a run does to it never reaches the
+    machine's own device nodes."""
+    import stat
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", "/dev"], check=True)
+    for name, (major, minor) in DEVICES.items():
+        os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(f"/dev/{name}", 0o666)
+    for name, target in (("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                         ("fd", "/proc/self/fd")):
+        os.symlink(target, f"/dev/{name}")
+
+
+def _device_kind(path: str) -> str:
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "absent"
+    return ("char" if stat.S_ISCHR(mode) else "symlink" if stat.S_ISLNK(mode) else
+            "file" if stat.S_ISREG(mode) else "other")
 
 
 def _after_seed_mount(kind: str, root: str) -> None:
@@ -229,6 +311,16 @@ def _fill_up(directory: str) -> None:
 
 def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
     """Set up the case, run the command once, and report what happened (JSON-able)."""
+    try:
+        return _observe(case, workdir, runner)
+    finally:
+        while HOLDERS:
+            holder = HOLDERS.pop()
+            holder.kill()
+            holder.wait()
+
+
+def _observe(case: dict, workdir: str, runner: str) -> dict:
     run = RUNNERS[runner]
     root = os.path.join(workdir, "root")
     outside = os.path.join(workdir, "outside")
@@ -250,13 +342,16 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
     for name, text in (case.get("siblings") or {}).items():
         with open(os.path.join(profiles, name), "w", encoding="utf-8") as fh:
             fh.write(_fill(text, root, outside))
-    if "profile" in case or "profile_latin1" in case:
+    if "profile_ref" in case:
+        profile_args = ("--profile", _fill(case["profile_ref"], root, outside))
+    elif "profile" in case or "profile_latin1" in case:
         path = os.path.join(profiles, case.get("profile_file", "case.yaml"))
         data = (_fill(case["profile"], root, outside).encode() if "profile" in case
                 else _fill(case["profile_latin1"], root, outside).encode("latin-1"))
         with open(path, "wb") as fh:
             fh.write(data)
         profile_args = ("--profile", path)
+    pristine = tree(root)  # the seed: what a successful rollback after `{apply: true}` must give back
     for step in case.get("host") or []:
         _host_step(step, root, outside, run)
     if case.get("mount"):
@@ -273,13 +368,16 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
         argv = [command, "--root", root, *profile_args, *args]
     else:
         argv = [command, "--root", root, *args]
-    result = run(*argv)
+    signalled = case.get("signal")
+    result = run(*argv, stdin=case.get("stdin"), timeout=case.get("timeout", 60),
+                 signal_after=(signalled["after"], getattr(signal, signalled["name"])) if signalled else None)
     seen = {
         "argv": argv,
         "rc": result.returncode,
-        "stdout": result.stdout[-4000:],
-        "stderr": result.stderr[-4000:],
+        "stdout": result.stdout[-40000:],
+        "stderr": result.stderr[-40000:],
         "tree_unchanged": tree(root) == before["tree"],
+        "seed_restored": tree(root) == pristine,
         "tree_diff": sorted(k for k in set(tree(root)) | set(before["tree"])
                             if tree(root).get(k) != before["tree"].get(k))[:20],
         "outside_unchanged": _outside_tree(outside) == before["outside"],
@@ -290,15 +388,20 @@ def observe(case: dict, workdir: str, runner: str = "fork") -> dict:
         "generations_after": _safe_statuses(root),
     }
     expect = case.get("expect") or {}
+    seen["devices"] = {p: _device_kind(p) for p in expect.get("devices") or {}}
     if result.returncode == 0 and command == "apply":
         from fixer.facts.host import probe_unit
 
         unit = probe_unit(root, "ollama.service")
         seen["env"] = unit.environment.effective()
-        seen["files"] = {p: _read_latin1(os.path.join(root, p.lstrip("/"))) for p in expect.get("files") or {}}
+        seen["files"] = {p: _read_latin1(os.path.join(root, _fill(p, root, outside).lstrip("/")))
+                         for p in expect.get("files") or {}}
         seen["owner"] = {p: _owner(os.path.join(root, p.lstrip("/"))) for p in expect.get("owner") or {}}
         if expect.get("analyze"):
             seen["analyze"] = _analyze(root)
+        seen["file_lines"] = {p: _read_latin1(os.path.join(root, p.lstrip("/"))) for p in expect.get("file_lines") or {}}
+        if expect.get("analyze_unit"):
+            seen["analyze_unit"] = _analyze(root, expect["analyze_unit"]["unit"])
         back = run("rollback", "--root", root)
         seen["rollback_rc"] = back.returncode
         seen["rollback_restored"] = tree(root) == before["tree"]
@@ -324,8 +427,8 @@ def _read_latin1(path: str) -> str | None:
         return fh.read().decode("latin-1")
 
 
-def _analyze(root: str) -> dict:
-    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "ollama.service"],
+def _analyze(root: str, unit: str = "ollama.service") -> dict:
+    proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", unit],
                           capture_output=True, text=True, timeout=60)
     ours = [line for line in (proc.stdout + proc.stderr).splitlines() if "zz-vgpu-fix.conf" in line]
     return {"rc": proc.returncode, "our_warnings": ours, "output": (proc.stdout + proc.stderr)[-2000:]}

@@ -40,17 +40,36 @@ class Run:
         return self.stdout + self.stderr
 
 
-def run_subprocess(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
-    proc = subprocess.run([sys.executable, "-m", "fixer", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env={**os.environ, "NO_COLOR": "1", **(env or {})})
-    return Run(args, proc.returncode, proc.stdout, proc.stderr)
+def run_subprocess(*args: str, env: dict | None = None, timeout: float = 120, stdin: str | None = None,
+                   signal_after: tuple[float, int] | None = None) -> Run:
+    """`python -m fixer ARGS`; `stdin`: a path read as its standard input; `signal_after`: (seconds,
+    signal) sent while it runs. A run past `timeout` is killed: returncode -9 (a hang is a finding)."""
+    import signal as signals
+
+    with open(stdin or os.devnull, "rb") as given:
+        proc = subprocess.Popen([sys.executable, "-m", "fixer", *args], stdin=given, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                env={**os.environ, "NO_COLOR": "1", **(env or {})})
+        try:
+            if signal_after is not None:
+                try:
+                    proc.wait(timeout=signal_after[0])
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal_after[1])
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signals.SIGKILL)
+            out, err = proc.communicate()
+    return Run(args, proc.returncode, out, err)
 
 
 _WARM = False
 
 
-def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
-    """`vgpu-fix ARGS` in a forked child; returncode is -SIG when the child died of a signal."""
+def run_fork(*args: str, env: dict | None = None, timeout: float = 120, stdin: str | None = None,
+             signal_after: tuple[float, int] | None = None) -> Run:
+    """`vgpu-fix ARGS` in a forked child; returncode is -SIG when the child died of a signal. `stdin`,
+    `signal_after` and `timeout` as in run_subprocess (a child past `timeout` is killed: -9)."""
     global _WARM
     if not _WARM:  # import in the parent what every child needs, so children start warm
         import sh  # noqa: F401
@@ -67,6 +86,10 @@ def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
         if pid == 0:  # the child: never returns into the caller
             code = 1
             try:
+                if stdin is not None:
+                    given = os.open(stdin, os.O_RDONLY)
+                    os.dup2(given, 0)
+                    os.close(given)
                 os.dup2(out.fileno(), 1)
                 os.dup2(err.fileno(), 2)
                 # Under pytest sys.stdout is a capture object, not fd 1: rebind both streams.
@@ -98,11 +121,32 @@ def run_fork(*args: str, env: dict | None = None, timeout: float = 120) -> Run:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = _wait(pid, timeout, signal_after)
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         out.seek(0)
         err.seek(0)
         return Run(args, code, out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def _wait(pid: int, timeout: float, signal_after: tuple[float, int] | None) -> int:
+    """The child's wait status; sends `signal_after` on time, and SIGKILL past `timeout`."""
+    import signal as signals
+    import time
+
+    start = time.monotonic()
+    signalled = signal_after is None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        elapsed = time.monotonic() - start
+        if not signalled and elapsed >= signal_after[0]:  # type: ignore[index]
+            os.kill(pid, signal_after[1])  # type: ignore[index]
+            signalled = True
+        if elapsed >= timeout:
+            os.kill(pid, signals.SIGKILL)
+            return os.waitpid(pid, 0)[1]
+        time.sleep(0.01)
 
 
 RUNNERS = {"fork": run_fork, "subprocess": run_subprocess}

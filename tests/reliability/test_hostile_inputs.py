@@ -5,6 +5,7 @@ values systemd can carry round-trip through the drop-in, fixer's probe and syste
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,11 @@ def test_hostile_input(path, tmp_path):
         assert any(re.search(expect["error"], line) for line in lines), seen["stderr"]
     if "output" in expect:
         assert any(re.search(expect["output"], line) for line in output.splitlines()), output
+    if "not_output" in expect:
+        assert not [line for line in output.splitlines() if re.search(expect["not_output"], line)], output
+    for key, value in (expect.get("json") or {}).items():
+        assert json.loads(seen["stdout"])[key] == value, (key, seen["stdout"])
+    assert seen["devices"] == (expect.get("devices") or {}), "a device node of the (private) /dev changed"
     if expect["exit"] != 0:
         assert seen["tree_unchanged"], f"changed: {seen['tree_diff']}"
         expected_generations = seen["generations_before"]
@@ -60,8 +66,14 @@ def test_hostile_input(path, tmp_path):
         assert seen["owner"][name] == owner, name
     if expect.get("analyze"):
         assert seen["analyze"]["our_warnings"] == [], seen["analyze"]["output"]
+    for name, line in (expect.get("file_lines") or {}).items():
+        assert line in (seen["file_lines"][name] or "").splitlines(), seen["file_lines"][name]
+    if expect.get("analyze_unit"):
+        assert not re.search(expect["analyze_unit"]["not"], seen["analyze_unit"]["output"]), seen["analyze_unit"]
     if case.get("command", "apply") == "apply":
         assert seen["rollback_rc"] == 0 and seen["rollback_restored"]
+    elif case["command"] == "rollback" and "--dry-run" not in case.get("args", []):  # it undid the apply, all of it
+        assert seen["seed_restored"] and seen["generations_after"][-1] == "rolled_back", seen["tree_diff"]
     else:  # a read-only command that succeeded changed nothing either
         assert seen["tree_unchanged"], f"changed: {seen['tree_diff']}"
 

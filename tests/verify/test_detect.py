@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fixer.ollama import detect
@@ -33,10 +35,38 @@ def test_layout_decides_when_the_version_is_unreadable(make_host):
     assert (found.generation, found.version, found.how) == ("runner-engine", None, "layout")
 
 
-def test_empty_root_is_checked_as_the_newest_generation_and_says_so(tmp_path):
+def test_a_root_without_any_ollama_says_none_was_found_and_is_checked_as_the_newest_generation(tmp_path):
+    found = detect.detect(str(tmp_path))
+    assert (found.generation, found.how, found.found) == ("llama-server", "nothing", False)
+    assert found.describe() == ("no Ollama found; neither /usr/local/bin/ollama nor /usr/local/lib/ollama exists "
+                                "under the root: checked as llama-server, the newest known generation")
+
+
+def test_a_binary_and_a_layout_that_tell_nothing_fall_back_to_the_newest_generation(tmp_path):
+    (tmp_path / "usr/local/lib/ollama").mkdir(parents=True)
     found = detect.detect(str(tmp_path))
     assert (found.generation, found.how) == ("llama-server", "default")
     assert "newest known generation" in found.note
+
+
+def _fifo_behind_a_link(path: str) -> None:
+    os.mkfifo(path + "-0.32")
+    os.symlink("ollama-0.32", path)
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, _fifo_behind_a_link])
+def test_an_ollama_that_is_a_fifo_is_named_never_read(tmp_path, make):
+    (tmp_path / "usr/local/bin").mkdir(parents=True)
+    make(str(tmp_path / "usr/local/bin/ollama"))
+    version, said = detect.embedded_version(str(tmp_path), "/usr/local/bin/ollama")
+    assert version is None and said.startswith("/usr/local/bin/ollama: version not readable (is a FIFO")
+
+
+def test_an_ollama_linked_to_a_device_of_this_machine_is_not_followed_out_of_the_root(tmp_path):
+    (tmp_path / "usr/local/bin").mkdir(parents=True)
+    os.symlink("/dev/zero", tmp_path / "usr/local/bin/ollama")
+    assert detect.embedded_version(str(tmp_path), "/usr/local/bin/ollama") == (
+        None, "/usr/local/bin/ollama: not found in the root")
 
 
 def test_version_and_layout_disagreeing_is_noted(tmp_path, native):

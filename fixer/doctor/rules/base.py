@@ -18,6 +18,7 @@ class Context:
     host: HostFacts | None = None
     log: LogSummary | None = None
     our_dropin: str = "zz-vgpu-fix.conf"
+    generation: str | None = None  # the installed Ollama's discovery generation (fixer.ollama.detect), if known
     notes: dict = field(default_factory=dict)
 
 

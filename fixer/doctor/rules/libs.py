@@ -9,7 +9,8 @@ import statistics
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.snapshot import HostFacts, is_shim_name
 from fixer.facts.linker import Lookup, symbol_family
-from fixer.ollama.layout import CUDA_LIB, TOP_LEVEL_SHIPPED, bundled_sonames
+from fixer.ollama.generations import top_level_shipped
+from fixer.ollama.layout import CUDA_LIB, bundled_sonames
 
 DAY = 86400.0
 ORIGINS = {"preload": "preloaded object with that SONAME", "LD_LIBRARY_PATH": "LD_LIBRARY_PATH",
@@ -66,13 +67,15 @@ def lib_tree_modified(ctx: Context) -> list[Finding]:
     mtimes = [e.mtime for e in entries.values() if e.kind == "file" and e.mtime]
     median = statistics.median(mtimes) if len(mtimes) >= 3 else None
     evidence = []
+    shipped = top_level_shipped(ctx.generation)
     for path, entry in sorted(entries.items()):
         name = os.path.basename(path)
         top = os.path.dirname(path) == host.ollama_lib
         if top and fnmatch.fnmatch(name, "libggml-cuda*"):
             continue  # its own rule
-        if top and entry.kind != "dir" and not any(fnmatch.fnmatch(name, p) for p in TOP_LEVEL_SHIPPED):
-            evidence.append(f"{path}: not shipped by Ollama at the top level")
+        if top and entry.kind != "dir" and not any(fnmatch.fnmatch(name, p) for p in shipped):
+            release = f"the {ctx.generation} generation of Ollama" if ctx.generation else "any known Ollama"
+            evidence.append(f"{path}: not shipped at the top level by {release}")
         elif entry.kind == "symlink" and _outside(host, path):
             evidence.append(f"{path} -> {entry.target}: points outside {host.ollama_lib}")
         elif is_shim_name(name) or name.startswith(("libcuda.so", "libnvidia-ml.so")):

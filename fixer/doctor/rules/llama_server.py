@@ -48,10 +48,15 @@ def nvidia_driver_gate(ctx: Context) -> list[Finding]:
                  "libnvidia-ml.so.1 the service loads is a vGPU NVML shim that answers the CUDA version "
                  "(e.g. \"12.9.00\") where NVML returns the driver version. The CUDA backend itself loaded "
                  "and found the device — this is not a backend that never loaded.")
-        fix = ("Do not make the NVML shim reachable as libnvidia-ml.so.1 for Ollama (remove the "
-               "libnvidia-ml.so.1 -> NVML-shim link from the service's library path): Ollama then logs "
-               "\"could not verify NVIDIA driver compatibility for CUDA\" and keeps the GPU. Or fix the shim "
-               f"to report the host driver's version ({COMPRESSED_FATBIN_DRIVER} or newer).")
+        # v0.32.15 discover/native_probe_linux.go:392-417: the probe dlopens libnvidia-ml.so.1, then
+        # libnvidia-ml.so; when neither loads, the major stays 0 and cuda_compat.go:37-41 only warns.
+        fix = ("`vgpu-fix apply --profile h100-vgpu --set nvml_link=absent`: the profile then links no "
+               "libnvidia-ml.so.1 to the NVML shim, Ollama's native probe finds no NVML, logs \"could not verify "
+               "NVIDIA driver compatibility for CUDA\" and keeps the GPU. This holds only while no other "
+               "libnvidia-ml.so.1 or libnvidia-ml.so is reachable for the service (verify's nvml layer names the "
+               "one it would load). Or fix the shim to report the host driver's version "
+               f"({COMPRESSED_FATBIN_DRIVER} or newer).")
+        return [finding("nvidia-driver-gate", _severity(log), summary, evidence, gate + cause, fix, "vars.nvml_link=absent")]
     else:
         summary = f"the NVIDIA driver {first.get('driver')} is too old for the cuda_v12 runtime ({required} needed)"
         cause = (" The bundled CUDA 12.8 runtime may use compressed fatbins (driver 550+) and PTX JIT for "

@@ -59,6 +59,26 @@ def _other_outcome(log: LogSummary) -> bool:
 
 
 @rule
+def log_not_ollama(ctx: Context) -> list[Finding]:
+    """A log given to doctor in which not one line is Ollama's: say so, instead of judging from nothing."""
+    log = ctx.log
+    if log is None or log.recognised:
+        return []
+    evidence = [f"first line: {log.first_line}"] if log.first_line else ["the log is empty"]
+    return [finding(
+        "log-not-ollama", "warning",
+        f"the log holds no Ollama log line ({log.lines} line(s) read, none of them Ollama's)",
+        evidence,
+        "doctor reads Ollama's own lines (`time=… level=… source=… msg=…` and its plain loader messages) "
+        "as journalctl prints them (short, -o cat, -o json), and as docker logs [--timestamps], docker compose "
+        "logs and kubectl logs [--timestamps] [--prefix] wrap them. Nothing in this file is one of those, so "
+        "no finding below comes from Ollama's log.",
+        "Give the ollama service's own log: `journalctl -u ollama --no-pager > FILE`, `docker logs --timestamps "
+        "CONTAINER > FILE 2>&1`, `docker compose logs ollama > FILE` or `kubectl logs POD > FILE`.",
+    )]
+
+
+@rule
 def backend_never_loaded(ctx: Context) -> list[Finding]:
     log = ctx.log
     if log is None or not _on_cpu(log) or _other_outcome(log):

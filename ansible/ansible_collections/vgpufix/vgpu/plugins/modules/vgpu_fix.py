@@ -65,11 +65,18 @@ options:
       - Let verification execute the root's own files (C(ollama), C(libggml-*.so), preloads) to prove
         the backend loads, as C(vgpu-fix --probe/--no-probe).
       - Unset, probes run on the live root C(/) only. Any other O(root) is untrusted data; its files
-        run only with V(true), and then only as an unprivileged user (the unit's C(User=) if it
-        exists here, else C(nobody)) in new user, PID, network and mount namespaces, read-only.
+        run only with V(true), and then only as O(probe_user) in new user, PID, network and mount
+        namespaces, read-only.
       - Without probes a root other than C(/) reaches only the V(files) proof level, so the task is
         refused before any change unless O(level=files) (or O(verify=false)).
     type: bool
+  probe_user:
+    description:
+      - For a O(root) other than C(/), the local account the probes run the root's files as, as
+        C(vgpu-fix --probe-user). Never root. The C(User=) the image's unit names is reported, never
+        adopted (it names an account of this machine that the image must not choose).
+    type: str
+    default: nobody
   level:
     description:
       - The proof level the task requires, as C(vgpu-fix --level); RV(proof) says which was reached.
@@ -298,6 +305,7 @@ ARGUMENT_SPEC = dict(
     restart=dict(type="bool", default=True),
     verify=dict(type="bool", default=True),
     probe=dict(type="bool"),
+    probe_user=dict(type="str", default="nobody"),
     force=dict(type="bool", default=False),
     rollback_to=dict(type="int"),
     lock_timeout=dict(type="float", default=0.0),
@@ -390,7 +398,7 @@ class Task:
     def proof_options(self):
         p = self.params
         return {"service_check": p["service_check"], "service_timeout": p["service_timeout"], "model": p["model"],
-                "level": Level(p["level"]) if p["level"] else None}
+                "level": Level(p["level"]) if p["level"] else None, "probe_user": p["probe_user"]}
 
     # -- helpers --------------------------------------------------------------------------------
 
