@@ -6,7 +6,7 @@ import os
 
 from fixer.facts import systemd as unitfile
 from fixer.facts.host import HostState, with_dropin
-from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, preload_line
+from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, preload_line, split_preload
 from fixer.facts.paths import ABSENT, PathState
 from fixer.model.plan import Change, ChangeKind, Plan, PostAction  # noqa: F401  (Change and Plan: this module's results)
 from fixer.model.profile import Profile
@@ -68,6 +68,7 @@ def build(profile: Profile, host: HostState, force: bool = False) -> Plan:
     for problem in _unsafe(profile, host):
         plan.conflicts.append(problem)
     _requires(plan, profile, host, force)
+    _hami_core(plan, profile, host, force)
     _capabilities(plan, profile, host)
     for link in profile.symlinks:
         target = link.target if link.state == "present" else None
@@ -123,6 +124,39 @@ def _requires(plan: Plan, profile: Profile, host: HostState, force: bool) -> Non
         plan.warnings.append(f"{problem} (planned anyway: --force)")
     else:
         plan.conflicts.append(f"requires.nvidia_driver: {problem} (use --force to plan anyway)")
+
+
+# HAMi-core's hook library: preloaded (LD_PRELOAD=libvgpu.so) it enforces CUDA_DEVICE_MEMORY_LIMIT and
+# CUDA_DEVICE_SM_LIMIT, this host's share of the GPU (HAMi-core README.md, "Usage").
+HAMI_CORE = "libvgpu.so"
+HAMI_LIMITS = ("CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_LIMIT")
+
+
+def _hami_core(plan: Plan, profile: Profile, host: HostState, force: bool) -> None:
+    """A profile that would drop the service's HAMi-core preload, or the library pin it runs with, is refused
+    unless forced: removing either silently lifts the GPU share's limits or changes the backend under them."""
+    env = host.unit.environment.effective()
+    hooks = [e for e in split_preload(env.get("LD_PRELOAD")) if os.path.basename(e) == HAMI_CORE]
+    if not hooks:
+        return
+    lost = []
+    if profile.preload is not None and any(h not in profile.preload for h in hooks):
+        limits = ", ".join(f"{n}={env[n]}" for n in HAMI_LIMITS if n in env) or "its memory and SM limits"
+        lost.append(f"the preload of {':'.join(hooks)} ({limits})")
+    pin = env.get("OLLAMA_LLM_LIBRARY")
+    wanted = profile.service.effective_environment.get("OLLAMA_LLM_LIBRARY")
+    if pin and ("OLLAMA_LLM_LIBRARY" in profile.service.unset or wanted not in (None, pin)):
+        lost.append(f"its pin OLLAMA_LLM_LIBRARY={pin}")
+    if not lost:
+        return
+    problem = (f"{profile.name} would remove {' and '.join(lost)} from {profile.service.unit}: this is a HAMi-core "
+               f"host, whose {HAMI_CORE} enforces its share of the GPU. Keep them in a profile that extends "
+               f"{profile.name} (`preload: [{', '.join(hooks)}]`, the pin in service.environment)")
+    if force:
+        plan.forced.append("hami-core")
+        plan.warnings.append(f"{problem} (planned anyway: --force)")
+    else:
+        plan.conflicts.append(f"{problem}, or use --force")
 
 
 def _capabilities(plan: Plan, profile: Profile, host: HostState) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fixer.errors import ProfileError
-from fixer.facts.paths import host_path
+from fixer.facts import paths
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_profiles"
 if not SHIPPED_DIR.is_dir():  # editable install: profiles/ sits beside the package
@@ -44,35 +45,19 @@ class Resolved:
     chain: list[str]
 
 
-def site_profile(root: str, name: str) -> Path | None:
-    """ROOT/etc/vgpu-fix/profiles/NAME.yaml, resolved inside the root (a symlink in it is followed as a
-    chroot would, never out of the root), when that is a regular file."""
-    from fixer.facts.linker import resolve_in_root
-
-    inside = resolve_in_root(root, f"{SITE_DIR}/{name}.yaml")
-    if inside is None:
-        return None
-    real = host_path(root, inside)
-    return Path(real) if os.path.isfile(real) and not os.path.islink(real) else None
-
-
-def _site_names(root: str) -> list[str]:
-    from fixer.facts.linker import resolve_in_root
-
-    inside = resolve_in_root(root, SITE_DIR)
-    real = host_path(root, inside) if inside is not None else None
-    if real is None or not os.path.isdir(real):
-        return []
-    return sorted(n[:-5] for n in os.listdir(real) if n.endswith(".yaml") and NAME.match(n[:-5]))
+def _site_profiles(root: str) -> dict[str, Path]:
+    """The root's site profiles by name, each where the root's symlinks (resolved inside it) lead."""
+    found = {}
+    for path in paths.matching(root, SITE_DIR, "*.yaml"):
+        if paths.is_file(root, path):
+            found[posixpath.basename(path)[:-len(".yaml")]] = Path(paths.real_path(root, path) or path)
+    return found
 
 
 def list_profiles(root: str) -> list[tuple[str, str, str]]:
     """(name, origin, file) for every profile found by name; site profiles shadow shipped ones."""
     found = {file.stem: (file.stem, "shipped", str(file)) for file in sorted(SHIPPED_DIR.glob("*.yaml"))}
-    for name in _site_names(root):
-        site = site_profile(root, name)
-        if site is not None:
-            found[name] = (name, "site", str(site))
+    found.update({name: (name, "site", str(file)) for name, file in _site_profiles(root).items()})
     return sorted(found.values())
 
 
@@ -87,9 +72,9 @@ def locate(ref: str, root: str) -> Path:
         return path  # a regular file or the operator's pipe: read_source says what anything else is
     if not NAME.match(ref):
         raise ProfileError(f"{ref!r} is not a profile name or path")
-    site = site_profile(root, ref)
-    if site is not None:
-        return site
+    site = _site_profiles(root)
+    if ref in site:
+        return site[ref]
     if (SHIPPED_DIR / f"{ref}.yaml").is_file():
         return SHIPPED_DIR / f"{ref}.yaml"
     known = ", ".join(name for name, _, _ in list_profiles(root)) or "none"
@@ -100,7 +85,7 @@ def shadowing(ref: str, root: str) -> str:
     """A sentence naming the site profile that `ref` finds when it hides a shipped profile of that name."""
     if not NAME.match(ref) or ref == STDIN:
         return ""
-    site = site_profile(root, ref)
+    site = _site_profiles(root).get(ref)
     if site is not None and (SHIPPED_DIR / f"{ref}.yaml").is_file():
         return f"site profile {site}, which shadows the shipped profile {ref}"
     return ""
@@ -110,10 +95,8 @@ def _in_site(path: Path, root: str) -> bool:
     """Whether `path` is a profile of a root's own (found by name in ROOT/etc/vgpu-fix/profiles, ROOT not /)."""
     if root == "/":
         return False
-    from fixer.facts.linker import resolve_in_root
-
-    inside = resolve_in_root(root, SITE_DIR)
-    return inside is not None and str(path.parent) == host_path(root, inside)
+    real = paths.real_path(root, SITE_DIR)
+    return real is not None and str(path.parent) == real
 
 
 STDIN = "-"
@@ -291,7 +274,7 @@ def resolve(ref: str, root: str = "/", overrides: dict[str, str] | None = None, 
     data["name"] = chain[0].data.get("name", chain[0].name)
     if "name" not in chain[0].data:
         where[("name",)] = chain[0].path
-    data = substitute(data, where, overrides or {}, chain[0].path)
+    data = substitute(data, where, overrides or {}, chain[0].path, root)
     return Resolved(chain[0].name, chain[0].path, data, where, [s.name for s in chain])
 
 
@@ -304,8 +287,10 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
-def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str) -> dict:
-    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type."""
+def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], origin: str,
+               root: str | None = None) -> dict:
+    """Expand `${name}` everywhere from `vars` (with --set overrides), each value checked against its type;
+    with `root`, a variable whose value is `auto` takes the value fixer.ollama.host_defaults decides there."""
     variables = data.get("vars") or {}
     if not isinstance(variables, dict):
         raise ProfileError(f"{where.get(('vars',), origin)}: vars must be a mapping of name: value")
@@ -369,11 +354,23 @@ def substitute(data: dict, where: dict[Loc, str], overrides: dict[str, str], ori
         problem = None if name in overrides else _type_problem(declaration, values.get(name, ""))
         if problem:
             errors.append(f"{_where(where, ('vars', name), origin)}: value {values.get(name, '')!r} {problem}")
+    if root is not None and not errors:
+        _host_defaults(root, declared, values)
     result = walk({k: v for k, v in data.items() if k != "vars"}, ())
     if errors:
         raise ProfileError(f"{origin}: {len(errors)} error(s) in variables", details=sorted(set(errors)))
     result["vars"] = {name: {**declared[name], "value": values[name]} for name in declared}
     return result
+
+
+def _host_defaults(root: str, declared: dict[str, dict], values: dict[str, str]) -> None:
+    """Replace each `auto` value that fixer.ollama.host_defaults knows how to decide; the variable's `auto` says why."""
+    from fixer.ollama.host_defaults import RESOLVERS
+
+    for name, resolver in RESOLVERS.items():
+        if values.get(name) == "auto":
+            values[name], why = resolver(root, values)
+            declared[name] = {**declared[name], "auto": f"{values[name]}: {why}"}
 
 
 def _scalar(value: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import sys
 import time
@@ -108,16 +107,13 @@ class CheckResult:
 
 def settle(root: str, paths: list[str], quiet_for: float, limit: float = 300.0) -> float:
     """Wait until none of `paths` changed (ctime, lstat) for `quiet_for` seconds; return seconds waited."""
-    from fixer.facts.paths import host_path
+    from fixer.facts.paths import stat_in
 
     def stamp() -> tuple:
         out = []
         for path in paths:
-            try:
-                st = os.lstat(host_path(root, path))
-                out.append((path, st.st_ctime_ns, st.st_ino))
-            except OSError:
-                out.append((path, None, None))
+            st = stat_in(root, path, follow=False)
+            out.append((path, st.st_ctime_ns, st.st_ino) if st else (path, None, None))
         return tuple(out)
 
     start = time.monotonic()

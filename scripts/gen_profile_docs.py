@@ -63,7 +63,7 @@ def shipped_variables() -> list[str]:
             kind = spec.type + (f" ({', '.join(repr(c) for c in spec.choices)})" if spec.choices else "")
             if spec.minimum is not None or spec.maximum is not None:
                 kind += f" {spec.minimum}..{spec.maximum}"
-            out.append(f"| `{var}` | {kind} | `{spec.value}` | {spec.description or '-'} |")
+            out.append(f"| `{var}` | {kind} | `{'auto' if spec.auto else spec.value}` | {spec.description or '-'} |")
         out += ["", "It cannot fix:", ""] + [f"- {item}" for item in profile.cannot_fix] + [""]
     return out
 

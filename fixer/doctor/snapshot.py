@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import stat
 from dataclasses import dataclass, field
 
+from fixer.facts import paths
 from fixer.facts.elf import ElfError, ElfInfo, read_elf
 from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
 from fixer.facts.nvidia import NvidiaFacts, nvidia
-from fixer.facts.paths import host_path
-from fixer.facts.reading import read_small
 from fixer.facts.systemd import assignments, exec_argv
 from fixer.model.profile import Verify
 from fixer.ollama import layout, runner_engine
 from fixer.ollama.layout import BACKEND, CUDA_LIB, DEFAULT_LIB
 
 SHIM_MARKERS = ("vgpu",)
+# Files only an NVIDIA vGPU (GRID) guest driver installs: its licensing daemon and its configuration.
+VGPU_GUEST_FILES = ("/etc/nvidia/gridd.conf", "/usr/bin/nvidia-gridd", "/etc/nvidia/ClientConfigToken")
 # The loader's default directories (every architecture's): listed to find shims, not to resolve names.
 
 
@@ -59,6 +59,7 @@ class HostFacts:
     directive_origin: dict[str, str] = field(default_factory=dict)
     exec_start: str | None = None
     ollama_lib: str = DEFAULT_LIB
+    lib_real: str = DEFAULT_LIB  # ollama_lib with its symlinks resolved inside the root
     lib_present: bool = False
     lib_top: dict[str, Entry] = field(default_factory=dict)
     lib_dirs: dict[str, dict[str, Entry]] = field(default_factory=dict)
@@ -91,6 +92,13 @@ class HostFacts:
     def ggml_dirs(self) -> list[str]:
         """Subfolders Ollama turns into library dirs: those holding a `*ggml-*` file."""
         return sorted(d for d, names in self.lib_dirs.items() if any("ggml-" in n for n in names))
+
+    def scanned_dirs(self) -> list[str]:
+        """The library folders Ollama scans (fixer.ollama.layout.scanned): the pinned one, or every one unpinned."""
+        return layout.scanned(self.ggml_dirs(), self.env)
+
+    def scanned_cuda_dirs(self) -> list[str]:
+        return [d for d in self.scanned_dirs() if d.startswith("cuda")]
 
     def cuda_dir(self) -> str:
         """The CUDA folder the runner would use: the pinned one, else cuda_v12, else any cuda folder."""
@@ -135,7 +143,7 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     for directory in dict.fromkeys(search):
         if (listing := _listing(root, directory)) is not None:
             facts.listings[directory] = {n: e for n, e in listing.items() if _interesting(n)}
-    for path in [*facts.preload, *facts.ld_so_preload]:
+    for path in [*facts.preload, *facts.ld_so_preload, *VGPU_GUEST_FILES]:
         facts.exists[path] = _exists(root, path)
     _gather_elf(facts)
     facts.runner = _gather_runner(facts)
@@ -185,6 +193,7 @@ def _gather_lib(facts: HostFacts) -> None:
     if listing is None:
         return
     facts.lib_present = True
+    facts.lib_real = _realpath(facts.root, facts.ollama_lib)
     for name, entry in listing.items():
         if entry.kind == "dir":
             facts.lib_dirs[name] = _listing(facts.root, f"{facts.ollama_lib}/{name}") or {}
@@ -212,10 +221,10 @@ def _gather_elf(facts: HostFacts) -> None:
         real = _realpath(facts.root, path)
         if real != path:
             facts.realpaths[path] = real
-        if real in facts.elf or not os.path.isfile(host_path(facts.root, real)):
+        if real in facts.elf or not paths.is_file(facts.root, real):
             continue
         try:
-            info = read_elf(host_path(facts.root, real), symbols=symbols)
+            info = read_elf(paths.real_path(facts.root, real) or real, symbols=symbols)
         except ElfError:
             continue
         info.path = real
@@ -241,28 +250,24 @@ def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
         found.append(f"ExecStart={exec_start}")
     if unit.startswith("snap."):
         found.append(f"unit {unit}")
-    for pattern in ("/snap/ollama", "/var/lib/snapd/snaps/ollama_*.snap", "/etc/systemd/system/snap.ollama.*.service"):
-        for match in sorted(glob.glob(host_path(root, pattern))):
-            found.append("/" + os.path.relpath(match, root) if root != "/" else match)
+    for folder, pattern in (("/snap", "ollama"), ("/var/lib/snapd/snaps", "ollama_*.snap"),
+                            ("/etc/systemd/system", "snap.ollama.*.service")):
+        found += paths.matching(root, folder, pattern)
     return found
 
 
 def _pci_gpus(root: str) -> list[str] | None:
     """PCI display controllers (class 0x03xxxx) as `address vendor:class`; None if /sys is not there."""
-    base = host_path(root, "/sys/bus/pci/devices")
-    if not os.path.isdir(base):
+    base = "/sys/bus/pci/devices"
+    if not paths.is_dir(root, base):
         return None
     out = []
-    for name in sorted(os.listdir(base)):
-        vendor = _read_small(os.path.join(base, name, "vendor"))
-        cls = _read_small(os.path.join(base, name, "class"))
+    for name in paths.names(root, base):
+        vendor = paths.read_small(root, f"{base}/{name}/vendor", 64)
+        cls = paths.read_small(root, f"{base}/{name}/class", 64)
         if cls.startswith("0x03"):
             out.append(f"{name} {vendor}:{cls}")
     return out
-
-
-def _read_small(path: str) -> str:
-    return read_small(path, 64)
 
 
 def _interesting(name: str) -> bool:
@@ -282,22 +287,13 @@ def _realpath(root: str, path: str) -> str:
 
 
 def _listing(root: str, directory: str) -> dict[str, Entry] | None:
-    real = host_path(root, directory)
-    if not os.path.isdir(real):
+    found = paths.entries(root, directory)
+    if found is None:
         return None
     out = {}
-    try:
-        names = sorted(os.listdir(real))
-    except OSError:
-        return None
-    for name in names:
-        full = os.path.join(real, name)
-        try:
-            st = os.lstat(full)
-        except OSError:
-            continue
+    for name, (st, target) in found.items():
         if stat.S_ISLNK(st.st_mode):
-            out[name] = Entry("symlink", os.readlink(full), st.st_mtime)
+            out[name] = Entry("symlink", target, st.st_mtime)
         elif stat.S_ISDIR(st.st_mode):
             out[name] = Entry("dir", None, st.st_mtime)
         elif stat.S_ISREG(st.st_mode):
@@ -308,7 +304,4 @@ def _listing(root: str, directory: str) -> dict[str, Entry] | None:
 
 
 def _names(root: str, directory: str) -> list[str]:
-    try:
-        return os.listdir(host_path(root, directory))
-    except OSError:
-        return []
+    return paths.names(root, directory)

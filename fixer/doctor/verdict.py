@@ -243,7 +243,9 @@ def _installation(root: str, profile: Profile | None, host: HostFacts | None):
 
     argv = exec_argv(host.exec_start)
     binary = profile.verify.ollama_bin if profile else argv[0] if argv and argv[0].startswith("/") else layout.OLLAMA_BIN
-    return detect.detect(root, binary, host.ollama_lib)
+    from fixer.facts.host import working_directory
+
+    return detect.detect(root, binary, host.ollama_lib, working_directory(host.directives.get("WorkingDirectory", [])))
 
 
 def _host_summary(host: HostFacts | None) -> dict | None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from fixer.facts import systemd as unitfile
 from fixer.facts.ldso import LD_SO_CONF, LD_SO_PRELOAD, ldconfig_dirs
 from fixer.facts.nvidia import NvidiaFacts, PciDevice, nvidia, pci_devices
-from fixer.facts.paths import PathState, host_path, list_dir, parent_problem, read_capped, read_state
+from fixer.facts.paths import (PathState, glob_in, list_dir, parent_problem, read_capped, read_state,
+                               real_path)
 from fixer.model.profile import Profile
 
 # systemd's unit search path, highest priority first (systemd.unit(5)).
@@ -89,6 +90,12 @@ class UnitState:
         entry = self.directives.get("User")
         return entry[1][-1] if entry and entry[1] else None
 
+    @property
+    def working_directory(self) -> str:
+        """WorkingDirectory= (systemd.exec(5)): "/" for a service that sets none (or `~`, a home this
+        does not resolve); a leading `-` only makes a missing directory non-fatal."""
+        return working_directory(self.directives.get("WorkingDirectory", ("", []))[1])
+
     def to_dict(self) -> dict:
         return {
             "unit": self.unit,
@@ -123,18 +130,10 @@ def unit_dirs(scope: str) -> tuple[str, ...]:
     return SYSTEM_UNIT_DIRS if scope == "system" else USER_UNIT_DIRS
 
 
-def _resolved(root: str, path: str) -> str | None:
-    """The host location of `path` with symlinks followed inside the root (chroot semantics), or None."""
-    from fixer.facts.linker import resolve_in_root
-
-    inside = resolve_in_root(root, path)
-    return None if inside is None else host_path(root, inside)
-
-
 def read_unit_file(root: str, path: str) -> UnitFile | None:
     state = read_state(root, path)
     if state.kind == "symlink":  # followed as the manager of that root would, and read with the size cap
-        real = _resolved(root, path)
+        real = real_path(root, path)
         if real is None or not os.path.isfile(real):
             return None
         return UnitFile.parsed(path, read_capped(real).decode("utf-8", errors="replace"))
@@ -152,17 +151,22 @@ def read_environment_file(root: str, entry: str) -> EnvFiles:
     pattern = entry[1:] if optional else entry
     if not pattern.startswith("/"):
         return [], None if optional else f"EnvironmentFile={entry}: not an absolute path; the service would not start"
-    matches = sorted(glob.glob(host_path(root, pattern))) if glob.has_magic(pattern) else [host_path(root, pattern)]
+    matches = glob_in(root, pattern) if glob.has_magic(pattern) else [pattern]
     found = []
-    for match in matches:
-        shown = "/" + os.path.relpath(match, root) if root != "/" else match
-        real = _resolved(root, shown)
+    for shown in matches:
+        real = real_path(root, shown)
         if real is not None and os.path.isfile(real):
             text = read_capped(real).decode("utf-8", errors="surrogateescape")
             found.append((shown, unitfile.parse_env_file(text)))
     if not found and not optional:
         return [], f"EnvironmentFile={entry}: no such file; the service would fail to start"
     return found, None
+
+
+def working_directory(values: list[str]) -> str:
+    """The service's working directory from its WorkingDirectory= values, the last one winning."""
+    value = (values[-1] if values else "").lstrip("-")
+    return value if value.startswith("/") else "/"
 
 
 def probe_unit(root: str, unit: str, scope: str = "system") -> UnitState:

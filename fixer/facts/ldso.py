@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import struct
 from dataclasses import dataclass
 
-from fixer.facts.paths import host_path, read_state
+from fixer.facts.paths import glob_in, read_state
 from fixer.facts.reading import read_file
 from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD  # noqa: E402,F401  (the one definition)
 
@@ -78,6 +77,23 @@ class LdCache:
         matches = [e for e in self.entries if e.soname == soname and (flags is None or e.flags == flags)]
         plain = [e for e in matches if e.hwcaps is None]
         return (plain or matches or [None])[0]
+
+
+def root_cache(root: str) -> LdCache:
+    """The root's /etc/ld.so.cache, symlinks resolved inside the root and read with the size cap."""
+    from fixer.errors import Conflict
+    from fixer.facts.paths import read_file
+
+    try:
+        data = read_file(root, LD_SO_CACHE)
+    except OSError as err:
+        raise LdCacheError(f"{LD_SO_CACHE}: {err.strerror or err}") from None
+    except Conflict as err:
+        raise LdCacheError(str(err)) from None
+    try:
+        return parse_cache(data)
+    except LdCacheError as err:
+        raise LdCacheError(f"{LD_SO_CACHE}: {err}") from None
 
 
 def read_cache(path: str | os.PathLike) -> LdCache:
@@ -219,8 +235,7 @@ def _read_ld_conf(root: str, path: str, found: list[str], depth: int) -> None:
             pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
             if not pattern.startswith("/"):
                 pattern = os.path.join(os.path.dirname(path), pattern)
-            for match in sorted(glob.glob(host_path(root, pattern))):
-                rel = "/" + os.path.relpath(match, root) if root != "/" else match
-                _read_ld_conf(root, rel, found, depth + 1)
+            for match in glob_in(root, pattern):
+                _read_ld_conf(root, match, found, depth + 1)
         elif line.startswith("/") and line not in found:
             found.append(line.rstrip("/") or "/")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import stat
 import sys
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -15,15 +14,15 @@ from fixer.facts.elf import ElfError, ElfInfo, Header, read_elf, read_header
 from fixer.facts.ldso import (
     DEFAULT_DIRS,
     FALLBACK_DIRS,
-    LD_SO_CACHE,
     LOADER_FLAGS,
     LdCache,
     LdCacheError,
     read_cache,
     read_ld_so_preload,
+    root_cache,
     split_preload,
 )
-from fixer.facts.paths import host_path
+from fixer.facts.paths import host_path, resolve_in_root  # noqa: F401  (resolve_in_root re-exported)
 
 # Toolchain libraries a test or staging root may lack; under a non-/ root they come from the live host.
 SYSTEM_LIBRARY = re.compile(
@@ -31,7 +30,6 @@ SYSTEM_LIBRARY = re.compile(
     r"|libgomp|ld-linux[-\w.]*)\.so(\.[\d.]+)?$"
 )
 LOADER_HIJACK = frozenset({"dlopen", "dlmopen", "dlsym", "dlvsym", "dlclose"})
-MAX_SYMLINKS = 40
 
 
 @functools.lru_cache(maxsize=256)
@@ -39,45 +37,6 @@ def _read_elf_once(path: str, symbols: bool, identity: tuple) -> ElfInfo:
     """read_elf memoised on the file's identity (device, inode, size, mtime): a pure function of content."""
     del identity
     return read_elf(path, symbols=symbols)
-
-
-def resolve_in_root(root: str, path: str, strict: bool = True) -> str | None:
-    """Canonical absolute path of `path` inside `root` with chroot semantics, or None if it is absent.
-    With `strict=False` (like os.path.realpath) a missing component ends the resolution and the rest
-    is kept as written, so a dangling link still names where it points."""
-    prefix = "" if root in ("/", "") else root.rstrip("/")
-    parts: deque[str] = deque(path.split("/"))
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.popleft()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        here = prefix + "/" + "/".join(resolved + [part])
-        try:
-            st = os.lstat(here)
-        except OSError:
-            if strict:
-                return None
-            resolved += [part, *parts]
-            break
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > MAX_SYMLINKS:
-                return None
-            target = os.readlink(here)
-            if target.startswith("/"):
-                resolved = []
-            parts.extendleft(reversed(target.split("/")))
-        else:
-            if parts and not stat.S_ISDIR(st.st_mode) and strict:
-                return None
-            resolved.append(part)
-    return os.path.normpath("/" + "/".join(resolved))
 
 
 def split_path_list(value: str | None) -> list[str]:
@@ -397,9 +356,8 @@ def _lookup(resolver: _Resolver, name: str, loaded: list[LoadedObject]) -> Looku
 
 
 def _cache(root: str) -> tuple[LdCache | None, str]:
-    path = host_path(root, LD_SO_CACHE)
     try:
-        cache = read_cache(path)
+        cache = root_cache(root)
     except LdCacheError as err:
         return None, f"not used ({err})"
     return cache, f"{len(cache.entries)} entries ({cache.format} format)"

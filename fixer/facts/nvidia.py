@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
-from fixer.facts.paths import host_path
-from fixer.facts.reading import read_small
+from fixer.facts import paths
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
@@ -52,25 +52,14 @@ class NvidiaFacts:
         return int(self.version.split(".")[0]) if self.version else None
 
 
-def _read(root: str, path: str) -> str:
-    return read_small(host_path(root, path))
-
-
-def _link(root: str, path: str) -> str | None:
-    try:
-        return os.readlink(host_path(root, path))
-    except OSError:
-        return None
+_read = paths.read_small
+_link = paths.link_target
 
 
 def pci_devices(root: str) -> list[PciDevice]:
     """Every device under ROOT/sys/bus/pci/devices; link targets are read as text, never followed out."""
-    try:
-        names = sorted(os.listdir(host_path(root, PCI_DEVICES)))
-    except OSError:
-        return []
     out = []
-    for name in names:
+    for name in paths.names(root, PCI_DEVICES):
         if not PCI_ADDRESS.match(name):
             continue
         base = f"{PCI_DEVICES}/{name}"
@@ -88,29 +77,17 @@ def nvidia(root: str) -> NvidiaFacts:
     for dev in pci_devices(root):
         if dev.nvidia_driver:
             bound[dev.address] = dev.driver or "nvidia"
-    try:
-        drivers = sorted(os.listdir(host_path(root, PCI_DRIVERS)))
-    except OSError:
-        drivers = []
-    for driver in drivers:
+    for driver in paths.names(root, PCI_DRIVERS):
         if driver.startswith("nvidia"):
-            try:
-                entries = os.listdir(host_path(root, f"{PCI_DRIVERS}/{driver}"))
-            except OSError:
-                continue
-            for entry in entries:
+            for entry in paths.names(root, f"{PCI_DRIVERS}/{driver}"):
                 if PCI_ADDRESS.match(entry):
                     bound.setdefault(entry, driver)
     packaged = []
     for directory in DRIVER_LIB_DIRS:
-        try:
-            names = sorted(os.listdir(host_path(root, directory)))
-        except OSError:
-            continue
-        for name in names:
+        for name in paths.names(root, directory):
             path = f"{directory}/{name}"
-            if DRIVER_LIBCUDA.match(name) and os.path.isfile(host_path(root, path)) \
-                    and not os.path.islink(host_path(root, path)):
+            own = paths.stat_in(root, path, follow=False)
+            if DRIVER_LIBCUDA.match(name) and own is not None and stat.S_ISREG(own.st_mode):
                 packaged.append(path)
     version, evidence = None, []
     for source in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
@@ -133,6 +110,6 @@ def chosen_library(root: str, ollama_lib: str, facts: NvidiaFacts | None = None)
     exists, else cuda_v12."""
     facts = facts or nvidia(root)
     if facts.major is not None and facts.major >= CUDA13_MIN_DRIVER \
-            and os.path.isdir(host_path(root, f"{ollama_lib}/cuda_v13")):
+            and paths.is_dir(root, f"{ollama_lib}/cuda_v13"):
         return "cuda_v13"
     return "cuda_v12"

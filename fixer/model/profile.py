@@ -322,6 +322,7 @@ class Variable(Model):
     minimum: int | None = None
     maximum: int | None = None
     description: str = ""
+    auto: str | None = None  # what a value of `auto` became on this host, and why (fixer.ollama.host_defaults)
 
     @field_validator("value", mode="before")
     @classmethod

@@ -156,18 +156,6 @@ class VerifyReport:
     def fix(self) -> str | None:
         return next((c.fix for c in self.judged if c.status == "fail"), None)
 
-    def summary_line(self) -> str:
-        """One line: the outcome, the level reached against the level asked, and what did not run."""
-        reached = self.reached
-        where = f"level reached: {reached or 'none'} (asked: {self.asked})"
-        if self.outcome == Outcome.FAILED:
-            return f"FAILED: {self.backend or 'the backend'} does not load: {self.cause}; {where}"
-        if self.outcome == Outcome.PASSED:
-            return f"passed: {_proof_of(reached, self)}; {where}"
-        missing = [r for r in self.not_reached() if r["asked"]]
-        why = "; ".join(f"{r['level']}: {r['why']}" + (f" ({r['flag']})" if r["flag"] else "") for r in missing)
-        return f"NOT PROVEN: {where}; {why}"
-
     def to_dict(self) -> dict:
         out = asdict(self)
         out["checks"] = [c.to_dict() for c in self.checks]

@@ -13,8 +13,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from fixer.facts import paths
 from fixer.facts.linker import resolve_in_root
-from fixer.facts.paths import host_path
 from fixer.facts.reading import MAX_BINARY, read_file
 from fixer.ollama import generations, layout
 
@@ -48,13 +48,14 @@ class Installation:
                 + (f"; {self.note}" if self.note else ""))
 
 
-def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = layout.DEFAULT_LIB) -> Installation:
+def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = layout.DEFAULT_LIB,
+           working_dir: str = "/") -> Installation:
     """The installation under `root`: the version embedded in `ollama_bin` decides the generation when it
     can be read; otherwise the layout of `ollama_lib` does; otherwise the newest known generation."""
 
     root = os.fspath(root)
     evidence: list[str] = []
-    server = layout.find_llama_server(root, ollama_bin, ollama_lib)
+    server = layout.find_llama_server(root, ollama_bin, ollama_lib, working_dir)
     variants = _cuda_variants(root, ollama_lib)
     evidence.append(f"llama-server: {server}" if server else "no llama-server where Ollama looks for one")
     evidence.append(f"CUDA variant folders: {', '.join(variants) or 'none'}")
@@ -83,14 +84,8 @@ def detect(root: str, ollama_bin: str = layout.OLLAMA_BIN, ollama_lib: str = lay
 
 
 def _cuda_variants(root: str, ollama_lib: str) -> list[str]:
-    inside = resolve_in_root(root, ollama_lib)
-    if inside is None:
-        return []
-    try:
-        names = sorted(os.listdir(host_path(root, inside)))
-    except OSError:
-        return []
-    return [n for n in names if n.startswith("cuda") and os.path.exists(host_path(root, f"{inside}/{n}/{layout.BACKEND}"))]
+    return [n for n in paths.names(root, ollama_lib)
+            if n.startswith("cuda") and paths.real_path(root, f"{ollama_lib}/{n}/{layout.BACKEND}") is not None]
 
 
 def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
@@ -99,10 +94,9 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
     (ollama.md section 6): what is left is the bare text and the Go string header (pointer, length) of
     the variable, in the file (non-PIE) or as the addend of a RELATIVE relocation (PIE). A candidate
     counts only when such a header points at exactly its bytes."""
-    inside = resolve_in_root(root, binary)
-    if inside is None:
+    path = paths.real_path(root, binary)
+    if path is None:
         return None, f"{binary}: not found in the root"
-    path = host_path(root, inside)
     try:
         found = sorted(_versions_with_header(path))
     except OSError as err:  # a FIFO, a device, a binary beyond the cap: named, never read

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from fixer.facts import paths
 from fixer.facts.elf import ElfError, read_elf
 from fixer.facts.linker import resolve_in_root, split_path_list
-from fixer.facts.paths import host_path
 from fixer.ollama.defaults import BACKEND, CUDA_LIB, DEFAULT_LIB, OLLAMA_BIN  # noqa: F401  (re-exported)
 
 # Where install.sh and distribution packages put lib/ollama, after the one beside the binary.
@@ -24,22 +24,8 @@ def is_library_dir(names: list[str]) -> bool:
 
 def library_folders(root: str, ollama_lib: str) -> list[str]:
     """The subfolders of lib/ollama that Ollama turns into library dirs, sorted."""
-    inside = resolve_in_root(root, ollama_lib)
-    if inside is None:
-        return []
-    try:
-        names = sorted(os.listdir(host_path(root, inside)))
-    except OSError:
-        return []
-    out = []
-    for name in names:
-        folder = resolve_in_root(root, f"{inside}/{name}")
-        try:
-            if folder is not None and is_library_dir(os.listdir(host_path(root, folder))):
-                out.append(name)
-        except OSError:
-            continue
-    return out
+    return [name for name in paths.names(root, ollama_lib)
+            if paths.is_dir(root, f"{ollama_lib}/{name}") and is_library_dir(paths.names(root, f"{ollama_lib}/{name}"))]
 
 
 def pinned_library(env: Mapping[str, str]) -> str | None:
@@ -50,10 +36,14 @@ def pinned_library(env: Mapping[str, str]) -> str | None:
 
 
 def scanned_folders(root: str, ollama_lib: str, env: Mapping[str, str]) -> list[str]:
-    """The library folders `ollama serve` bootstraps in turn: only the pinned one when OLLAMA_LLM_LIBRARY
-    names a folder (none when it names no folder); every one when unset or an mlx_* name (exempt from
-    the pin), Vulkan folders only when OLLAMA_VULKAN is not false (v0.32.15 discover/runner.go:98-106)."""
-    folders = library_folders(root, ollama_lib)
+    """The library folders `ollama serve` bootstraps in turn (see `scanned`)."""
+    return scanned(library_folders(root, ollama_lib), env)
+
+
+def scanned(folders: list[str], env: Mapping[str, str]) -> list[str]:
+    """Of `folders`, those `ollama serve` bootstraps: only the pinned one when OLLAMA_LLM_LIBRARY names a
+    folder (none when it names no folder); every one when unset or an mlx_* name (exempt from the pin),
+    Vulkan folders only when OLLAMA_VULKAN is not false (v0.32.15 discover/runner.go:98-106; v0.24.0 :97)."""
     requested = pinned_library(env)
     if requested:
         return [f for f in folders if f == requested]
@@ -82,7 +72,7 @@ def guess_lib(root: str, binary: str | None) -> str:
         if found != os.path.dirname(resolve_in_root(root, binary, strict=False) or binary):
             candidates.append(found)
     candidates += list(LIB_CANDIDATES)
-    return next((c for c in candidates if os.path.isdir(host_path(root, c))), DEFAULT_LIB)
+    return next((c for c in candidates if paths.is_dir(root, c)), DEFAULT_LIB)
 
 
 def lib_ollama_path(root: str, ollama_bin: str, cwd: str = "/", generation: str = "llama-server") -> str:
@@ -96,31 +86,62 @@ def lib_ollama_path(root: str, ollama_bin: str, cwd: str = "/", generation: str 
     if generation == "runner-engine":
         candidates = [f"{exe_dir}/../lib/ollama", f"{exe_dir}/build/lib/ollama", f"{cwd}/build/lib/ollama"]
     else:
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-        local = [f"{{}}/build/lib/ollama", f"{{}}/dist/linux-{arch}/lib/ollama", f"{{}}/dist/linux_{arch}/lib/ollama"]
+        arch = _goarch(root, exe)
+        local = ["{}/build/lib/ollama", f"{{}}/dist/linux-{arch}/lib/ollama", f"{{}}/dist/linux_{arch}/lib/ollama"]
         candidates = [f"{exe_dir}/../lib/ollama", f"{exe_dir}/lib/ollama"] + [
             form.format(base) for base in (exe_dir, cwd) for form in local]
     for candidate in dict.fromkeys(os.path.normpath(c) for c in candidates):
-        inside = resolve_in_root(root, candidate)
-        if inside is not None and (generation == "runner-engine" or os.path.isdir(host_path(root, inside))):
+        found = paths.is_dir(root, candidate) if generation != "runner-engine" else \
+            resolve_in_root(root, candidate) is not None
+        if found:
             return candidate
     return exe_dir
 
 
-def find_llama_server(root: str, ollama_bin: str, ollama_lib: str) -> str | None:
-    """FindLlamaServer on Linux (llm/llama_binary.go:61-157, same blob v0.30.0...v0.33.0-rc2): lib/ollama
-    first, then exeDir/../lib/ollama, then the build/dist layouts next to the binary. Not the binary's
-    own folder (darwin only, :92-94)."""
+def find_llama_server(root: str, ollama_bin: str, ollama_lib: str, working_dir: str = "/") -> str | None:
+    """FindLlamaCppBinary("llama-server") on Linux (v0.32.15 llm/llama_binary.go:22-39, :61-157; the same
+    blob v0.30.0...v0.33.0-rc2): the first candidate that exists (os.Stat, :52-55), in this order:
+    lib/ollama; exeDir/../lib/ollama; exeDir/build/lib/ollama and exeDir/dist/linux-ARCH|linux_ARCH/lib/ollama;
+    the same three under the service's working directory; then exeDir/build/llama-server-*/bin and
+    workingDir/build/llama-server-*/bin, cuda/rocm/darwin builds first (:136-155, :166-173). exeDir is the
+    binary's real path (:23-28); ARCH is GOARCH, read from the binary's ELF machine. Not exeDir itself
+    (darwin only, :92-94)."""
     exe = resolve_in_root(root, ollama_bin, strict=False) or ollama_bin
     exe_dir = os.path.dirname(exe)
-    dirs = [ollama_lib, os.path.normpath(f"{exe_dir}/../lib/ollama"), f"{exe_dir}/build/lib/ollama",
-            f"{exe_dir}/dist/linux-amd64/lib/ollama", f"{exe_dir}/dist/linux_amd64/lib/ollama"]
-    for folder in dict.fromkeys(dirs):
+    arch = _goarch(root, exe)
+
+    def local(base: str) -> list[str]:
+        return [f"{base}/build/lib/ollama", f"{base}/dist/linux-{arch}/lib/ollama", f"{base}/dist/linux_{arch}/lib/ollama"]
+
+    def build_outputs(base: str) -> list[str]:
+        found = [p for p in paths.matching(root, f"{base.rstrip('/')}/build", "llama-server-*")]
+        ranked = sorted(found, key=lambda p: (not any(k in p for k in BUILD_FIRST), p))
+        return [f"{p}/bin" for p in ranked]
+
+    dirs = [ollama_lib, f"{exe_dir}/../lib/ollama", *local(exe_dir), *local(working_dir),
+            *build_outputs(exe_dir), *build_outputs(working_dir)]
+    for folder in dict.fromkeys(os.path.normpath(d) for d in dirs):
         candidate = f"{folder}/llama-server"
-        inside = resolve_in_root(root, candidate)
-        if inside is not None and os.path.isfile(host_path(root, inside)):
+        if resolve_in_root(root, candidate) is not None:
             return candidate
     return None
+
+
+# v0.32.15 llm/llama_binary.go:166-173: build outputs whose names hold these sort first.
+BUILD_FIRST = ("llama-server-darwin", "llama-server-cuda", "llama-server-rocm")
+GOARCH = {"EM_X86_64": "amd64", "EM_AARCH64": "arm64", "EM_386": "386", "EM_ARM": "arm", "EM_PPC64": "ppc64le",
+          "EM_S390": "s390x", "EM_RISCV": "riscv64", "EM_LOONGARCH": "loong64"}
+
+
+def _goarch(root: str, exe: str) -> str:
+    """GOARCH of the ollama binary (its ELF machine); amd64 when it cannot be read."""
+    from fixer.facts.elf import read_header
+
+    real = paths.real_path(root, exe)
+    try:
+        return GOARCH.get(read_header(real).machine, "amd64") if real else "amd64"
+    except (ElfError, OSError):
+        return "amd64"
 
 
 def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -> list[str]:
@@ -131,10 +152,10 @@ def runner_library_path(ollama_lib: str, library: str, env: Mapping[str, str]) -
 def ggml_base_name(root: str, backend: str) -> str:
     """The libggml-base name that `backend` (an absolute path inside `root`) NEEDs: the one ld.so looks
     for when the backend is dlopened, so the one the runner's libggml-base must answer to."""
-    real = resolve_in_root(root, backend)
+    real = paths.real_path(root, backend)
     if real is not None:
         try:
-            needed = read_elf(host_path(root, real), symbols=False).needed
+            needed = read_elf(real, symbols=False).needed
         except (ElfError, OSError):
             needed = []
         for name in needed:

@@ -6,22 +6,20 @@ and Ollama's filters applied in Ollama's order; the NVIDIA driver gate read thro
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
 import signal
-import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
+from fixer.facts import paths
 from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root, split_path_list
-from fixer.facts.paths import host_path
 from fixer.ollama import layout
 from fixer.ollama.layout import find_llama_server  # noqa: F401  (part of this generation's contract)
 from fixer.probe import placement as sandbox
+from fixer.probe.capture import Capture, json_objects
 
 # v0.32.15 discover/llama_server.go:178-180, :185-187, :192-194
 DEVICE_LINE = re.compile(r"^\s+(.+?):\s+(.+?)\s+\((\d+)\s+MiB,\s+(\d+)\s+MiB\s+free\)")
@@ -48,10 +46,7 @@ FILTERS = ("zero-memory", "compute-capability", "driver-gate", "integrated-gpu",
 
 def backend_file(root: str, folder: str) -> str | None:
     """GGML_BACKEND_PATH for a GPU folder (v0.32.15 llm/llama_server.go:524-559)."""
-    inside = resolve_in_root(root, folder)
-    if inside is None:
-        return None
-    names = sorted({os.path.basename(p) for g in BACKEND_GLOBS for p in glob.glob(host_path(root, f"{inside}/{g}"))})
+    names = sorted({os.path.basename(p) for g in BACKEND_GLOBS for p in paths.matching(root, folder, g)})
     return next((f"{folder}/{n}" for n in names if not n.startswith(NOT_BACKEND)), None)
 
 
@@ -85,8 +80,7 @@ def cuda_runtime(root: str, dirs: list[str]) -> tuple[int, int] | None:
     for folder in dirs:
         match = CUDA_DIR.match(os.path.basename(folder))
         found = [(int(match.group(1)), 0)] if match else []
-        inside = resolve_in_root(root, folder)
-        for name in os.listdir(host_path(root, inside)) if inside and os.path.isdir(host_path(root, inside)) else []:
+        for name in paths.names(root, folder):
             m = CUDART_FILE.match(name)
             if m:
                 found.append((int(m.group(1)), int(m.group(2) or 0)))
@@ -173,12 +167,33 @@ def parse(list_output: str, startup_stderr: str) -> Parsed:
                         infer_library(m.group(1), m.group(2)), cc.get(index, ""))
         if device.total_mib == 0:
             device.dropped_by, device.detail = "zero-memory", "skipping pseudo-device with zero memory"
-        elif device.library == "CUDA" and device.compute and archs and device.arch not in archs:
+        devices.append(device)
+    archs_filter(devices, archs)
+    return Parsed(devices, archs, "system_info:" in startup_stderr)
+
+
+def archs_filter(devices: list[Device], archs: list[str], native: dict[str, str] | None = None) -> None:
+    """The compiled-ARCHS filter (v0.32.15 discover/llama_server.go:294-316), after the native probe's
+    compute capability has replaced llama-server's for every CUDA device it read with a major above 0
+    (:249-260; index order matches, native_probe_linux.go:232). `native`: index -> "major.minor"."""
+    for device in devices:
+        if device.library != "CUDA" or device.dropped_by not in (None, "compute-capability"):
+            continue
+        device.compute = (native or {}).get(device.index) or device.compute
+        device.dropped_by, device.detail = None, ""
+        if device.compute and archs and device.arch not in archs:
             device.dropped_by = "compute-capability"
             device.detail = (f"skipping CUDA device — compute capability not in compiled architectures "
                              f"cc={device.arch} archs=[{' '.join(archs)}]")
-        devices.append(device)
-    return Parsed(devices, archs, "system_info:" in startup_stderr)
+
+
+def native_compute(reading: "NativeReading | None") -> dict[str, str]:
+    """index -> "major.minor" of each CUDA device the native probe read with a major above 0."""
+    out = {}
+    for d in ((reading.cuda or {}).get("devices") or []) if reading else []:
+        if isinstance(d, dict) and int(d.get("compute_major") or 0) > 0:
+            out[str(d.get("index"))] = f"{int(d['compute_major'])}.{int(d.get('compute_minor') or 0)}"
+    return out
 
 
 def driver_gate(devices: list[Device], folder: str, driver_major: int, runtime: tuple[int, int] | None,
@@ -337,31 +352,29 @@ class DiscoveryResult:
 
 def _run_startup(placement, server: str, env: dict, account, timeout: float, port: int) -> ServerRun:
     """The startup run (v0.32.15 discover/llama_server.go:58-139): stderr read until a line contains
-    `system_info:`, then the process is killed; stdout is not parsed."""
+    `system_info:`, then the process is killed; stdout is not parsed (only the launcher reports there)."""
     argv = [server, "--port", str(port), "--host", "127.0.0.1", "--no-webui", "--offline", "--verbose"]
     run = ServerRun(argv, {})
-    with tempfile.TemporaryFile("w+", errors="replace") as err:
-        launched = sandbox.start(placement, argv, env, user=account, executable=placement.path(server),
-                                 stdout=subprocess.DEVNULL, stderr=err, limit=timeout + 10)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                err.seek(0)
-                if "system_info:" in err.read():
-                    break
-                if launched.process.poll() is not None:
-                    break
-                time.sleep(0.05)
-            else:
+    launched = sandbox.start(placement, argv, env, user=account, executable=placement.path(server),
+                             limit=timeout + 10)
+    out, err = Capture(launched.process.stdout, head=1 << 16), Capture(launched.process.stderr, marker="system_info:")
+    deadline = time.monotonic() + timeout
+    try:
+        while not err.seen.wait(0.05):
+            if launched.process.poll() is not None:
+                break
+            if time.monotonic() >= deadline:
                 run.timed_out = True
-        finally:
-            sandbox.stop(launched)
-            sandbox.cleanup(launched)
-        err.seek(0)
-        code, text, said = sandbox.outcome(launched, err.read())
+                break
+    finally:
+        sandbox.stop(launched)
+        sandbox.cleanup(launched)
+    out.join()
+    err.join()
+    code, text, said = sandbox.outcome(launched, err.text)
     run.returncode, run.output, run.duration = code, text, time.monotonic() - launched.started
-    run.saw_system_info = "system_info:" in text
-    run.launch_error = _launch_error(said, code, text)
+    run.saw_system_info = err.seen.is_set()
+    run.launch_error = _launch_error(said, code, text if said else f"{out.text}\n{text}")
     return run
 
 
@@ -375,15 +388,37 @@ def _run_list(placement, server: str, env: dict, account, timeout: float) -> Ser
     run.returncode, run.timed_out, run.duration = done.returncode, done.timed_out, done.duration
     run.output = f"{done.stdout}\n{done.stderr}"
     error = done.launch_error
-    run.launch_error = f"{error.get('step')}: {error.get('error')}" if error else None
+    setup = sandbox.setup_failure(done.transient, done.returncode)
+    run.launch_error = (f"{error.get('step')}: {error.get('error')}" if error else
+                        f"systemd could not start it (status {setup})" if setup else None)
     return run
 
 
 def _launch_error(said: dict | None, code: int | None, text: str) -> str | None:
+    """Why the program never ran: the launcher's own report (`exec PATH: [Errno 13] Permission denied`),
+    systemd-run's refusal, or systemd's exec-setup status (203/EXEC)."""
     if said is not None and not said["started"]:
         return f"systemd-run: {text.strip()[:300]}"
     if said is None and code == sandbox.LAUNCH_FAILED:
-        return text.strip()[:300] or "the launcher failed"
+        event = next((e for e in json_objects(text) if e.get("event") == "launch-error"), None)
+        return f"{event.get('step')}: {event.get('error')}" if event else text.strip()[:300] or "the launcher failed"
+    setup = sandbox.setup_failure(said, code)
+    return f"systemd could not start it (status {setup})" if setup else None
+
+
+def run_failure(run: ServerRun, timeout: float) -> str | None:
+    """What ended `run` other than its own exit: never started, a hang killed at the deadline, a signal."""
+    what = "llama-server " + ("--list-devices" if "--list-devices" in run.argv else "start-up run")
+    if run.launch_error:
+        return f"{what} could not be executed: {run.launch_error}"
+    if run.timed_out:
+        return f"{what} hung: no end within {timeout:.0f} s, killed"
+    if run.returncode is not None and run.returncode < 0 and not run.saw_system_info:  # else: killed by design
+        try:
+            name = signal.Signals(-run.returncode).name
+        except ValueError:
+            name = f"signal {-run.returncode}"
+        return f"{what} crashed ({name})"
     return None
 
 
@@ -424,6 +459,7 @@ def _discover_once(placement, server: str, env: dict, account, deadline: float, 
         return Pass([startup, listing], empty, failure=f"llama-server --list-devices failed: {status}")
     reading = native(extra, min(NATIVE_PROBE_CAP, _left(deadline)))
     done = Pass([startup, listing], parse(listing.output, startup.output), reading)
+    archs_filter(done.parsed.devices, done.parsed.archs, native_compute(reading))  # llama_server.go:249-260
     if time.monotonic() >= deadline:
         done.parsed, done.failure = empty, "llama-server GPU discovery watchdog timed out (in the native probe)"
     return done
@@ -446,11 +482,7 @@ def read_native(root: str, env: Mapping[str, str], spec, user: str | None, timeo
             break
         placement = sandbox.fallback(placement, root, env, spec, why=str(done.launch_error.get("error")))
     reading = NativeReading(False, placement.mode)
-    for line in done.stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in json_objects(done.stdout):
         if event.get("event") == "native":
             reading.cuda, reading.nvml = event["report"]["cuda"], event["report"]["nvml"]
     if reading.cuda is None:
@@ -464,8 +496,16 @@ def read_native(root: str, env: Mapping[str, str], spec, user: str | None, timeo
 
 
 def gate_fix(reading: NativeReading) -> str:
-    """What makes the gate keep the device, decided from what NVML said."""
+    """What makes the gate keep the device, decided from what NVML said: a CUDA-style version (a shim) or a
+    real driver branch below the floor (on a vGPU guest the host's vGPU manager decides that branch)."""
     path = (reading.nvml or {}).get("path") or "libnvidia-ml.so.1"
+    before = f"v0.{GATE_SINCE[1]}.{GATE_SINCE[2] - 1}"
+    if reading.driver_major >= 100:  # a driver branch (R535, R550, ...), not a CUDA version
+        return (f"NVML ({path}) reports the NVIDIA driver {(reading.nvml or {}).get('driver_version')!r}, below "
+                f"the gate's {COMPRESSED_FATBIN_DRIVER}: a driver of that branch or newer, or an Ollama release "
+                f"before the gate ({before} or older; it arrived in v0.{GATE_SINCE[1]}.{GATE_SINCE[2]}, "
+                "discover/cuda_compat.go:14,60-68). On an NVIDIA vGPU guest the branch is the host's vGPU "
+                "manager's: no fix from inside the guest but the older release")
     return (f"the NVML the service loads ({path}) reports {(reading.nvml or {}).get('driver_version')!r}, which "
             f"Ollama reads as driver {reading.driver_major}: remove the libnvidia-ml.so.1 link the service finds "
             "(h100-vgpu: `--set nvml_link=absent`); without NVML Ollama only warns and keeps the GPU. "
@@ -563,14 +603,12 @@ def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
         return
     first = result.runs[0] if result.runs else None
     if first is not None and first.launch_error:
-        result.cause = f"llama-server could not be started: {first.launch_error}"
-        result.fix = "see the static check: llama-server's own libraries must resolve"
+        result.cause = f"{run_failure(first, FOLDER_BUDGET)}: Ollama cannot discover any GPU"
+        result.fix = ("llama-server must be an executable program for the service's user (mode, a noexec "
+                      "mount, the machine's architecture): reinstall Ollama; if it was started, see the static "
+                      "check for its own libraries")
         return
-    if result.failure and "timed out" not in result.failure:
-        result.cause = f"{result.failure}: Ollama gets no device from {os.path.basename(result.folder)} and uses the CPU"
-        result.fix = "see the load check: the backend must load and find a device with this environment"
-        return
-    if result.failure:
+    if result.failure and "timed out" in result.failure:
         spent = " + ".join(f"{r.duration:.1f} s" for r in result.runs)
         result.cause = (f"{result.failure}: Ollama gives {os.path.basename(result.folder)} {FOLDER_BUDGET:.0f} s for "
                         f"the start-up run, --list-devices and the native probe together (here {spent}), then uses "
@@ -579,10 +617,18 @@ def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
                       "processes initialises CUDA); no Ollama setting lengthens it")
         return
     if not cuda:
-        tail = " | ".join((result.runs[1].output if len(result.runs) > 1 else "").strip().splitlines()[-3:])
-        result.cause = (f"llama-server lists no CUDA device for {os.path.basename(result.folder)}"
-                        f" ({tail or 'no output'}): Ollama uses the CPU")
-        result.fix = "see the load check: the backend must load and find a device with this environment"
+        listing = result.runs[1] if len(result.runs) > 1 else None
+        failed = result.failure or next(filter(None, (run_failure(r, FOLDER_BUDGET) for r in result.runs[:2])), None)
+        if failed is None and listing is not None and listing.returncode:
+            failed = f"llama-server --list-devices exited with status {listing.returncode}"
+        tail = " | ".join((listing.output if listing else "").strip().splitlines()[-3:])
+        where = os.path.basename(result.folder)
+        result.cause = (f"{failed} for {where}: Ollama counts no device there and uses the CPU" if failed else
+                        f"llama-server lists no CUDA device for {where} ({tail or 'it printed nothing'}): "
+                        "Ollama uses the CPU")
+        result.fix = ("a shim that hangs or crashes in CUDA initialisation must be fixed or replaced; "
+                      if failed and "could not be executed" not in failed else "") + \
+            "see the load check: the backend must load and find a device with this environment"
         return
     dropped = cuda[0]
     result.cause = f"Ollama drops CUDA device {dropped.index} ({dropped.description}): {dropped.detail}"

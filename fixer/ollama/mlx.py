@@ -7,29 +7,20 @@
 
 from __future__ import annotations
 
-import os
 from typing import Mapping
 
+from fixer.facts import paths
 from fixer.facts.elf import ElfError, read_elf
-from fixer.facts.linker import resolve_in_root, split_path_list
-from fixer.facts.paths import host_path
+from fixer.facts.linker import split_path_list
 
 SINCE = (0, 20, 4)
 
 
-def _names(root: str, folder: str) -> list[str]:
-    inside = resolve_in_root(root, folder)
-    try:
-        return sorted(os.listdir(host_path(root, inside))) if inside else []
-    except OSError:
-        return []
-
-
 def _exports_mlx_api(root: str, path: str) -> bool:
     """Whether `path` defines mlx-c's functions (`mlx_*`): a library without them is opened and let go."""
-    inside = resolve_in_root(root, path)
+    real = paths.real_path(root, path)
     try:
-        return inside is not None and any(d.name.startswith("mlx_") for d in read_elf(host_path(root, inside)).defined)
+        return real is not None and any(d.name.startswith("mlx_") for d in read_elf(real).defined)
     except (ElfError, OSError):
         return False
 
@@ -41,10 +32,10 @@ def loaded_dir(root: str, ollama_lib: str, env: Mapping[str, str]) -> str | None
     if forced.startswith("mlx_"):
         candidates = [f"{ollama_lib}/{forced}"]
     else:
-        candidates = [f"{ollama_lib}/{n}" for n in reversed(_names(root, ollama_lib)) if n.startswith("mlx_")]
+        candidates = [f"{ollama_lib}/{n}" for n in reversed(paths.names(root, ollama_lib)) if n.startswith("mlx_")]
         candidates.append(ollama_lib)
     for folder in candidates:
-        if any(n.startswith("libmlxc.") and _exports_mlx_api(root, f"{folder}/{n}") for n in _names(root, folder)):
+        if any(n.startswith("libmlxc.") and _exports_mlx_api(root, f"{folder}/{n}") for n in paths.names(root, folder)):
             return folder
     return None
 

@@ -7,15 +7,15 @@ import json
 import os
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from fixer.facts.linker import LoadRequest, Resolution, resolve_backend, resolve_in_root
-from fixer.facts.paths import host_path
+from fixer.facts import paths
+from fixer.facts.linker import LoadRequest, Resolution, resolve_backend
 from fixer.ollama import layout
 from fixer.probe import placement as sandbox
+from fixer.probe.capture import Capture
 
 # Fields of Ollama's ml.DeviceInfo as the runner's /info encodes them (v0.13-v0.22).
 DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",
@@ -127,6 +127,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+INFO_LIMIT = 1 << 20  # bytes of the runner's /info answer read (a device list is a few KiB)
+
+
 def _poll(port: int, launched: sandbox.Launched, deadline: float) -> tuple[int | None, str | None, list | None]:
     """(HTTP status, error, device list) from GET /info, retrying until the runner answers or dies."""
     import http.client
@@ -138,9 +141,11 @@ def _poll(port: int, launched: sandbox.Launched, deadline: float) -> tuple[int |
             try:
                 connection.request("GET", "/info")
                 response = connection.getresponse()
-                body = response.read()
+                body = response.read(INFO_LIMIT + 1)
             finally:
                 connection.close()
+            if len(body) > INFO_LIMIT:
+                return response.status, f"runner error: its /info answer is larger than {INFO_LIMIT} bytes", None
             if response.status >= 400:
                 return response.status, f"runner error: HTTP {response.status} {body[:300].decode(errors='replace')}", None
             return response.status, None, json.loads(body or b"null")
@@ -156,17 +161,16 @@ def _run_pass(placement: sandbox.Placement, binary: str, env: dict, extra: dict,
     port = _free_port()
     result = RunnerPass(extra)
     argv = [binary, "runner", "--ollama-engine", "--port", str(port)]
-    with tempfile.TemporaryFile("w+", errors="replace") as log:  # a pipe could fill up and block the runner
-        launched = sandbox.start(placement, argv, {**env, **extra}, user=user, cwd=cwd,
-                                 executable=placement.path(binary), stdout=log, stderr=subprocess.STDOUT,
-                                 limit=timeout + 10)
-        try:
-            result.status, result.error, raw = _poll(port, launched, time.monotonic() + timeout)
-        finally:
-            sandbox.stop(launched)
-            sandbox.cleanup(launched)
-        log.seek(0)
-        code, out, said = sandbox.outcome(launched, log.read())
+    launched = sandbox.start(placement, argv, {**env, **extra}, user=user, cwd=cwd,
+                             executable=placement.path(binary), stderr=subprocess.STDOUT, limit=timeout + 10)
+    log = Capture(launched.process.stdout)  # drained as it comes: a full pipe would block the runner
+    try:
+        result.status, result.error, raw = _poll(port, launched, time.monotonic() + timeout)
+    finally:
+        sandbox.stop(launched)
+        sandbox.cleanup(launched)
+    log.join()
+    code, out, said = sandbox.outcome(launched, log.text)
     result.duration = time.monotonic() - launched.started
     result.output = out[-4000:]
     setup = sandbox.setup_failure(said, code)
@@ -201,7 +205,7 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
     root = os.fspath(root)
     timeout = timeout if timeout is not None else PASS_BUDGET
     binary = spec.ollama_bin
-    if resolve_in_root(root, binary) is None or not os.access(host_path(root, resolve_in_root(root, binary)), os.X_OK):
+    if not paths.is_executable(root, binary):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
     full_env = sandbox.with_home(runner_env(env, spec))  # `ollama runner` inherits serve's HOME
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)

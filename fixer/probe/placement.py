@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from fixer.facts import paths
 from fixer.facts.ldso import LD_SO_CACHE, LD_SO_PRELOAD, split_preload
 from fixer.facts.linker import resolve_in_root, split_path_list
 from fixer.facts.paths import host_path
+from fixer.probe.capture import Capture, json_objects
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Never bound over: the probe's own interpreter and the host's C library live here.
@@ -144,9 +146,9 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
     dirs = [spec.ollama_lib] + split_path_list(env.get("LD_LIBRARY_PATH")) + [
         os.path.dirname(p) for p in split_preload(env.get("LD_PRELOAD")) if "/" in p]
     try:
-        from fixer.facts.ldso import read_cache
+        from fixer.facts.ldso import root_cache
 
-        for entry in read_cache(host_path(root, LD_SO_CACHE)).entries:
+        for entry in root_cache(root).entries:
             # The entry's directory, and where its link leads (vgpu-fix's link dir points into the shim dir).
             real = resolve_in_root(root, entry.path)
             dirs += [os.path.dirname(entry.path)] + ([os.path.dirname(real)] if real else [])
@@ -160,23 +162,20 @@ def place(root: str, env: Mapping[str, str], spec, files: tuple[str, ...] = (), 
             chosen = [c for c in chosen if not c.startswith(folder + "/")] + [folder]
     empty = None
     for folder in sorted(chosen, key=lambda d: d.count("/")):
-        inside = resolve_in_root(root, folder)
-        if inside is not None and os.path.isdir(host_path(root, inside)):
-            placement.mounts.append({"source": host_path(root, inside), "target": folder, "kind": "dir"})
-        elif os.path.isdir(folder):
+        if paths.is_dir(root, folder):
+            placement.mounts.append({"source": paths.real_path(root, folder), "target": folder, "kind": "dir"})
+        elif os.path.isdir(folder):  # the live host's own folder, hidden behind an empty one
             empty = empty or "@empty"
             placement.mounts.append({"source": empty, "target": folder, "kind": "dir"})
     for path in files:
-        inside = resolve_in_root(root, path)
-        if inside is not None:
-            placement.mounts.append({"source": host_path(root, inside), "target": path, "kind": "file"})
-    cache = host_path(root, LD_SO_CACHE)
-    placement.mounts.append({"source": cache if os.path.isfile(cache) else "/dev/null",
-                             "target": "/etc/ld.so.cache", "kind": "file"})
-    preload = host_path(root, LD_SO_PRELOAD)
-    if os.path.isfile(preload) or os.path.exists("/etc/ld.so.preload"):
-        placement.mounts.append({"source": preload if os.path.isfile(preload) else "/dev/null",
-                                 "target": "/etc/ld.so.preload", "kind": "file"})
+        real = paths.real_path(root, path)
+        if real is not None:
+            placement.mounts.append({"source": real, "target": path, "kind": "file"})
+    cache = paths.real_path(root, LD_SO_CACHE) if paths.is_file(root, LD_SO_CACHE) else None
+    placement.mounts.append({"source": cache or "/dev/null", "target": "/etc/ld.so.cache", "kind": "file"})
+    preload = paths.real_path(root, LD_SO_PRELOAD) if paths.is_file(root, LD_SO_PRELOAD) else None
+    if preload or os.path.exists("/etc/ld.so.preload"):  # the live host's own: hidden unless the root has one
+        placement.mounts.append({"source": preload or "/dev/null", "target": "/etc/ld.so.preload", "kind": "file"})
     placement.for_real = [f"{m['target']} (from the root)" for m in placement.mounts if m["source"] != "@empty"]
     placement.for_real.append(f"in a private mount namespace ({mode})" if not untrusted else
                               "as an unprivileged user in new user, PID, network and mount namespaces, "
@@ -358,14 +357,7 @@ class Completed:
             return {"event": "launch-error", "step": "systemd-run", "error": self.stderr.strip()[-300:]}
         if self.returncode != LAUNCH_FAILED:
             return None
-        for line in self.stdout.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("event") == "launch-error":
-                return event
-        return None
+        return next((e for e in json_objects(self.stdout) if e.get("event") == "launch-error"), None)
 
 
 def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user: dict | None = None,
@@ -556,15 +548,18 @@ def finish(launched: Launched, timeout: float) -> Completed:
     """Wait up to `timeout` s; on expiry kill the process group. Always reaps and cleans up. A
     transient unit has its own RuntimeMaxSec=: give its manager a moment to report the timeout."""
     timed_out = False
+    captures = [Capture(s) if s is not None else None for s in (launched.process.stdout, launched.process.stderr)]
     try:
-        out, err = launched.process.communicate(timeout=timeout + (10 if launched.unit else 0))
+        launched.process.wait(timeout=timeout + (10 if launched.unit else 0))
     except subprocess.TimeoutExpired:
         timed_out = True
-        stop(launched)
-        out, err = launched.process.communicate()
     finally:
         stop(launched)
         cleanup(launched)
+    for capture in captures:
+        if capture is not None:
+            capture.join()
+    out, err = (c.text if c is not None else "" for c in captures)
     returncode, err, said = outcome(launched, err or "")
     timed_out = timed_out or bool(said and said.get("result") == "timeout")
     return Completed(None if timed_out else returncode, out or "", err, timed_out,

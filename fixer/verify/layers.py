@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from fixer.facts.linker import resolve_in_root
-from fixer.facts.paths import host_path
+from fixer.facts import paths
+from fixer.facts.paths import resolve_in_root
 from fixer.model.profile import Profile
 from fixer.model.proof import Level
 from fixer.model.verify import Check, VerifyReport
@@ -60,7 +60,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
         env, user = unit.environment.effective(), user or unit.user
     spec, chosen = _chosen(root, profile.verify)
     spec, tree = install_tree(root, spec, unit)
-    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
+    installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib, (unit or _unit(root, profile)).working_directory)
     env, mlx_note = mlx.process_env(root, spec.ollama_lib, env, generations.parse_version(installation.version))
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict(),
@@ -124,10 +124,9 @@ def install_tree(root: str, spec, unit) -> tuple[object, str | None]:
     if not binary.startswith("/") or not os.path.basename(binary).startswith("ollama") \
             or resolve_in_root(root, binary) is None:
         return spec, None
-    workdir = (unit.directives.get("WorkingDirectory") or ("", ["/"]))[1][-1].lstrip("-")
-    cwd = workdir if workdir.startswith("/") else "/"
+    cwd = unit.working_directory
     lib = layout.lib_ollama_path(root, binary, cwd)
-    if detect.detect(root, binary, lib).generation == "runner-engine":
+    if detect.detect(root, binary, lib, cwd).generation == "runner-engine":
         lib = layout.lib_ollama_path(root, binary, cwd, "runner-engine")
     if (binary, lib) == (spec.ollama_bin, spec.ollama_lib):
         return spec, None
@@ -151,13 +150,13 @@ def _chosen(root: str, spec):
 def cache_additions(root: str, profile: Profile) -> list[str]:
     """Every soname the profile's ld.so.conf.d entry adds to the root's ld.so cache (host-wide, for every
     program), read from the real cache."""
-    from fixer.facts.ldso import LD_SO_CACHE, LdCacheError, read_cache
+    from fixer.facts.ldso import LdCacheError, root_cache
 
     if profile.ld_so_conf is None or not profile.ld_so_conf.entries:
         return []
     where = f"ld.so cache entries from {profile.ld_so_conf_path}"
     try:
-        cache = read_cache(host_path(root, LD_SO_CACHE))
+        cache = root_cache(root)
     except (OSError, LdCacheError) as exc:
         return [f"{where}: cache not readable ({getattr(exc, 'strerror', None) or exc})"]
     dirs = {d.rstrip("/") for d in profile.ld_so_conf.entries}

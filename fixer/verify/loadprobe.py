@@ -10,6 +10,7 @@ from typing import Mapping
 from fixer.ollama import runner_engine
 from fixer.ollama.layout import GGML_BASE, ggml_base_name
 from fixer.probe import placement as sandbox
+from fixer.probe.capture import json_objects
 
 CUDA_ERRORS = {35: "insufficient driver", 100: "no CUDA-capable device", 3: "initialization error",
                34: "CUDA driver is a stub library", 999: "unknown error"}
@@ -143,11 +144,7 @@ def _run(placement: sandbox.Placement, env: dict, spec, user: str | None,
     if error is not None:
         result.cause = f"the probe could not start: {error.get('step')}: {error.get('error')}"
         return result, None
-    for line in done.stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in json_objects(done.stdout):
         result.events.append(event)
         _apply(result, event)
     return result, None

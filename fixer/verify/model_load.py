@@ -71,12 +71,21 @@ def _split_host_port(text: str) -> tuple[str | None, int | None]:
     return host, int(port) if port.isdigit() else None
 
 
+ANSWER_LIMIT = 4 << 20  # bytes of one answer of the service's API read (/api/ps of many models: a few KiB)
+
+
 def _call(address: Address, method: str, path: str, body: dict | None, timeout: float) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(address.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"} if data else {})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - a local http(s) URL
-        return json.loads(response.read().decode("utf-8") or "{}")
+        raw = response.read(ANSWER_LIMIT + 1)
+    if len(raw) > ANSWER_LIMIT:
+        raise ValueError(f"{path}: the service's answer is larger than {ANSWER_LIMIT} bytes")
+    answer = json.loads(raw.decode("utf-8") or "{}")
+    if not isinstance(answer, dict):
+        raise ValueError(f"{path}: the service answered {type(answer).__name__}, not a JSON object")
+    return answer
 
 
 def _names(model: str) -> set[str]:
@@ -127,7 +136,7 @@ def check_model(env: Mapping[str, str], model: str | None, load_timeout: float =
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
     try:
-        body = exc.read().decode("utf-8", "replace")
+        body = exc.read(ANSWER_LIMIT).decode("utf-8", "replace")
         return str(json.loads(body).get("error") or body)[:300]
     except (ValueError, OSError, AttributeError):
         return str(exc.reason)

@@ -31,6 +31,10 @@ def test_seed_host_plan_fixes_what_the_seed_got_wrong(seed_root):
 
 
 def test_every_change_and_noop_has_a_reason(seed_root):
+    udev = by_path(make_plan(seed_root))["/etc/udev/rules.d/70-vgpu-fix.rules"]
+    os.makedirs(os.path.join(seed_root, "etc/udev/rules.d"), exist_ok=True)
+    with open(os.path.join(seed_root, "etc/udev/rules.d/70-vgpu-fix.rules"), "wb") as fh:
+        fh.write(udev.after.data)  # already as planned: a noop
     plan = make_plan(seed_root)
     assert all(c.reason for c in plan.changes)
     assert {c.action for c in plan.changes} >= {"create", "update", "delete", "noop"}

@@ -251,17 +251,16 @@ def test_7_harm_the_old_profile_deletes_the_vendors_runtime(seed_root):
     assert by_path(make_plan(seed_root, BEFORE))["/opt/vgpu/lib/libcudart.so.12"].action == "delete"
 
 
-@pytest.mark.parametrize("name, deleted, kept", [
-    ("h100-vgpu", "libcublas.so.12", "libcublas.so.13"),
-    ("h100-vgpu-cuda13", "libcublas.so.13", "libcublas.so.12"),
-])
-def test_7_fix_cudart_stays_and_the_cublas_deletions_follow_the_chosen_cuda_major(seed_root, name, deleted, kept):
+@pytest.mark.parametrize("name", ["h100-vgpu", "h100-vgpu-cuda13"])
+def test_7_fix_the_vendors_cudart_and_cublas_stay(seed_root, name):
+    """Ollama never loads the shim directory's copies (its runners search lib/ollama and the variant folder
+    first; v0.30+ backends carry $ORIGIN, v0.32.15 llama/server/CMakeLists.txt:24-25): nothing deletes them."""
     lib = os.path.join(seed_root, "opt/vgpu/lib")
-    for f in ("libcudart.so.12", deleted, kept):
+    names = ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcublas.so.13", "libcublasLt.so.13")
+    for f in names:
         open(os.path.join(lib, f), "w").close()
     changes = by_path(make_plan(seed_root, name))
-    assert changes[f"/opt/vgpu/lib/{deleted}"].action == "delete"
-    assert "/opt/vgpu/lib/libcudart.so.12" not in changes and f"/opt/vgpu/lib/{kept}" not in changes
+    assert not any(f"/opt/vgpu/lib/{f}" in changes for f in names)
 
 
 # ---------------------------------------------------------------- 8. h100-vgpu-preload
@@ -349,7 +348,7 @@ def test_10_fix_passthrough_removes_what_the_shim_profiles_installed(seed_root):
     ('Environment="OLLAMA_FLASH_ATTENTION=false"', "flash_attention"),
     ('Environment="OLLAMA_CONTEXT_LENGTH=8192"', "context_length"),
     ('Environment="GGML_CUDA_DISABLE_GRAPHS=1"', "disable_cuda_graphs"),
-    ('Environment="OLLAMA_LOAD_TIMEOUT=2h"', "load_timeout"),
+    ('Environment="OLLAMA_LOAD_TIMEOUT=15m"', "load_timeout"),
 ])
 def test_11_each_setting_has_a_variable_with_its_reason(seed_root, line, var):
     plan = make_plan(seed_root)

@@ -142,8 +142,8 @@ def test_shipped_profiles_load(name, tmp_path):
     assert profiles.load(name, str(tmp_path)).name == name
 
 
-def test_h100_vgpu_encodes_the_configuration_proven_on_real_hosts(tmp_path):
-    prof = profiles.load("h100-vgpu", str(tmp_path))
+def test_h100_vgpu_encodes_the_configuration_proven_on_real_hosts(seed_root):
+    prof = profiles.load("h100-vgpu", seed_root)
     assert prof.preload == []
     assert prof.service.environment["OLLAMA_LLM_LIBRARY"] == "cuda_v12"
     assert {"OLLAMA_NUM_GPU", "OLLAMA_LIBRARY_PATH"} <= set(prof.service.unset)

@@ -49,6 +49,7 @@ STAGE1: dict[str, Lib] = {
     "nvml-shim-12.9": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"',)),
     "nvml-shim-580": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="580.65.06"',)),
     "nvml-shim-crash": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"', "CRASH")),
+    "nvml-r535": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="535.154.05"',)),
     "cudart-12": Lib("cudart.c", "libcudart.so.12", "libcudart.so.12", ("CUDA_MAJOR=12",), "libcudart.so.12",
                      extra=("-ldl",)),
     "cudart-shim": Lib("cudart.c", "libvgpu-cudart.so", "libcudart.so.12", ("CUDA_MAJOR=12", "SHIM_STUBS"),

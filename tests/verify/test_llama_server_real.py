@@ -109,14 +109,19 @@ def test_apply_no_longer_rolls_back_for_want_of_ollama_engine(v032, cli):
     assert doc["verify"]["installation"]["generation"] == "llama-server"
 
 
-def test_apply_rolls_back_on_the_driver_gate_and_passes_without_the_nvml_link(v032, cli):
+def test_the_literal_apply_keeps_the_gpu_where_the_shim_nvml_reports_a_cuda_version(v032, cli):
+    """The issue's command on v0.32.15 with a shim NVML answering "12.9.00": nvml_link auto is absent for
+    the llama-server generation (NVML's only reader is the cuda_v12 gate, native_probe_linux.go:391-418,
+    which keeps the GPU without it, cuda_compat.go:37-41), so apply keeps its changes. Forcing the link
+    back on reproduces the gate's drop (:60-68) and the rollback."""
     root = with_seed_unit(v032(nvml="nvml-shim-12.9"))
     applied = cli("apply", "--root", root, "--probe", "--profile", "h100-vgpu", "--json", timeout=300)
+    assert applied.returncode == 0, applied.stdout[-3000:] + applied.stderr[-2000:]
+    root = with_seed_unit(v032(nvml="nvml-shim-12.9"))
+    applied = cli("apply", "--root", root, "--probe", "--profile", "h100-vgpu", "--set", "nvml_link=present",
+                  "--json", timeout=300)
     assert applied.returncode == 6
     assert "NVIDIA driver gate" in json.loads(applied.stdout)["verify"]["cause"]
-    applied = cli("apply", "--root", root, "--probe", "--profile", "h100-vgpu", "--set", "nvml_link=absent", "--json",
-                  timeout=300)
-    assert applied.returncode == 0, applied.stdout[-3000:]
 
 
 def test_a_12_s_cuda_init_runs_out_of_the_30_s_ollama_gives_a_folder(v032):

@@ -58,3 +58,13 @@ def test_the_gate_reads_the_major_from_the_roots_own_gpu_discover(tmp_path, nati
     nvml = _verify(layout.lay_out_v030(tmp_path, native, nvml="nvml-shim-crash"))["checks"][0]
     assert "Ollama's native probe failed" in nvml["summary"]
     assert nvml["evidence"][0].startswith("native probe: ollama gpu-discover SIGSEGV")
+
+
+def test_a_real_r535_driver_is_told_the_release_before_the_gate(tmp_path, native):
+    """NVML answering a driver branch (535) below 550 (v0.32.15 discover/cuda_compat.go:60-68): removing the
+    NVML link is no fix for a real driver; a release before the gate (v0.30.10, the gate arrived in v0.30.11) is,
+    and on a vGPU guest the branch is the host's."""
+    nvml = _verify(layout.lay_out_v030(tmp_path, native, nvml="nvml-r535"))["checks"][0]
+    assert nvml["status"] == "fail"
+    assert 'driver=535 required_driver="550 or newer"' in nvml["cause"]
+    assert "v0.30.10 or older" in nvml["fix"] and "nvml_link" not in nvml["fix"]

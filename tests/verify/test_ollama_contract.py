@@ -157,13 +157,62 @@ def test_backend_file_and_runtime_from_file_names(tmp_path):
     assert ls.cuda_runtime(str(tmp_path), [v12]) == (12, 8)
 
 
+# v0.32.15 llm/llama_binary.go:61-157 (same blob v0.30.0...v0.33.0-rc2): FindLlamaCppBinary's Linux candidates,
+# most preferred first. ollama is /opt/o/bin/ollama, the service works in /srv/w.
+FIND_ORDER = [
+    "/usr/local/lib/ollama/llama-server",                      # :84, lib/ollama
+    "/opt/o/lib/ollama/llama-server",                          # :99-101, exeDir/../lib/ollama
+    "/opt/o/bin/build/lib/ollama/llama-server",                # :117, exeDir's local layouts
+    "/opt/o/bin/dist/linux-amd64/lib/ollama/llama-server",     # :118, GOARCH of the binary
+    "/opt/o/bin/dist/linux_amd64/lib/ollama/llama-server",     # :119-121
+    "/srv/w/build/lib/ollama/llama-server",                    # :132-134, the working directory's
+    "/srv/w/dist/linux-amd64/lib/ollama/llama-server",
+    "/opt/o/bin/build/llama-server-cuda/bin/llama-server",     # :151-153, cuda/rocm/darwin builds first
+    "/opt/o/bin/build/llama-server-cpu/bin/llama-server",      # :141-146, then by name
+    "/srv/w/build/llama-server-cpu/bin/llama-server",          # :154
+]
+
+
 def test_find_llama_server_order(tmp_path):
-    """FindLlamaServer on Linux (llm/llama_binary.go:61-157): lib/ollama first; never the binary's own dir."""
+    """Each candidate wins once every one before it is gone; never the binary's own folder (darwin only, :92-94)."""
     root = tmp_path
-    (root / "usr/local/bin").mkdir(parents=True)
-    (root / "usr/local/bin/llama-server").write_bytes(b"")
-    assert ls.find_llama_server(str(root), "/usr/local/bin/ollama", "/usr/local/lib/ollama") is None
-    (root / "usr/local/lib/ollama").mkdir(parents=True)
-    (root / "usr/local/lib/ollama/llama-server").write_bytes(b"")
-    assert ls.find_llama_server(str(root), "/usr/local/bin/ollama", "/usr/local/lib/ollama") == \
-        "/usr/local/lib/ollama/llama-server"
+    (root / "opt/o/bin").mkdir(parents=True)
+    (root / "opt/o/bin/ollama").write_bytes(b"")
+    (root / "opt/o/bin/llama-server").write_bytes(b"")
+    for path in FIND_ORDER:
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(b"")
+    for path in FIND_ORDER:
+        assert ls.find_llama_server(str(root), "/opt/o/bin/ollama", "/usr/local/lib/ollama", "/srv/w") == path
+        (root / path.lstrip("/")).unlink()
+    assert ls.find_llama_server(str(root), "/opt/o/bin/ollama", "/usr/local/lib/ollama", "/srv/w") is None
+
+
+def test_find_llama_server_uses_the_binarys_goarch(tmp_path, native):
+    """dist/linux-GOARCH (:118): GOARCH is the ollama binary's, read from its ELF machine (x86_64 -> amd64)."""
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o/ollama").write_bytes(native["ollama-0.32.15"].read_bytes())
+    for arch in ("arm64", "amd64"):
+        (tmp_path / f"o/dist/linux-{arch}/lib/ollama").mkdir(parents=True)
+        (tmp_path / f"o/dist/linux-{arch}/lib/ollama/llama-server").write_bytes(b"")
+    assert ls.find_llama_server(str(tmp_path), "/o/ollama", "/usr/local/lib/ollama") == \
+        "/o/dist/linux-amd64/lib/ollama/llama-server"
+
+
+@pytest.mark.parametrize("listed,native_cc,archs,dropped", [
+    ("9.0", {"0": "8.7"}, "900", "compute-capability"),   # the native probe's 8.7 replaces llama-server's 9.0
+    ("8.7", {"0": "9.0"}, "900", None),                   # ... and rescues a device llama-server misreports
+    ("8.7", {}, "900", "compute-capability"),             # no native reading: llama-server's own value
+    ("8.7", {"0": "0.0"}, "900", "compute-capability"),   # a major of 0 is no reading (:251-253)
+])
+def test_native_compute_capability_overrides_llama_servers(listed, native_cc, archs, dropped):
+    """v0.32.15 discover/llama_server.go:249-260, before the ARCHS filter of :294-316."""
+    major, _, minor = listed.partition(".")
+    listing = "Available devices:\n  CUDA0: NVIDIA H100 80GB HBM3 (81559 MiB, 81000 MiB free)\n"
+    stderr = f"Device 0: NVIDIA H100, compute capability {major}.{minor}, VMM: yes\nsystem_info: CUDA : ARCHS = {archs}\n"
+    parsed = ls.parse(listing, stderr)
+    reading = ls.NativeReading(True, cuda={"ok": True, "devices": [
+        {"index": int(i), "compute_major": int(cc.split(".")[0]), "compute_minor": int(cc.split(".")[1])}
+        for i, cc in native_cc.items()]})
+    ls.archs_filter(parsed.devices, parsed.archs, ls.native_compute(reading))
+    assert parsed.devices[0].dropped_by == dropped

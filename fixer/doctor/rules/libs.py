@@ -51,17 +51,19 @@ def toplevel_ggml_cuda(ctx: Context) -> list[Finding]:
 
 def _outside(host: HostFacts, path: str) -> bool:
     real = host.realpaths.get(path, path)
-    return not (real == host.ollama_lib or real.startswith(host.ollama_lib + "/"))
+    return not any(real == lib or real.startswith(lib + "/") for lib in (host.ollama_lib, host.lib_real))
 
 
 @rule
 def lib_tree_modified(ctx: Context) -> list[Finding]:
-    """Files added to lib/ollama, links that leave it, and files much newer than the rest of the tree."""
+    """Files added to lib/ollama (its top and the folders Ollama scans), links that leave it, and files much
+    newer than the rest of the tree."""
     host = ctx.host
     if host is None or not host.lib_present:
         return []
     entries = {f"{host.ollama_lib}/{n}": e for n, e in host.lib_top.items()}
-    for sub, names in host.lib_dirs.items():
+    scanned = host.scanned_dirs()
+    for sub, names in ((s, n) for s, n in host.lib_dirs.items() if s in scanned):
         entries.update({f"{host.ollama_lib}/{sub}/{n}": e for n, e in names.items()})
     # tar keeps the archive's mtimes on files (not always on links): a much newer file was changed here.
     mtimes = [e.mtime for e in entries.values() if e.kind == "file" and e.mtime]
@@ -213,9 +215,7 @@ def cudart_replaced(ctx: Context) -> list[Finding]:
     if host is None or not host.lib_present:
         return []
     out = []
-    for sub in host.ggml_dirs():
-        if not sub.startswith("cuda"):
-            continue
+    for sub in host.scanned_cuda_dirs():
         soname = "libcudart.so.13" if sub.endswith("13") else "libcudart.so.12"
         path = f"{host.ollama_lib}/{sub}/{soname}"
         entry = host.lib_dirs[sub].get(soname)

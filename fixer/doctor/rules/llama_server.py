@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fixer.doctor.rules.base import Context, Finding, finding, rule
+from fixer.doctor.snapshot import VGPU_GUEST_FILES
 from fixer.ollama.logs import Event, LogSummary
 from fixer.ollama.versions import LLAMA_SERVER
 
@@ -13,6 +14,11 @@ COMPRESSED_FATBIN_DRIVER, LEGACY_JIT_DRIVER = 550, 570
 def _applies(log: LogSummary | None) -> bool:
     """Only a llama-server-generation log (or one whose generation is unknown) carries these messages."""
     return log is not None and log.generation in (LLAMA_SERVER, None)
+
+
+def vgpu_guest(host) -> list[str]:
+    """Evidence that the root is an NVIDIA vGPU guest (its driver branch is the host's to choose)."""
+    return [p for p in VGPU_GUEST_FILES if host is not None and host.exists.get(p)]
 
 
 def _severity(log: LogSummary) -> str:
@@ -61,8 +67,21 @@ def nvidia_driver_gate(ctx: Context) -> list[Finding]:
         summary = f"the NVIDIA driver {first.get('driver')} is too old for the cuda_v12 runtime ({required} needed)"
         cause = (" The bundled CUDA 12.8 runtime may use compressed fatbins (driver 550+) and PTX JIT for "
                  "compute < 7 (driver 570+).")
-        fix = (f"Upgrade the NVIDIA driver to {required}, or on a shim host make the shim report the host "
-               "driver's version.")
+        before = ("v0.30.10 or older (the 550 rule arrived in v0.30.11, discover/cuda_compat.go:14,60-68)"
+                  if required.startswith(str(COMPRESSED_FATBIN_DRIVER)) else
+                  "v0.24.0 or older (the 570 rule for compute < 7 is in every v0.30 release, v0.30.0 "
+                  "discover/cuda_compat.go:31-39)")
+        pinned = vgpu_guest(ctx.host)
+        if pinned:
+            cause += (" This is an NVIDIA vGPU guest (" + ", ".join(pinned) + "): its driver branch must "
+                      "match the host's vGPU manager, so it cannot be upgraded from inside the guest (R535 "
+                      "guests; ollama#17290, ollama#16415).")
+            fix = (f"No fix inside this guest. The options: an Ollama release before the gate, {before}, whose "
+                   "bundled runtime the gate was added to protect (prove it with `vgpu-fix verify --level "
+                   "model`); or a newer vGPU branch on the host, which its administrator installs.")
+        else:
+            fix = (f"Upgrade the NVIDIA driver to {required}; or run an Ollama release before the gate, {before}; "
+                   "on a shim host make the shim report the host driver's version.")
     return [finding("nvidia-driver-gate", _severity(log), summary, evidence, gate + cause, fix)]
 
 

@@ -207,6 +207,20 @@ def devices_filtered(ctx: Context) -> list[Finding]:
         return []
     evidence = [e.text for e in log.verifying[:2]] + [e.text for e in log.filtered[:2]]
     pinned = (ctx.host.env.get("OLLAMA_LLM_LIBRARY") if ctx.host else None) or log.server_env.get("OLLAMA_LLM_LIBRARY")
+    mig = [e.text for e in log.compute + log.verifying + log.filtered if MIG_DEVICE.search(e.text)]
+    if mig and log.generation != LLAMA_SERVER:
+        return [finding(
+            "mig-second-pass",
+            "error" if _on_cpu(log) else "warning",
+            f"{len(log.filtered)} MIG slice(s) dropped by Ollama's second discovery pass: an Ollama limit, not the shim",
+            mig[:1] + evidence,
+            "Ollama v0.13.2-v0.24 re-checks each CUDA device in a runner started with CUDA_VISIBLE_DEVICES=<the "
+            "device's UUID> and GGML_CUDA_INIT=1 (v0.24.0 discover/runner.go:118-180). For a MIG slice that "
+            "UUID is the parent GPU's, and CUDA enumerates no device of a MIG-enabled GPU named that way, so "
+            "the slice is filtered whatever library serves it (ollama#14031, ollama#13800).",
+            "Ollama v0.30.0 or newer re-checks by device index (v0.32.15 ml/device.go:631-673); or give the "
+            "guest the whole GPU (MIG disabled). No profile setting changes how Ollama names the device.",
+        )]
     return [
         finding(
             "devices-filtered",
@@ -412,7 +426,7 @@ def runner_crashes(ctx: Context) -> list[Finding]:
             evidence,
             "A model runner that dies or never answers takes its model with it; on shim hosts the first load "
             "through the shim can exceed the default 5 min load timeout, and crashes in the shim show up here.",
-            "Raise OLLAMA_LOAD_TIMEOUT (the profile sets 15m) and check the shim's own log for the crash.",
+            "Raise OLLAMA_LOAD_TIMEOUT (service.environment; h100-vgpu's load_timeout) and check the shim's own log for the crash.",
             "service.environment.OLLAMA_LOAD_TIMEOUT",
         )
     ]
@@ -451,6 +465,10 @@ def runner_crashed_in_init(ctx: Context) -> list[Finding]:
             None if second_pass else "service.environment.OLLAMA_LLM_LIBRARY",
         )
     ]
+
+
+# A MIG slice as the CUDA runtime names it ("NVIDIA A100-SXM4-40GB MIG 1g.5gb") or its UUID ("MIG-...").
+MIG_DEVICE = re.compile(r"\bMIG[- ](?:\d+g\.\d+gb|[0-9a-f]{8}-)", re.IGNORECASE)
 
 
 # Folder names Ollama has shipped under lib/ollama (any release); a pin outside these names no folder.
