@@ -21,7 +21,6 @@ ALLOWED = {
     "apply/writes.py": {"*": "the atomic writer: an O_NOFOLLOW walk from the root's own descriptor"},
     "apply/journal.py": {"*": "the state directory, written and read only by vgpu-fix (symlinks refused)"},
     "apply/lock.py": {"*": "the lock file in the state directory and /proc/PID/stat of the live host"},
-    "apply/transaction.py": {"rollback": "the journal's own directory"},
     "apply/crashpoints.py": {"*": "test hooks: files the test suite names in the environment, not the root's"},
     "demo.py": {"*": "builds and snapshots a demo root it created itself"},
     "probe/launch.py": {"*": "runs inside the probe's namespaces: its own /proc/self and the mount targets"},
@@ -37,13 +36,13 @@ ALLOWED = {
         "inside": "the probe's own /proc/PID/ns/net",
         "path": "names where a translated probe finds a root file (no file-system access)",
     },
-    "ollama/detect.py": {"_versions_with_header": "the binary's real path, resolved inside the root"},
     "system.py": {"udev_live": "the live host's /run", "systemd_live": "the live host's /run"},
     "core.py": {
         "resolve_root": "the root directory itself, as the operator names it",
-        "save_plan": "--out, a path the operator names",
-        "load_plan": "--plan, a path the operator names",
-        "write_textfile": "--prometheus, a path the operator names",
+        "write_output": "--out and --prometheus, paths the operator names",
+        "journal_of": "whether the state directory exists (a symlink at or above it is refused by parent_problem "
+                      "and Journal.present)",
+        "generation_detail": "names the state directory in a message (no file-system access)",
     },
     "profiles.py": {
         "<module>": "the shipped profiles beside the package",
