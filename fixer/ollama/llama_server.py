@@ -316,6 +316,7 @@ class DiscoveryResult:
     warnings: list[str] = field(default_factory=list)
     not_honoured: list[str] = field(default_factory=list)
     failure: str | None = None  # the first pass got no device at all: Ollama's reason
+    out_of_time: bool = False  # ... because the folder's budget ran out
     cause: str | None = None
     fix: str | None = None
 
@@ -430,6 +431,7 @@ class Pass:
     parsed: Parsed
     native: NativeReading | None = None
     failure: str | None = None  # why Ollama got no device from this call at all
+    out_of_time: bool = False  # the failure is the budget running out
 
 
 def _discover_once(placement, server: str, env: dict, account, deadline: float, extra: dict,
@@ -446,22 +448,23 @@ def _discover_once(placement, server: str, env: dict, account, deadline: float, 
     startup = _run_startup(placement, server, child, account, _left(deadline), port)
     startup.extra = dict(extra)
     empty = Parsed([], [], startup.saw_system_info)
-    if startup.timed_out:
-        return Pass([startup], empty, failure="llama-server discovery: timed out waiting for server startup")
+    if startup.timed_out:  # llama_server.go:129-132: "timed out waiting for server startup"
+        return Pass([startup], empty, failure=run_failure(startup, startup.duration), out_of_time=True)
     listing = _run_list(placement, server, child, account, _left(deadline))
     listing.extra = dict(extra)
     if listing.timed_out:
         return Pass([startup, listing], empty, failure="llama-server GPU discovery watchdog timed out "
-                    "(in --list-devices)")
+                    "(in --list-devices)", out_of_time=True)
     if listing.launch_error is None and listing.returncode != 0:
-        code = listing.returncode or 0
-        status = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-        return Pass([startup, listing], empty, failure=f"llama-server --list-devices failed: {status}")
+        failed = next(filter(None, (run_failure(r, FOLDER_BUDGET) for r in (startup, listing))), None)
+        return Pass([startup, listing], empty,
+                    failure=failed or f"llama-server --list-devices exited with status {listing.returncode}")
     reading = native(extra, min(NATIVE_PROBE_CAP, _left(deadline)))
     done = Pass([startup, listing], parse(listing.output, startup.output), reading)
     archs_filter(done.parsed.devices, done.parsed.archs, native_compute(reading))  # llama_server.go:249-260
     if time.monotonic() >= deadline:
-        done.parsed, done.failure = empty, "llama-server GPU discovery watchdog timed out (in the native probe)"
+        done.parsed, done.out_of_time = empty, True
+        done.failure = "llama-server GPU discovery watchdog timed out (in the native probe)"
     return done
 
 
@@ -552,6 +555,7 @@ def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: s
     result.mode, result.runs, result.archs = placement.mode, first.runs, parsed.archs
     result.not_honoured = list(placement.not_honoured) + ([note] if note else [])
     result.devices, result.native, result.failure = parsed.devices, first.native, first.failure
+    result.out_of_time = first.out_of_time
     if first.failure:
         result.warnings.append(first.failure)
     elif not parsed.system_info:
@@ -608,7 +612,7 @@ def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
                       "mount, the machine's architecture): reinstall Ollama; if it was started, see the static "
                       "check for its own libraries")
         return
-    if result.failure and "timed out" in result.failure:
+    if result.out_of_time:
         spent = " + ".join(f"{r.duration:.1f} s" for r in result.runs)
         result.cause = (f"{result.failure}: Ollama gives {os.path.basename(result.folder)} {FOLDER_BUDGET:.0f} s for "
                         f"the start-up run, --list-devices and the native probe together (here {spent}), then uses "

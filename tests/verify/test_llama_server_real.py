@@ -141,4 +141,4 @@ def test_list_devices_that_exits_non_zero_yields_no_device(v032):
     _, checks = _discovery(v032(shim="cuda-shim-crash-at-exit"))
     found = checks["discovery"]
     assert found["status"] == "fail"
-    assert found["cause"].startswith("llama-server --list-devices failed: killed by SIGSEGV"), found["cause"]
+    assert found["cause"].startswith("llama-server --list-devices crashed (SIGSEGV)"), found["cause"]
