@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_SERVER_DIR ?= .cache/llama-server
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test venv bench clean llama-server
+.PHONY: demo test venv bench clean llama-server wheelhouse
 
 $(BIN)/vgpu-fix: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,8 +32,16 @@ llama-server: venv
 test: venv llama-server
 	VGPU_FIX_LLAMA_SERVER=$(abspath $(LLAMA_SERVER_DIR)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(BIN)/vgpu-fix
-	$(BIN)/python scripts/bench_startup.py
+# The four performance rows and the 10k/50k scale rows (docs/performance.md); the verify row uses the
+# llama.cpp build of `make llama-server` when it is there.
+bench: venv
+	VGPU_FIX_LLAMA_SERVER=$${VGPU_FIX_LLAMA_SERVER:-$(abspath $(LLAMA_SERVER_DIR))} $(BIN)/python scripts/bench.py
+
+# vgpu-fix's wheel and its dependencies' wheels for the deploy role's offline install (deploy_wheelhouse);
+# for hosts with another Python or architecture: make wheelhouse WHEELHOUSE_ARGS="--python-version 3.11 --platform manylinux2014_x86_64"
+WHEELHOUSE ?= dist/wheelhouse
+wheelhouse: $(BIN)/vgpu-fix
+	$(BIN)/python scripts/build_wheelhouse.py $(WHEELHOUSE) -- $(WHEELHOUSE_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -23,6 +23,7 @@ from fixer.errors import (
     VERIFY_EXIT,
     UsageError,
     exit_code_of,
+    host_conflict,
 )
 
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -39,9 +40,9 @@ app.add_typer(profiles_app, name="profiles")
 history_app = typer.Typer(help="List generations, or show what one changed (`history show N`).")
 app.add_typer(history_app, name="history")
 
-DEFAULT_PROFILE = "h100-vgpu"
-ProfileOpt = typer.Option(DEFAULT_PROFILE, "--profile", "-p", metavar="NAME|FILE|-",
-                          help="Profile name, YAML file, or - to read the profile from stdin.")
+PROFILE_HELP = ("Profile name, YAML file, or - to read the profile from stdin (default: the profile and --set "
+                "variables of the newest applied generation, else h100-vgpu).")
+ProfileOpt = typer.Option(None, "--profile", "-p", metavar="NAME|FILE|-", help=PROFILE_HELP)
 RootOpt = typer.Option("/", "--root", metavar="DIR", help="Directory that stands for / (default: the live host).")
 SetOpt = typer.Option(None, "--set", metavar="NAME=VALUE", help="Profile variable override (repeatable).")
 JsonOpt = typer.Option(False, "--json", help="Print the stable JSON document instead of text.")
@@ -113,10 +114,11 @@ def _seconds(name: str, value: Optional[float]) -> Optional[float]:
     return seconds(name, value)
 
 
-def _load(profile: str, root: str, sets: Optional[List[str]], say_source: bool = True):
-    """The validated profile; a site profile of the root that shadows a shipped one is said on stderr
-    (`say_source`: unless the command prints the plan, whose header says it)."""
-    from fixer import profiles
+def _load(profile: Optional[str], root: str, sets: Optional[List[str]], say_source: bool = True):
+    """The profile named (or piped in with -), else the applied generation's, else the default; a site
+    profile of the root that shadows a shipped one is said on stderr (`say_source`: unless the command
+    prints the plan, whose header says it)."""
+    from fixer import core, profiles
 
     text = None
     if profile == profiles.STDIN:
@@ -128,11 +130,16 @@ def _load(profile: str, root: str, sets: Optional[List[str]], say_source: bool =
             text = read_stdin("--profile -", profiles.MAX_PROFILE_BYTES)
         except OSError as exc:
             raise InvalidInput(f"--profile - (stdin): {exc.strerror}") from None
-    loaded = profiles.load(profile, root, profiles.parse_overrides(sets or []), text=text)
-    source = profiles.shadowing(profile, root) if say_source else ""
+    loaded = core.profile_for(root, profile, profiles.parse_overrides(sets or []), text=text)
+    source = _source(_ref(profile, loaded), root) if say_source else ""
     if source:
         typer.echo(f"note: profile from {source}", err=True)
     return loaded
+
+
+def _ref(profile: Optional[str], loaded) -> str:
+    """The profile as named: on the command line, else by the applied generation it came from."""
+    return profile or (loaded.origin or {}).get("ref") or ""
 
 
 def _confirm(root: str, yes: bool, shown: str, question: str, verb: str) -> bool:
@@ -167,7 +174,7 @@ def _run(command: str, as_json: bool, root: str, profile: str | None, body: Call
     except FixerError as exc:
         _fail(command, as_json, root, profile, exc)
     except OSError as exc:  # a host path the readers did not expect to fail: a conflict naming it
-        _fail(command, as_json, root, profile, Conflict(f"{exc.filename or root}: {exc.strerror or exc}"))
+        _fail(command, as_json, root, profile, host_conflict(exc, root))
     except Exception as exc:  # a bug: still one JSON document under --json
         if not as_json:
             raise
@@ -241,7 +248,7 @@ def _show_plan(prof, real: str, as_json: bool, force: bool, out: Optional[str] =
 
 @app.command()
 def plan(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = ProfileOpt,
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -252,8 +259,8 @@ def plan(
 
     def body() -> int:
         real = _root(root)
-        return _show_plan(_load(profile, real, sets, say_source=False), real, as_json, force, out,
-                          source=_source(profile, real))
+        prof = _load(profile, real, sets, say_source=False)
+        return _show_plan(prof, real, as_json, force, out, source=_source(_ref(profile, prof), real))
 
     _run("plan", as_json, root, profile, body)
 
@@ -266,9 +273,8 @@ def _source(profile: str | None, root: str) -> str:
 
 @app.command()
 def apply(
-    profile: Optional[str] = typer.Option(
-        None, "--profile", "-p", metavar="NAME|FILE|-",
-        help="Profile name, YAML file or - for stdin (default h100-vgpu; not with --plan)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME|FILE|-",
+                                          help=PROFILE_HELP.replace(").", "; not with --plan).")),
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -308,8 +314,8 @@ def apply(
         if plan_file:
             prof, saved = core.load_plan(plan_file)
         else:
-            prof = _load(profile or DEFAULT_PROFILE, real, sets, say_source=not dry_run)
-        source = _source(profile or DEFAULT_PROFILE, real) if not plan_file else ""
+            prof = _load(profile, real, sets, say_source=not dry_run)
+        source = _source(_ref(profile, prof), real) if not plan_file else ""
         if dry_run:
             return _show_plan(prof, real, as_json, force, saved=saved, plan_file=plan_file, source=source)
         proof = {"service_check": service_check, "model": model, "level": _level(level),
@@ -318,7 +324,7 @@ def apply(
                               restart=restart, verify=verify, probe=probe, lock_timeout=wait, yes=yes, as_json=as_json,
                               proof=proof)
 
-    _run("apply", as_json, root, profile or DEFAULT_PROFILE, body)
+    _run("apply", as_json, root, profile, body)
 
 
 def _apply_profile(command: str, prof, real: str, source: str, *, saved, saved_from: str, force: bool,
@@ -390,7 +396,14 @@ def rollback(
 
         real = _root(root)
         wait = _seconds("--lock-timeout", lock_timeout)
-        if dry_run or (real == "/" and not yes):
+        # Nothing to roll back is a success that changes nothing: no preview, no question; the rollback
+        # itself still runs (under the lock it finishes a journal save a crash cut short) and says so.
+        nothing = core.nothing_to_roll_back(real, to)
+        if nothing and dry_run:
+            _emit(as_json, result("rollback", profile=None, root=real, changed=False, failed=False, msg=nothing,
+                                  generation=None, restored=[], removed=[], messages=[]), nothing)
+            return 0
+        if not nothing and (dry_run or (real == "/" and not yes)):
             preview = core.rollback_dry_run(real, to)
             text = plan_text(preview, Painter(enabled=False if not dry_run else None)).replace(
                 "Plan for profile", "Rollback of profile", 1)
@@ -403,15 +416,17 @@ def rollback(
         outcome = core.rollback(real, to=to, force=force, restart=restart, lock_timeout=wait,
                                 progress=_progress(as_json), service_check=service_check,
                                 service_timeout=_seconds("--service-timeout", service_timeout))
-        msg = f"rolled back to before generation {outcome.generation}" if outcome.generation else "recovered"
+        msg = (f"rolled back to before generation {outcome.generation}" if outcome.generation else
+               "recovered" if outcome.changed else outcome.messages.pop())  # nothing to roll back
         if outcome.verify is not None:
             from fixer.render import proof_line
 
             msg += "; the restored service: " + proof_line(outcome.verify.to_dict())
-        doc = result("rollback", profile=None, root=real, changed=True, failed=False, msg=msg,
+        doc = result("rollback", profile=None, root=real, changed=outcome.changed, failed=False, msg=msg,
                      generation=outcome.generation, restored=outcome.restored, removed=outcome.removed,
                      messages=outcome.messages, verify=outcome.verify)
-        done = [f"removed {p}" if p in outcome.removed else f"restored {p}" for p in outcome.restored]
+        removed = set(outcome.removed)
+        done = [f"removed {p}" if p in removed else f"restored {p}" for p in outcome.restored]
         _emit(as_json, doc, "\n".join(outcome.messages + done + [msg]))
         return 0
 
@@ -509,7 +524,7 @@ def profiles_show(
 
 @app.command("verify")
 def verify_cmd(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = ProfileOpt,
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -615,7 +630,7 @@ def doctor(
 
 @app.command()
 def status(
-    profile: str = ProfileOpt,
+    profile: Optional[str] = ProfileOpt,
     root: str = RootOpt,
     sets: Optional[List[str]] = SetOpt,
     as_json: bool = JsonOpt,
@@ -665,7 +680,7 @@ def _watch_switch(enabled: bool, doc: str):
     command = "watch " + ("enable" if enabled else "disable")
 
     def switch(
-        profile: str = ProfileOpt,
+        profile: Optional[str] = ProfileOpt,
         root: str = RootOpt,
         sets: Optional[List[str]] = SetOpt,
         as_json: bool = JsonOpt,
@@ -679,8 +694,8 @@ def _watch_switch(enabled: bool, doc: str):
             real = _root(root)
             wait = _seconds("--lock-timeout", lock_timeout)
             prof = _with_watch(_load(profile, real, sets), enabled)
-            return _apply_profile(command, prof, real, _source(profile, real), saved=None, saved_from="", force=False,
-                                  restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
+            return _apply_profile(command, prof, real, _source(_ref(profile, prof), real), saved=None, saved_from="",
+                                  force=False, restart=True, verify=verify, probe=probe, lock_timeout=wait, yes=yes,
                                   as_json=as_json, proof={"probe_user": probe_user})
 
         _run(command, as_json, root, profile, body)
@@ -696,7 +711,7 @@ watch_app.command("disable")(_watch_switch(
 
 
 @watch_app.command("status")
-def watch_status(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
+def watch_status(profile: Optional[str] = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
                  as_json: bool = JsonOpt) -> None:
     """Whether the watch units are installed, enabled and active, what they watch, and the last check."""
 
@@ -719,19 +734,19 @@ def watch_status(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[
 
 
 @watch_app.command("check")
-def watch_check(profile: str = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
+def watch_check(profile: Optional[str] = ProfileOpt, root: str = RootOpt, sets: Optional[List[str]] = SetOpt,
                 as_json: bool = JsonOpt) -> None:
     """What the watch service runs: wait for changes to settle, verify, plan for drift, re-apply if the
     profile says so; one journal line; exit 0 ok, 4 drift, 5 conflicts, 9 the backend does not load,
     12 the proof level asked was not reached."""
 
     def body() -> int:
-        from fixer import watch
+        from fixer import watch_check
         from fixer.render import result
 
         real = _root(root)
         prof = _load(profile, real, sets)
-        outcome = watch.check(real, prof, progress=_progress(as_json))
+        outcome = watch_check.check(real, prof, progress=_progress(as_json))
         _emit(as_json, result("watch check", profile=prof.name, root=real, changed=bool(outcome.reapplied),
                               failed=outcome.exit_code != 0, msg=outcome.lines[0], check=outcome.to_dict()),
               "\n".join(outcome.lines))

@@ -75,7 +75,7 @@ def _journal_warnings(root: str) -> list[str]:
     warnings = [f"generation {g.number} was interrupted ({g.status}); "
                 "the next apply or `vgpu-fix rollback` restores its before-state"
                 for g in intact if g.status in OPEN_STATUSES]
-    return warnings + [f"generation {d.number} is damaged and cannot be used: {d.reason}" for d in damaged]
+    return warnings + [d.story() for d in damaged]
 
 
 def make_plan(profile: Profile, root: str, force: bool = False, source: str = "") -> Plan:
@@ -183,7 +183,8 @@ def check_saved(plan: Plan, saved: dict, path: str = "the saved plan") -> None:
     if differ:
         by_path = {c["path"]: c for c in saved.get("changes", [])}
         paths = [c["path"] for c in derived["changes"] if by_path.get(c["path"]) != c]
-        paths += [p for p in by_path if p not in {c["path"] for c in derived["changes"]}]
+        derived_paths = {c["path"] for c in derived["changes"]}
+        paths += [p for p in by_path if p not in derived_paths]
         raise InvalidInput(f"{path}: its changes are not what its recorded profile yields on this host; "
                            "it was edited (apply only a plan as `vgpu-fix plan --out` wrote it)",
                            details=[f"differs: {p}" for p in dict.fromkeys(paths)] or [f"differs: {', '.join(differ)}"])
@@ -263,10 +264,21 @@ def rollback_preview(root: str, to: int | None = None) -> tuple[RollbackPreview,
         return None
     from fixer.apply import rollback_plan
 
-    if not journal.generations():
+    if not any(journal.scan()):  # a damaged generation alone still has a story to tell (see preview)
         return None
     selected = rollback_plan.preview(journal, to)
     return selected, rollback_plan.restores(journal, selected)
+
+
+def nothing_to_roll_back(root: str, to: int | None = None) -> str | None:
+    """The message when `rollback [--to N]` has nothing to undo (a success: exit 0, unchanged), else None.
+    A generation N that does not exist is invalid input; damaged generations are left to rollback to name."""
+    from fixer.apply import rollback_plan
+
+    found = rollback_preview(root, to)
+    if found is None:
+        return rollback_plan.NEVER_CHANGED
+    return rollback_plan.nothing_left(to) if found[0].empty and not found[0].skipped else None
 
 
 def verifier(probe: bool | None = None, progress: Progress | None = None, **service):
@@ -305,10 +317,10 @@ def refuse_unprovable(root: str, probe: bool | None, level: Level | None, model:
 def rollback_dry_run(root: str, to: int | None = None) -> Plan:
     """`rollback --dry-run` (and the question on the live root): the rollback as a plan, one change per
     path with its final state — `delete` for a path the apply created, which the rollback removes."""
-    found = rollback_preview(root, to)
-    if found is None or found[0].empty:
-        raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
-    selected, restores = found
+    nothing = nothing_to_roll_back(root, to)
+    if nothing:
+        raise InvalidInput(nothing)  # callers ask nothing_to_roll_back first
+    selected, restores = rollback_preview(root, to)
     final: dict[str, Restore] = {}
     for restore in restores:  # restore order: a path's last restore (its oldest generation) is what stays
         final[restore.path] = restore
@@ -335,7 +347,11 @@ def generation_detail(root: str, number: int) -> dict:
     journal = journal_of(root)
     if journal is None:
         raise InvalidInput(f"no generation {number}: vgpu-fix has no state under {host_path(root, STATE_DIR)}")
-    if number not in [g.number for g in journal.generations()]:
+    intact, damaged = journal.scan()
+    broken = next((d for d in damaged if d.number == number), None)
+    if broken is not None:
+        raise InvalidInput(broken.story())
+    if number not in [g.number for g in intact]:
         raise InvalidInput(f"no generation {number} under {journal.directory}")
     m = journal.load(number).manifest
     return {"generation": number, "status": m["status"], "created": m["created"], "user": m["user"],
@@ -381,6 +397,54 @@ def last_verify(root: str) -> dict | None:
     return max(found, key=lambda v: v.get("time") or "", default=None)
 
 
+DEFAULT_PROFILE = "h100-vgpu"
+
+
+def applied_profile(root: str) -> tuple[Profile, dict] | None:
+    """The profile of the newest applied generation as it was applied (its resolved copy, noting
+    where it came from), and {generation, profile, origin}; None where nothing is applied."""
+    journal = journal_of(root)
+    if journal is None:
+        return None
+    from pydantic import ValidationError
+
+    from fixer.model.profile import Profile
+
+    newest = [g for g in journal.generations() if g.status == "applied"][-1:]
+    if not newest or not newest[0].manifest.get("profile_json"):  # none, or applied before generations kept it
+        return None
+    m = newest[0].manifest
+    try:
+        profile = Profile.model_validate_json(m["profile_json"])
+    except ValidationError as exc:
+        raise InvalidInput(f"generation {newest[0].number}: its recorded profile {m['profile']} no longer validates "
+                           f"({exc.error_count()} error(s)); give --profile") from None
+    profile._origin = m.get("profile_origin")
+    return profile, {"generation": newest[0].number, "profile": m["profile"], "origin": profile.origin}
+
+
+def profile_for(root: str, ref: str | None, overrides: dict[str, str], text: bytes | None = None) -> Profile:
+    """The profile a command works with: `ref` when given; else the newest applied generation's
+    (its recorded copy; with `overrides`, its source loaded again with the recorded variables and
+    these on top); else DEFAULT_PROFILE."""
+    from fixer import profiles
+
+    if ref is not None:
+        return profiles.load(ref, root, overrides, text=text)
+    applied = applied_profile(root)
+    if applied is None:
+        return profiles.load(DEFAULT_PROFILE, root, overrides)
+    profile, about = applied
+    if not overrides:
+        return profile
+    origin = profile.origin or {}
+    if not origin.get("path"):
+        raise InvalidInput(f"--set: the applied profile {profile.name} (generation {about['generation']}) was given "
+                           "as text, not a name or file; give it again with --profile to change its variables")
+    ref = origin["ref"] if profiles.NAME.match(origin["ref"]) else origin["path"]  # a file: where it was read
+    return profiles.load(ref, root, {**origin.get("vars", {}), **overrides})
+
+
 def status(root: str, profile: Profile) -> dict:
     """`vgpu-fix status`: one read-only summary of a host for people, Ansible facts and Prometheus."""
     from fixer import watch
@@ -392,7 +456,8 @@ def status(root: str, profile: Profile) -> dict:
         newest = [g for g in journal.generations() if g.status == "applied"][-1:]
         if newest:
             m = newest[0].manifest
-            applied = {"generation": newest[0].number, "profile": m["profile"], "created": m["created"]}
+            applied = {"generation": newest[0].number, "profile": m["profile"], "created": m["created"],
+                       "vars": (m.get("profile_origin") or {}).get("vars")}
     return {
         "ollama": plan.installation,
         "applied": applied,

@@ -75,6 +75,11 @@ class Conflict(FixerError):
     exit_code = ExitCode.CONFLICT
 
 
+def host_conflict(exc: OSError, where: str) -> Conflict:
+    """An OSError the readers did not expect, as the conflict it is: the path that failed and why."""
+    return Conflict(f"{exc.filename or where}: {exc.strerror or exc}")
+
+
 class LockHeld(FixerError):
     exit_code = ExitCode.LOCKED
 

@@ -181,9 +181,10 @@ def _watch(plan: Plan, host: HostState, profile: Profile, force: bool) -> None:
     from fixer import watch
 
     for kind, path, wanted in watch.planned(profile):
+        wanted = wanted if enabled else None
         if kind == "link":
-            _symlink(plan, host, path, wanted if enabled else None, force)
-        elif enabled:
+            _symlink(plan, host, path, wanted, force)
+        elif wanted is not None:
             _file(plan, host, ChangeKind.WATCH, path, file_state(wanted), "upgrade watch", force)
         else:
             _absent(plan, host, path, force)

@@ -415,15 +415,23 @@ def load(ref: str, root: str = "/", overrides: dict[str, str] | None = None, tex
 
     from fixer.model.profile import Profile
 
+    def validated(resolved: Resolved) -> Profile:
+        """The profile, noting where it came from (no path: a document given as text), so that apply
+        journals it and later runs without --profile find it again (core.applied_profile)."""
+        profile = Profile.model_validate(resolved.data)
+        path = None if text is not None else os.path.abspath(resolved.path)  # a name: no file-system access
+        profile._origin = {"ref": ref, "path": path, "vars": dict(overrides or {})}
+        return profile
+
     try:
-        return Profile.model_validate(resolve(ref, root, overrides, positions=False, text=text).data)
+        return validated(resolve(ref, root, overrides, positions=False, text=text))
     except AliasBomb:
         raise
     except (ProfileError, ValidationError):
         pass  # explain it with positions: parse again with the round-trip loader
     resolved = resolve(ref, root, overrides, text=text)
     try:
-        return Profile.model_validate(resolved.data)
+        return validated(resolved)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

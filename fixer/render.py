@@ -291,7 +291,8 @@ def generation_text(detail: dict, paint: Painter) -> str:
     for change in detail["changes"]:
         sign = SYMBOL.get(change["action"], "~")
         out.append(paint(f"{sign} {change['kind']:<13} {change['path']}", sign) + f"  ({change['reason']})")
-    created = [p for p in detail["paths"] if p not in {c["path"] for c in detail["changes"]}]
+    changed = {c["path"] for c in detail["changes"]}
+    created = [p for p in detail["paths"] if p not in changed]
     if created:
         out.append("also recorded (parents, ldconfig outputs): " + ", ".join(created))
     verify = detail.get("verify")
@@ -308,6 +309,9 @@ def watch_text(state: dict) -> str:
     lines = [f"watch {state['unit']}: {installed}, {enabled}" + (f", {state['active']}" if state["active"] else "")]
     lines.append("watches: " + ", ".join(state["watched"]))
     lines.append(f"on failure or drift: {'re-apply the profile' if state['reapply'] else 'report only'}")
+    if state.get("textfile"):
+        lines.append(f"textfile: {state['textfile']}, refreshed by every check"
+                     + (" and by its timer" if state.get("textfile_timer") else " (its timer is not installed)"))
     lines.append(_verify_line(state.get("last_verify")))
     return "\n".join(lines)
 
@@ -322,8 +326,9 @@ def status_text(doc: dict) -> str:
     """`vgpu-fix status` for people."""
     ollama, applied, drift = doc["ollama"], doc["applied"], doc["drift"]
     lines = [f"host {doc['root']}, profile {doc['profile']}", installation_line(ollama).strip(),
-             "applied: " + (f"generation {applied['generation']} ({applied['profile']}, {applied['created']})"
-                            if applied else "nothing applied by vgpu-fix"),
+             "applied: " + (f"generation {applied['generation']} ({applied['profile']}"
+                            + "".join(f" --set {k}={v}" for k, v in (applied.get("vars") or {}).items())
+                            + f", {applied['created']})" if applied else "nothing applied by vgpu-fix"),
              "drift: " + (f"{drift['pending']} change(s) pending: " + ", ".join(drift["paths"][:5])
                           + (" …" if len(drift["paths"]) > 5 else "") if drift["pending"] else "none (converged)")
              + (f"; {drift['conflicts']} conflict(s)" if drift["conflicts"] else ""),

@@ -1,12 +1,10 @@
-"""Upgrade survival: the systemd units a profile's `watch` section manages, and the check they run."""
+"""Upgrade survival: the systemd units a profile's `watch` section manages (desired state, below the planner)
+and what is in place; the check the units run is fixer.watch_check."""
 
 from __future__ import annotations
 
 import json
 import posixpath
-import sys
-import time
-from dataclasses import dataclass, field
 
 from fixer.facts.systemd import unit_value
 from fixer.model.profile import Profile
@@ -23,9 +21,14 @@ def watched_paths(profile: Profile) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+DEFAULT_COMMAND = ("vgpu-fix",)  # systemd finds a bare name on its fixed search path (/usr/local/bin, /usr/bin, ...)
+
+
 def command(profile: Profile) -> list[str]:
-    # The interpreter running this vgpu-fix: the service then runs the same installation.
-    return list(profile.watch.command or [sys.executable, "-m", "fixer"])
+    """How the watch service runs vgpu-fix: the profile's `watch.command`, else the console script by name.
+    Never the interpreter computing the plan: the CLI and the Ansible module (two Pythons) must want the
+    same unit, or each would see drift after the other applied."""
+    return list(profile.watch.command or DEFAULT_COMMAND)
 
 
 def _header(profile: Profile) -> str:
@@ -43,11 +46,32 @@ def render_path_unit(profile: Profile) -> str:
 
 
 def render_service_unit(profile: Profile) -> str:
-    argv = command(profile) + ["watch", "check", "--root", "/", "--profile", profile.watch_files["profile"]]
-    lines = [_header(profile).rstrip("\n"), "[Unit]",
-             "Description=vgpu-fix: verify Ollama's GPU backend after a change of its files", "", "[Service]",
-             "Type=oneshot", f"SyslogIdentifier={profile.watch.unit}", f"TimeoutStartSec={CHECK_TIMEOUT}",
+    return _oneshot(profile, "verify Ollama's GPU backend after a change of its files", profile.watch.unit,
+                    ["watch", "check", "--root", "/", "--profile", profile.watch_files["profile"]])
+
+
+def render_textfile_service(profile: Profile) -> str:
+    """The oneshot the timer starts: `vgpu-fix status --prometheus TEXTFILE` against the profile copy."""
+    return _oneshot(profile, "refresh the node-exporter textfile (vgpu-fix status --prometheus)",
+                    f"{profile.watch.unit}-textfile", ["status", "--root", "/", "--profile",
+                                                       profile.watch_files["profile"], "--prometheus", profile.watch.textfile])
+
+
+def _oneshot(profile: Profile, what: str, identifier: str, args: list[str]) -> str:
+    """A Type=oneshot unit that runs this vgpu-fix with `args`, logging as `identifier`."""
+    argv = command(profile) + args
+    lines = [_header(profile).rstrip("\n"), "[Unit]", f"Description=vgpu-fix: {what}", "", "[Service]",
+             "Type=oneshot", f"SyslogIdentifier={identifier}", f"TimeoutStartSec={CHECK_TIMEOUT}",
              "ExecStart=" + " ".join(unit_value(w, "exec") for w in argv)]
+    return "\n".join(lines) + "\n"
+
+
+def render_textfile_timer(profile: Profile) -> str:
+    """At once when it starts (enable, boot), then every `textfile_every`."""
+    unit = profile.watch.unit
+    lines = [_header(profile).rstrip("\n"), "[Unit]", "Description=vgpu-fix: refresh the node-exporter textfile", "",
+             "[Timer]", "OnActiveSec=1s", f"OnUnitActiveSec={profile.watch.textfile_every}",
+             f"Unit={unit}-textfile.service", "", "[Install]", "WantedBy=timers.target"]
     return "\n".join(lines) + "\n"
 
 
@@ -67,102 +91,20 @@ def render_profile(profile: Profile) -> str:
     return json.dumps(literal(data), indent=1) + "\n"
 
 
-def planned(profile: Profile) -> list[tuple[str, str, str]]:
-    """(kind, path, content or link target) of everything the section manages, in write order."""
-    files = profile.watch_files
+def planned(profile: Profile) -> list[tuple[str, str, str | None]]:
+    """(kind, path, content or link target; None: absent) of everything the section manages when it is
+    on, in write order; the textfile timer's files are absent without `textfile`."""
+    files, timer = profile.watch_files, profile.watch.textfile is not None
     return [("file", files["profile"], render_profile(profile)),
             ("file", files["service"], render_service_unit(profile)),
             ("file", files["path"], render_path_unit(profile)),
-            ("link", files["wants"], files["path"])]
+            ("link", files["wants"], files["path"]),
+            ("file", files["textfile_service"], render_textfile_service(profile) if timer else None),
+            ("file", files["textfile_timer"], render_textfile_timer(profile) if timer else None),
+            ("link", files["textfile_wants"], files["textfile_timer"] if timer else None)]
 
 
-# ------------------------------------------------------------------ on the host (read side and the check)
-
-
-@dataclass
-class CheckResult:
-    """What one triggered check found: the verify verdict, drift, and a re-apply if the profile asks."""
-
-    ok: bool
-    outcome: str  # the verify outcome: passed | failed | not_proven (model.proof.Outcome)
-    backend: str
-    cause: str | None
-    drift: int
-    conflicts: int
-    reapplied: str | None = None
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        from fixer.errors import VERIFY_EXIT, ExitCode
-
-        if self.outcome != "passed":
-            return int(VERIFY_EXIT[self.outcome])
-        return int(ExitCode.CONFLICT if self.conflicts else ExitCode.DRIFT if self.drift else ExitCode.OK)
-
-    def to_dict(self) -> dict:
-        return {"ok": self.ok, "outcome": self.outcome, "backend": self.backend, "cause": self.cause, "drift": self.drift,
-                "conflicts": self.conflicts, "reapplied": self.reapplied, "exit_code": self.exit_code}
-
-
-def settle(root: str, paths: list[str], quiet_for: float, limit: float = 300.0) -> float:
-    """Wait until none of `paths` changed (ctime, lstat) for `quiet_for` seconds; return seconds waited."""
-    from fixer.facts.paths import stat_in
-
-    def stamp() -> tuple:
-        out = []
-        for path in paths:
-            st = stat_in(root, path, follow=False)
-            out.append((path, st.st_ctime_ns, st.st_ino) if st else (path, None, None))
-        return tuple(out)
-
-    start = time.monotonic()
-    last, quiet_since = stamp(), time.monotonic()
-    while time.monotonic() - quiet_since < quiet_for and time.monotonic() - start < limit:
-        time.sleep(min(0.5, quiet_for))
-        now = stamp()
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-    return time.monotonic() - start
-
-
-def check(root: str, profile: Profile, progress=None) -> CheckResult:
-    """Settle, verify (recorded for `status`), plan for drift; re-apply when the profile says so."""
-    from fixer import core
-    from fixer.verify import layers
-
-    waited = settle(root, watched_paths(profile), profile.watch.settle)
-    report = layers.verify(root, profile, progress=progress)
-    core.record_verify(root, report)
-    plan = core.make_plan(profile, root)
-    result = CheckResult(report.ok, str(report.outcome), report.backend, report.cause, len(plan.pending),
-                         len(plan.conflicts))
-    if profile.watch.reapply and (result.drift or not result.ok) and not result.conflicts:
-        result.reapplied = _reapply(root, profile)
-    from fixer.render import proof_line
-
-    verdict = proof_line(report.to_dict())
-    drift = f"{result.drift} change(s) pending" if result.drift else "none"
-    result.lines.append(f"vgpu-fix watch: {verdict}; drift: {drift}"
-                        + (f"; {result.conflicts} conflict(s)" if result.conflicts else "")
-                        + (f" (settled after {waited:.1f} s)" if waited >= 1 else ""))
-    if result.reapplied:
-        result.lines.append(f"vgpu-fix watch: re-apply: {result.reapplied}")
-    elif not result.ok or result.drift:
-        result.lines.append("vgpu-fix watch: run `vgpu-fix doctor` and `vgpu-fix plan` on this host "
-                            "(or set watch.reapply in the profile)")
-    return result
-
-
-def _reapply(root: str, profile: Profile) -> str:
-    from fixer import core
-    from fixer.errors import FixerError
-
-    try:
-        outcome = core.apply(profile, root, lock_timeout=60)
-    except FixerError as exc:
-        return f"failed: {exc.message}"
-    return f"applied generation {outcome.generation}" if outcome.changed else "nothing to change"
+# ------------------------------------------------------------------ on the host (read side)
 
 
 def state(root: str, profile: Profile) -> dict:
@@ -182,4 +124,5 @@ def state(root: str, profile: Profile) -> dict:
             active = "unknown"
     return {"unit": f"{profile.watch.unit}.path", "installed": present["path"] and present["service"],
             "enabled": present["wants"], "active": active, "watched": watched_paths(profile),
-            "reapply": profile.watch.reapply}
+            "reapply": profile.watch.reapply, "textfile": profile.watch.textfile,
+            "textfile_timer": present["textfile_wants"] and present["textfile_timer"]}

@@ -61,27 +61,18 @@ def have(tool: str) -> bool:
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     """A wheel of this checkout, built offline from a copy so the build leaves nothing in the work tree."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "setup.py", "README.md", "fixer", "profiles"):
-        path = REPO / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(path, source / name)
-    out = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", str(out), str(source)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert build.returncode == 0, f"pip wheel failed (setuptools and wheel come with the test extra):\n{build.stderr}"
-    return next(out.glob("vgpu_fix-*.whl"))
+    from scripts.build_wheelhouse import build_wheel
+
+    try:
+        return build_wheel(tmp_path_factory.mktemp("dist"), offline=True)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc} (setuptools and wheel come with the test extra)")
 
 
 # ---------------------------------------------------------------- how many tests of each tier ran
 
 TIERS = ("core", "verify", "doctor", "ansible", "reliability")  # test folders
-MARKED = ("slow", "root")  # markers
+MARKED = ("slow", "root", "real_ggml")  # markers
 _tiers: dict[str, list[str]] = {}
 _outcomes: dict[str, str] = {}
 

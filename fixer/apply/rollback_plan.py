@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fixer.apply.journal import OPEN_STATUSES, Damaged, Generation, Journal
-from fixer.errors import InvalidInput
+from fixer.errors import Conflict, InvalidInput
 from fixer.facts.paths import PathState, read_state
 
 
@@ -38,13 +38,40 @@ class RollbackPreview:
     def numbers(self) -> list[int]:
         return [g.number for g in (*self.interrupted, *self.targets)]
 
+    def check_drift(self, force: bool, override: str = "--force") -> None:
+        """Refuse to discard edits made since the apply unless forced; `override` names the face's way past
+        it (`--force` on the command line, `force: true` in Ansible)."""
+        if self.drifted and not force:
+            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
+                           f"({override} rolls back anyway)", details=list(self.drifted))
+
+    def nothing_to_roll_back(self) -> InvalidInput:
+        """The refusal when no generation can be undone: a damaged newer generation is named, not hidden
+        behind "no applied generation"."""
+        if self.skipped:
+            return InvalidInput(self.skipped[-1].story(), details=[d.story() for d in self.skipped[:-1]])
+        return nothing_applied(self.to)
+
+
+def nothing_applied(to: int | None = None) -> InvalidInput:
+    return InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
+
+
+NEVER_CHANGED = "nothing to roll back: vgpu-fix has not changed this root"
+
+
+def nothing_left(to: int | None) -> str:
+    """Why a rollback has nothing to undo: success, the host already is as the rollback would leave it."""
+    return "nothing to roll back: " + (f"generation {to} and every later one are already rolled back"
+                                       if to is not None else "no applied generation")
+
 
 def preview(journal: Journal, to: int | None = None) -> RollbackPreview:
     """Select what `rollback [--to N]` undoes: the newest applied generation, or every applied one >= N."""
     generations, damaged = journal.scan()
     broken = next((d for d in damaged if d.number == to), None)
     if broken is not None:
-        raise InvalidInput(broken.reason)
+        raise InvalidInput(broken.story())
     known = [g.number for g in generations]
     if to is not None and to not in known:
         span = f" (this root has {known[0]}..{known[-1]})" if known else ""

@@ -49,35 +49,34 @@ class Outcome:
 
 def touched_paths(root: str, plan: planner.Plan) -> list[str]:
     """Every path the apply may create or change, parents it must create first, then ldconfig's outputs."""
-    paths: list[str] = []
+    paths: dict[str, None] = {}  # ordered and unique in linear time
     targets = [c.path for c in plan.pending]
     if PostAction.LDCONFIG in plan.post_actions:
         # ldconfig writes each cache through a `~` temp file it leaves behind when it fails.
         targets += [ldso.LD_SO_CACHE, ldso.LD_SO_CACHE + "~", ldso.LDCONFIG_AUX_CACHE, ldso.LDCONFIG_AUX_CACHE + "~"]
     for target in targets:
         for parent in missing_parents(root, target):
-            if parent not in paths:
-                paths.append(parent)
-        if target not in paths:
-            paths.append(target)
-    return paths
+            paths.setdefault(parent)
+        paths.setdefault(target)
+    return list(paths)
 
 
-def _perform(root: str, change: planner.Change) -> None:
+def _perform(root: str, change: planner.Change, dirty: set[str]) -> None:
+    """Make one change; the directories it changed are noted in `dirty` for one fsync each later."""
     after = change.after
     if after.kind == "absent":
-        writes.remove(root, change.path)
+        writes.remove(root, change.path, dirty)
         return
     for parent in missing_parents(root, change.path):
-        writes.make_dir(root, parent, 0o755)
+        writes.make_dir(root, parent, 0o755, dirty)
     if after.kind == "symlink":
         if change.before.kind == "file":
-            writes.remove(root, change.path)
-        writes.write_symlink(root, change.path, after.target)
+            writes.remove(root, change.path, dirty)
+        writes.write_symlink(root, change.path, after.target, dirty)
     else:
         if change.before.kind == "symlink":
-            writes.remove(root, change.path)
-        writes.write_file(root, change.path, after.data, after.mode, after.uid, after.gid)
+            writes.remove(root, change.path, dirty)
+        writes.write_file(root, change.path, after.data, after.mode, after.uid, after.gid, dirty)
 
 
 def run_post_actions(root: str, service: dict, actions: list[str], restart: bool) -> tuple[list[str], Restart | None]:
@@ -108,11 +107,35 @@ def run_post_actions(root: str, service: dict, actions: list[str], restart: bool
             restarted = restart_unit(scope, unit)
             done.append(f"restart: {unit} restarted (main process {restarted.pid or 'none'})")
         elif action in (PostAction.START_WATCH, PostAction.STOP_WATCH):
-            watch = f"{service['watch']}.path"
-            starting = action == PostAction.START_WATCH
-            system.systemctl(scope, "restart" if starting else "stop", watch)
-            done.append(f"{action}: {watch} " + ("started" if starting else "stopped"))
+            done += _switch_watch(root, scope, service, action)
     return done, restarted
+
+
+def _switch_watch(root: str, scope: str, service: dict, action: str) -> list[str]:
+    """(Re)start or stop the watch's .path unit, and its textfile timer as its unit file now is: a
+    timer whose file is gone (or the whole watch stopping) is stopped where it still runs."""
+    from fixer.facts.paths import read_state
+
+    starting = action == PostAction.START_WATCH
+    watch = f"{service['watch']}.path"
+    system.systemctl(scope, "restart" if starting else "stop", watch)
+    done = [f"{action}: {watch} " + ("started" if starting else "stopped")]
+    timer_file = service.get("watch_timer")  # generations before the textfile timer recorded none
+    if timer_file:
+        timer = os.path.basename(timer_file)
+        if starting and read_state(root, timer_file).kind != "absent":
+            system.systemctl(scope, "restart", timer)
+            done.append(f"{action}: {timer} started")
+        elif _active_state(scope, timer) not in ("", "inactive"):
+            system.systemctl(scope, "stop", timer)
+            if _active_state(scope, timer) == "failed":  # a timer whose unit file went away ends up failed
+                system.systemctl(scope, "reset-failed", timer)
+            done.append(f"{action}: {timer} stopped")
+    return done
+
+
+def _active_state(scope: str, unit: str) -> str:
+    return system.systemctl(scope, "show", "-p", "ActiveState", "--value", unit).strip()
 
 
 def _udev(root: str, action: str, triggers: list[str]) -> list[str]:
@@ -133,8 +156,18 @@ def service_of(profile: Profile) -> dict:
     watching = profile.watch.enabled is not None
     return {"unit": profile.service.unit, "scope": profile.service.scope, "dropin": profile.dropin_path,
             "watch": profile.watch.unit if watching else None,
+            "watch_timer": profile.watch_files["textfile_timer"] if watching else None,
             "watch_files": [profile.watch_files["path"], *(p for r, p in profile.watch_files.items() if r != "path")]
             if watching else []}
+
+
+def applied_record(profile: Profile) -> dict:
+    """What a generation keeps of its profile: where it came from (name or file, and the --set
+    variables) and the resolved copy, so `status`, `watch` and a later run reuse exactly that. The copy is
+    JSON text: the manifest is saved with sorted keys, and the order of environment and directives counts."""
+    import json
+
+    return {"profile_origin": profile.origin, "profile_json": json.dumps(profile.model_dump(mode="json"))}
 
 
 def _after_restore(root: str, service: dict, restored: list[str]) -> list[str]:
@@ -253,15 +286,20 @@ def apply(
             return Outcome("apply", plan, changed=False, messages=messages + ["host already converged"])
         paths = touched_paths(root, plan)
         stop.check()
-        generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile))
+        generation = journal.begin(profile.name, paths, [c.to_dict() for c in plan.pending], service_of(profile),
+                                   applied_record(profile))
+        dirty: set[str] = set()
         try:
             with (progress or Progress()).task(f"applying {len(plan.pending)} change(s)", len(plan.pending)) as step:
-                for change in plan.pending:
-                    stop.check()
-                    crashpoints.hit("apply:change")
-                    _perform(root, change)
-                    crashpoints.hit("apply:changed")
-                    step(change.path)
+                try:
+                    for change in plan.pending:
+                        stop.check()
+                        crashpoints.hit("apply:change")
+                        _perform(root, change, dirty)
+                        crashpoints.hit("apply:changed")
+                        step(change.path)
+                finally:  # durable before the post-actions read them and before the status says applied
+                    writes.sync_dirs(root, dirty)
             stop.check()
             done, restarted = run_post_actions(root, service_of(profile), plan.post_actions, restart)
             journal.record_after(generation)
@@ -355,7 +393,7 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
              lock_timeout: float = 0.0, progress: Progress | None = None) -> Outcome:
     journal = Journal(root)
     if not journal.present():
-        raise InvalidInput(f"nothing to roll back: no journal under {journal.directory}")
+        return Outcome("rollback", None, False, messages=[rollback_plan.NEVER_CHANGED])
     journal.ensure()  # refuses a symlinked state dir before the lock is taken through it
     with RunLock(journal.lock_path, lock_timeout), Interrupts() as stop:
         messages = recover(journal, restart, progress)
@@ -365,13 +403,11 @@ def rollback(root: str, *, to: int | None = None, force: bool = False, restart: 
         if not targets:
             if messages:
                 return Outcome("rollback", None, True, messages=messages)
-            if skipped:
-                raise InvalidInput(skipped[-1].reason, details=[d.reason for d in skipped[:-1]])
-            raise InvalidInput("nothing to roll back: no applied generation" + (f" at or after {to}" if to else ""))
-        messages += [f"skipped damaged generation {d.number}: {d.reason}" for d in skipped]
-        if selected.drifted and not force:
-            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
-                           "(use --force to roll back anyway)", details=list(selected.drifted))
+            if not skipped:  # success: the host already is as the rollback would leave it
+                return Outcome("rollback", None, False, messages=[rollback_plan.nothing_left(to)])
+            raise selected.nothing_to_roll_back()
+        messages += [f"skipped: {d.story()}" for d in skipped]
+        selected.check_drift(force)
         restored: list[str] = []
         restarted = None
         absent_before: set[str] = set()

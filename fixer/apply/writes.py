@@ -95,12 +95,41 @@ def _temp_name(name: str) -> str:
     return f"{_temp_prefix(name)}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
-def is_temp_for(entry: str, name: str) -> bool:
-    return entry.startswith(f"{_temp_prefix(name)}{TEMP_MARK}") and entry.endswith(".tmp")
+def temp_prefix_of(entry: str) -> str | None:
+    """The `.NAME` part (as _temp_prefix made it) of a temp file `entry`, or None for any other entry."""
+    if not (entry.startswith(".") and entry.endswith(".tmp")):
+        return None
+    cut = entry.rfind(TEMP_MARK)
+    return entry[:cut] if cut > 1 else None
 
 
-def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-    """Write via a temp file in the same directory, fsync it, rename over `path`, fsync the directory."""
+def _settle(dfd: int, path: str, dirty: set[str] | None) -> None:
+    """Make a changed directory entry durable now, or note its directory for one `sync_dirs` later."""
+    if dirty is None:
+        os.fsync(dfd)
+    else:
+        dirty.add(os.path.dirname(path))
+
+
+def sync_dirs(root: str, dirty: set[str]) -> None:
+    """fsync each directory a batch of writes changed, once (deepest first); a directory since removed
+    (a restore deleting a parent it had created) needs none."""
+    for directory in sorted(dirty, key=lambda d: (-d.count("/"), d)):
+        try:
+            fd = _open_dir(root, directory)
+        except (FileNotFoundError, NotADirectoryError, Conflict):
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    dirty.clear()
+
+
+def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None,
+               dirty: set[str] | None = None) -> None:
+    """Write via a temp file in the same directory, fsync it, rename over `path`, fsync the directory
+    (or, given `dirty`, note it there for `sync_dirs`)."""
 
     def make(dfd: int, tmp: str) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
@@ -115,15 +144,15 @@ def write_file(root: str, path: str, data: bytes, mode: int, uid: int | None = N
         finally:
             os.close(fd)
 
-    _replace(root, path, make)
+    _replace(root, path, make, dirty)
 
 
-def write_symlink(root: str, path: str, target: str) -> None:
+def write_symlink(root: str, path: str, target: str, dirty: set[str] | None = None) -> None:
     """Create a fresh link under a temp name and rename it over `path`; never touches a target."""
-    _replace(root, path, lambda dfd, tmp: os.symlink(target, tmp, dir_fd=dfd))
+    _replace(root, path, lambda dfd, tmp: os.symlink(target, tmp, dir_fd=dfd), dirty)
 
 
-def _replace(root: str, path: str, make) -> None:
+def _replace(root: str, path: str, make, dirty: set[str] | None) -> None:
     """Build the new entry with `make(dir_fd, temp_name)`, then rename it over `path` atomically."""
     dfd, name = _parent(root, path)
     try:
@@ -142,7 +171,7 @@ def _replace(root: str, path: str, make) -> None:
             _discard(dfd, tmp)
             raise
         crashpoints.hit("write:renamed")
-        os.fsync(dfd)
+        _settle(dfd, path, dirty)
     finally:
         os.close(dfd)
 
@@ -158,17 +187,17 @@ def _named(path: str):
         raise OSError(exc.errno, exc.strerror, path) from None
 
 
-def remove(root: str, path: str) -> None:
+def remove(root: str, path: str, dirty: set[str] | None = None) -> None:
     """Remove a file, symlink (never its target) or empty directory; absent is fine."""
     try:
         dfd, name = _parent(root, path)
     except FileNotFoundError:  # a missing parent: nothing to remove
         return
     with _named(path):
-        _remove_at(dfd, name)
+        _remove_at(dfd, name, path, dirty)
 
 
-def _remove_at(dfd: int, name: str) -> None:
+def _remove_at(dfd: int, name: str, path: str, dirty: set[str] | None) -> None:
     try:
         st = _lstat_at(dfd, name)
         if st is None:
@@ -178,19 +207,19 @@ def _remove_at(dfd: int, name: str) -> None:
         else:
             os.unlink(name, dir_fd=dfd)
         crashpoints.hit("remove:done")
-        os.fsync(dfd)
+        _settle(dfd, path, dirty)
     finally:
         os.close(dfd)
 
 
-def make_dir(root: str, path: str, mode: int = 0o755) -> None:
+def make_dir(root: str, path: str, mode: int = 0o755, dirty: set[str] | None = None) -> None:
     """Create one directory with exactly `mode` (whatever the umask); an existing directory is fine."""
     dfd, name = _parent(root, path)
     with _named(path):
-        _make_dir_at(dfd, name, path, mode)
+        _make_dir_at(dfd, name, path, mode, dirty)
 
 
-def _make_dir_at(dfd: int, name: str, path: str, mode: int) -> None:
+def _make_dir_at(dfd: int, name: str, path: str, mode: int, dirty: set[str] | None) -> None:
     try:
         try:
             os.mkdir(name, mode, dir_fd=dfd)
@@ -201,7 +230,7 @@ def _make_dir_at(dfd: int, name: str, path: str, mode: int) -> None:
             return
         set_dir_mode(dfd, name, mode)
         crashpoints.hit("mkdir:done")
-        os.fsync(dfd)
+        _settle(dfd, path, dirty)
     finally:
         os.close(dfd)
 
@@ -224,26 +253,31 @@ def chmod_dir(root: str, path: str, mode: int) -> None:
         os.close(dfd)
 
 
-def discard_temps(root: str, path: str) -> list[str]:
-    """Remove temp files an interrupted run left beside `path`; returns the absolute paths removed."""
-    directory = os.path.dirname(path)
-    if parent_problem(root, path) is not None or not os.path.isdir(host_path(root, directory)):
-        return []
-    try:
-        dfd = _open_dir(root, directory)
-    except (Conflict, OSError):
-        return []
+def discard_temps(root: str, paths: list[str]) -> list[str]:
+    """Remove temp files an interrupted run left beside any of `paths`; returns the absolute paths removed.
+
+    Each directory is listed once, however many of `paths` it holds (a generation of 10,000 links in one
+    directory must not list it 10,000 times)."""
+    by_dir: dict[str, set[str]] = {}
+    for path in paths:
+        by_dir.setdefault(os.path.dirname(path), set()).add(_temp_prefix(os.path.basename(path)))
     removed = []
-    try:
-        name = os.path.basename(path)
-        for entry in os.listdir(dfd):
-            if is_temp_for(entry, name):
+    for directory, prefixes in by_dir.items():
+        if parent_problem(root, directory + "/x") is not None or not os.path.isdir(host_path(root, directory)):
+            continue
+        try:
+            dfd = _open_dir(root, directory)
+        except (Conflict, OSError):
+            continue
+        try:
+            found = [entry for entry in os.listdir(dfd) if temp_prefix_of(entry) in prefixes]
+            for entry in found:
                 _discard(dfd, entry)
                 removed.append(os.path.join(directory, entry))
-        if removed:
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
+            if found:
+                os.fsync(dfd)
+        finally:
+            os.close(dfd)
     return removed
 
 

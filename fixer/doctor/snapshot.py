@@ -10,7 +10,7 @@ from fixer.facts import paths
 from fixer.facts.elf import ElfError, ElfInfo, read_elf
 from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
-from fixer.facts.nvidia import NvidiaFacts, nvidia
+from fixer.facts.nvidia import NvidiaFacts, display_controllers, nvidia
 from fixer.facts.systemd import assignments, exec_argv
 from fixer.model.profile import Verify
 from fixer.ollama import layout, runner_engine
@@ -148,7 +148,8 @@ def gather(root: str, unit: str = "ollama.service", ollama_lib: str | None = Non
     _gather_elf(facts)
     facts.runner = _gather_runner(facts)
     facts.snap = _snap_evidence(root, unit, facts.exec_start)
-    facts.pci_gpus = _pci_gpus(root)
+    gpus = display_controllers(root)
+    facts.pci_gpus = None if gpus is None else [f"{d.address} {d.vendor}:{d.cls}" for d in gpus]
     facts.dev_nodes = sorted(n for n in _names(root, "/dev") if n.startswith("nvidia"))
     facts.nvidia_modules = sorted(n for n in _names(root, "/sys/module") if n.startswith("nvidia"))
     facts.nvidia = nvidia(root)
@@ -254,20 +255,6 @@ def _snap_evidence(root: str, unit: str, exec_start: str | None) -> list[str]:
                             ("/etc/systemd/system", "snap.ollama.*.service")):
         found += paths.matching(root, folder, pattern)
     return found
-
-
-def _pci_gpus(root: str) -> list[str] | None:
-    """PCI display controllers (class 0x03xxxx) as `address vendor:class`; None if /sys is not there."""
-    base = "/sys/bus/pci/devices"
-    if not paths.is_dir(root, base):
-        return None
-    out = []
-    for name in paths.names(root, base):
-        vendor = paths.read_small(root, f"{base}/{name}/vendor", 64)
-        cls = paths.read_small(root, f"{base}/{name}/class", 64)
-        if cls.startswith("0x03"):
-            out.append(f"{name} {vendor}:{cls}")
-    return out
 
 
 def _interesting(name: str) -> bool:

@@ -21,6 +21,7 @@ FALLBACK_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib")
 # Every dir ldconfig trusts on some machine: the planner and doctor need not know the host's ELF machine.
 TRUSTED_DIRS = tuple(dict.fromkeys(d for dirs in DEFAULT_DIRS.values() for d in dirs))
 MAX_INCLUDE_DEPTH = 8
+C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale, what ldconfig trims
 
 OLD_MAGIC = b"ld.so-1.7.0"
 NEW_MAGIC = b"glibc-ld.so.cache1.1"
@@ -186,19 +187,29 @@ def _generator(data: bytes, base: int, ext: int) -> str | None:
 # ---------------------------------------------------------------- ld.so.preload and LD_PRELOAD
 
 
+# glibc's separators (elf/rtld.c): LD_PRELOAD is cut at space or colon (handle_preload_list), the file
+# at ": \t\n" (strsep); nothing else separates (a \r or a no-break space is part of a name there).
+ENV_PRELOAD_SEPARATORS = " :"
+FILE_PRELOAD_SEPARATORS = ": \t\n"
+
+
+def _split_at(value: str, separators: str) -> list[str]:
+    return [p for p in re.split(f"[{re.escape(separators)}]+", value) if p]
+
+
 def split_preload(value: str | None) -> list[str]:
-    """LD_PRELOAD entries: separated by colons or whitespace."""
-    return [p for p in re.split(r"[:\s]+", value or "") if p]
+    """LD_PRELOAD entries, separated by spaces or colons as glibc's loader cuts them."""
+    return _split_at(value or "", ENV_PRELOAD_SEPARATORS)
 
 
 def preload_line(line: str) -> tuple[list[str], str]:
     """One line of /etc/ld.so.preload as rtld.c reads it: its entries, and its comment (from `#`, or '')."""
     body, sep, comment = line.partition("#")
-    return split_preload(body), sep + comment.rstrip("\n")
+    return _split_at(body, FILE_PRELOAD_SEPARATORS), sep + comment.rstrip("\n")
 
 
 def parse_ld_so_preload(text: str) -> list[str]:
-    """Every entry of /etc/ld.so.preload, in order: `#` to end of line ignored, whitespace or `:` separate."""
+    """Every entry of /etc/ld.so.preload, in order: `#` to end of line ignored, any of ": \t\n" separates."""
     return [entry for line in text.split("\n") for entry in preload_line(line)[0]]
 
 
@@ -228,14 +239,17 @@ def _read_ld_conf(root: str, path: str, found: list[str], depth: int) -> None:
     if state.kind != "file" or depth > MAX_INCLUDE_DEPTH:
         return
     for raw in state.text().split("\n"):
-        line = raw.split("#", 1)[0].strip()
+        line = raw.split("#", 1)[0].strip(C_SPACE)
         if not line:
             continue
-        if line.startswith("include"):
-            pattern = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
-            if not pattern.startswith("/"):
-                pattern = os.path.join(os.path.dirname(path), pattern)
-            for match in glob_in(root, pattern):
-                _read_ld_conf(root, match, found, depth + 1)
+        if line.startswith("include") and line[7:8] in (" ", "\t"):
+            # ldconfig.c parse_conf: every blank-separated word after `include` is a pattern of its own
+            for pattern in re.split(r"[ \t]+", line[8:]):
+                if not pattern:
+                    continue
+                if not pattern.startswith("/"):
+                    pattern = os.path.join(os.path.dirname(path), pattern)
+                for match in glob_in(root, pattern):
+                    _read_ld_conf(root, match, found, depth + 1)
         elif line.startswith("/") and line not in found:
             found.append(line.rstrip("/") or "/")

@@ -8,13 +8,11 @@ import stat
 from dataclasses import dataclass, field
 
 from fixer.facts import paths
+from fixer.facts.ldso import TRUSTED_DIRS
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 PCI_ADDRESS = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-# Where a driver package installs libcuda.so.<driver version> (Debian/Ubuntu, RHEL/SUSE, others).
-DRIVER_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/lib64",
-                   "/usr/lib/aarch64-linux-gnu")
 DRIVER_LIBCUDA = re.compile(r"^libcuda\.so\.([0-9]{3,})\.[0-9]+(\.[0-9]+)?$")
 DRIVER_VERSION = re.compile(r"\b([0-9]{3,})\.[0-9]+(\.[0-9]+)?\b")
 CUDA13_MIN_DRIVER = 580  # the first driver branch with CUDA 13
@@ -72,6 +70,13 @@ def pci_devices(root: str) -> list[PciDevice]:
     return out
 
 
+def display_controllers(root: str) -> list[PciDevice] | None:
+    """PCI display controllers (class 0x03xxxx); None where the root has no PCI sysfs at all."""
+    if not paths.is_dir(root, PCI_DEVICES):
+        return None
+    return [d for d in pci_devices(root) if d.cls.startswith("0x03")]
+
+
 def nvidia(root: str) -> NvidiaFacts:
     bound: dict[str, str] = {}
     for dev in pci_devices(root):
@@ -82,12 +87,15 @@ def nvidia(root: str) -> NvidiaFacts:
             for entry in paths.names(root, f"{PCI_DRIVERS}/{driver}"):
                 if PCI_ADDRESS.match(entry):
                     bound.setdefault(entry, driver)
-    packaged = []
-    for directory in DRIVER_LIB_DIRS:
+    packaged, seen = [], set()
+    for directory in TRUSTED_DIRS:  # where a driver package installs libcuda.so.<driver version>: the loader's own dirs
         for name in paths.names(root, directory):
             path = f"{directory}/{name}"
             own = paths.stat_in(root, path, follow=False)
-            if DRIVER_LIBCUDA.match(name) and own is not None and stat.S_ISREG(own.st_mode):
+            # /lib and /usr/lib are one directory on a merged-/usr host: one file, named once
+            if DRIVER_LIBCUDA.match(name) and own is not None and stat.S_ISREG(own.st_mode) \
+                    and (own.st_dev, own.st_ino) not in seen:
+                seen.add((own.st_dev, own.st_ino))
                 packaged.append(path)
     version, evidence = None, []
     for source in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# How a value is written into a unit so systemd reads it back: pure text rules the profile model validates
+# with too (model must not import facts), so they live in the model; re-exported for the writers here.
+from fixer.model.unit_text import quote_word, unit_value  # noqa: F401
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -81,10 +85,8 @@ def parse(text: str) -> list[Setting]:
 
 
 def _escaped_end(line: str) -> bool:
-    escaped = False
-    for c in line:
-        escaped = not escaped and c == "\\"
-    return escaped
+    """Whether the line ends in an unescaped backslash (an odd run of them)."""
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
 
 
 def _line(line: str, section: str, number: int, settings: list[Setting], sections: list[str]) -> str:
@@ -144,6 +146,15 @@ def split_words(value: str) -> list[str]:
     return words
 
 
+def split_exec(value: str) -> list[str]:
+    """An ExecStart= line as argv, with systemd's word splitter (the one Environment= uses), `$$` read
+    back as `$`, and the executable's `@-:+!` prefixes dropped."""
+    argv = [w.replace("$$", "$") for w in split_words(value)]
+    if argv:
+        argv[0] = argv[0].lstrip("@-:+!")
+    return argv
+
+
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "s": " "}
 
 
@@ -151,41 +162,9 @@ def _escape(c: str) -> str:
     return _ESCAPES.get(c, c)
 
 
-def quote_word(word: str, exec_line: bool = False) -> str:
-    """One double-quoted word as systemd reads it back: `\\` and `"` escaped, `%` doubled (specifiers);
-    on an ExecStart= line also `$` doubled (variable expansion)."""
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    return '"' + (escaped.replace("$", "$$") if exec_line else escaped) + '"'
-
-
 def quote_assignment(name: str, value: str) -> str:
     """`"NAME=value"` for Environment= (NAME is a validated variable name: nothing in it to escape)."""
     return quote_word(f"{name}={value}")
-
-
-def unit_value(value: str, kind: str = "text") -> str:
-    """`value` as a unit file carries it so that systemd reads back exactly `value`: the one escaping of
-    everything vgpu-fix writes into a unit or drop-in, by directive kind.
-
-    - "word": one double-quoted word (Environment=): quote_word;
-    - "exec": one word of an ExecStart= line: quote_word with `$` doubled too;
-    - "text": a directive's raw value (ReadWritePaths=, LimitNOFILE=, ...): `%` doubled (specifiers);
-    - "path": a path setting (PathChanged=): `%` doubled; systemd expands specifiers there, no escapes.
-    Raw values cannot carry a line break, surrounding whitespace (systemd strips it) or a trailing
-    backslash (a continuation line): ValueError, which the profile's validation reports."""
-    if kind in ("word", "exec"):
-        return quote_word(value, exec_line=kind == "exec")
-    if kind not in ("text", "path"):
-        raise ValueError(f"unknown unit value kind {kind!r}")
-    if "\n" in value or "\r" in value:
-        raise ValueError("a line break cannot be written into a unit file")
-    if value != value.strip(" \t"):
-        raise ValueError("systemd strips the spaces around a value, so it would read another one")
-    if value.endswith("\\"):
-        raise ValueError("a value ending in a backslash continues onto the next line in a unit file and "
-                         "swallows the next setting")
-    return value.replace("%", "%%")
-
 
 
 def assignments(settings) -> list[tuple[str, str | None]]:
@@ -380,15 +359,5 @@ def _valid_assignment(name: str, value: str) -> bool:
 
 
 def exec_argv(exec_start: str | None) -> list[str]:
-    """ExecStart= as argv, without systemd's `@-:+!` prefixes."""
-    import shlex
-
-    if not exec_start:
-        return []
-    try:
-        argv = shlex.split(exec_start)
-    except ValueError:
-        argv = exec_start.split()
-    if argv:
-        argv[0] = argv[0].lstrip("@-:+!")
-    return argv
+    """ExecStart= as argv, split as systemd splits it, without its `@-:+!` prefixes."""
+    return split_exec(exec_start) if exec_start else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fixer.facts.paths import PathState
+from fixer.model.path import PathState
 
 KINDS = ("absent", "file", "symlink", "dir", "other")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from fixer.facts.paths import PathState
+from fixer.model.path import PathState
 
 
 class Word(str, Enum):

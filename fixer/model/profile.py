@@ -4,12 +4,13 @@ import posixpath
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from fixer.facts.paths import NAME_MAX
-from fixer.facts.paths import check_path as _absolute_path
+from fixer.model.path import NAME_MAX
+from fixer.model.path import check_path as _absolute_path
 from fixer.model.owned import LD_SO_CACHE, LD_SO_CONF, LD_SO_PRELOAD, STATE_DIR
-from fixer.ollama import defaults as ollama
+from fixer.model.unit_text import unit_value
+from fixer.model import stock_ollama as ollama
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIRECTIVE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -145,7 +146,7 @@ VarName = Annotated[str, AfterValidator(_var_name)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Symlink(Model):
@@ -204,11 +205,11 @@ class Service(Model):
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9:_.\\@-]+\.service$")] = "ollama.service"
     scope: Literal["system", "user"] = "system"
     dropin: FileName = "zz-vgpu-fix.conf"
-    environment: dict[EnvName, SystemdValue] = Field(default_factory=dict)
-    environment_if_set: dict[EnvName, SystemdValue] = Field(default_factory=dict)
-    unset: list[str] = Field(default_factory=list)
-    directives: dict[DirectiveName, Union[SystemdValue, list[SystemdValue]]] = Field(default_factory=dict)
-    directives_if_set: dict[DirectiveName, SystemdValue] = Field(default_factory=dict)
+    environment: dict[EnvName, SystemdValue] = {}
+    environment_if_set: dict[EnvName, SystemdValue] = {}
+    unset: list[str] = []
+    directives: dict[DirectiveName, Union[SystemdValue, list[SystemdValue]]] = {}
+    directives_if_set: dict[DirectiveName, SystemdValue] = {}
 
     @property
     def effective_environment(self) -> dict[str, str]:
@@ -252,8 +253,6 @@ class Service(Model):
     @field_validator("directives", "directives_if_set")
     @classmethod
     def _no_continuation(cls, value: dict) -> dict:
-        from fixer.facts.systemd import unit_value
-
         for name, item in value.items():
             for v in item if isinstance(item, list) else [item]:
                 try:
@@ -278,7 +277,7 @@ class LdSoConf(Model):
     """A file in /etc/ld.so.conf.d listing directories for the ld.so cache, in order."""
 
     file: FileName = "vgpu-fix.conf"
-    entries: list[AbsPath] = Field(default_factory=list)
+    entries: list[AbsPath] = []
 
     @field_validator("file")
     @classmethod
@@ -297,7 +296,7 @@ class LdSoConf(Model):
 class LdSoPreload(Model):
     """Entries that must not appear in /etc/ld.so.preload (shell-style patterns); others stay."""
 
-    remove: list[str] = Field(default_factory=list)
+    remove: list[str] = []
 
 
 class Verify(Model):
@@ -381,17 +380,18 @@ class Watch(Model):
     `enabled: null` leaves any watch units alone; true installs and starts them; false removes them."""
 
     enabled: bool | None = None
-    paths: list[AbsPath] = Field(default_factory=list)  # watched besides Ollama's binary, lib dir and the shim dirs
+    paths: list[AbsPath] = []  # watched besides Ollama's binary, lib dir and the shim dirs
     settle: float = Field(default=5.0, ge=0, le=600)  # seconds without further change before checking
     reapply: bool = False  # after a failed verify or drift, apply the profile again (journaled)
     unit: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$")] = "vgpu-fix-watch"
-    command: list[SystemdValue] | None = None  # how the service runs vgpu-fix (default: this Python, -m fixer)
+    command: list[SystemdValue] | None = None  # how the service runs vgpu-fix (default: `vgpu-fix` by name)
+    # node-exporter textfile (`vgpu-fix status --prometheus`): a timer refreshes it, and so does every check
+    textfile: AbsPath | None = None
+    textfile_every: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}(s|min|h)$")] = "5min"  # the timer's period
 
     @field_validator("paths")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        from fixer.facts.systemd import unit_value
-
         _no_duplicates(value)
         for path in value:
             try:  # what PathChanged= cannot carry is refused here, with its location
@@ -406,19 +406,26 @@ class Profile(Model):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    vars: dict[VarName, Variable] = Field(default_factory=dict)
-    cannot_fix: list[str] = Field(default_factory=list)
+    vars: dict[VarName, Variable] = {}
+    cannot_fix: list[str] = []
     requires: Requires = Field(default_factory=Requires)
-    symlinks: list[Symlink] = Field(default_factory=list)
+    symlinks: list[Symlink] = []
     service: Service = Field(default_factory=Service)
     preload: list[AbsPath] | None = None
     library_path: list[AbsPath] | None = None
     ld_so_conf: LdSoConf | None = None
-    files: list[ManagedFile] = Field(default_factory=list)
+    files: list[ManagedFile] = []
     udev: Udev | None = None
     ld_so_preload: LdSoPreload = Field(default_factory=LdSoPreload)
     verify: Verify = Field(default_factory=Verify)
     watch: Watch = Field(default_factory=Watch)
+    # Where it was loaded from: {"ref": name, path or label, "path": its file (None: a document given as
+    # text), "vars": the --set overrides}; set by profiles.load, journaled by apply (core.applied_profile).
+    _origin: dict | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> dict | None:
+        return self._origin
 
     @field_validator("preload", "library_path")
     @classmethod
@@ -468,12 +475,15 @@ class Profile(Model):
 
     @property
     def watch_files(self) -> dict[str, str]:
-        """The paths the `watch` section manages, by role: the two units, their enablement link, and
-        the resolved profile the service checks against."""
+        """The paths the `watch` section manages, by role: the two units, their enablement link, the
+        resolved profile the service checks against, and the textfile timer's two units and link (absent
+        without `textfile`)."""
         unit, base = self.watch.unit, self.unit_dir
         target = "paths.target" if self.service.scope == "system" else "default.target"
         return {"path": f"{base}/{unit}.path", "service": f"{base}/{unit}.service",
-                "wants": f"{base}/{target}.wants/{unit}.path", "profile": f"/etc/vgpu-fix/{unit}.profile.json"}
+                "wants": f"{base}/{target}.wants/{unit}.path", "profile": f"/etc/vgpu-fix/{unit}.profile.json",
+                "textfile_service": f"{base}/{unit}-textfile.service", "textfile_timer": f"{base}/{unit}-textfile.timer",
+                "textfile_wants": f"{base}/timers.target.wants/{unit}-textfile.timer"}
 
     @property
     def dropin_path(self) -> str:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -98,7 +99,9 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
     if path is None:
         return None, f"{binary}: not found in the root"
     try:
-        found = sorted(_versions_with_header(path))
+        st = paths.stat_in(root, binary)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st else None
+        found = sorted(_versions_once(path, identity) if identity else _versions_with_header(path))
     except OSError as err:  # a FIFO, a device, a binary beyond the cap: named, never read
         return None, f"{binary}: version not readable ({err.strerror or err})"
     except (ValueError, struct.error) as err:
@@ -110,6 +113,14 @@ def embedded_version(root: str, binary: str) -> tuple[str | None, str]:
     if found:
         return None, f"{binary}: several version-like strings ({', '.join(found)}): version unknown"
     return None, f"{binary}: no embedded version string found"
+
+
+@functools.lru_cache(maxsize=8)
+def _versions_once(path: str, identity: tuple) -> frozenset[str]:
+    """_versions_with_header once per file identity (device, inode, size, mtime) in a process: apply reads
+    the installation when it plans and again when it verifies, and Ollama's binary is tens of MB."""
+    del identity
+    return frozenset(_versions_with_header(path))
 
 
 def _versions_with_header(path: str) -> set[str]:

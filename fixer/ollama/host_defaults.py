@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-from fixer.ollama.defaults import DEFAULT_LIB, OLLAMA_BIN
+from fixer.model.stock_ollama import DEFAULT_LIB, OLLAMA_BIN
 
 
 def nvml_link(root: str, values: Mapping[str, str]) -> tuple[str, str]:

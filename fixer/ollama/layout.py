@@ -8,7 +8,7 @@ from typing import Mapping
 from fixer.facts import paths
 from fixer.facts.elf import ElfError, read_elf
 from fixer.facts.linker import resolve_in_root, split_path_list
-from fixer.ollama.defaults import BACKEND, CUDA_LIB, DEFAULT_LIB, OLLAMA_BIN  # noqa: F401  (re-exported)
+from fixer.model.stock_ollama import BACKEND, CUDA_LIB, DEFAULT_LIB, OLLAMA_BIN  # noqa: F401  (re-exported)
 
 # Where install.sh and distribution packages put lib/ollama, after the one beside the binary.
 LIB_CANDIDATES = (DEFAULT_LIB, "/usr/lib/ollama", "/opt/ollama/lib/ollama")

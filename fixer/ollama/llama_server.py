@@ -92,7 +92,7 @@ def cuda_runtime(root: str, dirs: list[str]) -> tuple[int, int] | None:
 def load_request(root: str, spec, env: Mapping[str, str], server: str) -> LoadRequest:
     """How llama-server's ggml dlopens spec's backend: GGML_BACKEND_PATH, with the library path above."""
     variant = f"{spec.ollama_lib}/{spec.library}"
-    backend = f"{variant}/{spec.backend}"
+    backend = backend_file(root, variant) or f"{variant}/{spec.backend}"  # the profile's name where none is there
     path = library_path(server, [spec.ollama_lib, variant], spec.ollama_lib, env.get("LD_LIBRARY_PATH"))
     return LoadRequest(backend, tuple(path), layout.ggml_base_name(root, backend), variant, spec.library,
                        "llama-server")
@@ -217,7 +217,7 @@ def driver_gate(devices: list[Device], folder: str, driver_major: int, runtime: 
             return None
         for d in old:
             d.dropped_by = "driver-gate"
-            d.detail = f'NVIDIA driver too old driver={driver_major} required_driver="570 or newer"'
+            d.detail = f'NVIDIA driver too old driver={driver_major} required_driver="{LEGACY_JIT_DRIVER} or newer"'
         return None
     if driver_major == 0:
         return "could not verify NVIDIA driver compatibility for CUDA"
@@ -228,9 +228,9 @@ def driver_gate(devices: list[Device], folder: str, driver_major: int, runtime: 
         return None
     for d in cuda:
         if compressed and driver_major < COMPRESSED_FATBIN_DRIVER:
-            required = "550 or newer"
+            required = f"{COMPRESSED_FATBIN_DRIVER} or newer"
         elif jit and 0 < major(d) < 7:
-            required = "570 or newer"
+            required = f"{LEGACY_JIT_DRIVER} or newer"
         else:
             continue
         d.dropped_by = "driver-gate"
@@ -512,7 +512,7 @@ def gate_fix(reading: NativeReading) -> str:
     return (f"the NVML the service loads ({path}) reports {(reading.nvml or {}).get('driver_version')!r}, which "
             f"Ollama reads as driver {reading.driver_major}: remove the libnvidia-ml.so.1 link the service finds "
             "(h100-vgpu: `--set nvml_link=absent`); without NVML Ollama only warns and keeps the GPU. "
-            "Alternatively a shim that reports its real driver (>= 550), or cuda_v13 "
+            f"Alternatively a shim that reports its real driver (>= {COMPRESSED_FATBIN_DRIVER}), or cuda_v13 "
             "(`--profile h100-vgpu-cuda13`) when the shim can JIT PTX: the gate never applies to cuda_v13")
 
 

@@ -1,6 +1,6 @@
 """Exec a probe in a private mount namespace showing a root's files at their real paths (stdlib only)."""
 
-# Run as `python -I launch.py SPEC.json`; it never imports fixer, so any python3 can run it.
+# Run as `python -I -S launch.py SPEC.json` (no site: stdlib only); it never imports fixer, so any python3 can run it.
 # SPEC: namespace ("none" | "mount" | "user" | "isolated"), scratch (dir for overlay upper layers), mounts
 # ([{source, target, kind: dir|file}], bound in order), user ({uid, gid, groups} | null), cwd,
 # executable, argv, env. On failure before exec it prints one JSON line {"event": "launch-error"}

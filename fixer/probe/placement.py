@@ -381,7 +381,7 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
         python = interpreter(user)
         alias = f"{scratch}/{process}"
         os.symlink(python, alias)
-        argv = [alias, "-I", f"{scratch}/probe_child.py", *argv[1:]]
+        argv = [alias, "-I", "-S", f"{scratch}/probe_child.py", *argv[1:]]
         executable = alias
     mounts = [dict(m, source=f"{scratch}/empty" if m["source"] == "@empty" else m["source"])
               for m in placement.mounts]
@@ -398,7 +398,7 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
     import sys
 
     process = subprocess.Popen(
-        [sys.executable, "-I", f"{scratch}/launch.py", spec_path],
+        [sys.executable, "-I", "-S", f"{scratch}/launch.py", spec_path],
         env={"PATH": DEFAULT_PATH, "LC_ALL": "C"}, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
         start_new_session=True, text=True, errors="replace")
     return Launched(process, scratch, time.monotonic(), isolated=namespace == "isolated")
@@ -440,7 +440,7 @@ def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, st
         shutil.copy(HERE / "probe_child.py", f"{scratch}/probe_child.py")
         os.chmod(f"{scratch}/probe_child.py", 0o644)
         os.symlink(sandbox_interpreter(), f"{scratch}/{python_child}")
-        argv = [f"{scratch}/{python_child}", "-I", f"{scratch}/probe_child.py", *argv[1:]]
+        argv = [f"{scratch}/{python_child}", "-I", "-S", f"{scratch}/probe_child.py", *argv[1:]]
     else:
         argv = [executable or argv[0], *argv[1:]]
     unit = f"vgpu-fix-probe-{uuid.uuid4().hex[:12]}.service"

@@ -106,6 +106,8 @@ def _llama_server_checks(installation) -> dict:
 
     from fixer.verify import llama_server_layers as v30
 
+    # Discovery runs Ollama's native probe itself, inside each pass's budget (it counts against the
+    # folder's 30 s, v0.32.15 discover/llama_server.go:157): the nvml layer's reading is not reused.
     return {"environment": check_environment, "static": partial(v30.check_static, installation),
             "load": partial(v30.check_load, installation), "nvml": partial(v30.check_nvml, installation),
             "discovery": partial(v30.check_discovery, installation)}

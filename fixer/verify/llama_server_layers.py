@@ -5,16 +5,17 @@ from __future__ import annotations
 from fixer.facts.linker import resolve_in_root
 from fixer.ollama import llama_server as ls
 from fixer.ollama.generations import parse_version
-from fixer.verify.layers import Check
+from fixer.model.verify import Check
 
 
 def _server(installation, spec) -> str:
     return installation.llama_server or f"{spec.ollama_lib}/llama-server"
 
 
-def _env(installation, spec, env: dict) -> dict:
+def _env(installation, root: str, spec, env: dict) -> dict:
+    """llama-server's environment as discovery gives it (GGML_BACKEND_PATH by Ollama's sorted-glob rule)."""
     folder = f"{spec.ollama_lib}/{spec.library}"
-    return ls.server_env(env, _server(installation, spec), spec.ollama_lib, folder, f"{folder}/{spec.backend}")
+    return ls.server_env(env, _server(installation, spec), spec.ollama_lib, folder, ls.backend_file(root, folder))
 
 
 def check_static(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
@@ -27,7 +28,7 @@ def check_static(installation, root: str, spec, env: dict, user, timeout, unit=N
     own, backend = ls.resolve(root, spec, env, server)
     path = ":".join(backend.library_path)
     evidence = [f"LD_LIBRARY_PATH={path} (Ollama: llama-server's dir, {spec.library}, the unit's)",
-                f"GGML_BACKEND_PATH={spec.ollama_lib}/{spec.library}/{spec.backend}"]
+                f"GGML_BACKEND_PATH={backend.backend}"]
     evidence += [f"llama-server: {line}" for line in own.evidence] + backend.evidence
     details = {"llama_server": own.to_dict(), "backend": backend.to_dict()}
     failed = next((r for r in (own, backend) if not r.ok), None)
@@ -48,7 +49,7 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
     # discover/llama_server.go:59-69): a shim that interposes only in `ollama*` processes stays out.
     # Within the folder's budget (ls.FOLDER_BUDGET), not the profile's.
     result = run_load_probe(root, env, spec, user=user, timeout=timeout if timeout is not None else ls.FOLDER_BUDGET,
-                            unit=unit, child_env=_env(installation, spec, env), process="llama-server")
+                            unit=unit, child_env=_env(installation, root, spec, env), process="llama-server")
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend} with llama-server's "
                      "environment", result.evidence, details=result.to_dict())
@@ -61,7 +62,7 @@ def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=Non
     own `ollama gpu-discover` (ls.gpu_discover); vgpu-fix's own NVML reading only says which library
     answered what, for the fix."""
     folder = f"{spec.ollama_lib}/{spec.library}"
-    child_env = _env(installation, spec, env)
+    child_env = _env(installation, root, spec, env)
     probed = ls.gpu_discover(root, child_env, spec, user, ls.NATIVE_PROBE_CAP, unit)
     reading = ls.read_native(root, child_env, spec, user, timeout or spec.timeout, unit)
     runtime = ls.cuda_runtime(root, [spec.ollama_lib, folder])

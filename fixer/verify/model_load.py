@@ -9,7 +9,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Mapping
 
-from fixer.verify.layers import Check
+from fixer.model.verify import Check
 
 # Loading a model through a shim can take minutes (the profiles set OLLAMA_LOAD_TIMEOUT=15m); /api/ps is instant.
 LOAD_TIMEOUT_S, PS_TIMEOUT_S = 900.0, 10.0

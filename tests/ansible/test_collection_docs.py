@@ -1,13 +1,11 @@
 """The collection as ansible-core reads it: `ansible-doc` parses the modules and the role's argument
 specs, and `ansible-test sanity` passes the tests that run offline.
 
-Which sanity tests run here: those that need nothing from a package index — compile, empty-init,
-line-endings, no-assert, no-get-exception, no-illegal-filenames, no-smart-quotes, replace-urlopen,
-shebang, symlinks, use-argspec-type-path, use-compat-six, action-plugin-docs. ansible-test runs
-validate-modules, yamllint, pep8, pylint and its own ansible-doc test each in a virtualenv it fills
-with pinned packages from PyPI (bootstrapping pip from ci-files.testing.ansible.com), which this
-offline machine cannot reach; `ansible-doc` itself (below) and the argument-spec checks stand in
-for what can run here. On a connected machine: `ansible-test sanity --python 3.11` in the collection."""
+Which sanity tests run here with the project's own ansible-core: those that need nothing from a
+package index — compile, empty-init, line-endings, no-assert, no-get-exception, no-illegal-filenames,
+no-smart-quotes, replace-urlopen, shebang, symlinks, use-argspec-type-path, use-compat-six,
+action-plugin-docs. validate-modules and ansible-lint run from PyPI in their own cached virtualenv:
+tests/ansible/test_collection_lint.py."""
 
 from __future__ import annotations
 
@@ -49,12 +47,12 @@ def _doc(env, *args) -> dict:
 
 def test_ansible_doc_reads_the_role_argument_specs_as_block_mappings(env):
     options = _doc(env, "-t", "role", "vgpufix.vgpu.deploy")["vgpufix.vgpu.deploy"]["entry_points"]["main"]["options"]
-    assert options["vgpu_fix_pip_extra_args"]["default"] == "" and "--no-index" in options["vgpu_fix_pip_extra_args"][
+    assert options["deploy_pip_extra_args"]["default"] == "" and "--no-index" in options["deploy_pip_extra_args"][
         "description"]
-    assert options["vgpu_fix_vars"] == {"type": "dict", "default": {}, "description": "Profile variables."}
-    assert not [name for name in options if not name.startswith("vgpu_fix_")]  # no key parsed out of a value
+    assert options["deploy_vars"] == {"type": "dict", "default": {}, "description": "Profile variables."}
+    assert not [name for name in options if not name.startswith("deploy_")]  # no key parsed out of a value
     defaults = (COLLECTIONS / "ansible_collections/vgpufix/vgpu/roles/deploy/defaults/main.yml").read_text()
-    assert set(options) == {line.split(":")[0] for line in defaults.splitlines() if line.startswith("vgpu_fix_")}
+    assert set(options) == {line.split(":")[0] for line in defaults.splitlines() if line.startswith("deploy_")}
 
 
 def test_the_module_and_the_role_no_longer_share_a_name(env):
@@ -100,3 +98,18 @@ def test_ansible_test_sanity_does_catch_a_defect(env, collection_copy):
     module.write_text(module.read_text() + "\n# \u201csmart\u201d quotes\n")
     result = _sanity(env, collection_copy)
     assert result.returncode != 0 and "no-smart-quotes" in result.stdout + result.stderr
+
+
+def test_the_built_collection_carries_its_license_and_changelog(env, tmp_path):
+    import tarfile
+
+    build = subprocess.run([_tool("ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path),
+                            str(COLLECTIONS / "ansible_collections/vgpufix/vgpu")], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    [artifact] = tmp_path.glob("vgpufix-vgpu-*.tar.gz")
+    with tarfile.open(artifact) as tar:
+        names = set(tar.getnames())
+        license_text = tar.extractfile("LICENSE").read()
+    assert {"LICENSE", "CHANGELOG.md", "tests/sanity/ignore-2.19.txt"} <= names
+    assert license_text == (COLLECTIONS.parent / "LICENSE").read_bytes()

@@ -18,6 +18,7 @@ from fixer.demo import snapshot_tree
 pytestmark = pytest.mark.slow
 
 DROPIN = "/etc/systemd/system/ollama.service.d/zz-vgpu-fix.conf"
+COLLECTION = Path(__file__).resolve().parents[2] / "ansible/ansible_collections/vgpufix/vgpu"
 LDCONFIG_OUTPUTS = {"etc/ld.so.cache", "var/cache", "var/cache/ldconfig", "var/cache/ldconfig/aux-cache"}
 
 
@@ -195,6 +196,7 @@ def test_a_held_lock_fails_the_task_naming_the_holder(ansible):
     result = run.result()
     assert result["changed"] is False
     assert f"holds the lock: pid {os.getpid()}" in result["msg"]
+    assert "holder" in result and set(result) - ANSIBLE_KEYS <= _documented_returns("vgpu_fix")
     assert {k: v for k, v in whole_tree(root).items() if not k.endswith("lock")} == \
         {k: v for k, v in before.items() if not k.endswith("lock")}
 
@@ -209,6 +211,7 @@ def test_rollback_through_the_module_restores_the_tree_and_is_idempotent(ansible
             {**apply_task(**rollback), "register": "preview", "check_mode": True},
             {**apply_task(**rollback), "register": "back"},
             {**apply_task(**rollback), "register": "again"},
+            {**apply_task(state="rolled_back", rollback_to=1), "register": "again_to"},
         ],
         "--diff",
     )
@@ -219,7 +222,9 @@ def test_rollback_through_the_module_restores_the_tree_and_is_idempotent(ansible
     assert f"{DROPIN} (absent)" in [d["after_header"] for d in preview["diff"]]
     assert back["changed"] is True and back["generation"] == 1
     assert DROPIN in back["restored"]
-    assert again["changed"] is False
+    assert again["changed"] is False and again["msg"] == "nothing to roll back: no applied generation"
+    assert run.result(name="again_to")["msg"] == ("nothing to roll back: generation 1 and every later one are "
+                                                   "already rolled back")  # the CLI's lines, both exit 0 there
     assert snapshot_tree(root) == before
     assert run.recap["alpha"]["changed"] == 3  # apply, the preview, the rollback
 
@@ -230,6 +235,21 @@ def test_rollback_to_an_unknown_generation_fails(ansible):
     run = ansible.play([apply_task(state="rolled_back", rollback_to=7)])
     assert run.rc == 2
     assert "generation 7 does not exist" in run.result()["msg"]
+
+
+def test_a_drifted_rollback_is_refused_with_the_cli_s_sentence_in_check_mode_and_for_real(ansible, cli):
+    """One drift refusal (fixer.apply.rollback_plan) for both faces; only the way past it differs."""
+    root = ansible.host("alpha")
+    core.apply(profiles.load("h100-vgpu", root), root, verify=False)
+    with open(f"{root}{DROPIN}", "a") as fh:
+        fh.write("# hand edit\n")
+    said = "managed paths changed since that apply; rollback would discard those edits"
+    run = ansible.play([{**apply_task(state="rolled_back"), "register": "preview", "check_mode": True, "ignore_errors": True},
+                        {**apply_task(state="rolled_back"), "ignore_errors": True}])
+    for name in ("preview", "vgpu"):
+        assert run.result(name=name)["failed"] and f"{said} (force: true rolls back anyway)" in run.result(name=name)["msg"]
+    refused = cli("rollback", "--root", root)
+    assert refused.returncode == 5 and f"{said} (--force rolls back anyway)" in refused.stderr
 
 
 def test_rollback_to_the_first_of_two_applies_succeeds_exactly_as_the_cli_does(ansible, cli):
@@ -353,3 +373,39 @@ def test_a_rollback_that_fails_part_way_fails_the_task_as_changed(ansible):
     assert result["exit_code"] == 7 and result["error"] == "RollbackFailed"
     assert result["msg"].startswith("rollback of generation 1 failed: ")
     assert "/usr/local/lib/ollama/libggml-cuda.so" in result["not_restored"]
+    assert set(result) - ANSIBLE_KEYS <= _documented_returns("vgpu_fix")
+
+
+ANSIBLE_KEYS = {"invocation", "failed", "changed", "msg", "warnings", "deprecations", "exception", "_ansible_no_log",
+                "skipped", "diff"}  # Ansible's own result keys (changed, msg, diff are documented too)
+
+
+def _documented_returns(module: str) -> set[str]:
+    import ast
+
+    import yaml
+
+    source = (COLLECTION / "plugins/modules" / f"{module}.py").read_text()
+    [text] = [node.value.value for node in ast.parse(source).body
+              if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "RETURN"]
+    return set(yaml.safe_load(text))
+
+
+def test_every_key_the_module_returns_is_documented(ansible):
+    """Each state, check mode, diff, and the failures that carry their own keys (verify then rollback,
+    a failed rollback, a held lock): every top-level key returned is in RETURN."""
+    ansible.host("alpha")
+    ok = {"ignore_errors": True}
+    tasks = [{**apply_task(), "register": "check", "check_mode": True},
+             {**apply_task(verify=True, level="files"), "register": "verify_failed", **ok},
+             {**apply_task(), "register": "applied"},
+             {**apply_task(state="verified"), "register": "verified", **ok},
+             {**apply_task(state="rolled_back"), "register": "rolled_back"},
+             {**apply_task(state="rolled_back"), "register": "nothing"},
+             {**apply_task(vars={"no_such_var": "x"}), "register": "invalid", **ok}]
+    run = ansible.play(tasks, "--diff")
+    results = run.results["alpha"]
+    assert set(results) >= {t["register"] for t in tasks}, run.output
+    assert "verify_after_rollback" in results["verify_failed"] and "exit_code" in results["invalid"]
+    returned = {key for result in results.values() for key in result}
+    assert returned - ANSIBLE_KEYS - _documented_returns("vgpu_fix") == set()

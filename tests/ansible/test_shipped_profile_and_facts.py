@@ -1,4 +1,4 @@
-"""A playbook ships its profile (`profile_content`, the role's `vgpu_fix_profile_src`), validated on the
+"""A playbook ships its profile (`profile_content`, the role's `deploy_profile_src`), validated on the
 target before anything is written; `vgpufix.vgpu.vgpu_fix_facts` gives `vgpu-fix status` as a fact and
 a fleet report can be built from it."""
 
@@ -74,3 +74,24 @@ def test_the_facts_module_changes_nothing(ansible):
     assert run.rc == 0 and run.result(name="facts")["changed"] is False
     assert snapshot_tree(root, exclude=()) == before
     assert json.dumps(run.result(name="facts")["ansible_facts"]["vgpu_fix"]["last_verify"]) == "null"
+
+
+@pytest.mark.parametrize("applied", [
+    {"profile": "h100-vgpu-cuda13", "vars": {"shim_dir": "/opt/vgpu/lib"}},
+    {"profile_content": SHIPPED},
+], ids=["named-profile-with-vars", "shipped-profile"])
+def test_the_facts_module_judges_drift_against_the_applied_profile(ansible, tmp_path, applied):
+    """After an apply of another profile than the default, facts without `profile` report no drift."""
+    root = ansible.host("alpha")
+    prom = tmp_path / "alpha.prom"
+    tasks = [apply_task(**applied),
+             {"name": "facts", "vgpufix.vgpu.vgpu_fix_facts": {"root": "{{ vgpu_root }}", "prometheus": str(prom)},
+              "register": "facts"}]
+    run = ansible.play(tasks)
+    assert run.rc == 0, run.output
+    facts = run.result(name="facts")["ansible_facts"]["vgpu_fix"]
+    name = applied.get("profile", "lab")
+    assert facts["profile"] == name and facts["drift"] == {"pending": 0, "conflicts": 0, "paths": []}
+    assert facts["applied"]["vars"] == applied.get("vars", {})
+    drift = [line for line in prom.read_text().splitlines() if line.startswith("vgpu_fix_drift{")]
+    assert drift == [f'vgpu_fix_drift{{profile="{name}",root="{root}"}} 0']

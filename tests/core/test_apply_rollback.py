@@ -71,9 +71,9 @@ def test_rollback_refuses_when_a_managed_path_changed_since_apply(seed_root):
     assert not os.path.exists(os.path.join(seed_root, DROPIN))
 
 
-def test_rollback_with_nothing_applied_is_an_input_error(seed_root):
-    with pytest.raises(InvalidInput, match="nothing to roll back"):
-        applier.rollback(seed_root)
+def test_rollback_with_nothing_applied_changes_nothing_and_says_so(seed_root):
+    outcome = applier.rollback(seed_root)
+    assert not outcome.changed and outcome.messages == ["nothing to roll back: vgpu-fix has not changed this root"]
 
 
 def test_manifest_records_before_states_and_is_checksummed(seed_root):

@@ -19,7 +19,7 @@ STANDARD = {"format_version", "command", "root", "changed", "failed", "msg"}
     (["profiles", "list", "--json"], 0),
     (["profiles", "show", "h100-vgpu", "--json"], 0),
     (["plan", "--root", "{root}", "--json"], 4),
-    (["rollback", "--root", "{root}", "--json"], 3),
+    (["rollback", "--root", "{root}", "--json"], 0),  # nothing to roll back: a success
     (["plan", "--root", "{root}", "--json", "--no-such-option"], 2),
     (["plan", "--root", "{root}", "--json", "--profile", "/nonexistent.yaml"], 3),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)

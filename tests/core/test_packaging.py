@@ -14,6 +14,8 @@ from fixer.demo import build_seed_host
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "ansible/ansible_collections/vgpufix/vgpu"
 HIDDEN = ("fixer", "vgpu_fix", "__editable__", "__editable___vgpu_fix")
 
 
@@ -77,3 +79,76 @@ def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}).stdout.split()
     assert "site-packages" in out[0] and out[1].endswith("fixer/shipped_profiles")
     assert (Path(out[1]) / "h100-vgpu.yaml").is_file()
+
+
+def test_the_installed_tool_ignores_the_crash_harness_variables(installed, tmp_path):
+    """The crash-safety hooks are armed only in a checkout with its test harness: in an installed tool,
+    VGPU_FIX_CRASH_AT neither kills the run nor does VGPU_FIX_CRASH_LOG write anywhere."""
+    root = tmp_path / "root"
+    root.mkdir()
+    build_seed_host(str(root))
+    log = tmp_path / "steps.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(installed), "apply", "--root", str(root), "--no-verify"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**env, "NO_COLOR": "1", "VGPU_FIX_CRASH_AT": "apply:change",
+                               "VGPU_FIX_CRASH_LOG": str(log), "VGPU_FIX_PAUSE_AT": "apply:change"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "applied generation 1" in proc.stdout
+    assert not log.exists()
+
+def _metadata(wheel: Path) -> list[tuple[str, str]]:
+    import zipfile
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as whl:
+        name = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        return Parser().parsestr(whl.read(name).decode()).items()
+
+
+def test_the_wheel_carries_the_license_text_and_its_spdx_expression(wheel):
+    import zipfile
+
+    metadata = _metadata(wheel)
+    assert ("License-Expression", "Apache-2.0") in metadata and ("License-File", "LICENSE") in metadata
+    with zipfile.ZipFile(wheel) as whl:
+        license_text = next(whl.read(n) for n in whl.namelist() if n.endswith(".dist-info/licenses/LICENSE"))
+    assert license_text == (REPO / "LICENSE").read_bytes()
+
+
+def test_the_wheel_has_classifiers_and_the_project_addresses_galaxy_names_too(wheel):
+    import yaml
+
+    metadata = _metadata(wheel)
+    classifiers = [v for k, v in metadata if k == "Classifier"]
+    assert "Operating System :: POSIX :: Linux" in classifiers and "Programming Language :: Python :: 3.11" in classifiers
+    assert not [c for c in classifiers if c.startswith("License ::")]  # PEP 639: the expression says it
+    urls = dict(v.split(", ", 1) for k, v in metadata if k == "Project-URL")
+    galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
+    assert (urls["Repository"], urls["Issues"], urls["Homepage"]) == (
+        galaxy["repository"], galaxy["issues"], galaxy["homepage"])
+
+
+def test_the_build_backend_is_a_setuptools_that_reads_the_spdx_license_string():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)  # an SPDX expression, not a table
+    [setuptools] = [Requirement(r) for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert not setuptools.specifier.contains(Version("76.1")) and setuptools.specifier.contains(Version("77.0"))
+
+
+def test_the_collection_and_the_repository_carry_the_same_license_and_a_changelog_pairs_their_versions():
+    import yaml
+
+    assert (COLLECTION / "LICENSE").read_bytes() == (REPO / "LICENSE").read_bytes()
+    galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
+    from fixer import __version__
+
+    rows = [line.split("|")[1:3] for line in (COLLECTION / "CHANGELOG.md").read_text().splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    assert [c.strip() for c in rows[0]] == [galaxy["version"], __version__]  # the newest pair comes first
+    assert f"## {galaxy['version']}" in (COLLECTION / "CHANGELOG.md").read_text()

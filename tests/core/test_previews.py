@@ -57,9 +57,9 @@ def test_rollback_dry_run_reports_edits_since_the_apply_as_conflicts(cli, seed_r
     assert doc["conflicts"] == [f"{DROPIN} (generation 1): changed since that apply (--force discards the edit)"]
 
 
-def test_rollback_dry_run_with_nothing_applied_is_invalid_input(cli, seed_root):
+def test_rollback_dry_run_with_nothing_applied_says_so_and_succeeds(cli, seed_root):
     result = cli("rollback", "--root", seed_root, "--dry-run")
-    assert result.returncode == 3 and "nothing to roll back" in result.stderr
+    assert result.returncode == 0 and result.stdout.startswith("nothing to roll back")
 
 
 def test_history_show_tells_changes_profile_and_verify_result(cli, seed_root):

@@ -118,7 +118,23 @@ def test_a_damaged_newer_generation_never_blocks_rolling_back_an_intact_older_on
     assert "warning: generation 2 is damaged and cannot be used" in plan.stdout
     back = cli("rollback", "--root", seed_root, "--force")
     assert back.returncode == 0, back.stderr
-    assert "skipped damaged generation 2: " in back.stdout
+    assert "skipped: generation 2 is damaged and cannot be used: " in back.stdout
     assert "rolled back to before generation 1" in back.stdout
     with pytest.raises(InvalidInput, match="journal generation 2 was modified"):  # never used itself
         applier.rollback(seed_root, to=2)
+
+
+def test_a_damaged_generation_tells_one_story_in_history_show_and_rollback(seed_root, cli):
+    """history lists it as damaged; `history show`, `rollback --dry-run` and `rollback` say the same
+    sentence instead of "no generation 1" or "no applied generation"."""
+    assert cli("apply", "--root", seed_root, "--no-verify").returncode == 0
+    with open(os.path.join(seed_root, "var/lib/vgpu-fix/generations/0001/manifest.json"), "a") as fh:
+        fh.write(" ")
+    story = "generation 1 is damaged and cannot be used: "
+    listed = json.loads(cli("history", "--root", seed_root, "--json").stdout)["generations"]
+    assert [(r["generation"], r["status"]) for r in listed] == [(1, "damaged")]
+    for args in (["history", "show", "1"], ["rollback", "--dry-run"], ["rollback"], ["rollback", "--to", "1"]):
+        said = cli(*args, "--root", seed_root)
+        assert said.returncode == 3, (args, said.stdout, said.stderr)
+        assert f"error: {story}" in said.stderr and "was modified" in said.stderr, (args, said.stderr)
+        assert "no applied generation" not in said.stderr and "no generation 1" not in said.stderr

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fixer import profiles, watch
+from fixer import profiles, watch, watch_check
 from tests.conftest import have
 from tests.core.test_apply_rollback import SYSTEMD_STUBS
 
@@ -23,7 +23,10 @@ watch:
   enabled: true
   settle: 0.2
   command: [/usr/local/bin/vgpu-fix]
+  textfile: /var/lib/node-exporter/vgpu_fix.prom
 """
+TEXTFILE = "/var/lib/node-exporter/vgpu_fix.prom"
+TIMER = f"/{UNIT_DIR}/vgpu-fix-watch-textfile.timer"
 
 
 @pytest.fixture
@@ -65,6 +68,21 @@ def test_the_profile_copy_loads_back_to_the_same_profile(seed_root, profile_file
         update={"watch": profile.watch.model_copy(update={"command": watch.command(profile)})}).model_dump(exclude={"vars"})
 
 
+def test_the_watch_files_do_not_depend_on_the_interpreter_that_plans_them(seed_root, tmp_path, monkeypatch):
+    """The CLI and the Ansible module run under different Pythons: without `watch.command` both must want
+    the same unit and profile copy (the console script by name), or each sees drift after the other."""
+    path = tmp_path / "p.yaml"
+    path.write_text(WATCH.replace("  command: [/usr/local/bin/vgpu-fix]\n", ""))
+    profile = profiles.load(str(path), seed_root)
+    seen = []
+    for interpreter in ("/usr/bin/python3", "/opt/ansible/venv/bin/python"):
+        monkeypatch.setattr("sys.executable", interpreter)
+        seen.append(watch.planned(profile))
+    assert seen[0] == seen[1]
+    assert 'ExecStart="vgpu-fix" "watch" "check"' in watch.render_service_unit(profile)
+    assert json.loads(watch.render_profile(profile))["watch"]["command"] == ["vgpu-fix"]
+
+
 def test_a_dollar_brace_value_survives_the_profile_copy(seed_root, tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(WATCH + "service:\n  environment:\n    LITERAL: 'costs $${PRICE}'\n")
@@ -88,7 +106,8 @@ def test_the_watch_units_pass_systemd_analyze(cli, seed_root, profile_file):
         with open(os.path.join(stubs, target), "w") as fh:
             fh.write(f"[Unit]\nDescription={target}\n")
     result = subprocess.run(["systemd-analyze", "verify", f"--root={seed_root}", "vgpu-fix-watch.path",
-                             "vgpu-fix-watch.service"], capture_output=True, text=True)
+                             "vgpu-fix-watch.service", "vgpu-fix-watch-textfile.timer",
+                             "vgpu-fix-watch-textfile.service"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
 
 
@@ -108,9 +127,65 @@ def test_enable_then_disable_then_rollback_is_journaled_like_every_change(cli, s
     assert not any(_exists(seed_root, p) for p in files.values())
 
 
+def test_the_textfile_timer_runs_status_into_the_textfile_every_period(seed_root, profile_file):
+    from fixer import core
+
+    plan = core.make_plan(profiles.load(profile_file, seed_root), seed_root)
+    planned = {c.path: c for c in plan.pending}
+    timer = planned[TIMER].after.text()
+    assert "OnUnitActiveSec=5min" in timer and "Unit=vgpu-fix-watch-textfile.service" in timer
+    service = planned[f"/{UNIT_DIR}/vgpu-fix-watch-textfile.service"].after.text()
+    assert ('ExecStart="/usr/local/bin/vgpu-fix" "status" "--root" "/" "--profile" '
+            f'"/etc/vgpu-fix/vgpu-fix-watch.profile.json" "--prometheus" "{TEXTFILE}"') in service
+    assert planned[f"/{UNIT_DIR}/timers.target.wants/vgpu-fix-watch-textfile.timer"].after.target == TIMER
+
+
+def test_without_textfile_the_timer_is_removed_journaled(cli, seed_root, profile_file, tmp_path):
+    assert cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify").returncode == 0
+    assert _exists(seed_root, TIMER)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(WATCH.replace(f"  textfile: {TEXTFILE}\n", ""))
+    doc = json.loads(cli("watch", "enable", "--root", seed_root, "-p", str(plain), "--no-verify", "--json").stdout)
+    assert {c["path"] for c in doc["changes"] if c["action"] == "delete"} == {
+        TIMER, f"/{UNIT_DIR}/vgpu-fix-watch-textfile.service", f"/{UNIT_DIR}/timers.target.wants/vgpu-fix-watch-textfile.timer"}
+    assert not _exists(seed_root, TIMER) and _exists(seed_root, f"/{UNIT_DIR}/vgpu-fix-watch.path")
+    assert cli("rollback", "--root", seed_root).returncode == 0 and _exists(seed_root, TIMER)
+
+
+def test_watch_check_refreshes_the_textfile(cli, seed_root, profile_file):
+    os.makedirs(os.path.join(seed_root, os.path.dirname(TEXTFILE).lstrip("/")))
+    cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
+    result = cli("watch", "check", "--root", seed_root, "-p", profile_file)
+    assert f"vgpu-fix watch: textfile {TEXTFILE}: refreshed" in result.stdout.splitlines()
+    text = open(os.path.join(seed_root, TEXTFILE.lstrip("/"))).read()
+    labels = f'profile="watched",root="{seed_root}"'
+    assert f"vgpu_fix_drift{{{labels}}} 0" in text and f"vgpu_fix_watch_enabled{{{labels}}} 1" in text
+    [verify_ok] = [line for line in text.splitlines() if line.startswith("vgpu_fix_verify_ok{")]
+    assert verify_ok.startswith(f'vgpu_fix_verify_ok{{{labels},backend="cuda_v12/libggml-cuda.so",')
+    assert verify_ok.endswith("} 0")  # this check's verdict: the placeholders do not load
+
+
+def test_watch_check_says_when_the_textfile_cannot_be_written(cli, seed_root, profile_file):
+    cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
+    result = cli("watch", "check", "--root", seed_root, "-p", profile_file)
+    assert f"vgpu-fix watch: textfile {TEXTFILE}: cannot write: No such file or directory" in result.stdout
+
+
+def test_watch_check_never_writes_the_textfile_through_a_symlink_out_of_the_root(cli, seed_root, profile_file,
+                                                                                  tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.makedirs(os.path.join(seed_root, "var/lib"), exist_ok=True)
+    os.symlink(str(outside), os.path.join(seed_root, os.path.dirname(TEXTFILE).lstrip("/")))
+    cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
+    result = cli("watch", "check", "--root", seed_root, "-p", profile_file)
+    assert f"vgpu-fix watch: textfile {TEXTFILE}: cannot write: " in result.stdout
+    assert list(outside.iterdir()) == []
+
+
 def test_a_profile_without_watch_leaves_watch_units_alone(cli, seed_root, profile_file):
     cli("watch", "enable", "--root", seed_root, "-p", profile_file, "--no-verify")
-    doc = json.loads(cli("plan", "--root", seed_root, "--json").stdout)  # h100-vgpu: watch.enabled is null
+    doc = json.loads(cli("plan", "--root", seed_root, "-p", "h100-vgpu", "--json").stdout)  # watch.enabled is null
     assert not [c for c in doc["changes"] if "watch" in c["path"]]
 
 
@@ -161,7 +236,7 @@ def test_settle_waits_until_the_watched_paths_stop_changing(tmp_path):
 
     worker = threading.Thread(target=upgrade)
     worker.start()
-    waited = watch.settle(str(tmp_path), ["/usr/local/bin/ollama"], quiet_for=0.5)
+    waited = watch_check.settle(str(tmp_path), ["/usr/local/bin/ollama"], quiet_for=0.5)
     worker.join()
     assert waited >= 0.8 + 0.5 - 0.1
 

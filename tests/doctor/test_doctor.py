@@ -9,7 +9,7 @@ import pytest
 
 from fixer.doctor import verdict as doctor
 from fixer.doctor.rules.base import Finding, Fix
-from fixer.doctor.snapshot import HostFacts, gather
+from fixer.doctor.snapshot import HostFacts, exec_argv, gather
 from fixer.errors import InvalidInput
 from fixer.render import doctor_text
 from tests.conftest import seed_file
@@ -80,6 +80,27 @@ def test_gather_reads_the_seed_tree(seed_tree):
     assert facts.runner.lookups["libcudart.so.12"].path == "/opt/vgpu/lib/libvgpu-cudart.so"
     assert facts.exec_start == "/usr/local/bin/ollama serve" and facts.user == "ollama"
     assert facts.shim_host and facts.pci_gpus is None
+
+
+@pytest.mark.parametrize("exec_start, argv", [
+    ("/usr/local/bin/ollama serve", ["/usr/local/bin/ollama", "serve"]),
+    ('-/usr/bin/env "A=b c" /usr/local/bin/ollama serve', ["/usr/bin/env", "A=b c", "/usr/local/bin/ollama", "serve"]),
+    ("/bin/sh -c 'echo $$HOME; exec ollama serve'", ["/bin/sh", "-c", "echo $HOME; exec ollama serve"]),
+    ('/usr/bin/ollama "serve\\s" x\\ty', ["/usr/bin/ollama", "serve ", "x\ty"]),  # systemd's C escapes
+    ("/usr/bin/ollama 100%% serve", ["/usr/bin/ollama", "100%", "serve"]),
+])
+def test_exec_start_is_split_the_way_systemd_splits_it(exec_start, argv):
+    """doctor reads ExecStart= with the facts layer's systemd word splitter, not a shell's (shlex)."""
+    assert exec_argv(exec_start) == argv
+
+
+def test_gather_lists_pci_display_controllers_through_the_facts_reader(tree):
+    base = tree.root / "sys/bus/pci/devices"
+    for address, cls in (("0000:00:02.0", "0x030000"), ("0000:00:03.0", "0x020000"), ("not-an-address", "0x030000")):
+        (base / address).mkdir(parents=True)
+        tree.write(f"/sys/bus/pci/devices/{address}/vendor", "0x10DE\n")
+        tree.write(f"/sys/bus/pci/devices/{address}/class", f"{cls}\n")
+    assert gather(str(tree.root)).pci_gpus == ["0000:00:02.0 0x10de:0x030000"]
 
 
 def test_gather_ld_so_preload_dropin_without_service_and_snap(tree):

@@ -255,8 +255,8 @@ class CrashCase:
         nothing_to_undo = not any(s in ("pending", "rolling_back", "applied") for s in self.status_after_crash)
         if nothing_to_undo:
             # Killed before apply's manifest existed (nothing changed) or after a rollback committed
-            # (everything restored): rollback rightly finds nothing to do (exit 3) and changes nothing.
-            if not (self.rollback_rc == 3 and "nothing to roll back" in self.rollback_output):
+            # (everything restored): rollback rightly finds nothing to do (exit 0) and changes nothing.
+            if not (self.rollback_rc == 0 and "nothing to roll back" in self.rollback_output):
                 found.append(f"rollback exited {self.rollback_rc}: {self.rollback_output.strip()[-300:]}")
         elif self.rollback_rc != 0:
             found.append(f"rollback exited {self.rollback_rc}: {self.rollback_output.strip()[-300:]}")

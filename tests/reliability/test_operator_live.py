@@ -3,11 +3,13 @@ the seed's broken host (overlays over /etc, /usr/local, /opt, /var), with journa
 `systemd --user` running a stand-in ollama.service. Through a real pseudo-terminal `apply` shows the
 plan and asks; without a terminal it refuses unless --yes; `rollback` previews and asks likewise;
 `doctor` reads the journal by default; the upgrade watch's .path unit starts its check when the Ollama
-binary is touched, the check's failure lands in the journal and in `systemctl --failed`."""
+binary is touched, the check's failure lands in the journal and in `systemctl --failed`; the textfile
+timer writes the node-exporter textfile at once, the check writes it again, `watch disable` stops the timer."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -21,6 +23,7 @@ service:
   scope: user
 watch:
   settle: 1
+  textfile: /var/lib/node-exporter/vgpu_fix.prom
 """
 DROPIN = "/etc/systemd/user/ollama.service.d/zz-vgpu-fix.conf"
 
@@ -34,7 +37,8 @@ def live(tmp_path_factory):
     out, work = tmp / "out", tmp / "ns"
     out.mkdir()
     work.mkdir()
-    (tmp / "operator.yaml").write_text(PROFILE)
+    # The checkout's tool is not on systemd's search path: name its interpreter, as a virtualenv install would.
+    (tmp / "operator.yaml").write_text(PROFILE + f"  command: [{sys.executable}, -m, fixer]\n")
     proc, _ = namespace.run("ns_operator.sh", REPO, str(tmp / "operator.yaml"), str(out), str(work), timeout=400)
     if proc.returncode != 0 and not (out / "driver.rc").exists():
         pytest.skip(f"systemd --user cannot run here: {proc.stderr[-800:]}")
@@ -115,3 +119,14 @@ def test_watch_disable_stops_the_unit_and_removes_the_files(live):
     assert live["watch_disable"]["rc"] == 0
     assert "stop-watch: vgpu-fix-watch.path stopped" in live["watch_disable"]["piped"]
     assert live["watch_path_after_disable"] != "active" and live["watch_files_after_disable"] == []
+
+
+def test_the_textfile_timer_and_the_check_write_the_node_exporter_textfile(live):
+    assert live["textfile_timer_active"] == "active", live["watch_enable"]["piped"]
+    assert "start-watch: vgpu-fix-watch-textfile.timer started" in live["watch_enable"]["piped"]
+    by_timer = live["textfile_by_timer"]
+    assert by_timer is not None, live["textfile_journal"]
+    assert 'vgpu_fix_watch_enabled{profile="operator",root="/"} 1' in by_timer.splitlines()
+    assert 'vgpu_fix_drift{profile="operator",root="/"} 0' in by_timer.splitlines()
+    assert live["textfile_by_check"] is not None and "vgpu_fix_verify_ok{" in live["textfile_by_check"]
+    assert live["textfile_timer_after_disable"] == "inactive", live["watch_disable"]["piped"][-1500:]

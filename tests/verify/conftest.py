@@ -1,4 +1,4 @@
-"""Native fakes built once per session, and fake host roots laid out from them."""
+"""Native fakes built once per session, fake host roots laid out from them, and the real llama.cpp build."""
 
 from __future__ import annotations
 
@@ -48,3 +48,19 @@ def namespaces() -> None:
         pytest.skip("needs root for private mount namespaces")
     if not _namespaces_work():
         pytest.fail("running as root, but `unshare --mount` does not work here")
+
+
+def llama_cpp_build() -> Path:
+    """The folder of the real llama.cpp build `make test` makes (VGPU_FIX_LLAMA_SERVER names the folder or
+    its llama-server): llama-server and real ggml, libggml-base and one CPU backend (dynamic backends).
+    Without it the tier skips, except under CI, which must run it."""
+    path = os.environ.get("VGPU_FIX_LLAMA_SERVER")
+    if not path:
+        reason = "VGPU_FIX_LLAMA_SERVER is not set: no real llama.cpp build (make llama-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI must run this tier")
+        pytest.skip(reason)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    if not os.access(folder / "llama-server", os.X_OK):
+        pytest.fail(f"VGPU_FIX_LLAMA_SERVER={path}: no executable llama-server there")
+    return folder

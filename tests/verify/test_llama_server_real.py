@@ -15,21 +15,13 @@ import pytest
 from fixer import profiles
 from fixer.verify import layers
 from tests.native import layout
+from tests.verify.conftest import llama_cpp_build
 from tests.verify.test_apply_verify_cli import with_seed_unit
 
 
 @pytest.fixture(scope="module")
 def llama_server() -> Path:
-    path = os.environ.get("VGPU_FIX_LLAMA_SERVER")
-    if not path:
-        reason = "VGPU_FIX_LLAMA_SERVER is not set: no real llama-server build (make llama-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI must run this tier")
-        pytest.skip(reason)
-    server = Path(path) / "llama-server" if Path(path).is_dir() else Path(path)  # the Makefile names the folder
-    if not os.access(server, os.X_OK):
-        pytest.fail(f"VGPU_FIX_LLAMA_SERVER={path}: no executable llama-server there")
-    return server
+    return llama_cpp_build() / "llama-server"
 
 
 @pytest.fixture
@@ -66,6 +58,19 @@ def test_every_layer_passes_and_discovery_names_the_server_and_survivors(v032):
         ["--list-devices", "--offline", "--verbose"]]
     assert runs[0]["saw_system_info"]
     assert runs[2]["extra"] == {"CUDA_VISIBLE_DEVICES": "0", "GGML_CUDA_INIT": "1"}  # ml/device.go:631-673
+
+
+def test_one_verify_run_reads_the_native_probe_once(v032, monkeypatch):
+    """Ollama takes one native reading per folder; the nvml layer's serves discovery's driver gate."""
+    from fixer.ollama import llama_server as ls
+
+    calls = []
+    real = ls.read_native
+    monkeypatch.setattr(ls, "read_native", lambda *a, **k: calls.append(a[2].library) or real(*a, **k))
+    _, checks = _discovery(v032(), layers_=("nvml", "discovery"))
+    assert checks["nvml"]["status"] == checks["discovery"]["status"] == "pass"
+    assert calls == ["cuda_v12"]
+    assert checks["discovery"]["details"]["native"] == checks["nvml"]["details"]["native"]
 
 
 @pytest.mark.parametrize("shape,filter_", [

@@ -157,6 +157,27 @@ def test_backend_file_and_runtime_from_file_names(tmp_path):
     assert ls.cuda_runtime(str(tmp_path), [v12]) == (12, 8)
 
 
+def test_every_layer_gives_llama_server_the_backend_ollama_would(tmp_path):
+    """One rule for GGML_BACKEND_PATH (the folder's first ggml library in sorted order, not the profile's
+    backend name): the load and NVML layers' environment and the static layer's load request agree with
+    discovery's, here where a stray libggml-blas.so sorts before libggml-cuda.so."""
+    from fixer.model.profile import Verify
+    from fixer.ollama.detect import Installation
+    from fixer.verify import llama_server_layers
+
+    folder = tmp_path / "usr/local/lib/ollama/cuda_v12"
+    folder.mkdir(parents=True)
+    for name in ("libggml-base.so", "libggml-blas.so", "libggml-cuda.so"):
+        (folder / name).write_bytes(b"")
+    v12, spec = "/usr/local/lib/ollama/cuda_v12", Verify()
+    ollama = f"{v12}/libggml-blas.so"
+    assert ls.backend_file(str(tmp_path), v12) == ollama
+    installation = Installation("llama-server", "0.32.15", "layout", llama_server="/usr/local/lib/ollama/llama-server")
+    env = llama_server_layers._env(installation, str(tmp_path), spec, {})
+    assert env["GGML_BACKEND_PATH"] == ollama
+    assert ls.load_request(str(tmp_path), spec, {}, installation.llama_server).backend == ollama
+
+
 # v0.32.15 llm/llama_binary.go:61-157 (same blob v0.30.0...v0.33.0-rc2): FindLlamaCppBinary's Linux candidates,
 # most preferred first. ollama is /opt/o/bin/ollama, the service works in /srv/w.
 FIND_ORDER = [

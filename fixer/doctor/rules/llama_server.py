@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from fixer.doctor.rules.base import Context, Finding, finding, rule
 from fixer.doctor.snapshot import VGPU_GUEST_FILES
+from fixer.ollama.llama_server import COMPRESSED_FATBIN_DRIVER, LEGACY_JIT_DRIVER
 from fixer.ollama.logs import Event, LogSummary
 from fixer.ollama.versions import LLAMA_SERVER
-
-# Ollama v0.30.11+ discover/cuda_compat.go:10-19 (the floors of the cuda_v12 gate).
-COMPRESSED_FATBIN_DRIVER, LEGACY_JIT_DRIVER = 550, 570
 
 
 def _applies(log: LogSummary | None) -> bool:
@@ -65,11 +63,12 @@ def nvidia_driver_gate(ctx: Context) -> list[Finding]:
         return [finding("nvidia-driver-gate", _severity(log), summary, evidence, gate + cause, fix, "vars.nvml_link=absent")]
     else:
         summary = f"the NVIDIA driver {first.get('driver')} is too old for the cuda_v12 runtime ({required} needed)"
-        cause = (" The bundled CUDA 12.8 runtime may use compressed fatbins (driver 550+) and PTX JIT for "
-                 "compute < 7 (driver 570+).")
-        before = ("v0.30.10 or older (the 550 rule arrived in v0.30.11, discover/cuda_compat.go:14,60-68)"
+        cause = (f" The bundled CUDA 12.8 runtime may use compressed fatbins (driver {COMPRESSED_FATBIN_DRIVER}+) "
+                 f"and PTX JIT for compute < 7 (driver {LEGACY_JIT_DRIVER}+).")
+        before = (f"v0.30.10 or older (the {COMPRESSED_FATBIN_DRIVER} rule arrived in v0.30.11, "
+                  "discover/cuda_compat.go:14,60-68)"
                   if required.startswith(str(COMPRESSED_FATBIN_DRIVER)) else
-                  "v0.24.0 or older (the 570 rule for compute < 7 is in every v0.30 release, v0.30.0 "
+                  f"v0.24.0 or older (the {LEGACY_JIT_DRIVER} rule for compute < 7 is in every v0.30 release, v0.30.0 "
                   "discover/cuda_compat.go:31-39)")
         pinned = vgpu_guest(ctx.host)
         if pinned:

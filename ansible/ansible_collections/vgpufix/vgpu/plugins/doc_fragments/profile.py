@@ -13,7 +13,9 @@ options:
     description:
       - Profile name (a shipped profile, or one in C(ROOT/etc/vgpu-fix/profiles/)) or the absolute
         path of a profile YAML file on the target.
-      - V(h100-vgpu) when neither O(profile) nor O(profile_content) is given.
+      - When neither O(profile) nor O(profile_content) is given, the profile (and O(vars)) of the
+        newest generation vgpu-fix applied on the host (O(vars) given then override its recorded
+        variables), else V(h100-vgpu).
     type: str
   profile_content:
     description:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-DEFAULT_PROFILE = "h100-vgpu"
 PROFILE_LABEL = "profile_content"  # how errors in a shipped profile name their source
 PROFILE_OPTIONS = dict(
     profile=dict(type="str"),
@@ -28,10 +27,11 @@ def _text(name, value):
 
 
 def load_profile(params, root):
-    """The validated profile: shipped content (checked before anything is written), or a name or path."""
-    from fixer import profiles
+    """The validated profile: shipped content (checked before anything is written), a name or path, or
+    neither: the newest applied generation's profile (else h100-vgpu), as the CLI without --profile."""
+    from fixer import core
 
     overrides = {str(k): _text(k, v) for k, v in (params["vars"] or {}).items()}
     if params.get("profile_content"):
-        return profiles.load(PROFILE_LABEL, root, overrides, text=params["profile_content"].encode())
-    return profiles.load(params.get("profile") or DEFAULT_PROFILE, root, overrides)
+        return core.profile_for(root, PROFILE_LABEL, overrides, text=params["profile_content"].encode())
+    return core.profile_for(root, params.get("profile"), overrides)

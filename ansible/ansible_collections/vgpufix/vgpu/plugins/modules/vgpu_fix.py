@@ -25,7 +25,7 @@ description:
     C(ansible_python_interpreter)) must have vgpu-fix installed (the wheel you ship; the
     C(vgpufix.vgpu.deploy) role does it, and installs from a package index only when asked to).
 author:
-  - vgpu-fix contributors
+  - vgpu-fix contributors (!UNKNOWN)
 requirements:
   - vgpu-fix (the C(fixer) package) in the target's Python
 extends_documentation_fragment:
@@ -127,8 +127,10 @@ options:
     default: 0.0
 attributes:
   check_mode:
+    description: Plans and reports exactly the changes a real run would make; writes nothing.
     support: full
   diff_mode:
+    description: Returns one before/after entry per changing file, symlink and C(ld.so.conf.d) entry.
     support: full
 notes:
   - Drift (exit code 4 of C(vgpu-fix plan)) is RV(changed) under C(--check); conflicts, an invalid
@@ -179,6 +181,26 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+format_version:
+  description: Version of this result's shape (that of C(vgpu-fix --json)).
+  returned: always
+  type: int
+  sample: 1
+command:
+  description: The vgpu-fix operation that ran - C(apply), C(plan) (O(state=applied) under C(--check)), C(rollback) or C(verify).
+  returned: always
+  type: str
+  sample: apply
+profile:
+  description: Name of the profile used; null for O(state=rolled_back).
+  returned: always
+  type: str
+  sample: h100-vgpu
+root:
+  description: The directory that stood for C(/), resolved.
+  returned: always
+  type: str
+  sample: /
 changed:
   description: Whether the host changed (under C(--check), whether it would).
   returned: always
@@ -217,27 +239,69 @@ verify:
   returned: always
   type: dict
 proof:
-  description:
-    - The proof levels of the verify, or null when it did not run. C(asked) and C(reached) are
-      V(files), V(modeled), V(service), V(model) (C(reached) null when none); C(outcome) is V(passed),
-      V(failed) or V(not_proven); C(not_reached) lists each level above C(reached) with C(why) and the
-      C(flag) or option that reaches it.
+  description: The proof levels of the verify, or null when it did not run.
   returned: always
   type: dict
   sample: {asked: service, reached: service, outcome: passed, not_reached: [{level: model, asked: false, why: not asked, flag: "--model NAME (after the service level)"}]}
+  contains:
+    asked:
+      description: The level required - V(files), V(modeled), V(service) or V(model).
+      type: str
+    reached:
+      description: The highest level proven (same values), or null when none.
+      type: str
+    outcome:
+      description: V(passed), V(failed) or V(not_proven) (the level asked was not reached).
+      type: str
+    not_reached:
+      description: Each level above RV(proof.reached), with C(asked), C(why) and the C(flag) or option that reaches it.
+      type: list
+      elements: dict
+verify_after_rollback:
+  description: The verify report after the automatic rollback of a change whose verification failed (shape of RV(verify)).
+  returned: when verification failed and the change was rolled back
+  type: dict
 diff:
   description: Ansible's diff list, one entry per changing path, headers naming the path and its state.
   returned: when run with --diff
   type: list
   elements: dict
-restored:
-  description: Paths a rollback restored.
-  returned: when state=rolled_back
+conflicts:
+  description: What blocks the plan (for example a regular file where a symlink belongs); the task fails when any.
+  returned: when a plan was made
   type: list
   elements: str
+installation:
+  description: The Ollama installed under the root - C(version), discovery C(generation), C(how) that was decided and the C(evidence).
+  returned: when a plan was made
+  type: dict
+  sample: {generation: runner-engine, version: 0.13.5, how: binary, evidence: [], note: null, llama_server: null}
+source:
+  description: A sentence naming the site profile used when it shadows a shipped profile of that name, else empty.
+  returned: when a plan was made
+  type: str
+restored:
+  description: Paths a rollback restored (on a failed rollback, those restored before it failed).
+  returned: when state=rolled_back, or a rollback failed part-way
+  type: list
+  elements: str
+removed:
+  description: Restored paths that did not exist before the apply (the rollback removed them).
+  returned: when state=rolled_back changed the host
+  type: list
+  elements: str
+not_restored:
+  description: Paths a failed rollback could not restore.
+  returned: when a rollback failed part-way
+  type: list
+  elements: str
+holder:
+  description: The run holding the root's lock - C(pid), C(started), C(ticks) (its start time since boot).
+  returned: when another vgpu-fix run holds the lock
+  type: dict
 messages:
   description: Post-actions (ldconfig, daemon-reload, restart or why skipped) and recovery notes.
-  returned: when state=applied and not in check mode
+  returned: when state=applied and not in check mode, and when state=rolled_back changed the host
   type: list
   elements: str
 notes:
@@ -255,6 +319,16 @@ errors:
   returned: on failure
   type: list
   elements: str
+error:
+  description: The kind of failure, as vgpu-fix's exception class (for example C(Conflict), C(ProfileError), C(LockHeld), C(VerifyFailedRolledBack)).
+  returned: on failure
+  type: str
+  sample: Conflict
+exit_code:
+  description: The exit code C(vgpu-fix) would have exited with (see its README); C(vgpu-fix --json) carries the same.
+  returned: on failure
+  type: int
+  sample: 5
 vgpu_fix_version:
   description: Version of vgpu-fix that ran on the target.
   returned: always
@@ -291,7 +365,7 @@ else:
 
 INSTALL_HINT = (
     "install the vgpu-fix wheel you ship into that Python (`{python} -m pip install "
-    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.deploy role (vgpu_fix_wheel), "
+    "vgpu_fix-<version>-py3-none-any.whl`), use the vgpufix.vgpu.deploy role (deploy_wheel), "
     "or point ansible_python_interpreter at a Python that has it"
 )
 
@@ -360,17 +434,15 @@ class Task:
 
     def rolled_back(self):
         p = self.params
-        preview = core.rollback_preview(self.root, p["rollback_to"])
-        if preview is None:
-            return self.result(changed=False, msg="nothing to roll back: vgpu-fix has not changed this root",
-                               restored=[])
-        selected, restores = preview
-        if selected.empty:
-            return self.result(changed=False, msg=f"generation {p['rollback_to']} and later are already rolled back",
-                               generation=None, restored=[])
-        if selected.drifted and not p["force"]:
-            raise Conflict("managed paths changed since that apply; rollback would discard those edits "
-                           "(force: true rolls back anyway)", details=list(selected.drifted))
+        nothing = core.nothing_to_roll_back(self.root, p["rollback_to"])
+        if nothing and self.module.check_mode:
+            return self.result(changed=False, msg=nothing, restored=[])
+        if nothing:  # as the CLI: a success that changes nothing; the rollback still finishes a cut-short save
+            outcome = core.rollback(self.root, to=p["rollback_to"], lock_timeout=p["lock_timeout"])
+            return self.result(changed=outcome.changed, msg="; ".join(outcome.messages), generation=outcome.generation,
+                               restored=outcome.restored)
+        selected, restores = core.rollback_preview(self.root, p["rollback_to"])
+        selected.check_drift(p["force"], override="force: true")
         diff = self.rollback_diff(restores) if self.module._diff else None
         targets = selected.targets
         if self.module.check_mode:
@@ -384,7 +456,7 @@ class Task:
                else "; ".join(outcome.messages))
         if outcome.verify is not None:
             msg += "; the restored service: " + proof_line(outcome.verify.to_dict())
-        return self.result(changed=True, msg=msg, generation=outcome.generation if targets else None,
+        return self.result(changed=outcome.changed, msg=msg, generation=outcome.generation if targets else None,
                            restored=outcome.restored, messages=outcome.messages, diff=diff, verify=outcome.verify)
 
     def verified(self):

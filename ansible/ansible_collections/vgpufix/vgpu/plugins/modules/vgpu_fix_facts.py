@@ -17,7 +17,7 @@ description:
     profile, the last verify verdict (time, backend, cause) and the upgrade watch's state.
   - Reads only; optionally writes the Prometheus textfile of C(vgpu-fix status --prometheus).
 author:
-  - vgpu-fix contributors
+  - vgpu-fix contributors (!UNKNOWN)
 requirements:
   - vgpu-fix (the C(fixer) package) in the target's Python
 extends_documentation_fragment:
@@ -37,10 +37,13 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Reads the same facts; the Prometheus textfile is not written.
     support: full
   diff_mode:
+    description: Changes nothing, so there is nothing to diff.
     support: none
   facts:
+    description: Sets the C(vgpu_fix) fact.
     support: full
 """
 
@@ -94,12 +97,16 @@ from ansible_collections.vgpufix.vgpu.plugins.module_utils.profile_input import 
 
 try:
     from fixer import core
-    from fixer.errors import FixerError
+    from fixer.errors import FixerError, host_conflict
     from fixer.render import dumps, result
 except ImportError:
     FIXER_IMPORT_ERROR = traceback.format_exc()
 else:
     FIXER_IMPORT_ERROR = None
+
+
+def _fail(module, exc):
+    module.fail_json(msg=exc.message + (": " + "; ".join(exc.details) if exc.details else ""), errors=exc.details)
 
 
 def main():
@@ -115,12 +122,17 @@ def main():
         summary = core.status(root, profile)
         doc = json.loads(dumps(result("status", profile=profile.name, root=root, changed=False, failed=False,
                                       msg="", **summary)))
-        if module.params["prometheus"] and not module.check_mode:
-            core.write_textfile(module.params["prometheus"], core.prometheus_text(doc))
+    except OSError as exc:  # reading the host, not writing the textfile: said as the CLI says it
+        _fail(module, host_conflict(exc, root))
     except FixerError as exc:
-        module.fail_json(msg=exc.message + (": " + "; ".join(exc.details) if exc.details else ""), errors=exc.details)
-    except OSError as exc:
-        module.fail_json(msg=f"{module.params['prometheus']}: cannot write: {exc.strerror}")
+        _fail(module, exc)
+    if module.params["prometheus"] and not module.check_mode:
+        try:
+            core.write_textfile(module.params["prometheus"], core.prometheus_text(doc))
+        except OSError as exc:
+            module.fail_json(msg=f"{module.params['prometheus']}: cannot write: {exc.strerror or exc}")
+        except FixerError as exc:
+            _fail(module, exc)
     facts = {k: doc[k] for k in ("profile", "root", "ollama", "applied", "drift", "last_verify", "watch")}
     module.exit_json(changed=False, ansible_facts={"vgpu_fix": facts})
 

@@ -1,4 +1,5 @@
-"""Where a stock Ollama install puts itself and which CUDA folder serves an H100 (data only, no imports)."""
+"""Where a stock Ollama install puts itself and which CUDA folder serves an H100: the profile model's defaults
+(data only, no imports; fixer.ollama.layout re-exports them)."""
 
 OLLAMA_BIN = "/usr/local/bin/ollama"
 DEFAULT_LIB = "/usr/local/lib/ollama"
