@@ -595,7 +595,9 @@ def verify_cmd(
     service: bool = typer.Option(
         False, "--service", help="Also restart the unit and judge by its own discovery lines (live root: the service level)."),
     timeout: Optional[float] = typer.Option(
-        None, "--timeout", metavar="SECONDS", help="Seconds per probe (default: the profile's)."),
+        None, "--timeout", metavar="SECONDS",
+        help="Seconds for each of vgpu-fix's own probes (default: Ollama's budget for the stage the probe stands "
+             "for); Ollama's discovery passes always get Ollama's budgets."),
     service_timeout: Optional[float] = ServiceTimeoutOpt,
     model: Optional[str] = typer.Option(
         None, "--model", metavar="NAME",

@@ -358,6 +358,8 @@ def rollback_dry_run(root: str, to: int | None = None) -> Plan:
     if nothing:
         raise InvalidInput(nothing)  # callers ask nothing_to_roll_back first
     selected, restores = rollback_preview(root, to)
+    if selected.empty:  # only damaged generations: name them, as rollback does
+        raise selected.nothing_to_roll_back()
     final: dict[str, Restore] = {}
     for restore in restores:  # restore order: a path's last restore (its oldest generation) is what stays
         final[restore.path] = restore

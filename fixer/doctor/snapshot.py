@@ -11,7 +11,7 @@ from fixer.facts.elf import ElfError, ElfInfo, read_elf
 from fixer.facts.ldso import TRUSTED_DIRS, ld_so_conf_dirs, read_ld_so_preload, split_preload
 from fixer.facts.linker import Resolution, resolve_in_root, split_path_list
 from fixer.facts.nvidia import NvidiaFacts, display_controllers, nvidia
-from fixer.facts.systemd import assignments, split_exec
+from fixer.facts.systemd import assignments, exec_argv
 from fixer.model.profile import Verify
 from fixer.ollama import layout, runner_engine
 from fixer.ollama.layout import BACKEND, CUDA_LIB, DEFAULT_LIB
@@ -126,11 +126,6 @@ class HostFacts:
 
 def is_shim_name(path: str) -> bool:
     return any(marker in os.path.basename(path).lower() for marker in SHIM_MARKERS)
-
-
-def exec_argv(exec_start: str | None) -> list[str]:
-    """ExecStart= as argv, split as systemd splits it, without its `@-:+!` prefixes."""
-    return split_exec(exec_start) if exec_start else []
 
 
 # ---------------------------------------------------------------- gathering (read-only)

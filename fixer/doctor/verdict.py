@@ -238,7 +238,7 @@ def _installation(root: str, profile: Profile | None, host: HostFacts | None):
     """The Ollama installed under `root` (which generation's rules apply), when doctor reads the host."""
     if host is None:
         return None
-    from fixer.doctor.snapshot import exec_argv
+    from fixer.facts.systemd import exec_argv
     from fixer.ollama import detect, layout
 
     argv = exec_argv(host.exec_start)

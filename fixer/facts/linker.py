@@ -284,6 +284,7 @@ class LoadRequest:
     base: str
     bundled: str
     label: str  # the variant folder's name, for messages
+    process: str = "ollama"  # the name of the process that dlopens it: `ollama runner` (v0.13-v0.24), llama-server
 
 
 def resolve_backend(root: str, request: LoadRequest, env: Mapping[str, str], lookup: Iterable[str] = ()) -> Resolution:
@@ -304,7 +305,7 @@ def resolve_backend(root: str, request: LoadRequest, env: Mapping[str, str], loo
         return res
     resolver = _Resolver(root, target or _this_header(), library_path, cache)
     loaded: list[LoadedObject] = []
-    _load_preloads(resolver, res, preload, loaded)
+    _load_preloads(resolver, res, preload, loaded, request.process)
     if target is not None:
         _load_group(resolver, res, request.base, "global", loaded)
         _load_group(resolver, res, backend, "backend", loaded)
@@ -369,7 +370,8 @@ def _find_loaded(loaded: list[LoadedObject], name: str, canonical: str | None = 
     return None
 
 
-def _load_preloads(resolver: _Resolver, res: Resolution, preload: list[str], loaded: list[LoadedObject]) -> None:
+def _load_preloads(resolver: _Resolver, res: Resolution, preload: list[str], loaded: list[LoadedObject],
+                   process: str = "ollama") -> None:
     for entry in preload:
         path, origin, via, candidates = resolver.search(entry, None)
         if path is None:
@@ -386,7 +388,14 @@ def _load_preloads(resolver: _Resolver, res: Resolution, preload: list[str], loa
                            info.interposes)
         loaded.append(obj)
         hijack = sorted(set(obj.interposes) & LOADER_HIJACK)
-        if hijack:
+        if hijack and not process.startswith("ollama"):
+            # Whether such a shim hides a backend depends on the process it finds itself in (the field's
+            # interposes only in `ollama*` processes); the load probe, run under `process`, decides.
+            res.findings.append(Finding(
+                "warning", "preload-interposes-loader",
+                f"preloaded {entry} defines {', '.join(hijack)}: it interposes the dynamic loader in every process "
+                f"it is preloaded into; whether it hides the backend from {process} the load probe shows"))
+        elif hijack:
             res.findings.append(Finding(
                 "error", "preload-interposes-loader",
                 f"preloaded {entry} defines {', '.join(hijack)}: it interposes the dynamic loader that ggml "

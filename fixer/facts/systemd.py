@@ -356,3 +356,8 @@ def _valid_assignment(name: str, value: str) -> bool:
         return False
     # surrogates stand for bytes that are not UTF-8 (decoded with surrogateescape): systemd drops those
     return not any("\udc80" <= c <= "\udcff" for c in value)
+
+
+def exec_argv(exec_start: str | None) -> list[str]:
+    """ExecStart= as argv, split as systemd splits it, without its `@-:+!` prefixes."""
+    return split_exec(exec_start) if exec_start else []

@@ -28,6 +28,13 @@ def library_folders(root: str, ollama_lib: str) -> list[str]:
             if paths.is_dir(root, f"{ollama_lib}/{name}") and is_library_dir(paths.names(root, f"{ollama_lib}/{name}"))]
 
 
+def pinned_library(env: Mapping[str, str]) -> str | None:
+    """The library folder OLLAMA_LLM_LIBRARY pins discovery to; unset, empty or an `mlx_*` value (the MLX
+    engine's variant) pins nothing (v0.32.15 discover/runner.go:100, v0.24.0 discover/runner.go:97)."""
+    requested = env.get("OLLAMA_LLM_LIBRARY", "")
+    return requested if requested and not requested.startswith("mlx_") else None
+
+
 def scanned_folders(root: str, ollama_lib: str, env: Mapping[str, str]) -> list[str]:
     """The library folders `ollama serve` bootstraps in turn (see `scanned`)."""
     return scanned(library_folders(root, ollama_lib), env)
@@ -37,8 +44,8 @@ def scanned(folders: list[str], env: Mapping[str, str]) -> list[str]:
     """Of `folders`, those `ollama serve` bootstraps: only the pinned one when OLLAMA_LLM_LIBRARY names a
     folder (none when it names no folder); every one when unset or an mlx_* name (exempt from the pin),
     Vulkan folders only when OLLAMA_VULKAN is not false (v0.32.15 discover/runner.go:98-106; v0.24.0 :97)."""
-    requested = env.get("OLLAMA_LLM_LIBRARY", "")
-    if requested and not requested.startswith("mlx_"):
+    requested = pinned_library(env)
+    if requested:
         return [f for f in folders if f == requested]
     if env.get("OLLAMA_VULKAN", "").strip().lower() in ("0", "f", "false"):  # strconv.ParseBool
         folders = [f for f in folders if "vulkan" not in f]
@@ -57,13 +64,38 @@ def bundled_sonames(library: str) -> tuple[str, ...]:
 
 
 def guess_lib(root: str, binary: str | None) -> str:
-    """lib/ollama for the binary ExecStart names (its ../lib/ollama), else the first install location present."""
+    """lib/ollama for the binary ExecStart names (as Ollama finds it, lib_ollama_path), else the first
+    install location present."""
     candidates = []
     if binary and binary.startswith("/"):
-        real = resolve_in_root(root, binary, strict=False) or binary
-        candidates.append(os.path.normpath(os.path.join(os.path.dirname(real), "..", "lib", "ollama")))
+        found = lib_ollama_path(root, binary)
+        if found != os.path.dirname(resolve_in_root(root, binary, strict=False) or binary):
+            candidates.append(found)
     candidates += list(LIB_CANDIDATES)
     return next((c for c in candidates if paths.is_dir(root, c)), DEFAULT_LIB)
+
+
+def lib_ollama_path(root: str, ollama_bin: str, cwd: str = "/", generation: str = "llama-server") -> str:
+    """ml.LibOllamaPath on Linux, from the executable's real path inside `root` and the working directory:
+    the first candidate that exists, else the executable's own folder. v0.30+ (v0.32.15 ml/path.go:19-53,
+    :78-118): exeDir/../lib/ollama, exeDir/lib/ollama, then build/ and dist/linux-ARCH/ beside the binary
+    and in the working directory, each a directory. v0.13-v0.24 (v0.24.0 ml/path.go:16-56):
+    exeDir/../lib/ollama, exeDir/build/lib/ollama, cwd/build/lib/ollama, anything that exists."""
+    exe = resolve_in_root(root, ollama_bin, strict=False) or ollama_bin
+    exe_dir = os.path.dirname(exe)
+    if generation == "runner-engine":
+        candidates = [f"{exe_dir}/../lib/ollama", f"{exe_dir}/build/lib/ollama", f"{cwd}/build/lib/ollama"]
+    else:
+        arch = _goarch(root, exe)
+        local = ["{}/build/lib/ollama", f"{{}}/dist/linux-{arch}/lib/ollama", f"{{}}/dist/linux_{arch}/lib/ollama"]
+        candidates = [f"{exe_dir}/../lib/ollama", f"{exe_dir}/lib/ollama"] + [
+            form.format(base) for base in (exe_dir, cwd) for form in local]
+    for candidate in dict.fromkeys(os.path.normpath(c) for c in candidates):
+        found = paths.is_dir(root, candidate) if generation != "runner-engine" else \
+            resolve_in_root(root, candidate) is not None
+        if found:
+            return candidate
+    return exe_dir
 
 
 def find_llama_server(root: str, ollama_bin: str, ollama_lib: str, working_dir: str = "/") -> str | None:

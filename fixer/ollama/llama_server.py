@@ -35,7 +35,12 @@ NOT_BACKEND = ("libggml-base", "ggml-base", "libggml-cpu", "ggml-cpu")
 COMPRESSED_FATBIN_MINOR, COMPRESSED_FATBIN_DRIVER = 4, 550
 LEGACY_JIT_MINOR, LEGACY_JIT_DRIVER = 8, 570
 GATE_SINCE = (0, 30, 11)  # the 550 rule; v0.30.0-v0.30.10 only the compute<7/570 rule
-STARTUP_TIMEOUT = 30.0  # v0.32.15 discover/runner.go:89 (first pass per folder)
+# One budget per folder for the start-up run, --list-devices and the native probe together (v0.32.15
+# discover/runner.go:89,116, discover/llama_server.go:59,143,157); the native probe capped inside it
+# (native_probe.go:23,79); the second pass: one budget shared by every device's check (runner.go:132).
+FOLDER_BUDGET = 30.0
+NATIVE_PROBE_CAP = 15.0
+SECOND_PASS_BUDGET = 30.0
 FILTERS = ("zero-memory", "compute-capability", "driver-gate", "integrated-gpu", "second-pass")
 
 
@@ -89,14 +94,16 @@ def load_request(root: str, spec, env: Mapping[str, str], server: str) -> LoadRe
     variant = f"{spec.ollama_lib}/{spec.library}"
     backend = backend_file(root, variant) or f"{variant}/{spec.backend}"  # the profile's name where none is there
     path = library_path(server, [spec.ollama_lib, variant], spec.ollama_lib, env.get("LD_LIBRARY_PATH"))
-    return LoadRequest(backend, tuple(path), layout.ggml_base_name(root, backend), variant, spec.library)
+    return LoadRequest(backend, tuple(path), layout.ggml_base_name(root, backend), variant, spec.library,
+                       "llama-server")
 
 
 def resolve(root: str, spec, env: Mapping[str, str], server: str) -> list[Resolution]:
     """ld.so's view of llama-server itself (its NEEDED: libllama, libggml, libggml-base, ...) and of the
     backend it then loads, both with the library path Ollama gives it."""
     request = load_request(root, spec, env, server)
-    own = LoadRequest(server, request.library_path, request.base, os.path.dirname(server), "llama-server")
+    own = LoadRequest(server, request.library_path, request.base, os.path.dirname(server), "llama-server",
+                      "llama-server")
     return [resolve_backend(root, own, env), resolve_backend(root, request, env)]
 
 
@@ -271,9 +278,14 @@ class NativeReading:
     nvml: dict | None = None
     driver_major: int = 0  # NVIDIADriverMajor as Ollama parses it; 0 = could not read
     error: str | None = None
+    source: str = "probe"  # probe: vgpu-fix's own reading; gpu-discover: the root's `ollama gpu-discover`
 
     @property
     def line(self) -> str:
+        if self.source == "gpu-discover":
+            found = len((self.cuda or {}).get("devices", []))
+            return (f"native probe: {self.error}: driver major 0" if self.error else
+                    f"native probe: ollama gpu-discover: {found} CUDA device(s), nvidia_driver_major {self.driver_major}")
         nvml = self.nvml or {}
         if not (self.cuda or {}).get("ok"):
             return f"native probe: libcuda.so.1 {(self.cuda or {}).get('error') or 'cuInit failed'}: driver major 0"
@@ -303,7 +315,8 @@ class DiscoveryResult:
     devices: list[Device] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     not_honoured: list[str] = field(default_factory=list)
-    gpu_discover: dict | None = None
+    failure: str | None = None  # the first pass got no device at all: Ollama's reason
+    out_of_time: bool = False  # ... because the folder's budget ran out
     cause: str | None = None
     fix: str | None = None
 
@@ -330,8 +343,6 @@ class DiscoveryResult:
             where = f"dropped by {d.dropped_by}: {d.detail}" if d.dropped_by else "survived " + ", ".join(FILTERS)
             lines.append(f"device {d.index} {d.name} {d.description!r} {d.total_mib} MiB cc {d.compute or '?'}"
                          f"{' iGPU' if d.integrated else ''}: {where}")
-        if self.gpu_discover is not None:
-            lines.append(f"ollama gpu-discover: {json.dumps(self.gpu_discover)[:300]}")
         return lines
 
     def to_dict(self) -> dict:
@@ -412,15 +423,53 @@ def run_failure(run: ServerRun, timeout: float) -> str | None:
     return None
 
 
-def _discover_once(placement, server: str, env: dict, account, timeout: float, extra: dict) -> tuple[list[ServerRun], Parsed]:
+@dataclass
+class Pass:
+    """One llamaServerDiscoverDevices call (v0.32.15 discover/llama_server.go:42-165) within its budget."""
+
+    runs: list[ServerRun]
+    parsed: Parsed
+    native: NativeReading | None = None
+    failure: str | None = None  # why Ollama got no device from this call at all
+    out_of_time: bool = False  # the failure is the budget running out
+
+
+def _discover_once(placement, server: str, env: dict, account, deadline: float, extra: dict,
+                   native) -> Pass:
+    """Start-up run, --list-devices and the native probe, all before `deadline` (one context in Ollama):
+    a start-up that never reaches system_info before it fails the call (:129-132), a non-zero exit of
+    --list-devices yields no devices (:146-155), and a native probe still running at the deadline trips
+    the discovery watchdog (runner.go:580-586), which drops whatever the call found. `native(extra,
+    seconds)` runs the native probe."""
     child = placement.env({**env, **extra})
     if "GGML_BACKEND_PATH" in child:
         child["GGML_BACKEND_PATH"] = placement.path(child["GGML_BACKEND_PATH"])
     port = 49152 + time.time_ns() % 16383  # v0.32.15 discover/llama_server.go:58
-    startup = _run_startup(placement, server, child, account, timeout, port)
-    listing = _run_list(placement, server, child, account, timeout)
-    startup.extra = listing.extra = dict(extra)
-    return [startup, listing], parse(listing.output, startup.output)
+    startup = _run_startup(placement, server, child, account, _left(deadline), port)
+    startup.extra = dict(extra)
+    empty = Parsed([], [], startup.saw_system_info)
+    if startup.timed_out:  # llama_server.go:129-132: "timed out waiting for server startup"
+        return Pass([startup], empty, failure=run_failure(startup, startup.duration), out_of_time=True)
+    listing = _run_list(placement, server, child, account, _left(deadline))
+    listing.extra = dict(extra)
+    if listing.timed_out:
+        return Pass([startup, listing], empty, failure="llama-server GPU discovery watchdog timed out "
+                    "(in --list-devices)", out_of_time=True)
+    if listing.launch_error is None and listing.returncode != 0:
+        failed = next(filter(None, (run_failure(r, FOLDER_BUDGET) for r in (startup, listing))), None)
+        return Pass([startup, listing], empty,
+                    failure=failed or f"llama-server --list-devices exited with status {listing.returncode}")
+    reading = native(extra, min(NATIVE_PROBE_CAP, _left(deadline)))
+    done = Pass([startup, listing], parse(listing.output, startup.output), reading)
+    archs_filter(done.parsed.devices, done.parsed.archs, native_compute(reading))  # llama_server.go:249-260
+    if time.monotonic() >= deadline:
+        done.parsed, done.out_of_time = empty, True
+        done.failure = "llama-server GPU discovery watchdog timed out (in the native probe)"
+    return done
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.1)
 
 
 def read_native(root: str, env: Mapping[str, str], spec, user: str | None, timeout: float, unit=None) -> NativeReading:
@@ -468,14 +517,17 @@ def gate_fix(reading: NativeReading) -> str:
 
 
 def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: str | None = None,
-                  timeout: float | None = None, unit=None, native: NativeReading | None = None) -> DiscoveryResult:
+                  unit=None) -> DiscoveryResult:
     """Both passes of v0.30+ discovery for spec.library, Ollama's filters in Ollama's order (ollama.md
     section 2): zero memory and ARCHS (parse), the driver gate (cuda_v12 only), integrated GPUs, then the
-    second pass with CUDA_VISIBLE_DEVICES=<index> GGML_CUDA_INIT=1 (v0.32.15 discover/runner.go:131-180)."""
+    second pass with CUDA_VISIBLE_DEVICES=<index> GGML_CUDA_INIT=1 (v0.32.15 discover/runner.go:131-180),
+    every device's check in parallel within one shared budget. The budgets are Ollama's, not the
+    profile's verify.timeout: a slower device is a device Ollama drops."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from fixer.ollama.generations import parse_version
 
     root = os.fspath(root)
-    timeout = min(timeout if timeout is not None else spec.timeout, STARTUP_TIMEOUT)
     server = installation.llama_server or f"{spec.ollama_lib}/llama-server"
     folder = f"{spec.ollama_lib}/{spec.library}"
     result = DiscoveryResult(False, server, folder=folder)
@@ -487,59 +539,90 @@ def run_discovery(root: str, env: Mapping[str, str], spec, installation, user: s
     result.runtime = f"{runtime[0]}.{runtime[1]}" if runtime else None
     backend = backend_file(root, folder)
     full_env = server_env(env, server, spec.ollama_lib, folder, backend)
+
+    def native(extra: dict, seconds: float) -> NativeReading:
+        return gpu_discover(root, {**full_env, **extra}, spec, user, seconds, unit)
+
     placement = sandbox.place(root, full_env, spec, files=(server,), unit=unit)
     while True:
         account, note = sandbox.account_for(placement, user)
-        runs, parsed = _discover_once(placement, server, full_env, account, timeout, {})
-        error = next((r.launch_error for r in runs if r.launch_error), None)
+        first = _discover_once(placement, server, full_env, account, time.monotonic() + FOLDER_BUDGET, {}, native)
+        error = next((r.launch_error for r in first.runs if r.launch_error), None)
         if error is None or placement.mode not in ("systemd", "namespace", "user-namespace"):
             break
         placement = sandbox.fallback(placement, root, full_env, spec, files=(server,), why=error)
-    result.mode, result.runs, result.archs = placement.mode, runs, parsed.archs
+    parsed = first.parsed
+    result.mode, result.runs, result.archs = placement.mode, first.runs, parsed.archs
     result.not_honoured = list(placement.not_honoured) + ([note] if note else [])
-    result.devices = parsed.devices
-    if not parsed.system_info:
+    result.devices, result.native, result.failure = parsed.devices, first.native, first.failure
+    result.out_of_time = first.out_of_time
+    if first.failure:
+        result.warnings.append(first.failure)
+    elif not parsed.system_info:
         result.warnings.append("llama-server discovery: system_info line not found in output - CUDA architecture "
                                "filtering will be disabled.")
     cuda = [d for d in parsed.devices if d.library == "CUDA"]
     if cuda and not parsed.archs:
         result.warnings.append("llama-server discovery: could not determine compiled CUDA architectures")
-    result.native = native or read_native(root, full_env, spec, user, timeout, unit)
-    archs_filter(parsed.devices, parsed.archs, native_compute(result.native))
+    reading = result.native or NativeReading(False)
     for d in cuda:
-        probed = next((x for x in (result.native.cuda or {}).get("devices", []) if str(x["index"]) == d.index), {})
+        probed = next((x for x in (reading.cuda or {}).get("devices", []) if str(x["index"]) == d.index), {})
         d.integrated = bool(probed.get("integrated"))
-    warning = driver_gate(parsed.devices, folder, result.native.driver_major, runtime,
-                          parse_version(installation.version))
+    warning = driver_gate(parsed.devices, folder, reading.driver_major, runtime, parse_version(installation.version))
     if warning:
         result.warnings.append(warning)
     igpu_filter(parsed.devices, env)
-    for d in [d for d in parsed.devices if d.library == "CUDA" and d.dropped_by is None]:
-        extra = {"CUDA_VISIBLE_DEVICES": d.index, "GGML_CUDA_INIT": "1"}  # ml/device.go:631-673
-        more, again = _discover_once(placement, server, full_env, account, timeout, extra)
-        result.runs += more
-        if not any(x.dropped_by is None for x in again.devices):
+    checked = [d for d in parsed.devices if d.library == "CUDA" and d.dropped_by is None]
+    deadline = time.monotonic() + SECOND_PASS_BUDGET
+    with ThreadPoolExecutor(max_workers=max(len(checked), 1)) as pool:
+        passes = list(pool.map(lambda d: _discover_once(
+            placement, server, full_env, account, deadline,
+            {"CUDA_VISIBLE_DEVICES": d.index, "GGML_CUDA_INIT": "1"}, native), checked))  # ml/device.go:631-673
+    for d, again in zip(checked, passes):
+        result.runs += again.runs
+        if not any(x.dropped_by is None for x in again.parsed.devices):
             d.dropped_by = "second-pass"
             d.detail = ("filtering device which didn't fully initialize: no device with "
-                        "CUDA_VISIBLE_DEVICES={0} GGML_CUDA_INIT=1".format(d.index))
-    _classify(result, cuda, timeout)
+                        f"CUDA_VISIBLE_DEVICES={d.index} GGML_CUDA_INIT=1" + (f" ({again.failure})" if again.failure else ""))
+    _classify(result, cuda)
     return result
 
 
-def _classify(result: DiscoveryResult, cuda: list[Device], timeout: float) -> None:
+def kept_folder(results: list[DiscoveryResult]) -> DiscoveryResult:
+    """Which folder's CUDA devices unpinned Ollama keeps (filterOverlapByLibrary, v0.32.15
+    discover/runner.go:438-486): among the folders whose devices survived, the newest by reverse name
+    order when every such folder saw the same devices; once any differs, the loop runs out on the oldest.
+    With no survivor anywhere, the first folder's result (its cause explains the CPU fallback). Vulkan
+    folders, CUDA's fallback (:209-251, ml/device.go:678-686), are not modelled."""
+    seen = sorted((r for r in results if r.survivors), key=lambda r: os.path.basename(r.folder), reverse=True)
+    if not seen:
+        return results[0]
+    ids = [{d.index for d in r.survivors} for r in seen]
+    return seen[0] if all(i == ids[0] for i in ids) else seen[-1]
+
+
+def _classify(result: DiscoveryResult, cuda: list[Device]) -> None:
     if result.survivors:
         result.ok = True
         return
     first = result.runs[0] if result.runs else None
     if first is not None and first.launch_error:
-        result.cause = f"{run_failure(first, timeout)}: Ollama cannot discover any GPU"
+        result.cause = f"{run_failure(first, FOLDER_BUDGET)}: Ollama cannot discover any GPU"
         result.fix = ("llama-server must be an executable program for the service's user (mode, a noexec "
                       "mount, the machine's architecture): reinstall Ollama; if it was started, see the static "
                       "check for its own libraries")
         return
+    if result.out_of_time:
+        spent = " + ".join(f"{r.duration:.1f} s" for r in result.runs)
+        result.cause = (f"{result.failure}: Ollama gives {os.path.basename(result.folder)} {FOLDER_BUDGET:.0f} s for "
+                        f"the start-up run, --list-devices and the native probe together (here {spent}), then uses "
+                        "the CPU")
+        result.fix = ("the shim's CUDA initialisation must finish well within Ollama's budget (each of the three "
+                      "processes initialises CUDA); no Ollama setting lengthens it")
+        return
     if not cuda:
         listing = result.runs[1] if len(result.runs) > 1 else None
-        failed = next(filter(None, (run_failure(r, timeout) for r in result.runs[:2])), None)
+        failed = result.failure or next(filter(None, (run_failure(r, FOLDER_BUDGET) for r in result.runs[:2])), None)
         if failed is None and listing is not None and listing.returncode:
             failed = f"llama-server --list-devices exited with status {listing.returncode}"
         tail = " | ".join((listing.output if listing else "").strip().splitlines()[-3:])
@@ -564,18 +647,31 @@ def _classify(result: DiscoveryResult, cuda: list[Device], timeout: float) -> No
     }.get(dropped.dropped_by or "", "")
 
 
-def run_gpu_discover(root: str, env: Mapping[str, str], spec, user: str | None, timeout: float, unit=None) -> dict | None:
-    """`ollama gpu-discover --lib-dir DIR` (v0.32.15 discover/native_probe.go:82-86, cmd/cmd.go:2475-2482)
-    on the live root only, as the service user: its JSON device list, or None when it is not there."""
-    if os.fspath(root) not in ("/", "") or resolve_in_root(root, spec.ollama_bin) is None:
-        return None
+def gpu_discover(root: str, env: Mapping[str, str], spec, user: str | None, seconds: float, unit=None) -> NativeReading:
+    """The native probe as Ollama runs it (v0.32.15 discover/native_probe.go:69-106): the root's own
+    `ollama gpu-discover --lib-dir LIB --lib-dir FOLDER`, with llama-server's environment `env`, under the
+    process name `ollama`, for at most `seconds`. It loads libggml-base/libggml and the CUDA backend,
+    then cuInit and NVML (native_probe_linux.go:144-149,170-247,391-418); its nvidia_driver_major feeds
+    the driver gate. A crash, a timeout or output that is not JSON leaves the major 0 (:93-103), which
+    the gate only warns about (cuda_compat.go:37-41)."""
     folder = f"{spec.ollama_lib}/{spec.library}"
     placement = sandbox.place(root, env, spec, files=(spec.ollama_bin,), unit=unit)
     account, _ = sandbox.account_for(placement, user)
     argv = [spec.ollama_bin, "gpu-discover", "--lib-dir", spec.ollama_lib, "--lib-dir", folder]
-    done = sandbox.finish(sandbox.start(placement, argv, placement.env(env), user=account, limit=15), 15)
-    found = json_objects(done.stdout)
-    if found:
-        return found[0]
-    return {"error": (done.stderr.strip().splitlines() or ["no JSON object in its output"])[-1][:300],
-            "exit": done.returncode}
+    done = sandbox.finish(sandbox.start(placement, argv, placement.env(sandbox.with_home(env)), user=account,
+                                        executable=placement.path(spec.ollama_bin), limit=seconds), seconds)
+    reading = NativeReading(False, placement.mode, source="gpu-discover")
+    try:
+        parsed = json.loads(done.stdout) if done.returncode == 0 else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("devices"), list):
+        how = "timed out" if done.timed_out else (done.signal or f"exit {done.returncode}")
+        reading.error = f"ollama gpu-discover {how}: {(done.stderr.strip().splitlines() or ['no output'])[-1][:200]}"
+        return reading
+    devices = [d for d in parsed["devices"] if isinstance(d, dict) and str(d.get("library", "")).upper() == "CUDA"]
+    reading.ok, reading.cuda = True, {"ok": True, "devices": devices}
+    # nvidiaDriverMajorFromDevices (cuda_compat.go:79-86): the first CUDA device that carries one.
+    reading.driver_major = next((int(d["nvidia_driver_major"]) for d in devices
+                                 if isinstance(d.get("nvidia_driver_major"), int) and d["nvidia_driver_major"] > 0), 0)
+    return reading

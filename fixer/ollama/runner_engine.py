@@ -21,6 +21,8 @@ from fixer.probe.capture import Capture
 DEVICE_FIELDS = ("id", "backend", "name", "description", "filter_id", "integration", "pci_id", "total_memory",
                  "free_memory", "ComputeMajor", "ComputeMinor", "driver_major", "driver_minor", "LibraryPath")
 GPU_BACKENDS = ("CUDA",)
+# v0.24.0 discover/runner.go:86 (each folder's first pass) and :124 (the second pass, shared).
+PASS_BUDGET = 30.0
 
 
 def load_request(root: str, spec) -> LoadRequest:
@@ -197,13 +199,15 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
                      timeout: float | None = None, second_pass: bool = True, unit=None) -> RunnerProbeResult:
     """Both discovery passes of `ollama serve` for spec.library: require a CUDA device, then require it
     to survive CUDA_VISIBLE_DEVICES=<id> GGML_CUDA_INIT=1. Skipped when the root has no ollama binary.
-    With `unit` on a live root whose manager runs, the runner is a transient unit with its settings."""
+    With `unit` on a live root whose manager runs, the runner is a transient unit with its settings.
+    Each pass gets Ollama's budget (PASS_BUDGET; the second pass shares one among every device), not the
+    profile's verify.timeout; `timeout` only shortens it (tests)."""
     root = os.fspath(root)
-    timeout = timeout if timeout is not None else spec.timeout
+    timeout = timeout if timeout is not None else PASS_BUDGET
     binary = spec.ollama_bin
     if not paths.is_executable(root, binary):
         return RunnerProbeResult(False, True, binary, "none", cause=f"{binary} not found in the root: runner probe skipped")
-    full_env = runner_env(env, spec)
+    full_env = sandbox.with_home(runner_env(env, spec))  # `ollama runner` inherits serve's HOME
     placement = sandbox.place(root, full_env, spec, files=(binary,), unit=unit)
     cwd = os.path.dirname(binary)
     while True:
@@ -225,9 +229,10 @@ def run_runner_probe(root: str, env: Mapping[str, str], spec, user: str | None =
         result.fix = "see the load probe: the backend does not load or finds no device in the runner's environment"
         return result
     if second_pass:
+        deadline = time.monotonic() + timeout
         for device in gpus:
             extra = {"CUDA_VISIBLE_DEVICES": device.id, "GGML_CUDA_INIT": "1"}
-            check = _run_pass(placement, binary, child_env, extra, account, timeout, cwd)
+            check = _run_pass(placement, binary, child_env, extra, account, max(deadline - time.monotonic(), 0.1), cwd)
             result.passes.append(check)
             if not check.ok:
                 result.cause = (f"device {device.id} fails Ollama's second discovery pass (GGML_CUDA_INIT=1): "

@@ -107,6 +107,13 @@ class Placement:
         return out
 
 
+def with_home(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a probe that execs the root's own `ollama`: HOME kept, else set to "/". systemd gives a
+    service with User= its account's home (systemd.exec(5)), and every `ollama` panics at start without
+    one (v0.32.15 envconfig/config.go:113-120, os.UserHomeDir); the probes write nothing there."""
+    return {**env, "HOME": env.get("HOME") or "/"}
+
+
 def _is_system(path: str) -> bool:
     path = path.rstrip("/") or "/"
     return path in SYSTEM_DIRS or any(d.startswith(path + "/") for d in SYSTEM_DIRS if path != "/")
@@ -354,14 +361,17 @@ class Completed:
 
 
 def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user: dict | None = None,
-          cwd: str = "/", executable: str | None = None, python_child: bool = False,
+          cwd: str = "/", executable: str | None = None, python_child: bool = False, process: str = "ollama",
           stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit: float | None = None) -> Launched:
     """Start `argv` through the launcher in its own process group. With `python_child`, argv[1:] are
-    the arguments of probe_child.py, run by an interpreter whose process name starts with "ollama"
-    (shims decide by it whether to interpose). In systemd mode the unit's manager runs it instead,
-    for at most `limit` seconds."""
+    the arguments of probe_child.py, run by an interpreter named `process` (argv[0] and /proc/self/comm;
+    /proc/self/exe stays the interpreter): the name of the Ollama process whose work the probe
+    repeats, since shims decide by it whether to interpose (`llama-server` initialises CUDA since
+    v0.30, `ollama` runs gpu-discover and the v0.13-v0.24 runner). In systemd mode the unit's manager
+    runs it instead, for at most `limit` seconds."""
     if placement.mode == "systemd":
-        return _start_transient(placement, argv, env, cwd, executable, python_child, stdout, stderr, limit)
+        return _start_transient(placement, argv, env, cwd, executable, python_child and process, stdout, stderr,
+                                limit)
     scratch = tempfile.mkdtemp(prefix="vgpu-fix-probe-")
     os.chmod(scratch, 0o755)
     for name in ("launch.py", "probe_child.py"):
@@ -369,7 +379,7 @@ def start(placement: Placement, argv: list[str], env: Mapping[str, str], *, user
         os.chmod(f"{scratch}/{name}", 0o644)
     if python_child:
         python = interpreter(user)
-        alias = f"{scratch}/ollama-vgpu-probe"
+        alias = f"{scratch}/{process}"
         os.symlink(python, alias)
         argv = [alias, "-I", "-S", f"{scratch}/probe_child.py", *argv[1:]]
         executable = alias
@@ -420,7 +430,8 @@ def environment_file(env: Mapping[str, str]) -> str:
 
 
 def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, str], cwd: str,
-                     executable: str | None, python_child: bool, stdout, stderr, limit: float | None) -> Launched:
+                     executable: str | None, python_child: str | bool, stdout, stderr,
+                     limit: float | None) -> Launched:
     from fixer import system
 
     scratch = _scratch_dir()
@@ -428,8 +439,8 @@ def _start_transient(placement: Placement, argv: list[str], env: Mapping[str, st
     if python_child:
         shutil.copy(HERE / "probe_child.py", f"{scratch}/probe_child.py")
         os.chmod(f"{scratch}/probe_child.py", 0o644)
-        os.symlink(sandbox_interpreter(), f"{scratch}/ollama-vgpu-probe")
-        argv = [f"{scratch}/ollama-vgpu-probe", "-I", "-S", f"{scratch}/probe_child.py", *argv[1:]]
+        os.symlink(sandbox_interpreter(), f"{scratch}/{python_child}")
+        argv = [f"{scratch}/{python_child}", "-I", "-S", f"{scratch}/probe_child.py", *argv[1:]]
     else:
         argv = [executable or argv[0], *argv[1:]]
     unit = f"vgpu-fix-probe-{uuid.uuid4().hex[:12]}.service"

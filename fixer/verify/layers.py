@@ -51,7 +51,7 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
     User=, environment and sandbox settings (see sandbox.systemd_placement). Off the live root the
     probe layers run only with `probe` (the root's code is untrusted; see probe_refusal), and as the
     operator's `probe_user` (default nobody): the unit's User= is reported, never adopted."""
-    from fixer.ollama import detect, generations
+    from fixer.ollama import detect, generations, mlx
 
     root = os.fspath(root)
     unit = None
@@ -59,7 +59,9 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
         unit = _unit(root, profile)
         env, user = unit.environment.effective(), user or unit.user
     spec, chosen = _chosen(root, profile.verify)
+    spec, tree = install_tree(root, spec, unit)
     installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib, (unit or _unit(root, profile)).working_directory)
+    env, mlx_note = mlx.process_env(root, spec.ollama_lib, env, generations.parse_version(installation.version))
     report = VerifyReport(root, profile.name, profile.service.unit, user, dict(env),
                           f"{spec.library}/{spec.backend}", installation=installation.to_dict(),
                           unmodeled=generations.unmodeled(installation.version))
@@ -83,8 +85,8 @@ def verify(root: str, profile: Profile, env: Mapping[str, str] | None = None, us
                 step(f"{layer}: not run")
                 continue
             check = checks[layer](root, spec, dict(env), runs_as, timeout, unit)
-            if layer == "environment" and chosen:
-                check.evidence.insert(0, chosen)
+            if layer == "environment":
+                check.evidence[:0] = [line for line in (tree, chosen, mlx_note) if line]
             if layer == "static":
                 check.evidence += cache_additions(root, profile) + preload_replacements(check.details)
             report.checks.append(check)
@@ -104,11 +106,35 @@ def _llama_server_checks(installation) -> dict:
 
     from fixer.verify import llama_server_layers as v30
 
-    shared: dict = {}  # this verify run's native probe reading, taken once as Ollama takes it once per folder
+    # Discovery runs Ollama's native probe itself, inside each pass's budget (it counts against the
+    # folder's 30 s, v0.32.15 discover/llama_server.go:157): the nvml layer's reading is not reused.
     return {"environment": check_environment, "static": partial(v30.check_static, installation),
-            "load": partial(v30.check_load, installation),
-            "nvml": partial(v30.check_nvml, installation, shared=shared),
-            "discovery": partial(v30.check_discovery, installation, shared=shared)}
+            "load": partial(v30.check_load, installation), "nvml": partial(v30.check_nvml, installation),
+            "discovery": partial(v30.check_discovery, installation)}
+
+
+def install_tree(root: str, spec, unit) -> tuple[object, str | None]:
+    """The binary the unit's ExecStart= runs and the lib/ollama Ollama derives from its real path
+    (v0.32.15 ml/path.go:19-53, v0.24.0 ml/path.go:16-56), in place of the profile's defaults: a distro
+    package's /usr/bin/ollama uses /usr/lib/ollama. Unchanged without a unit whose ExecStart= runs an
+    `ollama*` binary present in the root."""
+    from fixer.facts.systemd import exec_argv
+    from fixer.ollama import detect, layout
+
+    argv = exec_argv(unit.exec_start) if unit is not None else []
+    binary = argv[0] if argv else ""
+    if not binary.startswith("/") or not os.path.basename(binary).startswith("ollama") \
+            or resolve_in_root(root, binary) is None:
+        return spec, None
+    cwd = unit.working_directory
+    lib = layout.lib_ollama_path(root, binary, cwd)
+    if detect.detect(root, binary, lib, cwd).generation == "runner-engine":
+        lib = layout.lib_ollama_path(root, binary, cwd, "runner-engine")
+    if (binary, lib) == (spec.ollama_bin, spec.ollama_lib):
+        return spec, None
+    return (spec.model_copy(update={"ollama_bin": binary, "ollama_lib": lib}),
+            f"install tree: ExecStart= runs {binary}, so Ollama uses {lib} (ml/path.go), not the profile's "
+            f"{spec.ollama_lib}")
 
 
 def _chosen(root: str, spec):
@@ -152,11 +178,14 @@ def preload_replacements(details: dict) -> list[str]:
 
 def check_environment(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     """OLLAMA_LLM_LIBRARY must name the library folder verify checks, or Ollama skips it."""
-    folders = sorted(n for n in paths.names(root, spec.ollama_lib)
-                     if paths.is_dir(root, f"{spec.ollama_lib}/{n}") and _has_ggml(root, spec, n))
-    requested = env.get("OLLAMA_LLM_LIBRARY")
+    from fixer.ollama import layout
+
+    folders = layout.library_folders(root, spec.ollama_lib)
+    requested = layout.pinned_library(env)
     evidence = [f"library folders under {spec.ollama_lib}: {', '.join(folders) or 'none'}",
-                f"OLLAMA_LLM_LIBRARY={requested if requested is not None else '(unset)'}"]
+                f"OLLAMA_LLM_LIBRARY={env.get('OLLAMA_LLM_LIBRARY', '(unset)')}"]
+    if requested is None and env.get("OLLAMA_LLM_LIBRARY"):
+        evidence.append("an mlx_* value selects Ollama's MLX engine only: every GPU folder is scanned, as unpinned")
     if spec.library not in folders:
         return Check("environment", "fail", f"{spec.library} is not a library folder", evidence,
                      f"{spec.ollama_lib}/{spec.library} holds no ggml backend: Ollama never scans it",
@@ -189,7 +218,11 @@ def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
-    result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
+    from fixer.ollama.runner_engine import PASS_BUDGET
+
+    # The backend loads inside the runner's first pass: Ollama's budget, not the profile's.
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout if timeout is not None else PASS_BUDGET,
+                            unit=unit)
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend}", result.evidence,
                      details=result.to_dict())
@@ -200,7 +233,7 @@ def check_load(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
 def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
     from fixer.ollama.runner_engine import run_runner_probe
 
-    result = run_runner_probe(root, env, spec, user=user, timeout=timeout, unit=unit)
+    result = run_runner_probe(root, env, spec, user=user, unit=unit)  # Ollama's budgets, not the profile's
     if result.skipped:
         return Check("runner", "skip", result.cause or "no ollama binary")
     if result.ok:
@@ -208,10 +241,6 @@ def check_runner(root: str, spec, env: dict, user, timeout, unit=None) -> Check:
                      result.evidence, details=result.to_dict())
     return Check("runner", "fail", "Ollama's runner would not use the GPU", result.evidence, result.cause,
                  result.fix, result.to_dict())
-
-
-def _has_ggml(root: str, spec, folder: str) -> bool:
-    return any("ggml-" in n for n in paths.names(root, f"{spec.ollama_lib}/{folder}"))
 
 
 CHECKS = {"environment": check_environment, "static": check_static, "load": check_load, "runner": check_runner}

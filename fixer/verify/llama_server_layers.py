@@ -45,8 +45,11 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
 
     if resolve_in_root(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}") is None:
         return Check("load", "skip", "no backend to load")
-    result = run_load_probe(root, env, spec, user=user, timeout=timeout, unit=unit,
-                            child_env=_env(installation, root, spec, env))
+    # Since v0.30 the backend is loaded, and CUDA initialised, inside llama-server (v0.32.15
+    # discover/llama_server.go:59-69): a shim that interposes only in `ollama*` processes stays out.
+    # Within the folder's budget (ls.FOLDER_BUDGET), not the profile's.
+    result = run_load_probe(root, env, spec, user=user, timeout=timeout if timeout is not None else ls.FOLDER_BUDGET,
+                            unit=unit, child_env=_env(installation, root, spec, env), process="llama-server")
     if result.ok:
         return Check("load", "pass", f"{result.device_count} device(s) from {spec.backend} with llama-server's "
                      "environment", result.evidence, details=result.to_dict())
@@ -54,53 +57,57 @@ def check_load(installation, root: str, spec, env: dict, user, timeout, unit=Non
                  result.cause, result.fix, result.to_dict())
 
 
-def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None, shared=None) -> Check:
-    """The native probe's driver reading and the cuda_v12 driver gate it feeds (cuda_compat.go). The
-    reading goes into `shared` (one verify run's) for discovery, which Ollama feeds from the same one run."""
+def check_nvml(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
+    """The cuda_v12 driver gate (cuda_compat.go) fed as Ollama feeds it: the driver major from the root's
+    own `ollama gpu-discover` (ls.gpu_discover); vgpu-fix's own NVML reading only says which library
+    answered what, for the fix."""
     folder = f"{spec.ollama_lib}/{spec.library}"
-    reading = ls.read_native(root, _env(installation, root, spec, env), spec, user, timeout or spec.timeout, unit)
-    if shared is not None:
-        shared["native"] = reading
+    child_env = _env(installation, root, spec, env)
+    probed = ls.gpu_discover(root, child_env, spec, user, ls.NATIVE_PROBE_CAP, unit)
+    reading = ls.read_native(root, child_env, spec, user, timeout or spec.timeout, unit)
     runtime = ls.cuda_runtime(root, [spec.ollama_lib, folder])
-    evidence = [reading.line, f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} "
-                f"(libcudart.so.* names in {spec.library})"]
-    details = {"native": reading.__dict__, "runtime": list(runtime) if runtime else None}
-    if reading.error:
-        return Check("nvml", "fail", "the native probe died", evidence + [reading.error], reading.error,
-                     "see the load check", details)
+    evidence = [probed.line, reading.line.replace("native probe:", "vgpu-fix's own reading:", 1),
+                f"CUDA runtime {'%d.%d' % runtime if runtime else 'unknown'} (libcudart.so.* names in {spec.library})"]
+    details = {"native": probed.__dict__, "reading": reading.__dict__, "runtime": list(runtime) if runtime else None}
+    if probed.error:  # cuda_compat.go:37-41: no major, so only a warning; the device is kept
+        return Check("nvml", "pass", "Ollama's native probe failed, so its driver gate only warns and keeps the GPU",
+                     evidence, details=details)
     devices = [ls.Device(str(d["index"]), f"CUDA{d['index']}", "", 1, 1, "CUDA",
                          f"{d.get('compute_major', 0)}.{d.get('compute_minor', 0)}")
-               for d in (reading.cuda or {}).get("devices", [])]
+               for d in (probed.cuda or {}).get("devices", [])]
     if not devices:
-        return Check("nvml", "skip", "no CUDA device from libcuda.so.1: nothing for the driver gate to judge",
+        return Check("nvml", "skip", "ollama gpu-discover reports no CUDA device: nothing for the driver gate to judge",
                      evidence, details=details)
     if spec.library != "cuda_v12":
         return Check("nvml", "pass", f"the driver gate applies only to cuda_v12, not {spec.library}", evidence,
                      details=details)
-    warning = ls.driver_gate(devices, folder, reading.driver_major, runtime, parse_version(installation.version))
+    warning = ls.driver_gate(devices, folder, probed.driver_major, runtime, parse_version(installation.version))
     dropped = [d for d in devices if d.dropped_by]
     if dropped:
         return Check("nvml", "fail", "Ollama's NVIDIA driver gate drops the GPU (cuda_compat.go)", evidence,
                      f"NVIDIA driver gate: {dropped[0].detail}: Ollama {installation.version or 'v0.30.11+'} drops "
                      f"every {spec.library} device and uses the CPU", ls.gate_fix(reading), details)
-    summary = f"Ollama only warns: {warning}" if warning else f"driver {reading.driver_major} passes the gate"
+    summary = f"Ollama only warns: {warning}" if warning else f"driver {probed.driver_major} passes the gate"
     return Check("nvml", "pass", summary, evidence, details=details)
 
 
-def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None, shared=None) -> Check:
-    """Both discovery passes; the native reading is the nvml layer's when it ran in this verify run."""
-    result = ls.run_discovery(root, env, spec, installation, user=user, timeout=timeout, unit=unit,
-                              native=(shared or {}).get("native"))
-    result.gpu_discover = ls.run_gpu_discover(root, _env(installation, root, spec, env), spec, user,
-                                              timeout or spec.timeout, unit)
+def check_discovery(installation, root: str, spec, env: dict, user, timeout, unit=None) -> Check:
+    """Discovery as Ollama runs it: the pinned folder, or unpinned every CUDA folder, keeping the one
+    Ollama keeps (see ls.kept_folder)."""
+    from fixer.ollama import layout
+
+    scanned = [f for f in layout.scanned_folders(root, spec.ollama_lib, env) if f.startswith("cuda_v")]
+    folders = [spec.library] if layout.pinned_library(env) else scanned or [spec.library]
+    results = [ls.run_discovery(root, env, spec.model_copy(update={"library": f}), installation, user=user,
+                                unit=unit) for f in folders]
+    result = ls.kept_folder(results)
+    others = [r for r in results if r is not result]
     evidence = result.evidence
-    if result.gpu_discover is not None:
-        found = result.gpu_discover.get("devices")
-        native = [d for d in found if isinstance(d, dict) and str(d.get("library", "")).upper() == "CUDA"] \
-            if isinstance(found, list) else []
-        listed = [d for d in result.devices if d.library == "CUDA"]
-        if len(native) != len(listed):
-            evidence.append(f"ollama gpu-discover sees {len(native)} CUDA device(s), llama-server {len(listed)}")
+    if others:
+        evidence.insert(0, f"unpinned: Ollama scans {', '.join(folders)} and keeps "
+                           f"{result.folder.rsplit('/', 1)[-1]} (discover/runner.go:438-486)")
+        evidence += [f"{r.folder.rsplit('/', 1)[-1]}: {len(r.survivors)} CUDA device(s) survive"
+                     + (f" ({r.cause})" if r.cause else "") for r in others]
     if result.ok:
         names = ", ".join(f"{d.index} {d.description}" for d in result.survivors)
         return Check("discovery", "pass", f"{result.server}: {len(result.survivors)} CUDA device(s) survive every "

@@ -99,34 +99,35 @@ def _cuda_line(cuda: dict) -> str:
 
 def run_load_probe(root: str, env: Mapping[str, str], spec, user: str | None = None,
                    timeout: float | None = None, mode: str | None = None, unit=None,
-                   child_env: Mapping[str, str] | None = None) -> LoadProbeResult:
+                   child_env: Mapping[str, str] | None = None, process: str = "ollama") -> LoadProbeResult:
     """Probe `spec` (models.Verify) under `root` with the service's effective environment `env`.
     With `unit` (host.UnitState) on a live root whose manager runs, the probe is a transient unit of
     that manager with the unit's User= and sandbox; as root, a non-/ root is shown through a private
     mount namespace; `mode="translated"` forces the degraded path-translation mode (also the fallback
     when no namespace can be made). `child_env`: the probe's whole environment, when the generation's
-    (fixer.ollama.llama_server.server_env) differs from the runner engine's (runner_engine.runner_env)."""
+    (fixer.ollama.llama_server.server_env) differs from the runner engine's (runner_engine.runner_env).
+    `process`: the name of the Ollama process that loads the backend (see sandbox.start)."""
     timeout = timeout if timeout is not None else spec.timeout
     full_env = dict(child_env) if child_env is not None else runner_engine.runner_env(env, spec)
     placement = sandbox.place(root, full_env, spec, mode=mode, unit=unit)
     base = ggml_base_name(root, f"{spec.ollama_lib}/{spec.library}/{spec.backend}")
-    result, error = _run(placement, full_env, spec, user, timeout, base)
+    result, error = _run(placement, full_env, spec, user, timeout, base, process)
     while result is None:
         placement = sandbox.fallback(placement, root, full_env, spec, why=str((error or {}).get("error")))
-        result, error = _run(placement, full_env, spec, user, timeout, base)
+        result, error = _run(placement, full_env, spec, user, timeout, base, process)
     _classify(result, spec)
     return result
 
 
 def _run(placement: sandbox.Placement, env: dict, spec, user: str | None,
-         timeout: float, base: str = GGML_BASE) -> tuple[LoadProbeResult | None, dict | None]:
+         timeout: float, base: str = GGML_BASE, process: str = "ollama") -> tuple[LoadProbeResult | None, dict | None]:
     """(the result, None), or (None, the launch error) when `placement` could not start the probe."""
     account, note = sandbox.account_for(placement, user)
     backend = f"{spec.ollama_lib}/{spec.library}/{spec.backend}"
     config = {"base": base, "backend": placement.path(backend)}
     child_env = placement.env(env)
     launched = sandbox.start(placement, ["probe", json.dumps(config)], child_env, user=account, python_child=True,
-                             limit=timeout)
+                             process=process, limit=timeout)
     done = sandbox.finish(launched, timeout)
     error = done.launch_error
     if error is not None and placement.mode in ("systemd", "namespace", "user-namespace"):

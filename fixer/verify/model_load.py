@@ -122,7 +122,12 @@ def check_model(env: Mapping[str, str], model: str | None, load_timeout: float =
         return Check("model", "fail", f"{model} is not among the loaded models after the load", evidence +
                      [f"GET /api/ps: {listed}"], "the model unloaded at once or loaded under another name",
                      "run `ollama ps` right after `ollama run MODEL ''` and compare")
-    vram, size = int(entry.get("size_vram") or 0), int(entry.get("size") or 0)
+    try:
+        vram, size = int(entry.get("size_vram") or 0), int(entry.get("size") or 0)
+    except (TypeError, ValueError):
+        return Check("model", "fail", f"Ollama's /api/ps gave no number for {model}'s memory", evidence +
+                     [f"GET /api/ps: size={entry.get('size')!r} size_vram={entry.get('size_vram')!r}"],
+                     "the API answered something that is not Ollama's /api/ps", "check what listens at OLLAMA_HOST")
     evidence.append(f"GET /api/ps: {entry.get('name')} size={size} size_vram={vram}")
     if vram > 0:
         share = f" ({100 * vram // size}% of {size} bytes)" if size else ""

@@ -41,10 +41,15 @@ STAGE1: dict[str, Lib] = {
     "cuda-shim-hang": _shim("HANG_INIT"),
     "cuda-shim-segv": _shim("SEGV_INIT"),
     "cuda-shim-ctx-segv": _shim("SEGV_CTX"),
+    "cuda-shim-slow": _shim("INIT_DELAY_S=12"),
+    "cuda-shim-partial": _shim("OMIT_DEVICEGET"),
+    "cuda-shim-crash-at-exit": _shim("SEGV_EXIT"),
+    "cuda-shim-22s": _shim("INIT_DELAY_S=22"),
     "nvml-shim": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1"),
     # The field's shim answers nvmlSystemGetDriverVersion with a CUDA version; a real driver with its own.
     "nvml-shim-12.9": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"',)),
     "nvml-shim-580": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="580.65.06"',)),
+    "nvml-shim-crash": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="12.9.00"', "CRASH")),
     "nvml-r535": Lib("nvml_shim.c", "libvgpu-nvml.so", "libnvidia-ml.so.1", ('DRIVER_STRING="535.154.05"',)),
     "cudart-12": Lib("cudart.c", "libcudart.so.12", "libcudart.so.12", ("CUDA_MAJOR=12",), "libcudart.so.12",
                      extra=("-ldl",)),
@@ -61,6 +66,8 @@ STAGE1: dict[str, Lib] = {
     "cublasLt-13": Lib("cublas.c", "libcublasLt.so.13", "libcublasLt.so.13", ("LT",), "libcublasLt.so.13"),
     "cublas-stray": Lib("cublas.c", "libcublas.so.12", "libcublas.so.12", ("STRAY",)),
     "planted": Lib("planted.c", "libplanted.so", "libplanted.so"),
+    "mlxc": Lib("mlxc.c", "libmlxc.so", "libmlxc.so"),
+    "mlxc-api": Lib("mlxc.c", "libmlxc.so", "libmlxc.so", ("MLX_API",)),
 }
 
 
@@ -125,7 +132,7 @@ def _ollama_v030(outdir: Path, key: str, version: str) -> Path:
     target = outdir / key / "ollama"
     target.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["gcc", "-O0", "-pie", "-fPIE", "-s", f'-DVERSION="{version}"', "-o", str(target),
-                    str(HERE / "ollama_v032.c")], check=True, capture_output=True, text=True)
+                    str(HERE / "ollama_v032.c"), "-ldl"], check=True, capture_output=True, text=True)
     return target
 
 

@@ -23,6 +23,11 @@ static int device_count(void) {
 
 int cuInit(unsigned int flags) {
     (void)flags;
+#ifdef INIT_DELAY_S
+    /* A slow mediator: the first cuInit of every process takes INIT_DELAY_S seconds. */
+    static int initialised;
+    if (!initialised) { initialised = 1; sleep(INIT_DELAY_S); }
+#endif
 #ifdef HANG_INIT
     for (;;) pause();
 #endif
@@ -32,13 +37,20 @@ int cuInit(unsigned int flags) {
     return 0;
 }
 
+#ifdef SEGV_EXIT
+/* A shim that works, then kills the process as it exits: every output is printed, the status is a crash. */
+__attribute__((destructor)) static void crash_at_exit(void) { raise(SIGSEGV); }
+#endif
+
 int cuDriverGetVersion(int *version) { *version = DRIVER_VERSION; return 0; }
 int cuDeviceGetCount(int *count) { *count = device_count(); return 0; }
+#ifndef OMIT_DEVICEGET /* a partial shim: the backend imports cuDeviceGet, so RTLD_NOW fails */
 int cuDeviceGet(int *device, int ordinal) {
     if (ordinal < 0 || ordinal >= device_count()) return 101; /* CUDA_ERROR_INVALID_DEVICE */
     *device = ordinal;
     return 0;
 }
+#endif
 int cuDeviceGetName(char *name, int len, int device) {
     snprintf(name, (size_t)len, "NVIDIA H100 80GB HBM3 (fake %d)", device);
     return 0;

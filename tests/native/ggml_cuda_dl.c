@@ -27,12 +27,21 @@ typedef struct dev *dev_t_;
 typedef struct reg *reg_t_;
 typedef void *slot;
 struct feature { const char *name, *value; };
+struct caps { _Bool async, host_buffer, buffer_from_host_ptr, events; };
+struct props { /* struct ggml_backend_dev_props (ggml-backend.h) */
+    const char *name, *description;
+    size_t memory_free, memory_total;
+    int type;
+    const char *device_id;
+    struct caps caps;
+};
 struct dev_i {
     const char *(*get_name)(dev_t_);
     const char *(*get_description)(dev_t_);
     void (*get_memory)(dev_t_, size_t *, size_t *);
     int (*get_type)(dev_t_); /* 0 CPU, 1 GPU, 2 IGPU, 3 ACCEL */
-    slot get_props, init_backend, get_buffer_type, get_host_buffer_type, buffer_from_host_ptr, supports_op,
+    void (*get_props)(dev_t_, struct props *); /* what Ollama's native probe reads (ggml_backend_dev_get_props) */
+    slot init_backend, get_buffer_type, get_host_buffer_type, buffer_from_host_ptr, supports_op,
         supports_buft, offload_op, event_new, event_free, event_synchronize;
 };
 struct dev { struct dev_i iface; reg_t_ reg; void *context; };
@@ -55,6 +64,9 @@ static const char *dev_name(dev_t_ d) { return ctx(d)->name; }
 static const char *dev_description(dev_t_ d) { return ctx(d)->description; }
 static void dev_memory(dev_t_ d, size_t *free, size_t *total) { *free = *total = ctx(d)->total; }
 static int dev_type(dev_t_ d) { return ctx(d)->integrated ? 2 : 1; }
+static void dev_props(dev_t_ d, struct props *p) {
+    *p = (struct props){dev_name(d), dev_description(d), ctx(d)->total, ctx(d)->total, dev_type(d), NULL, {0}};
+}
 static const char *reg_name(reg_t_ r) { (void)r; return "CUDA"; }
 static size_t reg_count(reg_t_ r) { (void)r; return (size_t)device_count; }
 static dev_t_ reg_get(reg_t_ r, size_t i) { (void)r; return i < (size_t)device_count ? &handles[i] : NULL; }
@@ -107,7 +119,7 @@ struct reg *ggml_backend_init(void) {
         snprintf(d->description, sizeof d->description, "%s", (char *)prop);
         memcpy(&d->total, prop + 288, sizeof d->total);
         fprintf(stderr, "  Device %d: %s, compute capability %d.%d, VMM: yes\n", i, d->description, major, minor);
-        handles[device_count] = (struct dev){{dev_name, dev_description, dev_memory, dev_type}, &the_reg, d};
+        handles[device_count] = (struct dev){{dev_name, dev_description, dev_memory, dev_type, dev_props}, &the_reg, d};
         device_count++;
     }
     the_reg = (struct reg){API_VERSION, {reg_name, reg_count, reg_get, reg_proc}, NULL};

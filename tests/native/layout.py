@@ -86,32 +86,34 @@ def run_ldconfig(root: Path) -> None:
 
 
 def lay_out_v030(root: Path, native: dict[str, Path], llama_server: Path | None = None, *,
-                 version: str = "0.32.15", nvml: str = "nvml-shim", runtime: str = "12.8.90") -> Path:
+                 version: str = "0.32.15", nvml: str = "nvml-shim", runtime: str = "12.8.90",
+                 shim: str = "cuda-shim", ollama_lib: str = OLLAMA_LIB, ollama_bin: str = OLLAMA_BIN) -> Path:
     """A host as a v0.30+ install.sh leaves it (Dockerfile v0.32.15 :83-97, llama/server/CMakeLists.txt
     :418-569): lib/ollama holds llama-server and its libraries (copied from `llama_server`'s folder, the
     real build), cuda_v12/ and cuda_v13/ hold libggml-cuda.so (the real-ABI fake) and versioned CUDA
-    libraries; the runtime version Ollama reads from `libcudart.so.12.N` file names is `runtime`."""
+    libraries; the runtime version Ollama reads from `libcudart.so.12.N` file names is `runtime`. A distro
+    package puts them elsewhere (`ollama_bin` /usr/bin/ollama, `ollama_lib` /usr/lib/ollama)."""
     root = Path(root)
     if llama_server is not None:
         for item in Path(llama_server).parent.iterdir():
             if item.name == "llama-server" or item.name.startswith("lib"):
                 if item.is_symlink():
-                    link(root, f"{OLLAMA_LIB}/{item.name}", os.readlink(item))
+                    link(root, f"{ollama_lib}/{item.name}", os.readlink(item))
                 elif item.is_file():
-                    place(root, f"{OLLAMA_LIB}/{item.name}", item)
+                    place(root, f"{ollama_lib}/{item.name}", item)
     for major, rt in ((12, runtime), (13, "13.0.48")):
-        folder = f"{OLLAMA_LIB}/cuda_v{major}"
+        folder = f"{ollama_lib}/cuda_v{major}"
         place(root, f"{folder}/libggml-cuda.so", native[f"ggml-cuda-dl-{major}"])
         place(root, f"{folder}/libcudart.so.{rt}", native[f"cudart-{major}"])
         link(root, f"{folder}/libcudart.so.{major}", f"libcudart.so.{rt}")
         place(root, f"{folder}/libcublas.so.{major}", native[f"cublas-{major}"])
         place(root, f"{folder}/libcublasLt.so.{major}", native[f"cublasLt-{major}"])
     if llama_server is None:  # what the fake backend NEEDs of lib/ollama when no real build is there
-        place(root, f"{OLLAMA_LIB}/libggml-base.so.0", native["ggml-base"])
-    place(root, f"{SHIM_DIR}/libvgpu-cuda.so", native["cuda-shim"])
+        place(root, f"{ollama_lib}/libggml-base.so.0", native["ggml-base"])
+    place(root, f"{SHIM_DIR}/libvgpu-cuda.so", native[shim])
     place(root, f"{SHIM_DIR}/libvgpu-cudart.so", native["cudart-shim"])
     place(root, f"{SHIM_DIR}/libvgpu-nvml.so", native[nvml])
-    place(root, OLLAMA_BIN, native[f"ollama-{version}"]).chmod(0o755)
+    place(root, ollama_bin, native[f"ollama-{version}"]).chmod(0o755)
     etc = root / "etc"
     (etc / "ld.so.conf.d").mkdir(parents=True, exist_ok=True)
     (etc / "ld.so.conf").write_text("include /etc/ld.so.conf.d/*.conf\n")

@@ -127,3 +127,23 @@ def test_the_literal_apply_keeps_the_gpu_where_the_shim_nvml_reports_a_cuda_vers
                   "--json", timeout=300)
     assert applied.returncode == 6
     assert "NVIDIA driver gate" in json.loads(applied.stdout)["verify"]["cause"]
+
+
+def test_a_12_s_cuda_init_runs_out_of_the_30_s_ollama_gives_a_folder(v032):
+    """v0.32.15 discover/runner.go:89,116 and discover/llama_server.go:59,143,157: one 30 s context for the
+    start-up run, --list-devices and the native probe, each of which initialises CUDA (12 s here); the
+    watchdog fires (runner.go:580-586) and Ollama uses the CPU (ollama#17069), though each run alone
+    would fit any per-run deadline."""
+    _, checks = _discovery(v032(shim="cuda-shim-slow"))
+    found = checks["discovery"]
+    assert found["status"] == "fail"
+    assert "watchdog timed out" in found["cause"] and "30 s for the start-up run" in found["cause"], found["cause"]
+
+
+def test_list_devices_that_exits_non_zero_yields_no_device(v032):
+    """v0.32.15 discover/llama_server.go:146-155: the device lines are printed, then the process crashes
+    (the shim's destructor): Ollama takes nothing from that folder."""
+    _, checks = _discovery(v032(shim="cuda-shim-crash-at-exit"))
+    found = checks["discovery"]
+    assert found["status"] == "fail"
+    assert found["cause"].startswith("llama-server --list-devices crashed (SIGSEGV)"), found["cause"]

@@ -143,3 +143,9 @@ def test_ollama_host_is_read_as_ollamas_client_reads_it(value, address):
 def test_model_without_service_is_invalid_input(cli, tmp_path):
     done = cli("verify", "--profile", "h100-vgpu", "--root", str(tmp_path), "--model", "llama3.2")
     assert done.returncode == 3 and "--model" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_non_numeric_size_vram_is_a_failure_not_a_traceback(ollama):
+    check = check_model(ollama({"llama3.2:latest": (3_000_000_000, "lots")}), "llama3.2")
+    assert check.status == "fail" and "gave no number" in check.summary
+    assert "size_vram='lots'" in check.evidence[-1]

@@ -35,6 +35,9 @@ def test_shim_reporting_12_9_fails_with_the_gate_named_and_the_fix(tmp_path, nat
     ("0.32.15", "nvml-shim", "present", "pass"),       # no nvmlSystemGetDriverVersion: major 0, warn
     ("0.30.0", "nvml-shim-12.9", "present", "pass"),   # v0.30.0 cuda_compat.go:11-24: cc 9.0 never gated
     ("0.30.11", "nvml-shim-12.9", "present", "fail"),  # the 550 rule arrived in v0.30.11
+    # Ollama's own `ollama gpu-discover` dies in NVML: the major stays 0 and the gate only warns
+    # (v0.32.15 discover/native_probe.go:93-97, cuda_compat.go:37-41), whatever the string would have said.
+    ("0.32.15", "nvml-shim-crash", "present", "pass"),
 ])
 def test_gate_by_release_and_reading(tmp_path, native, version, nvml, link, status):
     report = _verify(layout.lay_out_v030(tmp_path, native, version=version, nvml=nvml), link)
@@ -47,6 +50,14 @@ def test_runtime_12_0_has_no_gate(tmp_path, native):
     (root / "usr/local/lib/ollama/cuda_v12/libcudart.so.12").unlink()
     layout.place(root, "/usr/local/lib/ollama/cuda_v12/libcudart.so.12", native["cudart-12"])
     assert _verify(root)["checks"][0]["status"] == "pass"
+
+
+def test_the_gate_reads_the_major_from_the_roots_own_gpu_discover(tmp_path, native):
+    """v0.32.15 discover/llama_server.go:157 and native_probe.go:82-88: the driver major is what
+    `ollama gpu-discover --lib-dir LIB --lib-dir FOLDER` of the root prints, run like llama-server."""
+    nvml = _verify(layout.lay_out_v030(tmp_path, native, nvml="nvml-shim-crash"))["checks"][0]
+    assert "Ollama's native probe failed" in nvml["summary"]
+    assert nvml["evidence"][0].startswith("native probe: ollama gpu-discover SIGSEGV")
 
 
 def test_a_real_r535_driver_is_told_the_release_before_the_gate(tmp_path, native):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from fixer.doctor.rules.base import Context, Finding, finding, rule
-from fixer.doctor.snapshot import exec_argv
+from fixer.facts.systemd import exec_argv
 
 # Variables whose shadowing or leftovers change what the runner does.
 RELEVANT_PREFIXES = ("OLLAMA_", "LD_", "CUDA_", "GGML_")
