@@ -11,8 +11,6 @@ from fixer.fix.evidence import Evidence
 
 SHIM, PRELOAD, CUDA13, PASSTHROUGH = "h100-vgpu", "h100-vgpu-preload", "h100-vgpu-cuda13", "passthrough-gpu"
 CUDA13_DRIVER = 13000  # cuDriverGetVersion of a CUDA 13 driver
-GATE_DRIVER = 550  # Ollama v0.30.11+ drops cuda_v12 devices below it (fixer.ollama.llama_server.driver_gate)
-GATE_SINCE = (0, 30, 11)
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,7 @@ def choose(ev: Evidence, limits: Mapping[str, tuple[str, ...]]) -> Decision:
     nvml = ev.shim_for("nvml", shim_dir)
     if nvml is not None:
         pick("nvml_shim", os.path.basename(nvml.path), "shim:nvml")
-    pick("nvml_link", _nvml_link(ev, nvml is not None, number), "versions" if nvml is not None else "shim:nvml")
+    pick("nvml_link", _nvml_link(ev, nvml is not None), "installation" if nvml is not None else "shim:nvml")
     pick("cuda_major", number, because)
     pick("cuda_library", f"cuda_v{number}", because)
     if ev.gpus:
@@ -146,15 +144,9 @@ def _cuda_major(ev: Evidence, shim_dir: str) -> tuple[str | None, str, str]:
     return None, "folders", "no CUDA folder that this shim's driver can run is shipped"
 
 
-def _nvml_link(ev: Evidence, have_nvml: bool, cuda_major: str) -> str:
-    """absent where Ollama's cuda_v12 driver gate would read the NVML shim's answer as a driver below 550."""
-    if not have_nvml:
-        return "absent"
-    from fixer.ollama.generations import parse_version
+def _nvml_link(ev: Evidence, have_nvml: bool) -> str:
+    """No NVML shim, no link; else the rule `apply` follows for `nvml_link: auto` (host_defaults): absent on
+    v0.30+, whose only NVML reader is the cuda_v12 driver gate, present on the runner engine."""
+    from fixer.ollama.host_defaults import nvml_link_for
 
-    version = parse_version(ev.installation.get("version"))
-    gated = ev.installation.get("generation") == "llama-server" and (version is None or version >= GATE_SINCE)
-    head = (ev.nvml_version or "").split(".", 1)[0]
-    if gated and cuda_major == "12" and head.isdigit() and int(head) < GATE_DRIVER:
-        return "absent"
-    return "present"
+    return nvml_link_for(str(ev.installation.get("generation")))[0] if have_nvml else "absent"

@@ -18,10 +18,15 @@ def nvml_link(root: str, values: Mapping[str, str]) -> tuple[str, str]:
     from fixer.ollama import detect
 
     installation = detect.detect(root, values.get("ollama_bin") or OLLAMA_BIN, values.get("ollama_lib") or DEFAULT_LIB)
-    if installation.generation == "llama-server":
-        return "absent", (f"{installation.describe()}: NVML's only reader is the cuda_v12 driver gate, which keeps "
-                          "the GPU without it")
-    return "present", f"{installation.describe()}: its CUDA backend reads free memory through NVML"
+    value, why = nvml_link_for(installation.generation)
+    return value, f"{installation.describe()}: {why}"
+
+
+def nvml_link_for(generation: str) -> tuple[str, str]:
+    """nvml_link for an Ollama generation, and why (see nvml_link)."""
+    if generation == "llama-server":
+        return "absent", "NVML's only reader is the cuda_v12 driver gate, which keeps the GPU without it"
+    return "present", "its CUDA backend reads free memory through NVML"
 
 
 RESOLVERS: dict[str, Callable[[str, Mapping[str, str]], tuple[str, str]]] = {"nvml_link": nvml_link}

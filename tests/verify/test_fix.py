@@ -22,15 +22,15 @@ SHIM_VARS = {"shim_dir": VENDOR_DIR, "cuda_shim": "libacme-drv.so", "cudart_shim
              "ollama_bin": layout.OLLAMA_BIN, "ollama_lib": layout.OLLAMA_LIB}
 # kind -> (profile, variables, the evidence id each named choice must cite)
 CASES = {
-    "library-path": ("h100-vgpu", {**SHIM_VARS, "nvml_link": "present", "cuda_major": "12", "cuda_library": "cuda_v12"},
+    "library-path": ("h100-vgpu", {**SHIM_VARS, "nvml_link": "absent", "cuda_major": "12", "cuda_library": "cuda_v12"},
                      {"profile": "shim:driver", "shim_dir": "shim:driver", "nvml_shim": "shim:nvml",
                       "pci_device": "pci", "cuda_library": "versions"}),
-    "preload": ("h100-vgpu-preload", {**SHIM_VARS, "nvml_link": "present", "cuda_major": "12"},
+    "preload": ("h100-vgpu-preload", {**SHIM_VARS, "nvml_link": "absent", "cuda_major": "12"},
                 {"profile": "interposes"}),
     "cuda13-only": ("h100-vgpu-cuda13", {**SHIM_VARS, "cuda_major": "13", "cuda_library": "cuda_v13"},
                     {"profile": "shim:runtime", "cuda_major": "shim:runtime"}),
     "below-gate": ("h100-vgpu", {**SHIM_VARS, "nvml_link": "absent", "cuda_major": "12"},
-                   {"nvml_link": "versions"}),
+                   {"nvml_link": "installation"}),
     "passthrough": ("passthrough-gpu", {"cuda_library": "cuda_v12", "ollama_lib": layout.OLLAMA_LIB},
                     {"profile": "nvidia", "cuda_library": "choice"}),
 }
@@ -115,7 +115,8 @@ def test_without_probe_a_copy_runs_nothing_and_says_the_versions_were_not_read(t
     doc = json.loads(proc.stdout)
     lines = {e["id"]: e["line"] for e in doc["evidence"]["lines"]}
     assert "not read" in lines["versions"] and doc["evidence"]["nvml_version"] is None
-    assert doc["choices"]["variables"]["nvml_link"] == "present"  # the gate cannot be judged unread
+    # v0.32.15: the link only feeds the driver gate, which keeps the GPU without it (host_defaults.nvml_link)
+    assert doc["choices"]["variables"]["nvml_link"] == "absent"
 
 
 def test_text_output_shows_each_choice_with_its_evidence_then_the_plan(tmp_path, native, cli):
