@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -243,7 +244,9 @@ def test_demo_runs_end_to_end(cli):
     assert "Ollama 0.32.15, llama-server generation (from the binary)" in result.stdout  # as people run it today
     assert result.stdout.rstrip().splitlines()[-1].startswith("Next on a real host: `sudo vgpu-fix fix`")
     assert "  profile = h100-vgpu\n      from [interposes] /opt/vgpu/lib/libvgpu-cuda.so defines libc's dlopen" in result.stdout
-    assert "applied generation 2: 9 change(s) with profile h100-vgpu" in result.stdout
+    # fix chooses what `apply --profile h100-vgpu` (nvml_link: auto) does on this v0.32 host: the same changes
+    first = re.search(r"applied generation 1: (\d+) change\(s\)", result.stdout)
+    assert first and f"applied generation 2: {first.group(1)} change(s) with profile h100-vgpu" in result.stdout
 
 
 def test_root_must_exist(cli, tmp_path):
