@@ -276,7 +276,9 @@ def add_service_level(report: VerifyReport, root: str, profile: Profile, *, rest
     from fixer.verify.service import check_service
 
     with (progress or Progress()).task(f"waiting for {profile.service.unit}'s \"inference compute\" line") as step:
-        serviced = check_service(root, profile, report.env, restarted=restarted, timeout=timeout, echo=step)
+        spec, _ = install_tree(root, profile.verify, _unit(root, profile))  # the tree the unit really runs
+        serviced = check_service(root, profile, report.env, restarted=restarted, timeout=timeout, echo=step,
+                                 spec=spec)
     report.checks.append(serviced)
     if model or serviced.status == "pass":
         report.checks.append(check_after_service(serviced, report.env, model))

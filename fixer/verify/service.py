@@ -56,12 +56,12 @@ def unit_state(scope: str, unit: str) -> UnitState:
                      values.get("SubState", "").strip())
 
 
-def discovery_budget(root: str, profile: Profile, env: dict[str, str]) -> tuple[float, str]:
+def discovery_budget(root: str, spec, env: dict[str, str]) -> tuple[float, str]:
     """Seconds Ollama's own discovery may take on this root (one bootstrap budget per library folder it
-    scans, serially, then one shared second pass), plus START_GRACE_S; and how that was reckoned."""
+    scans, serially, then one shared second pass), plus START_GRACE_S; and how that was reckoned. `spec`:
+    the profile's verify section with the install tree the unit really runs (layers.install_tree)."""
     from fixer.ollama import detect, generations, layout
 
-    spec = profile.verify
     installation = detect.detect(root, spec.ollama_bin, spec.ollama_lib)
     generation = generations.by_name(installation.generation)
     folders = layout.scanned_folders(root, spec.ollama_lib, env)
@@ -72,7 +72,7 @@ def discovery_budget(root: str, profile: Profile, env: dict[str, str]) -> tuple[
 
 
 def check_service(root: str, profile: Profile, env: dict[str, str], restarted: Restart | None = None,
-                  timeout: float | None = None, echo=None) -> Check:
+                  timeout: float | None = None, echo=None, spec=None) -> Check:
     """Restart the unit (unless `restarted` says it just was) and follow the journal of that process
     until its "inference compute" lines: the GPU passes; the CPU, an exit or crash loop, or no line
     within Ollama's own discovery budget (or `timeout`) fails, with doctor's reading of the lines."""
@@ -84,7 +84,7 @@ def check_service(root: str, profile: Profile, env: dict[str, str], restarted: R
         why = ("a root other than / has no running service of its own" if root != "/"
                else f"no running {scope} service manager")
         return Check("service", "skip", f"not run: {why}", flag=FLAG)
-    budget, reckoned = discovery_budget(root, profile, env)
+    budget, reckoned = discovery_budget(root, spec or profile.verify, env)
     if timeout is not None:
         budget, reckoned = timeout, f"--service-timeout {timeout:g} s (Ollama's own: {reckoned})"
     if restarted is None:

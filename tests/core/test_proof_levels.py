@@ -147,7 +147,7 @@ def test_the_service_check_waits_as_long_as_ollamas_own_discovery_may_take(tmp_p
     (lib / "notes").mkdir()  # no ggml file: not a library folder
     (lib / "llama-server").write_bytes(b"")
     assert scanned_folders(str(tmp_path), "/usr/local/lib/ollama", env) == folders
-    budget, why = discovery_budget(str(tmp_path), profiles.load("h100-vgpu", str(tmp_path)), env)
+    budget, why = discovery_budget(str(tmp_path), profiles.load("h100-vgpu", str(tmp_path)).verify, env)
     assert budget == seconds and f"{len(folders)} folder(s) scanned" in why
 
 
